@@ -1,0 +1,16 @@
+//! no_std building blocks shared by dfukit's device cores and simulator.
+//!
+//! Everything here is sans-IO: time is a value passed in ([`Instant`]), flash
+//! work is described as [`FlashOp`] values that somebody else performs, and the
+//! result comes back as a [`FlashOutcome`]. The same core therefore runs on a
+//! microcontroller, in the simulator under virtual time, and in tests.
+#![no_std]
+#![warn(missing_docs)]
+
+pub mod crc;
+pub mod flash;
+pub mod time;
+
+pub use crc::Crc32;
+pub use flash::{FlashOp, FlashOutcome, ReadError, ReadFlash};
+pub use time::Instant;

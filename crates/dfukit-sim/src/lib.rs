@@ -1,0 +1,2 @@
+//! Simulated boards.
+#![warn(missing_docs)]

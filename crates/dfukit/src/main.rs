@@ -1,0 +1,2 @@
+//! The dfukit command-line tool.
+fn main() {}
