@@ -1,2 +1,36 @@
-//! Simulated boards.
+//! Simulated boards for dfukit: the pieces a board is built from.
+//!
+//! - [`clock`]: virtual time ([`Scheduler`]) and a seeded random source
+//!   ([`SimRng`]), so that every run is reproducible from its seed;
+//! - [`flash`]: NOR flash chip models ([`FlashChip`]) that enforce the
+//!   physics (erase before write, 1→0 programs, alignment, program pages),
+//!   model datasheet timing ([`FlashTiming`]) and can be interrupted
+//!   part-way through an operation;
+//! - [`power`]: power cuts counted in flash operations across a board
+//!   ([`PowerSupply`], [`PowerCutPlan`]), MCUboot's exhaustive method;
+//! - [`storage`]: a chip's bytes in memory or in a write-through file;
+//! - [`state`]: a board's state directory (images, `board.json`, event log).
+//!
+//! The simulator is host-only (std). Only [`storage`] and [`state`] touch
+//! the file system; nothing here reads the host clock except
+//! [`LogTime::wall_now`], for boards served in real time.
 #![warn(missing_docs)]
+
+pub mod clock;
+pub mod flash;
+pub mod power;
+pub mod state;
+pub mod storage;
+
+pub use clock::{EventId, Scheduler, SimRng};
+pub use flash::{
+    CutPoint, FlashChip, FlashCounters, FlashGeometry, FlashModelError, FlashTiming, OpKind,
+    TimingCorner,
+};
+pub use power::{OpOutcome, PowerCutPlan, PowerGate, PowerSupply};
+pub use state::{EventLog, LogTime, StateDir, StateError};
+pub use storage::{Storage, StorageError, ERASED};
+
+pub mod nrf52840;
+pub mod pty;
+pub mod link;

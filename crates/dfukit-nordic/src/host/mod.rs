@@ -1,0 +1,466 @@
+//! The Secure DFU host: sends an init packet and an image to a bootloader.
+//!
+//! The logic talks to a [`Link`] — one request out, one response frame back
+//! within a timeout — so it runs over a serial port, a pseudo-terminal, or an
+//! in-process simulated board alike, and never reads a clock itself.
+//! Progress is reported as [`Event`] values; the library never draws.
+//!
+//! Where it differs from nrfutil on purpose: every request has a response
+//! timeout that is an error (nrfutil ignores a missing EXECUTE response), an
+//! object whose CRC does not match is re-created and resent (nrfutil gives
+//! up), a transfer resumes from what the device reports (offset and CRC
+//! compared with the image), and an error names the phase, the object and
+//! the offset.
+
+mod error;
+pub mod serial;
+
+pub use error::{HostError, Phase};
+
+use crate::proto::{ExtError, ObjectType, Opcode, Payload, Request, Response, ResultCode};
+use dfukit_core::crc::crc32;
+use std::time::Duration;
+
+/// A request/response channel to a Secure DFU bootloader.
+pub trait Link {
+    /// Sends one request. WRITE requests are sent without waiting.
+    fn send(&mut self, req: &Request<'_>) -> std::io::Result<()>;
+    /// Receives one response frame, or `Ok(None)` when none came within `timeout`.
+    fn recv(&mut self, timeout: Duration) -> std::io::Result<Option<Vec<u8>>>;
+    /// Largest WRITE payload the link can carry, given the device's MTU.
+    fn max_write(&self, device_mtu: u16) -> usize;
+    /// Whether PING and MTU_GET are available (serial) or not (BLE).
+    fn is_serial(&self) -> bool {
+        true
+    }
+}
+
+/// Host options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Packet receipt notification interval (0 = CRC only at object ends).
+    pub prn: u16,
+    /// How long to wait for each response.
+    pub response_timeout: Duration,
+    /// How long to wait for the first PING answer.
+    pub connect_timeout: Duration,
+    /// How many times one object is re-created after a CRC mismatch.
+    pub object_retries: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            prn: 0,
+            response_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            object_retries: 3,
+        }
+    }
+}
+
+/// Progress of an update, reported as it happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The device answered; writes carry up to `chunk` bytes.
+    Connected {
+        /// Device MTU.
+        mtu: u16,
+        /// Write payload size used.
+        chunk: usize,
+    },
+    /// The init packet is on the device (`resumed`: it already was).
+    InitPacketSent {
+        /// The device already held it.
+        resumed: bool,
+    },
+    /// The device already holds `offset` bytes of the image; sending resumes there.
+    Resumed {
+        /// Bytes kept.
+        offset: u32,
+    },
+    /// `done` of `total` image bytes are confirmed on the device.
+    Progress {
+        /// Confirmed bytes.
+        done: u32,
+        /// Image size.
+        total: u32,
+    },
+    /// An object is sent again after a mismatch.
+    Retry {
+        /// Object index.
+        object: u32,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The device executed the last object and accepted the image.
+    Done,
+}
+
+/// Runs a whole update: init packet, then image.
+pub fn update(
+    link: &mut dyn Link,
+    opts: &Options,
+    init_packet: &[u8],
+    image: &[u8],
+    events: &mut dyn FnMut(Event),
+) -> Result<(), HostError> {
+    let mut s = Session {
+        link,
+        opts,
+        chunk: 0,
+    };
+    s.connect(events)?;
+    s.send_init(init_packet, events)?;
+    s.send_image(image, events)?;
+    events(Event::Done);
+    Ok(())
+}
+
+/// State of one connection.
+struct Session<'a> {
+    link: &'a mut dyn Link,
+    opts: &'a Options,
+    chunk: usize,
+}
+
+/// Which object a request concerns, for error messages.
+#[derive(Debug, Clone, Copy)]
+struct At {
+    phase: Phase,
+    object: Option<u32>,
+    offset: u32,
+}
+
+impl Session<'_> {
+    fn request(&mut self, req: Request<'_>, at: At) -> Result<Payload, HostError> {
+        self.link.send(&req).map_err(|e| HostError::Link {
+            phase: at.phase,
+            source: e,
+        })?;
+        self.response(req.opcode(), at)
+    }
+
+    /// Waits for the response to `op`. A response to a WRITE that arrives
+    /// instead is the device refusing a write: reported as such.
+    fn response(&mut self, op: Opcode, at: At) -> Result<Payload, HostError> {
+        let frame = self
+            .link
+            .recv(self.opts.response_timeout)
+            .map_err(|e| HostError::Link {
+                phase: at.phase,
+                source: e,
+            })?
+            .ok_or(HostError::Timeout {
+                phase: at.phase,
+                request: op,
+                object: at.object,
+                offset: at.offset,
+                waited: self.opts.response_timeout,
+            })?;
+        let write_refused = frame.get(1) == Some(&(Opcode::ObjectWrite as u8));
+        let expected = if write_refused {
+            Opcode::ObjectWrite
+        } else {
+            op
+        };
+        let r = Response::parse(&frame, expected).map_err(|e| HostError::BadResponse {
+            phase: at.phase,
+            request: op,
+            detail: format!("{e:?} in frame {frame:02x?}"),
+        })?;
+        if r.result == ResultCode::Success && !write_refused {
+            return Ok(r.payload);
+        }
+        Err(HostError::Rejected {
+            phase: at.phase,
+            request: expected,
+            result: r.result,
+            ext: r.ext,
+            object: at.object,
+            offset: at.offset,
+        })
+    }
+
+    fn connect(&mut self, events: &mut dyn FnMut(Event)) -> Result<(), HostError> {
+        let at = At {
+            phase: Phase::Connect,
+            object: None,
+            offset: 0,
+        };
+        let mtu = if self.link.is_serial() {
+            // A bootloader that is still starting may miss the first ping;
+            // retry for the connect timeout, then say what the port is not.
+            let tries = (self.opts.connect_timeout.as_millis() / 250).max(1);
+            let mut answered = false;
+            for id in 1..=tries {
+                let id = id as u8;
+                self.link
+                    .send(&Request::Ping(id))
+                    .map_err(|e| HostError::Link {
+                        phase: at.phase,
+                        source: e,
+                    })?;
+                match self.link.recv(Duration::from_millis(250)) {
+                    Ok(Some(f)) if f.len() >= 4 && f[..3] == [0x60, 0x09, 0x01] && f[3] == id => {
+                        answered = true;
+                        break;
+                    }
+                    Ok(Some(f)) if f.len() >= 3 && f[0] == 0x60 && f[1] == 0x09 => {
+                        answered = true;
+                        break;
+                    }
+                    Ok(_) => continue,
+                    Err(e) => {
+                        return Err(HostError::Link {
+                            phase: at.phase,
+                            source: e,
+                        })
+                    }
+                }
+            }
+            if !answered {
+                return Err(HostError::NotADfuTarget {
+                    waited: self.opts.connect_timeout,
+                });
+            }
+            self.request(Request::SetPrn(self.opts.prn), at)?;
+            match self.request(Request::MtuGet, at)? {
+                Payload::Mtu(m) => m,
+                other => return Err(unexpected(at, Opcode::MtuGet, other)),
+            }
+        } else {
+            self.request(Request::SetPrn(self.opts.prn), at)?;
+            0
+        };
+        // Writes must keep flash alignment: a multiple of 4 bytes.
+        self.chunk = self.link.max_write(mtu) / 4 * 4;
+        if self.chunk == 0 {
+            return Err(HostError::BadResponse {
+                phase: at.phase,
+                request: Opcode::MtuGet,
+                detail: format!("MTU {mtu} leaves no room for data"),
+            });
+        }
+        events(Event::Connected {
+            mtu,
+            chunk: self.chunk,
+        });
+        Ok(())
+    }
+
+    fn select(&mut self, t: ObjectType, at: At) -> Result<(u32, u32, u32), HostError> {
+        match self.request(Request::Select(t as u8), at)? {
+            Payload::Select {
+                max_size,
+                offset,
+                crc,
+            } => Ok((max_size, offset, crc)),
+            other => Err(unexpected(at, Opcode::ObjectSelect, other)),
+        }
+    }
+
+    fn crc_get(&mut self, at: At) -> Result<(u32, u32), HostError> {
+        match self.request(Request::CrcGet, at)? {
+            Payload::Crc { offset, crc } => Ok((offset, crc)),
+            other => Err(unexpected(at, Opcode::CrcGet, other)),
+        }
+    }
+
+    fn send_init(&mut self, init: &[u8], events: &mut dyn FnMut(Event)) -> Result<(), HostError> {
+        let at = At {
+            phase: Phase::InitPacket,
+            object: None,
+            offset: 0,
+        };
+        let (max, offset, crc) = self.select(ObjectType::Command, at)?;
+        if init.len() as u32 > max {
+            return Err(HostError::InitPacketTooLarge {
+                size: init.len() as u32,
+                max,
+            });
+        }
+        // The same init packet is already there: execute it again (cheap,
+        // and a device that rebooted needs it) and keep its data progress.
+        if offset == init.len() as u32 && crc == crc32(0, init) {
+            self.request(Request::Execute, at)?;
+            events(Event::InitPacketSent { resumed: true });
+            return Ok(());
+        }
+        self.request(
+            Request::Create {
+                obj_type: ObjectType::Command as u8,
+                size: init.len() as u32,
+            },
+            at,
+        )?;
+        self.stream(init, 0, 0, at)?;
+        self.request(Request::Execute, at)?;
+        events(Event::InitPacketSent { resumed: false });
+        Ok(())
+    }
+
+    /// Streams `data`, which starts at image offset `offset` with CRC `crc`
+    /// before it, then checks the device's offset and CRC.
+    fn stream(
+        &mut self,
+        data: &[u8],
+        mut offset: u32,
+        mut crc: u32,
+        at: At,
+    ) -> Result<(), HostError> {
+        let mut since_prn = 0u16;
+        for chunk in data.chunks(self.chunk) {
+            self.link
+                .send(&Request::Write(chunk))
+                .map_err(|e| HostError::Link {
+                    phase: at.phase,
+                    source: e,
+                })?;
+            crc = crc32(crc, chunk);
+            offset += chunk.len() as u32;
+            since_prn += 1;
+            if self.opts.prn != 0 && since_prn == self.opts.prn {
+                since_prn = 0;
+                let at = At { offset, ..at };
+                match self.response(Opcode::CrcGet, at)? {
+                    Payload::Crc { offset: o, crc: c } => check(at, offset, crc, o, c)?,
+                    other => return Err(unexpected(at, Opcode::CrcGet, other)),
+                }
+            }
+        }
+        let at = At { offset, ..at };
+        let (o, c) = self.crc_get(at)?;
+        check(at, offset, crc, o, c)
+    }
+
+    fn send_image(&mut self, image: &[u8], events: &mut dyn FnMut(Event)) -> Result<(), HostError> {
+        let total = image.len() as u32;
+        let at0 = At {
+            phase: Phase::Data,
+            object: None,
+            offset: 0,
+        };
+        let (max, dev_offset, dev_crc) = self.select(ObjectType::Data, at0)?;
+        if max == 0 {
+            return Err(HostError::BadResponse {
+                phase: Phase::Data,
+                request: Opcode::ObjectSelect,
+                detail: "device reports a maximum object size of 0".into(),
+            });
+        }
+        // Resume: keep what the device has if it matches the image.
+        let mut offset = 0u32;
+        if dev_offset > 0
+            && dev_offset <= total
+            && crc32(0, &image[..dev_offset as usize]) == dev_crc
+        {
+            let start = dev_offset - dev_offset % max;
+            if dev_offset % max == 0 {
+                // The object ending here may not have been executed yet.
+                let at = At {
+                    object: Some(dev_offset / max - 1),
+                    offset: dev_offset,
+                    ..at0
+                };
+                match self.request(Request::Execute, at) {
+                    Ok(_) => {}
+                    // Already executed (the SDK refuses a second EXECUTE).
+                    Err(HostError::Rejected {
+                        result: ResultCode::OperationNotPermitted,
+                        ..
+                    }) => {}
+                    Err(e) => return Err(e),
+                }
+                offset = dev_offset;
+            } else {
+                // Part of an object: CREATE drops it, so resend from its start.
+                offset = start;
+            }
+            if offset > 0 {
+                events(Event::Resumed { offset });
+            }
+        }
+        events(Event::Progress {
+            done: offset,
+            total,
+        });
+        while offset < total {
+            let index = offset / max;
+            let len = (total - offset).min(max);
+            let data = &image[offset as usize..(offset + len) as usize];
+            let crc_before = crc32(0, &image[..offset as usize]);
+            let mut attempt = 0;
+            loop {
+                let at = At {
+                    phase: Phase::Data,
+                    object: Some(index),
+                    offset,
+                };
+                self.request(
+                    Request::Create {
+                        obj_type: ObjectType::Data as u8,
+                        size: len,
+                    },
+                    at,
+                )?;
+                match self.stream(data, offset, crc_before, at) {
+                    Ok(()) => break,
+                    Err(e @ HostError::CrcMismatch { .. })
+                        if attempt < self.opts.object_retries =>
+                    {
+                        attempt += 1;
+                        events(Event::Retry {
+                            object: index,
+                            reason: e.to_string(),
+                        });
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let at = At {
+                phase: if offset + len == total {
+                    Phase::Validate
+                } else {
+                    Phase::Data
+                },
+                object: Some(index),
+                offset: offset + len,
+            };
+            self.request(Request::Execute, at)?;
+            offset += len;
+            events(Event::Progress {
+                done: offset,
+                total,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn check(at: At, offset: u32, crc: u32, dev_offset: u32, dev_crc: u32) -> Result<(), HostError> {
+    if offset == dev_offset && crc == dev_crc {
+        return Ok(());
+    }
+    Err(HostError::CrcMismatch {
+        phase: at.phase,
+        object: at.object,
+        sent: offset,
+        crc,
+        device_offset: dev_offset,
+        device_crc: dev_crc,
+    })
+}
+
+fn unexpected(at: At, op: Opcode, got: Payload) -> HostError {
+    HostError::BadResponse {
+        phase: at.phase,
+        request: op,
+        detail: format!("unexpected payload {got:?}"),
+    }
+}
+
+/// Words for an extended error, for messages.
+pub fn ext_words(ext: Option<ExtError>) -> &'static str {
+    ext.map_or("", ExtError::describe)
+}

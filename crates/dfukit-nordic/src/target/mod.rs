@@ -1,0 +1,1224 @@
+//! The bootloader: Secure DFU request handler, boot and activation, sans-IO.
+//!
+//! [`Target`] takes inputs — a request frame, "the flash operation finished",
+//! "time is now T" — and produces outputs: response frames, flash operations
+//! to start, events such as "reset me". It never touches hardware.
+//!
+//! All work goes through one FIFO of [`Job`]s. A data write becomes program
+//! jobs that hold their receive buffer until the flash reports completion;
+//! every other request becomes a job that is processed only when everything
+//! queued before it has completed. So an offset or CRC the device reports
+//! always describes bytes that are in flash — the property whose absence made
+//! the QSPI port in the user report lose 4096 bytes — and a completion that
+//! never arrives is caught by a deadline and reported with
+//! [`ExtError::FlashCompletionTimeout`] instead of wedging the link.
+
+mod config;
+mod validation;
+
+/// The key type init packets are verified with.
+pub use p256::ecdsa::VerifyingKey;
+
+pub use config::{
+    Bank1Location, EnterDfu, ExternalBank, HardwareInfo, InternalLayout, SoftDevice, TargetConfig,
+};
+
+use crate::proto::{ExtError, ObjectType, Opcode, Payload, Request, Response, ResultCode};
+use crate::settings::{bank_code, Settings, SETTINGS_LEN};
+use dfukit_core::crc::crc32;
+use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadFlash};
+use heapless::Deque;
+
+/// Largest data object (`DATA_OBJECT_MAX_SIZE` on nRF52).
+pub const DATA_OBJECT_MAX_SIZE: u32 = 4096;
+/// Largest init packet (`INIT_COMMAND_MAX_SIZE`, SDK 17.1).
+pub const INIT_COMMAND_MAX_SIZE: u32 = 512;
+/// Largest write payload one receive buffer holds (USB CDC `RX_BUF_SIZE`).
+pub const RX_BUFFER_SIZE: usize = 1024;
+/// Receive buffers (the SDK's serial default is 3; one more lets a write be
+/// received while the previous object's last page is programmed).
+pub const RX_BUFFERS: usize = 4;
+/// Pages copied between two progress records during activation
+/// (`NRF_BL_FW_COPY_PROGRESS_STORE_STEP`).
+pub const COPY_STEP_PAGES: u32 = 8;
+const QUEUE_LEN: usize = 64;
+const OUT_LEN: usize = 8;
+/// Activation copies through a one-page buffer.
+const COPY_BUF: usize = 4096;
+
+/// Something the device asks of its environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetEvent {
+    /// Reset the device (after a completed update, ABORT, or inactivity).
+    Reset(ResetReason),
+    /// The boot sequence finished and the bootloader now serves DFU.
+    DfuMode {
+        /// Whether bank 0 holds an application whose CRC matches.
+        app_valid: bool,
+    },
+    /// The boot sequence finished and jumps to the application.
+    StartApp,
+    /// Activation copied a new image into bank 0 and it verified.
+    Activated {
+        /// Size of the new application.
+        size: u32,
+        /// Its CRC-32.
+        crc: u32,
+    },
+    /// A flash operation failed or its completion never arrived.
+    FlashFault {
+        /// Which.
+        fault: FlashFault,
+        /// Address of the operation.
+        addr: u32,
+    },
+}
+
+/// Why the device wants a reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetReason {
+    /// The last data object executed and verified: reset to activate.
+    UpdateComplete,
+    /// The host sent ABORT.
+    Abort,
+    /// No DFU traffic for the inactivity timeout.
+    Inactivity,
+}
+
+/// A flash path failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlashFault {
+    /// A completion did not arrive within `flash_timeout`.
+    CompletionTimeout,
+    /// The flash reported a failed operation.
+    OperationFailed,
+}
+
+impl FlashFault {
+    fn ext(self) -> ExtError {
+        match self {
+            FlashFault::CompletionTimeout => ExtError::FlashCompletionTimeout,
+            FlashFault::OperationFailed => ExtError::FlashOperationFailed,
+        }
+    }
+}
+
+/// The request could not be taken now; offer it again after a flash
+/// completion. Serial transports hold the frame (flow control); BLE drops it,
+/// as the SDK does when its buffer pool is empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+/// Where the bytes of a program job come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Received data: RX buffer `buf`, bytes `start..start + len`. Counts
+    /// towards the transfer's offset and CRC when it completes.
+    Rx { buf: u8, start: u16 },
+    /// The settings page image, serialized when the job starts.
+    Settings,
+    /// Memory at this address (activation copies bank 1 to bank 0).
+    Copy { from: u32 },
+}
+
+/// A step the device takes when every job before it has completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Process a request other than WRITE.
+    Request(OwnedRequest),
+    /// Send the CRC response a packet receipt notification calls for.
+    PrnCrc,
+    /// Send a fixed response.
+    Respond(Response),
+    /// Return an RX buffer to the pool.
+    Release(u8),
+    /// Boot: read settings, then resume any activation.
+    Boot,
+    /// Copy the next activation step, or finish activation.
+    Activate,
+    /// Boot finished: decide between the app and DFU mode.
+    BootDone,
+    /// The update is complete; ask for a reset once its response is out.
+    ResetAfterUpdate,
+}
+
+/// A request with its payload copied out of the receive frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OwnedRequest {
+    ProtocolVersion,
+    Create {
+        obj_type: u8,
+        size: u32,
+    },
+    SetPrn(u16),
+    CrcGet,
+    Execute,
+    Select(u8),
+    MtuGet,
+    Ping(u8),
+    HardwareVersion,
+    FirmwareVersion(u8),
+    Abort,
+    /// A write that was refused on arrival; its error goes out in order.
+    WriteRejected(ResultCode),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job {
+    Erase { addr: u32, len: u32 },
+    Program { addr: u32, len: u32, src: Source },
+    Step(Step),
+}
+
+/// The operation currently handed to the flash.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    job: Job,
+    deadline: Instant,
+    handed_out: bool,
+}
+
+/// Which object SELECT or CREATE made current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Current {
+    None,
+    Command,
+    Data,
+}
+
+/// Mode of the bootloader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Reading settings and activating.
+    Booting,
+    /// Serving DFU requests.
+    Dfu,
+    /// Handed over to the application; requests are ignored.
+    AppStarted,
+}
+
+/// The Secure DFU bootloader core. See the module documentation.
+pub struct Target {
+    cfg: TargetConfig,
+    /// RAM copy of the settings page; written to flash at the SDK's points.
+    settings: Settings,
+    mode: Mode,
+    now: Instant,
+    last_activity: Instant,
+    jobs: Deque<Job, QUEUE_LEN>,
+    in_flight: Option<InFlight>,
+    /// An operation whose completion never came; its buffer stays reserved
+    /// because a DMA may still read it.
+    stuck: Option<Job>,
+    fault: Option<FlashFault>,
+    out: Deque<Response, OUT_LEN>,
+    events: Deque<TargetEvent, 8>,
+    rx: [[u8; RX_BUFFER_SIZE]; RX_BUFFERS],
+    rx_used: [bool; RX_BUFFERS],
+    settings_buf: [u8; SETTINGS_LEN],
+    copy_buf: [u8; COPY_BUF],
+    current: Current,
+    prn: u16,
+    prn_count: u16,
+    /// Bytes of the image queued for flash (received), and the end of the
+    /// data object being received.
+    recv_offset: u32,
+    object_end: u32,
+    /// An init command was executed and accepted since boot.
+    init_accepted: bool,
+    /// Where the accepted image is being written. RAM only during the
+    /// transfer: the settings word that records it (`update_start_address`)
+    /// shares storage with the transfer CRC, so it is written at the end.
+    bank1_addr: u32,
+    /// Size and hash of the accepted image.
+    image_size: u32,
+    image_hash: [u8; 32],
+    fw_version: u32,
+}
+
+impl Target {
+    /// A device that has just been reset. The first [`Target::poll`] runs the
+    /// boot sequence.
+    pub fn new(cfg: TargetConfig) -> Self {
+        let mut t = Target {
+            cfg,
+            settings: Settings::default(),
+            mode: Mode::Booting,
+            now: Instant::ZERO,
+            last_activity: Instant::ZERO,
+            jobs: Deque::new(),
+            in_flight: None,
+            stuck: None,
+            fault: None,
+            out: Deque::new(),
+            events: Deque::new(),
+            rx: [[0; RX_BUFFER_SIZE]; RX_BUFFERS],
+            rx_used: [false; RX_BUFFERS],
+            settings_buf: [0xFF; SETTINGS_LEN],
+            copy_buf: [0xFF; COPY_BUF],
+            current: Current::None,
+            prn: 0,
+            prn_count: 0,
+            recv_offset: 0,
+            object_end: 0,
+            init_accepted: false,
+            bank1_addr: 0,
+            image_size: 0,
+            image_hash: [0; 32],
+            fw_version: 0,
+        };
+        t.push(Job::Step(Step::Boot));
+        t
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TargetConfig {
+        &self.cfg
+    }
+
+    /// The RAM copy of the settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The latched flash fault, if any.
+    pub fn fault(&self) -> Option<FlashFault> {
+        self.fault
+    }
+
+    /// Takes one request frame (opcode first).
+    pub fn handle_request(&mut self, now: Instant, frame: &[u8]) -> Result<(), Busy> {
+        self.now = now;
+        if self.mode == Mode::AppStarted {
+            return Ok(());
+        }
+        self.last_activity = now;
+        let req = match Request::parse(frame) {
+            Ok(r) => r,
+            Err(crate::proto::ParseError::Empty) => return Ok(()),
+            Err(crate::proto::ParseError::UnknownOpcode(op)) => {
+                // Answer with the opcode byte we got, as the SDK does.
+                let request = Opcode::from_u8(op).unwrap_or(Opcode::Response);
+                return self.queue_step(Step::Respond(Response::error(
+                    request,
+                    ResultCode::OpCodeNotSupported,
+                )));
+            }
+            Err(crate::proto::ParseError::TooShort { opcode, .. }) => {
+                let request = Opcode::from_u8(opcode).unwrap_or(Opcode::Response);
+                return self.queue_step(Step::Respond(Response::error(
+                    request,
+                    ResultCode::InvalidParameter,
+                )));
+            }
+        };
+        let owned = match req {
+            Request::Write(data) => return self.on_write(data),
+            Request::ProtocolVersion => OwnedRequest::ProtocolVersion,
+            Request::Create { obj_type, size } => OwnedRequest::Create { obj_type, size },
+            Request::SetPrn(n) => OwnedRequest::SetPrn(n),
+            Request::CrcGet => OwnedRequest::CrcGet,
+            Request::Execute => OwnedRequest::Execute,
+            Request::Select(t) => OwnedRequest::Select(t),
+            Request::MtuGet => OwnedRequest::MtuGet,
+            Request::Ping(id) => OwnedRequest::Ping(id),
+            Request::HardwareVersion => OwnedRequest::HardwareVersion,
+            Request::FirmwareVersion(n) => OwnedRequest::FirmwareVersion(n),
+            Request::Abort => OwnedRequest::Abort,
+        };
+        self.queue_step(Step::Request(owned))
+    }
+
+    /// Reports that the operation last handed out by [`Target::poll_flash`]
+    /// finished.
+    pub fn flash_complete(&mut self, now: Instant, outcome: FlashOutcome) {
+        self.now = now;
+        let Some(f) = self.in_flight.take() else {
+            // A completion after its deadline: the buffer can finally go back.
+            if let Some(Job::Program {
+                src: Source::Rx { buf, .. },
+                ..
+            }) = self.stuck.take()
+            {
+                self.release_if_unreferenced(buf);
+            }
+            return;
+        };
+        match outcome {
+            FlashOutcome::Done => self.on_job_done(f.job),
+            FlashOutcome::Failed => self.set_fault(FlashFault::OperationFailed, f.job),
+        }
+    }
+
+    /// Advances time and runs every job that can run. Reads flash through
+    /// `mem` where a step needs to (settings at boot, hashes, activation).
+    pub fn poll(&mut self, now: Instant, mem: &mut impl ReadFlash) {
+        self.now = now;
+        if let Some(f) = self.in_flight {
+            if now >= f.deadline {
+                self.in_flight = None;
+                self.stuck = Some(f.job);
+                self.set_fault(FlashFault::CompletionTimeout, f.job);
+            }
+        }
+        if self.mode == Mode::Dfu
+            && self.jobs.is_empty()
+            && self.in_flight.is_none()
+            && now.saturating_duration_since(self.last_activity) >= self.cfg.inactivity_timeout
+        {
+            self.last_activity = now;
+            let _ = self
+                .events
+                .push_back(TargetEvent::Reset(ResetReason::Inactivity));
+        }
+        while self.in_flight.is_none() {
+            let Some(job) = self.jobs.pop_front() else {
+                break;
+            };
+            match job {
+                Job::Step(step) => self.run_step(step, mem),
+                Job::Erase { .. } | Job::Program { .. } => self.start(job, mem),
+            }
+            if self.out.is_full() {
+                break;
+            }
+        }
+    }
+
+    /// The flash operation to start now, if one is waiting. Returns the same
+    /// operation only once; its completion is reported with
+    /// [`Target::flash_complete`].
+    pub fn poll_flash(&mut self) -> Option<FlashOp<'_>> {
+        let f = self.in_flight.as_mut().filter(|f| !f.handed_out)?;
+        f.handed_out = true;
+        Some(match f.job {
+            Job::Erase { addr, len } => FlashOp::Erase { addr, len },
+            Job::Program { addr, len, src } => {
+                let data = match src {
+                    Source::Rx { buf, start } => {
+                        &self.rx[buf as usize][start as usize..start as usize + len as usize]
+                    }
+                    Source::Settings => &self.settings_buf[..len as usize],
+                    Source::Copy { .. } => &self.copy_buf[..len as usize],
+                };
+                FlashOp::Program { addr, data }
+            }
+            Job::Step(_) => unreachable!("steps never go to the flash"),
+        })
+    }
+
+    /// The next response to send, if any.
+    pub fn poll_response(&mut self) -> Option<Response> {
+        self.out.pop_front()
+    }
+
+    /// The next event for the environment, if any.
+    pub fn poll_event(&mut self) -> Option<TargetEvent> {
+        self.events.pop_front()
+    }
+
+    /// When the device next needs [`Target::poll`] without other input.
+    pub fn poll_at(&self) -> Option<Instant> {
+        match self.in_flight {
+            Some(f) if f.handed_out => Some(f.deadline),
+            Some(_) => Some(self.now),
+            None if !self.jobs.is_empty() && !self.out.is_full() => Some(self.now),
+            None if self.mode == Mode::Dfu => {
+                Some(self.last_activity + self.cfg.inactivity_timeout)
+            }
+            None => None,
+        }
+    }
+
+    /// True while flash work or steps are queued or running.
+    pub fn is_busy(&self) -> bool {
+        self.in_flight.is_some() || !self.jobs.is_empty()
+    }
+
+    // ---- queueing ------------------------------------------------------
+
+    fn push(&mut self, job: Job) {
+        // Internal pushes happen only with room reserved by the caller's
+        // capacity check; losing one would corrupt the sequence.
+        self.jobs.push_back(job).expect("job queue overflow");
+    }
+
+    fn queue_step(&mut self, step: Step) -> Result<(), Busy> {
+        if self.jobs.is_full() {
+            return Err(Busy);
+        }
+        self.push(Job::Step(step));
+        Ok(())
+    }
+
+    /// Pushes jobs to the front in the given order (they run next).
+    fn push_front_all(&mut self, jobs: &[Job]) {
+        for job in jobs.iter().rev() {
+            self.jobs.push_front(*job).expect("job queue overflow");
+        }
+    }
+
+    fn respond(&mut self, r: Response) {
+        // `poll` stops running steps while `out` is full, so this fits.
+        let _ = self.out.push_back(r);
+    }
+
+    fn start(&mut self, job: Job, mem: &mut impl ReadFlash) {
+        if let Some(fault) = self.fault {
+            // Work queued behind a fault is dropped; its buffers go back.
+            let _ = fault;
+            return;
+        }
+        if let Job::Program {
+            len,
+            src: Source::Copy { from },
+            ..
+        } = job
+        {
+            if mem.read(from, &mut self.copy_buf[..len as usize]).is_err() {
+                self.set_fault(FlashFault::OperationFailed, job);
+                return;
+            }
+        }
+        if let Job::Program {
+            src: Source::Settings,
+            ..
+        } = job
+        {
+            self.settings.update_crcs();
+            self.settings_buf = self.settings.to_bytes();
+        }
+        self.in_flight = Some(InFlight {
+            job,
+            deadline: self.now + self.cfg.flash_timeout,
+            handed_out: false,
+        });
+    }
+
+    fn on_job_done(&mut self, job: Job) {
+        if let Job::Program {
+            len,
+            src: Source::Rx { buf, start },
+            ..
+        } = job
+        {
+            let data = &self.rx[buf as usize][start as usize..start as usize + len as usize];
+            let p = &mut self.settings.progress;
+            p.firmware_image_crc = crc32(p.firmware_image_crc, data);
+            p.firmware_image_offset += len;
+        }
+    }
+
+    fn set_fault(&mut self, fault: FlashFault, job: Job) {
+        let addr = match job {
+            Job::Erase { addr, .. } | Job::Program { addr, .. } => addr,
+            Job::Step(_) => 0,
+        };
+        if self.fault.is_none() {
+            let _ = self
+                .events
+                .push_back(TargetEvent::FlashFault { fault, addr });
+        }
+        self.fault = Some(fault);
+        // Undo what was received but not stored: the object must be resent.
+        self.recv_offset = self.settings.progress.firmware_image_offset;
+        if let Job::Program {
+            src: Source::Rx { buf, .. },
+            ..
+        } = job
+        {
+            if fault == FlashFault::OperationFailed {
+                self.release_if_unreferenced(buf);
+            }
+        }
+        // Flash work queued behind the fault cannot be trusted: drop it and
+        // free its buffers. Steps stay, so every request still gets an answer.
+        let mut kept: Deque<Job, QUEUE_LEN> = Deque::new();
+        while let Some(j) = self.jobs.pop_front() {
+            match j {
+                Job::Step(_) => {
+                    let _ = kept.push_back(j);
+                }
+                Job::Erase { .. } | Job::Program { .. } => {}
+            }
+        }
+        self.jobs = kept;
+    }
+
+    fn release_if_unreferenced(&mut self, buf: u8) {
+        let referenced = self
+            .jobs
+            .iter()
+            .any(|j| matches!(j, Job::Program { src: Source::Rx { buf: b, .. }, .. } if *b == buf))
+            || matches!(self.stuck, Some(Job::Program { src: Source::Rx { buf: b, .. }, .. }) if b == buf);
+        if !referenced {
+            self.rx_used[buf as usize] = false;
+        }
+    }
+
+    // ---- writes --------------------------------------------------------
+
+    fn on_write(&mut self, data: &[u8]) -> Result<(), Busy> {
+        let reject = match self.current {
+            _ if self.mode != Mode::Dfu => Some(ResultCode::OperationNotPermitted),
+            Current::None => Some(ResultCode::OperationNotPermitted),
+            Current::Command => {
+                // The init packet is kept in RAM (the settings copy) until EXECUTE.
+                let p = &mut self.settings.progress;
+                let end = p.command_offset as usize + data.len();
+                if end > p.command_size as usize {
+                    Some(ResultCode::InvalidParameter)
+                } else {
+                    self.settings.init_command[p.command_offset as usize..end]
+                        .copy_from_slice(data);
+                    p.command_crc = crc32(p.command_crc, data);
+                    p.command_offset = end as u32;
+                    return self.count_prn_command();
+                }
+            }
+            Current::Data if !self.init_accepted => Some(ResultCode::OperationNotPermitted),
+            Current::Data if self.recv_offset + data.len() as u32 > self.object_end => {
+                Some(ResultCode::InvalidParameter)
+            }
+            Current::Data if data.len() % self.bank1_write_unit() as usize != 0 => {
+                Some(ResultCode::InvalidParameter)
+            }
+            Current::Data if data.len() > RX_BUFFER_SIZE => Some(ResultCode::InsufficientResources),
+            Current::Data => None,
+        };
+        if let Some(code) = reject {
+            return self.queue_step(Step::Request(OwnedRequest::WriteRejected(code)));
+        }
+        if self.fault.is_some() {
+            // Nothing can be stored; CRC_GET and EXECUTE will report the fault.
+            return Ok(());
+        }
+        let Some(buf) = self.rx_used.iter().position(|u| !u) else {
+            return Err(Busy);
+        };
+        let page = self.bank1_program_page();
+        let addr = self.bank1_addr + self.recv_offset;
+        let pieces = pieces(addr, data.len() as u32, page);
+        // Programs, the release, and possibly the PRN response must all fit.
+        if QUEUE_LEN - self.jobs.len() < pieces + 2 {
+            return Err(Busy);
+        }
+        self.rx_used[buf] = true;
+        self.rx[buf][..data.len()].copy_from_slice(data);
+        let mut off = 0u32;
+        while off < data.len() as u32 {
+            let a = addr + off;
+            let n = (page - a % page).min(data.len() as u32 - off);
+            self.push(Job::Program {
+                addr: a,
+                len: n,
+                src: Source::Rx {
+                    buf: buf as u8,
+                    start: off as u16,
+                },
+            });
+            off += n;
+        }
+        self.push(Job::Step(Step::Release(buf as u8)));
+        self.recv_offset += data.len() as u32;
+        self.prn_count = self.prn_count.wrapping_add(1);
+        if self.prn != 0 && self.prn_count >= self.prn {
+            self.prn_count = 0;
+            self.push(Job::Step(Step::PrnCrc));
+        }
+        Ok(())
+    }
+
+    fn count_prn_command(&mut self) -> Result<(), Busy> {
+        self.prn_count = self.prn_count.wrapping_add(1);
+        if self.prn != 0 && self.prn_count >= self.prn {
+            self.prn_count = 0;
+            return self.queue_step(Step::PrnCrc);
+        }
+        Ok(())
+    }
+
+    // ---- steps ---------------------------------------------------------
+
+    fn run_step(&mut self, step: Step, mem: &mut impl ReadFlash) {
+        match step {
+            Step::Request(r) => self.on_request(r, mem),
+            Step::PrnCrc => {
+                let payload = self.crc_payload();
+                let r = match self.fault {
+                    Some(f) if self.current == Current::Data => {
+                        Response::ext_error(Opcode::CrcGet, f.ext())
+                    }
+                    _ => Response::ok(Opcode::CrcGet, payload),
+                };
+                self.respond(r);
+            }
+            Step::Respond(r) => self.respond(r),
+            Step::Release(buf) => self.release_if_unreferenced(buf),
+            Step::Boot => self.boot(mem),
+            Step::Activate => self.activate_step(mem),
+            Step::BootDone => self.boot_done(mem),
+            Step::ResetAfterUpdate => {
+                let _ = self
+                    .events
+                    .push_back(TargetEvent::Reset(ResetReason::UpdateComplete));
+            }
+        }
+    }
+
+    fn crc_payload(&self) -> Payload {
+        let p = &self.settings.progress;
+        match self.current {
+            Current::Command => Payload::Crc {
+                offset: p.command_offset,
+                crc: p.command_crc,
+            },
+            _ => Payload::Crc {
+                offset: p.firmware_image_offset,
+                crc: p.firmware_image_crc,
+            },
+        }
+    }
+
+    fn on_request(&mut self, r: OwnedRequest, mem: &mut impl ReadFlash) {
+        if self.mode != Mode::Dfu {
+            return;
+        }
+        let resp = match r {
+            OwnedRequest::Execute => match self.current {
+                Current::Command => self.execute_command(),
+                Current::Data => self.execute_data(mem),
+                Current::None => Some(Response::error(
+                    Opcode::ObjectExecute,
+                    ResultCode::OperationNotPermitted,
+                )),
+            },
+            OwnedRequest::ProtocolVersion => Some(Response::ok(
+                Opcode::ProtocolVersion,
+                Payload::ProtocolVersion(1),
+            )),
+            OwnedRequest::Ping(id) => Some(Response::ok(Opcode::Ping, Payload::Ping(id))),
+            OwnedRequest::MtuGet => Some(Response::ok(Opcode::MtuGet, Payload::Mtu(self.cfg.mtu))),
+            OwnedRequest::SetPrn(n) => {
+                self.prn = n;
+                self.prn_count = 0;
+                Some(Response::ok(Opcode::ReceiptNotifSet, Payload::None))
+            }
+            OwnedRequest::HardwareVersion => {
+                let h = self.cfg.hardware;
+                Some(Response::ok(
+                    Opcode::HardwareVersion,
+                    Payload::HardwareVersion {
+                        part: h.part,
+                        variant: h.variant,
+                        rom_size: h.rom_size,
+                        ram_size: h.ram_size,
+                        rom_page_size: self.cfg.layout.page_size,
+                    },
+                ))
+            }
+            OwnedRequest::FirmwareVersion(n) => Some(self.firmware_version(n)),
+            OwnedRequest::Abort => {
+                let _ = self
+                    .events
+                    .push_back(TargetEvent::Reset(ResetReason::Abort));
+                Some(Response::ok(Opcode::Abort, Payload::None))
+            }
+            OwnedRequest::WriteRejected(code) => Some(Response::error(Opcode::ObjectWrite, code)),
+            OwnedRequest::Select(t) => Some(self.on_select(t)),
+            OwnedRequest::Create { obj_type, size } => Some(self.on_create(obj_type, size)),
+            OwnedRequest::CrcGet => Some(match (self.current, self.fault) {
+                (Current::Data, Some(f)) => Response::ext_error(Opcode::CrcGet, f.ext()),
+                _ => Response::ok(Opcode::CrcGet, self.crc_payload()),
+            }),
+        };
+        // `None`: the response is a job queued behind the work it waits for.
+        if let Some(resp) = resp {
+            self.respond(resp);
+        }
+    }
+
+    fn firmware_version(&self, n: u8) -> Response {
+        let s = &self.settings;
+        let l = self.cfg.layout;
+        let payload = match n {
+            0 => Payload::FirmwareVersion {
+                image_type: 0,
+                version: self.cfg.softdevice.map_or(0, |sd| sd.fwid as u32),
+                addr: 0x1000,
+                len: l.app_start - 0x1000,
+            },
+            1 if s.bank_0.bank_code == bank_code::VALID_APP => Payload::FirmwareVersion {
+                image_type: 1,
+                version: s.app_version,
+                addr: l.app_start,
+                len: s.bank_0.image_size,
+            },
+            2 => Payload::FirmwareVersion {
+                image_type: 2,
+                version: self.cfg.bootloader_version,
+                addr: l.app_end + 3 * l.page_size,
+                len: l.backup_addr - (l.app_end + 3 * l.page_size),
+            },
+            _ => Payload::FirmwareVersion {
+                image_type: 0xFF,
+                version: 0,
+                addr: 0,
+                len: 0,
+            },
+        };
+        Response::ok(Opcode::FirmwareVersion, payload)
+    }
+
+    fn on_select(&mut self, t: u8) -> Response {
+        let p = &self.settings.progress;
+        match ObjectType::from_u8(t) {
+            Some(ObjectType::Command) => {
+                self.current = Current::Command;
+                Response::ok(
+                    Opcode::ObjectSelect,
+                    Payload::Select {
+                        max_size: INIT_COMMAND_MAX_SIZE,
+                        offset: p.command_offset,
+                        crc: p.command_crc,
+                    },
+                )
+            }
+            Some(ObjectType::Data) => {
+                self.current = Current::Data;
+                if let Some(f) = self.fault {
+                    return Response::ext_error(Opcode::ObjectSelect, f.ext());
+                }
+                Response::ok(
+                    Opcode::ObjectSelect,
+                    Payload::Select {
+                        max_size: DATA_OBJECT_MAX_SIZE,
+                        offset: p.firmware_image_offset,
+                        crc: p.firmware_image_crc,
+                    },
+                )
+            }
+            None => Response::error(Opcode::ObjectSelect, ResultCode::InvalidObject),
+        }
+    }
+
+    fn on_create(&mut self, t: u8, size: u32) -> Response {
+        const OP: Opcode = Opcode::ObjectCreate;
+        match ObjectType::from_u8(t) {
+            None => Response::error(OP, ResultCode::InvalidObject),
+            Some(ObjectType::Command) => {
+                if size == 0 {
+                    return Response::error(OP, ResultCode::InvalidParameter);
+                }
+                if size > INIT_COMMAND_MAX_SIZE {
+                    return Response::error(OP, ResultCode::InsufficientResources);
+                }
+                // A new init packet restarts the whole update.
+                self.current = Current::Command;
+                self.init_accepted = false;
+                self.fault = self.fault.filter(|f| *f == FlashFault::CompletionTimeout);
+                self.settings.progress = Default::default();
+                self.settings.progress.command_size = size;
+                self.prn_count = 0;
+                Response::ok(OP, Payload::None)
+            }
+            Some(ObjectType::Data) => {
+                if !self.init_accepted {
+                    return Response::error(OP, ResultCode::OperationNotPermitted);
+                }
+                if size == 0 {
+                    return Response::error(OP, ResultCode::InvalidParameter);
+                }
+                if size > DATA_OBJECT_MAX_SIZE {
+                    return Response::error(OP, ResultCode::InsufficientResources);
+                }
+                if self.fault == Some(FlashFault::CompletionTimeout) {
+                    return Response::ext_error(OP, ExtError::FlashCompletionTimeout);
+                }
+                // A failed write is retried by re-creating its object.
+                self.fault = None;
+                let p = &mut self.settings.progress;
+                // Anything received after the last executed object is dropped.
+                p.firmware_image_offset = p.firmware_image_offset_last;
+                p.firmware_image_crc = p.firmware_image_crc_last;
+                let start = p.firmware_image_offset_last;
+                if start + size > self.image_size {
+                    return Response::error(OP, ResultCode::OperationNotPermitted);
+                }
+                if size % self.cfg.layout.page_size != 0 && start + size != self.image_size {
+                    return Response::error(OP, ResultCode::InvalidParameter);
+                }
+                p.data_object_size = size;
+                self.current = Current::Data;
+                self.recv_offset = start;
+                self.object_end = start + size;
+                self.prn_count = 0;
+                // Erase the pages the object covers; the response does not wait.
+                let erase = self.bank1_erase_size();
+                let first = (self.bank1_addr + start) / erase * erase;
+                let end = (self.bank1_addr + start + size).div_ceil(erase) * erase;
+                // Objects start on page boundaries (all but the last are whole
+                // pages), so no page is shared with the previous object.
+                let mut a = first;
+                let mut jobs: heapless::Vec<Job, 4> = heapless::Vec::new();
+                while a < end {
+                    let _ = jobs.push(Job::Erase {
+                        addr: a,
+                        len: erase,
+                    });
+                    a += erase;
+                }
+                self.push_front_all(&jobs);
+                Response::ok(OP, Payload::None)
+            }
+        }
+    }
+
+    fn execute_command(&mut self) -> Option<Response> {
+        const OP: Opcode = Opcode::ObjectExecute;
+        let p = self.settings.progress;
+        if p.command_size == 0 || p.command_offset != p.command_size {
+            return Some(Response::error(OP, ResultCode::OperationNotPermitted));
+        }
+        let init = &self.settings.init_command[..p.command_size as usize];
+        let accepted = match validation::validate(&self.cfg, &self.settings, init) {
+            Ok(a) => a,
+            Err(r) => return Some(r.into_response(OP)),
+        };
+        // Where does the image go?
+        let bank1 = match self.prepare_bank1(accepted.size) {
+            Ok(addr) => addr,
+            Err(r) => return Some(r),
+        };
+        // A second EXECUTE of the same packet (hosts resuming do it) needs
+        // no new settings write. Data progress is never reset here: CREATE
+        // of a command object already did that for a new packet.
+        let again = self.init_accepted && self.bank1_addr == bank1;
+        self.bank1_addr = bank1;
+        self.image_size = accepted.size;
+        self.image_hash = accepted.hash;
+        self.fw_version = accepted.fw_version;
+        self.init_accepted = true;
+        if again {
+            return Some(Response::ok(OP, Payload::None));
+        }
+        self.settings.bank_1 = Default::default();
+        self.settings.write_offset = 0;
+        // Persist the accepted init packet (and any bank decision) so that a
+        // reset resumes here; answer once both pages are written.
+        self.write_settings_then(&[Job::Step(Step::Respond(Response::ok(OP, Payload::None)))]);
+        None
+    }
+
+    /// Picks bank 1 for an image of `size` bytes, as `nrf_dfu_cache_prepare`
+    /// does for internal flash (dual bank, else single bank over the app).
+    fn prepare_bank1(&mut self, size: u32) -> Result<u32, Response> {
+        let l = self.cfg.layout;
+        match self.cfg.bank1 {
+            Bank1Location::External(ext) => {
+                if size > ext.size {
+                    return Err(Response::ext_error(
+                        Opcode::ObjectExecute,
+                        ExtError::InsufficientSpace,
+                    ));
+                }
+                // bank 0 (the running app) is left alone: dual bank.
+                self.settings.bank_layout = 0;
+                Ok(ext.base)
+            }
+            Bank1Location::Internal => {
+                if size > l.app_area() {
+                    return Err(Response::ext_error(
+                        Opcode::ObjectExecute,
+                        ExtError::InsufficientSpace,
+                    ));
+                }
+                let app_len = if self.settings.bank_0.bank_code == bank_code::VALID_APP {
+                    self.settings.bank_0.image_size
+                } else {
+                    0
+                };
+                let dual = l.app_start + app_len.div_ceil(l.page_size) * l.page_size;
+                if dual + size <= l.app_end {
+                    self.settings.bank_layout = 0;
+                    Ok(dual)
+                } else {
+                    // Single bank: the current app is given up for the update.
+                    self.settings.bank_layout = 1;
+                    self.settings.bank_0 = Default::default();
+                    Ok(l.app_start)
+                }
+            }
+        }
+    }
+
+    fn execute_data(&mut self, mem: &mut impl ReadFlash) -> Option<Response> {
+        const OP: Opcode = Opcode::ObjectExecute;
+        if let Some(f) = self.fault {
+            return Some(Response::ext_error(OP, f.ext()));
+        }
+        let p = self.settings.progress;
+        if !self.init_accepted
+            || p.firmware_image_offset - p.firmware_image_offset_last != p.data_object_size
+        {
+            // Re-executing an object that was already executed is harmless;
+            // hosts resuming at an object boundary do it (Android DFU #252).
+            if self.init_accepted
+                && p.firmware_image_offset == p.firmware_image_offset_last
+                && p.firmware_image_offset > 0
+            {
+                return Some(Response::ok(OP, Payload::None));
+            }
+            return Some(Response::error(OP, ResultCode::OperationNotPermitted));
+        }
+        let sp = &mut self.settings.progress;
+        sp.firmware_image_offset_last = sp.firmware_image_offset;
+        sp.firmware_image_crc_last = sp.firmware_image_crc;
+        if p.firmware_image_offset != self.image_size {
+            if self.cfg.save_progress_in_flash {
+                self.write_settings_then(&[Job::Step(Step::Respond(Response::ok(
+                    OP,
+                    Payload::None,
+                )))]);
+                return None;
+            }
+            return Some(Response::ok(OP, Payload::None));
+        }
+        // The last object: check what is *in flash* against the init packet.
+        match validation::hash_image(mem, self.bank1_addr, self.image_size) {
+            Ok(h) if h == self.image_hash => {}
+            Ok(_) => return Some(Response::ext_error(OP, ExtError::VerificationFailed)),
+            Err(_) => return Some(Response::ext_error(OP, ExtError::HashFailed)),
+        }
+        let s = &mut self.settings;
+        s.bank_1.image_size = self.image_size;
+        s.bank_1.image_crc = p.firmware_image_crc;
+        s.bank_1.bank_code = bank_code::VALID_APP;
+        s.app_version = self.fw_version;
+        s.write_offset = 0;
+        // From here the union word means "activate from this address".
+        s.progress = Default::default();
+        s.progress.firmware_image_crc = self.bank1_addr;
+        self.write_settings_then(&[
+            Job::Step(Step::Respond(Response::ok(OP, Payload::None))),
+            Job::Step(Step::ResetAfterUpdate),
+        ]);
+        None
+    }
+
+    /// Queues, to run next: the settings page, then its backup (as
+    /// `nrf_dfu_settings_write_and_backup` does), then `then`. The page image
+    /// is serialized when its program starts, so it records everything done
+    /// by the jobs before it.
+    fn write_settings_then(&mut self, then: &[Job]) {
+        let l = self.cfg.layout;
+        let len = (SETTINGS_LEN as u32).div_ceil(l.write_unit) * l.write_unit;
+        let mut jobs: heapless::Vec<Job, 8> = heapless::Vec::new();
+        for addr in [l.settings_addr, l.backup_addr] {
+            let _ = jobs.push(Job::Erase {
+                addr,
+                len: l.page_size,
+            });
+            let _ = jobs.push(Job::Program {
+                addr,
+                len,
+                src: Source::Settings,
+            });
+        }
+        for j in then {
+            jobs.push(*j).expect("settings tail fits");
+        }
+        self.push_front_all(&jobs);
+    }
+
+    // ---- boot and activation ------------------------------------------
+
+    fn boot(&mut self, mem: &mut impl ReadFlash) {
+        let (source, settings) = load_settings(&self.cfg.layout, mem);
+        self.settings = settings;
+        if source == SettingsSource::None {
+            self.settings.settings_version = 2;
+            self.settings.bootloader_version = self.cfg.bootloader_version;
+        }
+        let main_ok = source == SettingsSource::Main;
+        let next = if self.settings.bank_1.bank_code == bank_code::VALID_APP {
+            Job::Step(Step::Activate)
+        } else {
+            Job::Step(Step::BootDone)
+        };
+        if main_ok {
+            self.push_front_all(&[next]);
+        } else {
+            // The main page was cut mid-write (restore it from the backup),
+            // or neither page was ever written.
+            self.write_settings_then(&[next]);
+        }
+    }
+
+    /// One step of `app_activate`: copy up to [`COPY_STEP_PAGES`] pages from
+    /// bank 1 to bank 0, then record the progress (main and backup page), so
+    /// that a power cut repeats at most one step.
+    fn activate_step(&mut self, mem: &mut impl ReadFlash) {
+        let l = self.cfg.layout;
+        let size = self.settings.bank_1.image_size;
+        let done = self.settings.write_offset;
+        let src = self.settings.progress.update_start_address() + done;
+        let dst = l.app_start + done;
+        if done >= size || src == dst {
+            self.finish_activation(mem);
+            return;
+        }
+        let remaining = size - done;
+        let mut step = COPY_STEP_PAGES * l.page_size;
+        let internal_src = matches!(self.cfg.bank1, Bank1Location::Internal);
+        if internal_src {
+            // Never overwrite source bytes that are still to be copied.
+            step = step.min((src - dst) / l.page_size * l.page_size);
+        }
+        let step = step.min(remaining.div_ceil(l.page_size) * l.page_size);
+        let mut jobs: heapless::Vec<Job, { 2 * COPY_STEP_PAGES as usize }> = heapless::Vec::new();
+        let mut off = 0;
+        while off < step {
+            let n = l.page_size.min(remaining - off.min(remaining));
+            let _ = jobs.push(Job::Erase {
+                addr: dst + off,
+                len: l.page_size,
+            });
+            if n > 0 {
+                let n = n.div_ceil(l.write_unit) * l.write_unit;
+                let _ = jobs.push(Job::Program {
+                    addr: dst + off,
+                    len: n,
+                    src: Source::Copy { from: src + off },
+                });
+            }
+            off += l.page_size;
+        }
+        self.settings.write_offset = (done + step).min(size);
+        // The progress record is written *after* the copy it records, so
+        // the settings write goes between the copy and the next step.
+        self.write_settings_then(&[Job::Step(Step::Activate)]);
+        self.push_front_all(&jobs);
+    }
+
+    fn finish_activation(&mut self, mem: &mut impl ReadFlash) {
+        let l = self.cfg.layout;
+        let b1 = self.settings.bank_1;
+        let crc = validation::crc_of(mem, l.app_start, b1.image_size).unwrap_or(!b1.image_crc);
+        if crc == b1.image_crc {
+            self.settings.bank_0.image_size = b1.image_size;
+            self.settings.bank_0.image_crc = crc;
+            self.settings.bank_0.bank_code = bank_code::VALID_APP;
+            let _ = self.events.push_back(TargetEvent::Activated {
+                size: b1.image_size,
+                crc,
+            });
+        } else {
+            self.settings.bank_0 = Default::default();
+        }
+        self.settings.bank_1 = Default::default();
+        self.settings.write_offset = 0;
+        self.settings.progress = Default::default();
+        self.write_settings_then(&[Job::Step(Step::BootDone)]);
+    }
+
+    fn boot_done(&mut self, mem: &mut impl ReadFlash) {
+        let app_valid = self.app_valid(mem);
+        if app_valid && self.cfg.enter_dfu == EnterDfu::WhenNoValidApp {
+            self.mode = Mode::AppStarted;
+            let _ = self.events.push_back(TargetEvent::StartApp);
+        } else {
+            self.mode = Mode::Dfu;
+            self.last_activity = self.now;
+            let _ = self.events.push_back(TargetEvent::DfuMode { app_valid });
+        }
+    }
+
+    /// Whether bank 0 holds an application whose CRC matches the settings
+    /// (the SDK's boot validation with the CRC method).
+    pub fn app_valid(&self, mem: &mut impl ReadFlash) -> bool {
+        let b0 = self.settings.bank_0;
+        b0.bank_code == bank_code::VALID_APP
+            && image_crc(mem, self.cfg.layout.app_start, b0.image_size) == Ok(b0.image_crc)
+    }
+
+    fn bank1_program_page(&self) -> u32 {
+        match self.cfg.bank1 {
+            Bank1Location::External(e) => e.program_page,
+            Bank1Location::Internal => self.cfg.layout.page_size,
+        }
+    }
+
+    fn bank1_erase_size(&self) -> u32 {
+        match self.cfg.bank1 {
+            Bank1Location::External(e) => e.erase_size,
+            Bank1Location::Internal => self.cfg.layout.page_size,
+        }
+    }
+
+    fn bank1_write_unit(&self) -> u32 {
+        match self.cfg.bank1 {
+            Bank1Location::External(_) => 1,
+            Bank1Location::Internal => self.cfg.layout.write_unit,
+        }
+    }
+}
+
+/// Which copy of the settings a boot found valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingsSource {
+    /// The settings page.
+    Main,
+    /// The backup page: the main page was cut mid-write.
+    Backup,
+    /// Neither: a blank or corrupted device starts from defaults.
+    None,
+}
+
+/// Reads the settings as `nrf_dfu_settings_reinit` does: the main page if
+/// its CRC holds, else the backup page, else defaults.
+pub fn load_settings(
+    layout: &InternalLayout,
+    mem: &mut impl ReadFlash,
+) -> (SettingsSource, Settings) {
+    let mut page = [0u8; SETTINGS_LEN];
+    let mut load = |addr| {
+        mem.read(addr, &mut page)
+            .ok()
+            .map(|_| Settings::from_bytes(&page))
+            .filter(|s| s.crc_ok())
+    };
+    if let Some(s) = load(layout.settings_addr) {
+        return (SettingsSource::Main, s);
+    }
+    if let Some(s) = load(layout.backup_addr) {
+        return (SettingsSource::Backup, s);
+    }
+    (SettingsSource::None, Settings::default())
+}
+
+/// CRC-32 of `len` bytes of flash at `addr`.
+pub fn image_crc(
+    mem: &mut impl ReadFlash,
+    addr: u32,
+    len: u32,
+) -> Result<u32, dfukit_core::ReadError> {
+    validation::crc_of(mem, addr, len)
+}
+
+/// How many program operations a write of `len` bytes at `addr` needs when a
+/// program may not cross a `page` boundary.
+fn pieces(addr: u32, len: u32, page: u32) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    ((addr + len - 1) / page - addr / page + 1) as usize
+}
+
+#[cfg(test)]
+mod tests;

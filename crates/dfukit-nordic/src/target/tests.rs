@@ -1,0 +1,253 @@
+//! The core on its own: flash completions are delivered (or withheld) by
+//! hand, so the asynchronous-completion rules can be observed directly.
+
+extern crate std;
+
+use super::*;
+use crate::init_packet::{self, FwType, Hash, HashType, InitCommand, SignatureType};
+use crate::proto::ResultCode;
+use core::time::Duration;
+use std::vec;
+use std::vec::Vec;
+
+/// Flat memory: 1 MiB internal at 0 and 8 MiB "QSPI" at 0x1200_0000.
+struct Ram {
+    internal: Vec<u8>,
+    qspi: Vec<u8>,
+}
+
+impl Ram {
+    fn new() -> Self {
+        Ram {
+            internal: vec![0xFF; 1 << 20],
+            qspi: vec![0xFF; 8 << 20],
+        }
+    }
+    fn slice(&mut self, addr: u32, len: usize) -> &mut [u8] {
+        if addr >= 0x1200_0000 {
+            let a = (addr - 0x1200_0000) as usize;
+            &mut self.qspi[a..a + len]
+        } else {
+            &mut self.internal[addr as usize..addr as usize + len]
+        }
+    }
+    fn apply(&mut self, op: FlashOp<'_>) {
+        match op {
+            FlashOp::Erase { addr, len } => self.slice(addr, len as usize).fill(0xFF),
+            FlashOp::Program { addr, data } => {
+                let dst = self.slice(addr, data.len());
+                assert!(
+                    dst.iter().all(|b| *b == 0xFF),
+                    "program over unerased flash at {addr:#010x}"
+                );
+                dst.copy_from_slice(data);
+            }
+        }
+    }
+}
+
+impl ReadFlash for Ram {
+    fn read(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), dfukit_core::ReadError> {
+        let n = buf.len();
+        buf.copy_from_slice(self.slice(addr, n));
+        Ok(())
+    }
+}
+
+struct Rig {
+    t: Target,
+    mem: Ram,
+    now: Instant,
+}
+
+impl Rig {
+    fn new() -> Self {
+        let cfg =
+            TargetConfig::nrf52840(None, Bank1Location::External(TargetConfig::MX25R6435F_BANK));
+        let mut r = Rig {
+            t: Target::new(cfg),
+            mem: Ram::new(),
+            now: Instant::ZERO,
+        };
+        r.run();
+        assert_eq!(r.t.mode(), Mode::Dfu);
+        r
+    }
+
+    /// Polls and completes every flash operation at once.
+    fn run(&mut self) {
+        loop {
+            self.t.poll(self.now, &mut self.mem);
+            match self.t.poll_flash() {
+                Some(op) => {
+                    self.mem.apply(op);
+                    self.t.flash_complete(self.now, FlashOutcome::Done);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Polls, and starts (applies) the next flash operation without completing it.
+    fn start_one(&mut self) -> bool {
+        self.t.poll(self.now, &mut self.mem);
+        match self.t.poll_flash() {
+            Some(op) => {
+                self.mem.apply(op);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn req(&mut self, frame: &[u8]) -> Option<Response> {
+        self.t.handle_request(self.now, frame).unwrap();
+        self.t.poll(self.now, &mut self.mem);
+        self.t.poll_response()
+    }
+
+    fn req_run(&mut self, frame: &[u8]) -> Response {
+        self.t.handle_request(self.now, frame).unwrap();
+        self.run();
+        self.t.poll_response().expect("a response")
+    }
+}
+
+fn unsigned_init(image: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let mut d: [u8; 32] = sha2::Sha256::digest(image).into();
+    d.reverse();
+    let cmd = InitCommand {
+        fw_version: Some(1),
+        hw_version: Some(52),
+        sd_req: heapless::Vec::from_slice(&[0x0100]).unwrap(),
+        fw_type: Some(FwType::Application),
+        app_size: Some(image.len() as u32),
+        hash: Some(Hash {
+            hash_type: HashType::Sha256,
+            hash: heapless::Vec::from_slice(&d).unwrap(),
+        }),
+        ..Default::default()
+    };
+    let _ = SignatureType::EcdsaP256Sha256;
+    init_packet::encode_packet(&cmd, None)
+}
+
+fn write(data: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x08];
+    f.extend_from_slice(data);
+    f
+}
+
+/// Init packet accepted and a data object created.
+fn ready(image: &[u8]) -> Rig {
+    let mut r = Rig::new();
+    let init = unsigned_init(image);
+    let mut create = vec![0x01, 0x01];
+    create.extend_from_slice(&(init.len() as u32).to_le_bytes());
+    assert_eq!(r.req_run(&create).result, ResultCode::Success);
+    r.t.handle_request(r.now, &write(&init)).unwrap();
+    assert_eq!(r.req_run(&[0x04]).result, ResultCode::Success);
+    assert_eq!(r.req_run(&[0x06, 0x02]).result, ResultCode::Success);
+    let mut create = vec![0x01, 0x02];
+    create.extend_from_slice(&4096u32.to_le_bytes());
+    assert_eq!(r.req_run(&create).result, ResultCode::Success);
+    r
+}
+
+#[test]
+fn offset_and_crc_count_only_completed_writes() {
+    let image: Vec<u8> = (0..8192u32).map(|i| i as u8).collect();
+    let mut r = ready(&image);
+    r.t.handle_request(r.now, &write(&image[..1024])).unwrap();
+    // The write's first page program starts but does not complete.
+    assert!(r.start_one());
+    // CRC_GET waits behind it: no answer yet.
+    assert_eq!(r.req(&[0x03]), None);
+    // Complete everything: now the answer counts the 1024 bytes.
+    r.t.flash_complete(r.now, FlashOutcome::Done);
+    r.run();
+    let resp = r.t.poll_response().unwrap();
+    assert_eq!(
+        resp.payload,
+        Payload::Crc {
+            offset: 1024,
+            crc: crc32(0, &image[..1024])
+        }
+    );
+}
+
+#[test]
+fn receive_buffers_are_held_until_their_write_completes() {
+    let image: Vec<u8> = (0..8192u32).map(|i| (i * 7) as u8).collect();
+    let mut r = ready(&image);
+    // Four buffers: four 512-byte writes are taken while nothing completes.
+    for i in 0..RX_BUFFERS {
+        let chunk = &image[i * 512..(i + 1) * 512];
+        r.t.handle_request(r.now, &write(chunk)).unwrap();
+    }
+    assert!(r.start_one());
+    // The fifth finds no free buffer: the transport must hold it back.
+    let fifth = &image[4 * 512..5 * 512];
+    assert_eq!(r.t.handle_request(r.now, &write(fifth)), Err(Busy));
+    // The first buffer's two page programs complete: it is free again.
+    r.t.flash_complete(r.now, FlashOutcome::Done);
+    assert!(r.start_one());
+    assert_eq!(r.t.handle_request(r.now, &write(fifth)), Err(Busy));
+    r.t.flash_complete(r.now, FlashOutcome::Done);
+    r.t.poll(r.now, &mut r.mem);
+    assert_eq!(r.t.handle_request(r.now, &write(fifth)), Ok(()));
+}
+
+#[test]
+fn a_lost_completion_becomes_a_bounded_reported_error() {
+    let image: Vec<u8> = vec![0x5A; 4096];
+    let mut r = ready(&image);
+    r.t.handle_request(r.now, &write(&image[..1024])).unwrap();
+    assert!(r.start_one());
+    assert_eq!(r.req(&[0x03]), None);
+    // Time passes; the completion never comes.
+    r.now += Duration::from_millis(999);
+    r.t.poll(r.now, &mut r.mem);
+    assert_eq!(r.t.poll_response(), None);
+    r.now += Duration::from_millis(2);
+    r.t.poll(r.now, &mut r.mem);
+    let resp =
+        r.t.poll_response()
+            .expect("answered after the flash timeout");
+    assert_eq!(resp.ext, Some(ExtError::FlashCompletionTimeout));
+    assert_eq!(r.t.fault(), Some(FlashFault::CompletionTimeout));
+    let events: Vec<_> = core::iter::from_fn(|| r.t.poll_event()).collect();
+    assert!(
+        events.contains(&TargetEvent::FlashFault {
+            fault: FlashFault::CompletionTimeout,
+            addr: 0x1200_0000
+        }),
+        "{events:?}"
+    );
+    // The link stays alive: PING still answers.
+    assert_eq!(r.req_run(&[0x09, 7]).payload, Payload::Ping(7));
+}
+
+#[test]
+fn unknown_and_short_requests_get_error_responses() {
+    let mut r = Rig::new();
+    assert_eq!(r.req_run(&[0x42]).result, ResultCode::OpCodeNotSupported);
+    assert_eq!(
+        r.req_run(&[0x01, 0x02]).result,
+        ResultCode::InvalidParameter
+    );
+    // Data before any init packet.
+    assert_eq!(
+        r.req_run(&[0x01, 0x02, 0, 0x10, 0, 0]).result,
+        ResultCode::OperationNotPermitted
+    );
+}
+
+#[test]
+fn pieces_split_at_program_pages() {
+    assert_eq!(pieces(0, 1024, 256), 4);
+    assert_eq!(pieces(100, 256, 256), 2);
+    assert_eq!(pieces(0, 0, 256), 0);
+    assert_eq!(pieces(0x27000, 4096, 4096), 1);
+}

@@ -1,0 +1,785 @@
+//! NOR flash chip models: geometry, timing, physics, power cuts.
+//!
+//! A [`FlashChip`] applies [`FlashOp`]s the way NOR flash behaves and tells
+//! how long each would take on the real part:
+//!
+//! - erased bytes read [`ERASED`] (0xFF); erases cover whole erase units;
+//! - programming can only clear bits (the new contents are `old & data`);
+//!   in *strict* mode (the default) programming over a byte that is not
+//!   erased is an error, like embassy-boot's `MemFlash` and MCUboot's
+//!   `simflash`, so a core that forgets an erase fails its tests;
+//! - programs are aligned to the write unit and never cross a program page;
+//! - an operation can be applied only in part ([`FlashChip::apply_partial`])
+//!   to model power lost part-way: a program leaves a prefix, an erase leaves
+//!   earlier erase units erased and the one in progress with random bits set
+//!   (seeded, so a trial replays exactly).
+//!
+//! Invalid operations are rejected before any byte changes.
+
+use std::time::Duration;
+
+use dfukit_core::{FlashOp, ReadError, ReadFlash};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::SimRng;
+use crate::storage::{Storage, StorageError, ERASED};
+
+/// Which kind of operation an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    /// An erase.
+    Erase,
+    /// A program (write).
+    Program,
+}
+
+impl OpKind {
+    fn of(op: &FlashOp<'_>) -> Self {
+        match op {
+            FlashOp::Erase { .. } => OpKind::Erase,
+            FlashOp::Program { .. } => OpKind::Program,
+        }
+    }
+}
+
+impl std::fmt::Display for OpKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OpKind::Erase => "erase",
+            OpKind::Program => "program",
+        })
+    }
+}
+
+/// Why the model refused an operation or a read.
+#[derive(Debug, thiserror::Error)]
+pub enum FlashModelError {
+    /// The range is not entirely on this chip.
+    #[error(
+        "{op} of {len} bytes at {addr:#010x} is outside the chip ({start:#010x}..{end:#010x})"
+    )]
+    OutOfBounds {
+        /// What was attempted.
+        op: OpKind,
+        /// First address of the range.
+        addr: u32,
+        /// Length of the range.
+        len: u32,
+        /// The chip's first address.
+        start: u32,
+        /// One past the chip's last address (as u64: a chip may end at 4 GiB).
+        end: u64,
+    },
+    /// Address or length is not a multiple of the unit the operation needs
+    /// (the erase size for erases, the write unit for programs).
+    #[error("{op} of {len} bytes at {addr:#010x} is not aligned to {align} bytes")]
+    Unaligned {
+        /// What was attempted.
+        op: OpKind,
+        /// First address of the range.
+        addr: u32,
+        /// Length of the range.
+        len: u32,
+        /// The required alignment in bytes.
+        align: u32,
+    },
+    /// A program crosses a program-page boundary; a real QSPI NOR part would
+    /// wrap around inside the page and corrupt its start.
+    #[error("program of {len} bytes at {addr:#010x} crosses a {page}-byte program page boundary")]
+    CrossesProgramPage {
+        /// First address of the range.
+        addr: u32,
+        /// Length of the range.
+        len: u32,
+        /// The program page size.
+        page: u32,
+    },
+    /// Strict mode: a byte in the range was not erased before programming.
+    #[error("program over non-erased flash at {addr:#010x} (erase before write)")]
+    ProgramOverNonErased {
+        /// The first byte in the range that was not erased.
+        addr: u32,
+    },
+    /// A read from an address that is not on this chip.
+    #[error(
+        "read of {len} bytes at {addr:#010x} is outside the chip ({start:#010x}..{end:#010x})"
+    )]
+    ReadOutOfBounds {
+        /// First address of the range.
+        addr: u32,
+        /// Length of the range.
+        len: u32,
+        /// The chip's first address.
+        start: u32,
+        /// One past the chip's last address.
+        end: u64,
+    },
+    /// The geometry does not describe a possible chip.
+    #[error("invalid flash geometry: {reason}")]
+    InvalidGeometry {
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// The storage is not the size the geometry says.
+    #[error("storage is {actual} bytes but the chip geometry needs {expected}")]
+    StorageSize {
+        /// The geometry's size.
+        expected: u64,
+        /// The storage's size.
+        actual: u64,
+    },
+    /// The backing file could not be written.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Where a chip sits in the memory map and how it is organised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FlashGeometry {
+    /// First address of the chip in the device's memory map.
+    pub base: u32,
+    /// Size in bytes; a multiple of `erase_size`.
+    pub size: u32,
+    /// Smallest erasable unit (page or sector) in bytes.
+    pub erase_size: u32,
+    /// Alignment and granularity of programs in bytes; also the unit that a
+    /// program interrupted by a power cut completes atomically.
+    pub write_unit: u32,
+    /// Largest program operation in bytes; a program must stay inside one
+    /// aligned block of this size (the 256-byte page of a QSPI NOR part).
+    pub max_program: u32,
+}
+
+impl FlashGeometry {
+    /// nRF52840 internal flash: 1 MiB at 0 in 256 pages of 4 KiB, programmed
+    /// in 32-bit words (nRF52840 Product Specification, "Memory" and NVMC).
+    /// The NVMC has no program page; one program operation is capped at one
+    /// flash page so that an interrupted program never spans two erase units.
+    pub const NRF52840_INTERNAL: FlashGeometry = FlashGeometry {
+        base: 0,
+        size: 1024 * 1024,
+        erase_size: 4096,
+        write_unit: 4,
+        max_program: 4096,
+    };
+
+    /// Macronix MX25R6435F (64 Mbit) as mapped by the nRF52840 QSPI
+    /// peripheral: 8 MiB at the XIP window 0x1200_0000, 4 KiB sector erase,
+    /// 256-byte page program, byte-granular writes.
+    pub const MX25R6435F_ON_NRF52840: FlashGeometry = FlashGeometry {
+        base: 0x1200_0000,
+        size: 8 * 1024 * 1024,
+        erase_size: 4096,
+        write_unit: 1,
+        max_program: 256,
+    };
+
+    /// One past the last address (u64, since a chip may end at 4 GiB).
+    pub fn end(&self) -> u64 {
+        u64::from(self.base) + u64::from(self.size)
+    }
+
+    /// True when `addr..addr + len` lies entirely on the chip. An empty range
+    /// is contained when `addr` is on the chip or just past its end.
+    pub fn contains(&self, addr: u32, len: u32) -> bool {
+        addr >= self.base && u64::from(addr) + u64::from(len) <= self.end()
+    }
+
+    /// Checks that the numbers describe a possible chip.
+    pub fn validate(&self) -> Result<(), FlashModelError> {
+        let bad = |reason| Err(FlashModelError::InvalidGeometry { reason });
+        if self.size == 0 || self.erase_size == 0 || self.write_unit == 0 || self.max_program == 0 {
+            return bad("sizes must be non-zero");
+        }
+        if self.end() > 1 << 32 {
+            return bad("the chip must end within the 32-bit address space");
+        }
+        if self.size % self.erase_size != 0 {
+            return bad("size must be a multiple of erase_size");
+        }
+        if self.base % self.erase_size != 0 {
+            return bad("base must be aligned to erase_size");
+        }
+        if self.erase_size % self.write_unit != 0 || self.max_program % self.write_unit != 0 {
+            return bad("erase_size and max_program must be multiples of write_unit");
+        }
+        Ok(())
+    }
+}
+
+/// Which datasheet column to model durations with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum TimingCorner {
+    /// Typical figures: what a benchmark should expect.
+    #[default]
+    Typical,
+    /// Maximum figures: what a timeout must allow for.
+    Max,
+}
+
+/// How long operations take on a part, from its datasheet.
+///
+/// An erase costs the per-unit figure for every `erase_unit` it covers; a
+/// program costs the per-unit figure for every started `program_unit`
+/// (a 4-byte program on a 256-byte-page part pays for a whole page: the
+/// datasheets give the page figure only, and erring slow keeps timeouts
+/// honest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FlashTiming {
+    /// Bytes covered by one erase figure.
+    pub erase_unit: u32,
+    /// Typical time to erase one `erase_unit`.
+    pub erase_typ: Duration,
+    /// Maximum time to erase one `erase_unit`.
+    pub erase_max: Duration,
+    /// Bytes covered by one program figure.
+    pub program_unit: u32,
+    /// Typical time to program one `program_unit`.
+    pub program_typ: Duration,
+    /// Maximum time to program one `program_unit`.
+    pub program_max: Duration,
+    /// The column [`duration`](Self::duration) uses.
+    pub corner: TimingCorner,
+}
+
+impl FlashTiming {
+    /// nRF52840 NVMC, from the nRF52840 Product Specification (v1.x),
+    /// NVMC "Electrical specification":
+    /// `tWRITE` (time to write one 32-bit word) = 41 µs and
+    /// `tERASEPAGE` (time to erase one 4 KiB page) = 85 ms.
+    /// The specification gives these as maxima only, with no typical value,
+    /// so both columns hold the maximum.
+    pub fn nrf52840_internal() -> Self {
+        FlashTiming {
+            erase_unit: 4096,
+            erase_typ: Duration::from_millis(85),
+            erase_max: Duration::from_millis(85),
+            program_unit: 4,
+            program_typ: Duration::from_micros(41),
+            program_max: Duration::from_micros(41),
+            corner: TimingCorner::Typical,
+        }
+    }
+
+    /// Macronix MX25R6435F in high-performance mode, from its datasheet,
+    /// "Erase and Programming Performance": page program (256 B) `tPP`
+    /// 0.85 ms typical, 4 ms maximum; 4 KiB sector erase `tSE` 40 ms typical,
+    /// 240 ms maximum. (The part's own SFDP table, as copied into Zephyr's
+    /// nRF52840/nRF5340 DK device trees, rounds these up to 896 µs and 48 ms
+    /// typical, in its coarser encoding.) Low-power mode, the power-on
+    /// default, is slower; the nRF QSPI drivers switch to high-performance.
+    pub fn mx25r6435f() -> Self {
+        FlashTiming {
+            erase_unit: 4096,
+            erase_typ: Duration::from_millis(40),
+            erase_max: Duration::from_millis(240),
+            program_unit: 256,
+            program_typ: Duration::from_micros(850),
+            program_max: Duration::from_millis(4),
+            corner: TimingCorner::Typical,
+        }
+    }
+
+    /// Every operation takes no time ("timing off"): for tests that only
+    /// care about contents and order.
+    pub fn instant() -> Self {
+        FlashTiming {
+            erase_unit: 1,
+            erase_typ: Duration::ZERO,
+            erase_max: Duration::ZERO,
+            program_unit: 1,
+            program_typ: Duration::ZERO,
+            program_max: Duration::ZERO,
+            corner: TimingCorner::Typical,
+        }
+    }
+
+    /// The same figures, reporting the other column.
+    pub fn with_corner(mut self, corner: TimingCorner) -> Self {
+        self.corner = corner;
+        self
+    }
+
+    /// Modelled duration of `op` in the configured column.
+    pub fn duration(&self, op: &FlashOp<'_>) -> Duration {
+        self.duration_at(op, self.corner)
+    }
+
+    /// Modelled duration of `op` in the given column.
+    pub fn duration_at(&self, op: &FlashOp<'_>, corner: TimingCorner) -> Duration {
+        let (per, unit) = match (op, corner) {
+            (FlashOp::Erase { .. }, TimingCorner::Typical) => (self.erase_typ, self.erase_unit),
+            (FlashOp::Erase { .. }, TimingCorner::Max) => (self.erase_max, self.erase_unit),
+            (FlashOp::Program { .. }, TimingCorner::Typical) => {
+                (self.program_typ, self.program_unit)
+            }
+            (FlashOp::Program { .. }, TimingCorner::Max) => (self.program_max, self.program_unit),
+        };
+        let units = op.len().div_ceil(unit.max(1));
+        per.saturating_mul(units)
+    }
+}
+
+/// How far an interrupted operation got.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum CutPoint {
+    /// This fraction of the operation's bytes (0.0 ..= 1.0; clamped, NaN is 0).
+    Fraction(f64),
+    /// This many of the operation's bytes (clamped to its length).
+    Bytes(u32),
+}
+
+impl CutPoint {
+    /// How many of `len` bytes were reached before the cut.
+    pub fn bytes_of(&self, len: u32) -> u32 {
+        match *self {
+            CutPoint::Bytes(n) => n.min(len),
+            CutPoint::Fraction(f) if f.is_nan() || f <= 0.0 => 0,
+            CutPoint::Fraction(f) if f >= 1.0 => len,
+            CutPoint::Fraction(f) => (f64::from(len) * f).floor() as u32,
+        }
+    }
+}
+
+/// Running totals of what a chip did, for benchmarks and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlashCounters {
+    /// Erase operations applied (in full or in part).
+    pub erases: u64,
+    /// Program operations applied (in full or in part).
+    pub programs: u64,
+    /// Bytes that an erase reached (in part for an interrupted erase).
+    pub bytes_erased: u64,
+    /// Bytes programmed (the prefix only for an interrupted program).
+    pub bytes_programmed: u64,
+    /// Operations applied only in part.
+    pub interrupted: u64,
+    /// Sum of modelled durations.
+    pub busy: Duration,
+}
+
+/// A NOR flash chip: geometry, timing, contents and counters.
+#[derive(Debug)]
+pub struct FlashChip {
+    geometry: FlashGeometry,
+    timing: FlashTiming,
+    storage: Storage,
+    strict: bool,
+    counters: FlashCounters,
+    rng: SimRng,
+}
+
+/// Seed for the garbage of interrupted erases until [`FlashChip::set_rng`]
+/// is called; fixed so that even a board that never seeds is reproducible.
+const DEFAULT_GARBAGE_SEED: u64 = 0x6466_756b_6974; // "dfukit"
+
+impl FlashChip {
+    /// A chip over `storage`, which must be exactly `geometry.size` bytes.
+    pub fn new(
+        geometry: FlashGeometry,
+        timing: FlashTiming,
+        storage: Storage,
+    ) -> Result<Self, FlashModelError> {
+        geometry.validate()?;
+        if storage.len() as u64 != u64::from(geometry.size) {
+            return Err(FlashModelError::StorageSize {
+                expected: u64::from(geometry.size),
+                actual: storage.len() as u64,
+            });
+        }
+        Ok(FlashChip {
+            geometry,
+            timing,
+            storage,
+            strict: true,
+            counters: FlashCounters::default(),
+            rng: SimRng::new(DEFAULT_GARBAGE_SEED),
+        })
+    }
+
+    /// nRF52840 internal flash ([`FlashGeometry::NRF52840_INTERNAL`],
+    /// [`FlashTiming::nrf52840_internal`]); `storage` must be 1 MiB.
+    pub fn nrf52840_internal(storage: Storage) -> Result<Self, FlashModelError> {
+        Self::new(
+            FlashGeometry::NRF52840_INTERNAL,
+            FlashTiming::nrf52840_internal(),
+            storage,
+        )
+    }
+
+    /// MX25R6435F on the nRF52840 QSPI
+    /// ([`FlashGeometry::MX25R6435F_ON_NRF52840`], [`FlashTiming::mx25r6435f`]);
+    /// `storage` must be 8 MiB.
+    pub fn mx25r6435f(storage: Storage) -> Result<Self, FlashModelError> {
+        Self::new(
+            FlashGeometry::MX25R6435F_ON_NRF52840,
+            FlashTiming::mx25r6435f(),
+            storage,
+        )
+    }
+
+    /// The chip's geometry.
+    pub fn geometry(&self) -> &FlashGeometry {
+        &self.geometry
+    }
+
+    /// The chip's timing.
+    pub fn timing(&self) -> &FlashTiming {
+        &self.timing
+    }
+
+    /// Replaces the timing (e.g. [`FlashTiming::instant`] to turn timing off).
+    pub fn set_timing(&mut self, timing: FlashTiming) {
+        self.timing = timing;
+    }
+
+    /// Whether programming over non-erased bytes is an error (default true).
+    pub fn strict(&self) -> bool {
+        self.strict
+    }
+
+    /// Strict off: programming over non-erased bytes ANDs them, as the
+    /// silicon does (the nRF52840 allows two writes of a word per erase).
+    pub fn set_strict(&mut self, strict: bool) {
+        self.strict = strict;
+    }
+
+    /// Seeds the garbage left by interrupted erases.
+    pub fn set_rng(&mut self, rng: SimRng) {
+        self.rng = rng;
+    }
+
+    /// Totals so far.
+    pub fn counters(&self) -> FlashCounters {
+        self.counters
+    }
+
+    /// Sets the totals back to zero.
+    pub fn reset_counters(&mut self) {
+        self.counters = FlashCounters::default();
+    }
+
+    /// The storage behind the chip.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// All contents, indexed from the chip's base address.
+    pub fn contents(&self) -> &[u8] {
+        self.storage.bytes()
+    }
+
+    /// True when `addr..addr + len` lies on this chip.
+    pub fn contains(&self, addr: u32, len: u32) -> bool {
+        self.geometry.contains(addr, len)
+    }
+
+    /// Fills `buf` from `addr` (a bus address).
+    pub fn read(&self, addr: u32, buf: &mut [u8]) -> Result<(), FlashModelError> {
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        if !self.contains(addr, len) {
+            return Err(FlashModelError::ReadOutOfBounds {
+                addr,
+                len,
+                start: self.geometry.base,
+                end: self.geometry.end(),
+            });
+        }
+        self.storage.read((addr - self.geometry.base) as usize, buf);
+        Ok(())
+    }
+
+    /// Checks `op` without changing anything; `Ok` means [`apply`](Self::apply)
+    /// would succeed (barring a storage I/O error).
+    pub fn check(&self, op: &FlashOp<'_>) -> Result<(), FlashModelError> {
+        self.validate(op).map(|_| ())
+    }
+
+    /// Applies `op` in full and returns its modelled duration.
+    pub fn apply(&mut self, op: &FlashOp<'_>) -> Result<Duration, FlashModelError> {
+        let offset = self.validate(op)?;
+        let len = op.len();
+        match *op {
+            FlashOp::Erase { .. } => {
+                self.storage.write(offset, &vec![ERASED; len as usize])?;
+                self.counters.erases += 1;
+                self.counters.bytes_erased += u64::from(len);
+            }
+            FlashOp::Program { data, .. } => {
+                self.program(offset, data)?;
+                self.counters.programs += 1;
+                self.counters.bytes_programmed += u64::from(len);
+            }
+        }
+        let d = self.timing.duration(op);
+        self.counters.busy += d;
+        Ok(d)
+    }
+
+    /// Applies `op` only up to `cut`, as when power fails part-way, and
+    /// returns the modelled time until the cut.
+    ///
+    /// - A program leaves exactly its first `n` bytes programmed, `n` being
+    ///   the cut rounded down to the write unit (the unit the part completes
+    ///   atomically); the rest is untouched.
+    /// - An erase proceeds one erase unit at a time: units before the cut are
+    ///   erased, the unit in progress has each 0 bit turned to 1 with a
+    ///   probability equal to how far into that unit the cut falls (drawn
+    ///   from the chip's seeded generator), units after it are untouched.
+    ///   A half-erased sector therefore reads neither as erased nor as its
+    ///   old contents, and the same seed leaves the same bytes.
+    ///
+    /// The operation is validated in full first: an invalid op is refused
+    /// without a change, exactly as [`apply`](Self::apply) would refuse it.
+    pub fn apply_partial(
+        &mut self,
+        op: &FlashOp<'_>,
+        cut: CutPoint,
+    ) -> Result<Duration, FlashModelError> {
+        let offset = self.validate(op)?;
+        let len = op.len();
+        let reached = cut.bytes_of(len);
+        match *op {
+            FlashOp::Erase { .. } => {
+                let es = self.geometry.erase_size;
+                let whole = reached / es * es;
+                if whole > 0 {
+                    self.storage.write(offset, &vec![ERASED; whole as usize])?;
+                }
+                let into = reached - whole;
+                if into > 0 {
+                    let start = offset + whole as usize;
+                    let p = f64::from(into) / f64::from(es);
+                    let mut sector = vec![0; es as usize];
+                    self.storage.read(start, &mut sector);
+                    for byte in &mut sector {
+                        let mut set = 0u8;
+                        for bit in 0..8 {
+                            if self.rng.chance(p) {
+                                set |= 1 << bit;
+                            }
+                        }
+                        *byte |= set;
+                    }
+                    self.storage.write(start, &sector)?;
+                }
+                self.counters.erases += 1;
+                self.counters.bytes_erased += u64::from(reached);
+            }
+            FlashOp::Program { data, .. } => {
+                let wu = self.geometry.write_unit;
+                let n = (reached / wu * wu) as usize;
+                self.program(offset, &data[..n])?;
+                self.counters.programs += 1;
+                self.counters.bytes_programmed += n as u64;
+            }
+        }
+        self.counters.interrupted += 1;
+        let full = self.timing.duration(op);
+        let d = if len == 0 {
+            Duration::ZERO
+        } else {
+            full.mul_f64(f64::from(reached) / f64::from(len))
+        };
+        self.counters.busy += d;
+        Ok(d)
+    }
+
+    /// ANDs `data` into the storage at `offset` (checks already done).
+    fn program(&mut self, offset: usize, data: &[u8]) -> Result<(), FlashModelError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let mut new = vec![0; data.len()];
+        self.storage.read(offset, &mut new);
+        for (cell, &d) in new.iter_mut().zip(data) {
+            *cell &= d;
+        }
+        self.storage.write(offset, &new)?;
+        Ok(())
+    }
+
+    /// Checks bounds, alignment, page crossing and (strict) erase-before-write;
+    /// returns the storage offset of the op's first byte.
+    fn validate(&self, op: &FlashOp<'_>) -> Result<usize, FlashModelError> {
+        let g = &self.geometry;
+        let (kind, addr, len) = (OpKind::of(op), op.addr(), op.len());
+        if !g.contains(addr, len) {
+            return Err(FlashModelError::OutOfBounds {
+                op: kind,
+                addr,
+                len,
+                start: g.base,
+                end: g.end(),
+            });
+        }
+        let offset = addr - g.base;
+        let align = match kind {
+            OpKind::Erase => g.erase_size,
+            OpKind::Program => g.write_unit,
+        };
+        if offset % align != 0 || len % align != 0 {
+            return Err(FlashModelError::Unaligned {
+                op: kind,
+                addr,
+                len,
+                align,
+            });
+        }
+        if let FlashOp::Program { .. } = op {
+            if len > 0 && offset / g.max_program != (offset + len - 1) / g.max_program {
+                return Err(FlashModelError::CrossesProgramPage {
+                    addr,
+                    len,
+                    page: g.max_program,
+                });
+            }
+            if self.strict {
+                let range = &self.storage.bytes()[offset as usize..(offset + len) as usize];
+                if let Some(i) = range.iter().position(|&b| b != ERASED) {
+                    return Err(FlashModelError::ProgramOverNonErased {
+                        addr: addr + i as u32,
+                    });
+                }
+            }
+        }
+        Ok(offset as usize)
+    }
+}
+
+impl ReadFlash for FlashChip {
+    fn read(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), ReadError> {
+        FlashChip::read(self, addr, buf).map_err(|_| {
+            // The first address that could not be served.
+            let addr = if addr < self.geometry.base {
+                addr
+            } else {
+                u32::try_from(self.geometry.end()).unwrap_or(u32::MAX)
+            };
+            ReadError { addr }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> FlashChip {
+        let g = FlashGeometry {
+            base: 0x1000,
+            size: 4 * 64,
+            erase_size: 64,
+            write_unit: 4,
+            max_program: 32,
+        };
+        FlashChip::new(g, FlashTiming::instant(), Storage::in_memory(g.size)).unwrap()
+    }
+
+    #[test]
+    fn nrf52840_durations() {
+        let t = FlashTiming::nrf52840_internal();
+        let page = [0u8; 4096];
+        assert_eq!(
+            t.duration(&FlashOp::Erase { addr: 0, len: 8192 }),
+            Duration::from_millis(170)
+        );
+        assert_eq!(
+            t.duration(&FlashOp::Program {
+                addr: 0,
+                data: &page
+            }),
+            Duration::from_micros(41 * 1024)
+        );
+    }
+
+    #[test]
+    fn mx25r_durations_typ_and_max() {
+        let t = FlashTiming::mx25r6435f();
+        let four = [0u8; 4];
+        let op = FlashOp::Program {
+            addr: 0,
+            data: &four,
+        };
+        assert_eq!(t.duration(&op), Duration::from_micros(850));
+        assert_eq!(
+            t.duration_at(&op, TimingCorner::Max),
+            Duration::from_millis(4)
+        );
+        let erase = FlashOp::Erase { addr: 0, len: 4096 };
+        assert_eq!(
+            t.with_corner(TimingCorner::Max).duration(&erase),
+            Duration::from_millis(240)
+        );
+        assert_eq!(FlashTiming::instant().duration(&erase), Duration::ZERO);
+    }
+
+    #[test]
+    fn presets_check_storage_size() {
+        assert!(FlashChip::nrf52840_internal(Storage::in_memory(1 << 20)).is_ok());
+        assert!(matches!(
+            FlashChip::mx25r6435f(Storage::in_memory(1 << 20)),
+            Err(FlashModelError::StorageSize {
+                expected: 0x80_0000,
+                actual: 0x10_0000
+            })
+        ));
+    }
+
+    #[test]
+    fn geometry_rules() {
+        let mut g = FlashGeometry::NRF52840_INTERNAL;
+        assert!(g.validate().is_ok());
+        assert!(FlashGeometry::MX25R6435F_ON_NRF52840.validate().is_ok());
+        g.write_unit = 3;
+        assert!(g.validate().is_err());
+        let g = FlashGeometry {
+            base: 0xFFFF_F000,
+            size: 0x2000,
+            ..FlashGeometry::NRF52840_INTERNAL
+        };
+        assert!(g.validate().is_err());
+    }
+
+    #[test]
+    fn cut_point_clamps() {
+        assert_eq!(CutPoint::Fraction(0.5).bytes_of(10), 5);
+        assert_eq!(CutPoint::Fraction(2.0).bytes_of(10), 10);
+        assert_eq!(CutPoint::Fraction(f64::NAN).bytes_of(10), 0);
+        assert_eq!(CutPoint::Bytes(99).bytes_of(10), 10);
+    }
+
+    #[test]
+    fn invalid_op_changes_nothing() {
+        let mut c = small();
+        c.apply(&FlashOp::Program {
+            addr: 0x1000,
+            data: &[0; 4],
+        })
+        .unwrap();
+        let before = c.contents().to_vec();
+        // Second word is erased, first is not: the whole op is refused.
+        let err = c
+            .apply(&FlashOp::Program {
+                addr: 0x1000,
+                data: &[0x0F; 8],
+            })
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            FlashModelError::ProgramOverNonErased { addr: 0x1000 }
+        ));
+        assert_eq!(c.contents(), &before[..]);
+        assert_eq!(c.counters().programs, 1);
+    }
+
+    #[test]
+    fn read_flash_trait_reports_first_bad_address() {
+        let mut c = small();
+        let mut buf = [0; 8];
+        let e = ReadFlash::read(&mut c, 0x10FC, &mut buf).unwrap_err();
+        assert_eq!(e.addr, 0x1100);
+        ReadFlash::read(&mut c, 0x10F8, &mut buf).unwrap();
+        assert_eq!(buf, [0xFF; 8]);
+    }
+}

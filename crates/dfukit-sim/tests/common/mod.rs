@@ -1,0 +1,110 @@
+//! Shared helpers: deterministic keys, images and signed init packets, and a
+//! board factory.
+#![allow(dead_code)]
+
+use dfukit_nordic::init_packet::{self, FwType, Hash, HashType, InitCommand, SignatureType};
+use dfukit_nordic::keys;
+use dfukit_sim::nrf52840::{Bank1, BoardConfig, Nrf52840};
+use dfukit_sim::Storage;
+use p256::ecdsa::SigningKey;
+use sha2::{Digest, Sha256};
+
+/// A fixed test key (never a real one).
+pub fn key(seed: u8) -> SigningKey {
+    SigningKey::from_slice(&[seed.max(1); 32]).unwrap()
+}
+
+/// `len` bytes of deterministic pseudo-random firmware, padded to 4 bytes
+/// with 0xFF as nrfutil pads images.
+pub fn image(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    let mut v: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    while v.len() % 4 != 0 {
+        v.push(0xFF);
+    }
+    v
+}
+
+/// What an init packet claims.
+pub struct Claims {
+    pub fw_version: u32,
+    pub hw_version: u32,
+    pub sd_req: Vec<u32>,
+}
+
+impl Default for Claims {
+    fn default() -> Self {
+        Claims {
+            fw_version: 1,
+            hw_version: 52,
+            sd_req: vec![0x0100],
+        }
+    }
+}
+
+/// A signed init packet for `image`, as `nrfutil pkg generate` makes it.
+pub fn init_packet(key: &SigningKey, image: &[u8], c: &Claims) -> Vec<u8> {
+    let mut digest: [u8; 32] = Sha256::digest(image).into();
+    digest.reverse();
+    let cmd = InitCommand {
+        fw_version: Some(c.fw_version),
+        hw_version: Some(c.hw_version),
+        sd_req: c.sd_req.iter().copied().collect(),
+        fw_type: Some(FwType::Application),
+        sd_size: Some(0),
+        bl_size: Some(0),
+        app_size: Some(image.len() as u32),
+        hash: Some(Hash {
+            hash_type: HashType::Sha256,
+            hash: heapless::Vec::from_slice(&digest).unwrap(),
+        }),
+        is_debug: Some(false),
+        boot_validation: heapless::Vec::new(),
+    };
+    let bytes = init_packet::encode_init_command(&cmd);
+    let sig = keys::sign_init_command(key, &bytes);
+    init_packet::encode_packet(&cmd, Some((SignatureType::EcdsaP256Sha256, &sig)))
+}
+
+/// Board configuration trusting `key`, flash timing on (virtual time).
+pub fn config(key: &SigningKey, bank1: Bank1) -> BoardConfig {
+    let point = key.verifying_key().to_encoded_point(false);
+    BoardConfig {
+        bank1,
+        public_key: Some(
+            point
+                .as_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        ),
+        ..BoardConfig::default()
+    }
+}
+
+/// A blank board (erased flash) in memory.
+pub fn blank_board(cfg: BoardConfig) -> Nrf52840 {
+    Nrf52840::new(
+        cfg,
+        Storage::in_memory(1 << 20),
+        Storage::in_memory(8 << 20),
+    )
+    .unwrap()
+}
+
+/// A board on copies of the given flash contents.
+pub fn board_from(cfg: BoardConfig, internal: &[u8], qspi: &[u8]) -> Nrf52840 {
+    Nrf52840::new(
+        cfg,
+        Storage::from_vec(internal.to_vec()),
+        Storage::from_vec(qspi.to_vec()),
+    )
+    .unwrap()
+}
