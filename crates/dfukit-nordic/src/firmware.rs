@@ -116,7 +116,10 @@ pub fn detect_kind(path: &Path, contents: &[u8]) -> FileKind {
 
 /// Loads a firmware file into a contiguous image.
 pub fn load(path: &Path) -> Result<Image, FirmwareError> {
-    let contents = std::fs::read(path).map_err(|source| FirmwareError::Io { path: path.to_owned(), source })?;
+    let contents = std::fs::read(path).map_err(|source| FirmwareError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     load_bytes(path, &contents)
 }
 
@@ -125,15 +128,22 @@ pub fn load_bytes(path: &Path, contents: &[u8]) -> Result<Image, FirmwareError> 
     match detect_kind(path, contents) {
         FileKind::Bin => {
             if contents.is_empty() {
-                return Err(FirmwareError::Empty { path: path.to_owned() });
+                return Err(FirmwareError::Empty {
+                    path: path.to_owned(),
+                });
             }
             let mut data = contents.to_vec();
             pad_to_word(&mut data);
-            Ok(Image { start_address: 0, data })
+            Ok(Image {
+                start_address: 0,
+                data,
+            })
         }
         FileKind::Hex => {
-            let text = std::str::from_utf8(contents)
-                .map_err(|e| FirmwareError::NotText { path: path.to_owned(), offset: e.valid_up_to() })?;
+            let text = std::str::from_utf8(contents).map_err(|e| FirmwareError::NotText {
+                path: path.to_owned(),
+                offset: e.valid_up_to(),
+            })?;
             let chunks = parse_hex(path, text)?;
             flatten(path, chunks)
         }
@@ -142,9 +152,7 @@ pub fn load_bytes(path: &Path, contents: &[u8]) -> Result<Image, FirmwareError> 
 }
 
 fn pad_to_word(data: &mut Vec<u8>) {
-    while data.len() % 4 != 0 {
-        data.push(0xFF);
-    }
+    data.resize(data.len().next_multiple_of(4), 0xFF);
 }
 
 /// Parses Intel HEX text into (address, bytes) chunks, honouring extended segment (02) and
@@ -158,8 +166,12 @@ pub fn parse_hex(path: &Path, text: &str) -> Result<Vec<(u32, Vec<u8>)>, Firmwar
         if line.is_empty() {
             continue;
         }
-        let record = Record::from_record_string(line)
-            .map_err(|source| FirmwareError::HexRecord { path: path.to_owned(), line: i + 1, source })?;
+        let record =
+            Record::from_record_string(line).map_err(|source| FirmwareError::HexRecord {
+                path: path.to_owned(),
+                line: i + 1,
+                source,
+            })?;
         match record {
             Record::Data { offset, value } => {
                 let addr = base.wrapping_add(u32::from(offset));
@@ -178,7 +190,10 @@ fn parse_elf(path: &Path, data: &[u8]) -> Result<Vec<(u32, Vec<u8>)>, FirmwareEr
     use object::elf::{FileHeader32, PT_LOAD};
     use object::read::elf::{FileHeader, ProgramHeader};
     use object::Endianness;
-    let err = |e: object::Error| FirmwareError::Elf { path: path.to_owned(), reason: e.to_string() };
+    let err = |e: object::Error| FirmwareError::Elf {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
     let header = FileHeader32::<Endianness>::parse(data).map_err(err)?;
     let endian = header.endian().map_err(err)?;
     let mut chunks = Vec::new();
@@ -188,7 +203,10 @@ fn parse_elf(path: &Path, data: &[u8]) -> Result<Vec<(u32, Vec<u8>)>, FirmwareEr
         }
         let bytes = ph.data(endian, data).map_err(|()| FirmwareError::Elf {
             path: path.to_owned(),
-            reason: format!("segment at {:#010x} lies outside the file", ph.p_paddr(endian)),
+            reason: format!(
+                "segment at {:#010x} lies outside the file",
+                ph.p_paddr(endian)
+            ),
         })?;
         chunks.push((ph.p_paddr(endian), bytes.to_vec()));
     }
@@ -203,10 +221,16 @@ fn flatten(path: &Path, mut chunks: Vec<(u32, Vec<u8>)>) -> Result<Image, Firmwa
     for (addr, bytes) in &chunks {
         let end = u64::from(*addr) + bytes.len() as u64;
         if end > 1 << 32 {
-            return Err(FirmwareError::AddressOverflow { path: path.to_owned(), address: *addr });
+            return Err(FirmwareError::AddressOverflow {
+                path: path.to_owned(),
+                address: *addr,
+            });
         }
         if u64::from(*addr) < end_prev && !bytes.is_empty() {
-            return Err(FirmwareError::Overlap { path: path.to_owned(), address: *addr });
+            return Err(FirmwareError::Overlap {
+                path: path.to_owned(),
+                address: *addr,
+            });
         }
         end_prev = end_prev.max(end);
     }
@@ -223,14 +247,21 @@ fn flatten(path: &Path, mut chunks: Vec<(u32, Vec<u8>)>) -> Result<Image, Firmwa
             })
         })
         .collect();
-    let (Some(first), Some(last)) = (kept.first(), kept.iter().map(|(a, b)| a + b.len() as u32).max()) else {
-        return Err(FirmwareError::Empty { path: path.to_owned() });
+    let (Some(first), Some(last)) = (
+        kept.first(),
+        kept.iter().map(|(a, b)| a + b.len() as u32).max(),
+    ) else {
+        return Err(FirmwareError::Empty {
+            path: path.to_owned(),
+        });
     };
     let read_u32 = |at: u32| -> Option<u32> {
         let mut out = [0u8; 4];
         for (i, slot) in out.iter_mut().enumerate() {
             let a = at + i as u32;
-            let (ca, cb) = kept.iter().find(|(ca, cb)| a >= *ca && a < ca + cb.len() as u32)?;
+            let (ca, cb) = kept
+                .iter()
+                .find(|(ca, cb)| a >= *ca && a < ca + cb.len() as u32)?;
             *slot = cb[(a - ca) as usize];
         }
         Some(u32::from_le_bytes(out))
@@ -246,7 +277,9 @@ fn flatten(path: &Path, mut chunks: Vec<(u32, Vec<u8>)>) -> Result<Image, Firmwa
     };
     let start = first.0.max(mbr_end);
     if last <= start {
-        return Err(FirmwareError::Empty { path: path.to_owned() });
+        return Err(FirmwareError::Empty {
+            path: path.to_owned(),
+        });
     }
     let mut data = vec![0xFF; (last - start) as usize];
     for (addr, bytes) in &kept {
@@ -255,10 +288,14 @@ fn flatten(path: &Path, mut chunks: Vec<(u32, Vec<u8>)>) -> Result<Image, Firmwa
         if *s >= e {
             continue;
         }
-        data[(s - start) as usize..(e - start) as usize].copy_from_slice(&bytes[(s - addr) as usize..]);
+        data[(s - start) as usize..(e - start) as usize]
+            .copy_from_slice(&bytes[(s - addr) as usize..]);
     }
     pad_to_word(&mut data);
-    Ok(Image { start_address: start, data })
+    Ok(Image {
+        start_address: start,
+        data,
+    })
 }
 
 /// Writes `data` at `address` as Intel HEX text the way python `intelhex` formats it:
@@ -286,12 +323,18 @@ pub fn to_intel_hex(segments: &[(u32, &[u8])]) -> String {
         // One record: up to 16 consecutive addresses, not crossing a 64 KiB boundary.
         let mut value = vec![bytes[i].1];
         let mut j = i + 1;
-        while j < bytes.len() && value.len() < 16 && bytes[j].0 == addr + value.len() as u32 && (bytes[j].0 & 0xFFFF) != 0
+        while j < bytes.len()
+            && value.len() < 16
+            && bytes[j].0 == addr + value.len() as u32
+            && (bytes[j].0 & 0xFFFF) != 0
         {
             value.push(bytes[j].1);
             j += 1;
         }
-        records.push(Record::Data { offset: (addr & 0xFFFF) as u16, value });
+        records.push(Record::Data {
+            offset: (addr & 0xFFFF) as u16,
+            value,
+        });
         i = j;
     }
     records.push(Record::EndOfFile);
@@ -312,12 +355,19 @@ mod tests {
         let text = hex_of(&[(0x27000, &[1, 2, 3]), (0x27008, &[9])]);
         let img = load_bytes(Path::new("app.hex"), text.as_bytes()).unwrap();
         assert_eq!(img.start_address, 0x27000);
-        assert_eq!(img.data, vec![1, 2, 3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 9, 0xFF, 0xFF, 0xFF]);
+        assert_eq!(
+            img.data,
+            vec![1, 2, 3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 9, 0xFF, 0xFF, 0xFF]
+        );
     }
 
     #[test]
     fn mbr_and_uicr_are_dropped() {
-        let text = hex_of(&[(0x0, &[0xAA; 16]), (0x1000, &[1, 2, 3, 4]), (0x1000_1014, &[0x00, 0xE0, 0x0F, 0x00])]);
+        let text = hex_of(&[
+            (0x0, &[0xAA; 16]),
+            (0x1000, &[1, 2, 3, 4]),
+            (0x1000_1014, &[0x00, 0xE0, 0x0F, 0x00]),
+        ]);
         let img = load_bytes(Path::new("sd.hex"), text.as_bytes()).unwrap();
         assert_eq!(img.start_address, 0x1000);
         assert_eq!(img.data, vec![1, 2, 3, 4]);
@@ -335,19 +385,33 @@ mod tests {
     #[test]
     fn bin_loads_at_zero_and_pads() {
         let img = load_bytes(Path::new("x.bin"), &[1, 2, 3, 4, 5]).unwrap();
-        assert_eq!(img, Image { start_address: 0, data: vec![1, 2, 3, 4, 5, 0xFF, 0xFF, 0xFF] });
+        assert_eq!(
+            img,
+            Image {
+                start_address: 0,
+                data: vec![1, 2, 3, 4, 5, 0xFF, 0xFF, 0xFF]
+            }
+        );
     }
 
     #[test]
     fn bad_record_names_line() {
         let text = ":020000040002F8\n:10000000ZZ\n";
         match load_bytes(Path::new("bad.hex"), text.as_bytes()) {
-            Err(e @ FirmwareError::HexRecord { line: 2, .. }) => assert!(e.to_string().starts_with("bad.hex:2:")),
+            Err(e @ FirmwareError::HexRecord { line: 2, .. }) => {
+                assert!(e.to_string().starts_with("bad.hex:2:"))
+            }
             other => panic!("{other:?}"),
         }
         let text = ":0400000001020304F2\n:0400020001020304F0\n:00000001FF\n";
-        assert!(matches!(load_bytes(Path::new("o.hex"), text.as_bytes()), Err(FirmwareError::Overlap { address: 2, .. })));
-        assert!(matches!(load_bytes(Path::new("e.hex"), b":00000001FF\n"), Err(FirmwareError::Empty { .. })));
+        assert!(matches!(
+            load_bytes(Path::new("o.hex"), text.as_bytes()),
+            Err(FirmwareError::Overlap { address: 2, .. })
+        ));
+        assert!(matches!(
+            load_bytes(Path::new("e.hex"), b":00000001FF\n"),
+            Err(FirmwareError::Empty { .. })
+        ));
     }
 
     #[test]
@@ -388,6 +452,9 @@ mod tests {
         let img = load_bytes(Path::new("app.elf"), &elf).unwrap();
         assert_eq!(img.start_address, 0x27000);
         assert_eq!(img.data, vec![1, 2, 3, 4, 5, 6, 0xFF, 0xFF]);
-        assert!(matches!(load_bytes(Path::new("x.elf"), b"\x7fELFjunk"), Err(FirmwareError::Elf { .. })));
+        assert!(matches!(
+            load_bytes(Path::new("x.elf"), b"\x7fELFjunk"),
+            Err(FirmwareError::Elf { .. })
+        ));
     }
 }

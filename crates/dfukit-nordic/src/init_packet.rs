@@ -404,7 +404,13 @@ impl<'a> Reader<'a> {
             WT_VARINT => {
                 let value_offset = self.abs();
                 let v = self.varint()?;
-                return Ok(Field { number, wire_type, key_offset, value_offset, value: Value::Varint(v) });
+                return Ok(Field {
+                    number,
+                    wire_type,
+                    key_offset,
+                    value_offset,
+                    value: Value::Varint(v),
+                });
             }
             WT_LEN => {
                 let len_offset = self.abs();
@@ -417,20 +423,38 @@ impl<'a> Reader<'a> {
                 let len = len as usize;
                 let bytes = &self.buf[self.pos..self.pos + len];
                 self.pos += len;
-                return Ok(Field { number, wire_type, key_offset, value_offset, value: Value::Bytes(bytes) });
+                return Ok(Field {
+                    number,
+                    wire_type,
+                    key_offset,
+                    value_offset,
+                    value: Value::Bytes(bytes),
+                });
             }
             WT_I64 => 8,
             WT_I32 => 4,
             _ => {
-                return Err(DecodeError::WrongWireType { offset: key_offset, field: "(unknown)", wire_type })
+                return Err(DecodeError::WrongWireType {
+                    offset: key_offset,
+                    field: "(unknown)",
+                    wire_type,
+                })
             }
         };
         let value_offset = self.abs();
         if self.buf.len() - self.pos < value {
-            return Err(DecodeError::Truncated { offset: value_offset });
+            return Err(DecodeError::Truncated {
+                offset: value_offset,
+            });
         }
         self.pos += value;
-        Ok(Field { number, wire_type, key_offset, value_offset, value: Value::Fixed })
+        Ok(Field {
+            number,
+            wire_type,
+            key_offset,
+            value_offset,
+            value: Value::Fixed,
+        })
     }
 }
 
@@ -455,16 +479,28 @@ impl<'a> Field<'a> {
         }
     }
 
-    fn enumeration<T>(&self, field: &'static str, conv: fn(u32) -> Option<T>) -> Result<T, DecodeError> {
+    fn enumeration<T>(
+        &self,
+        field: &'static str,
+        conv: fn(u32) -> Option<T>,
+    ) -> Result<T, DecodeError> {
         let v = self.varint(field)?;
         u32::try_from(v)
             .ok()
             .and_then(conv)
-            .ok_or(DecodeError::UnknownEnumValue { offset: self.value_offset, field, value: v })
+            .ok_or(DecodeError::UnknownEnumValue {
+                offset: self.value_offset,
+                field,
+                value: v,
+            })
     }
 
     fn wrong(&self, field: &'static str) -> DecodeError {
-        DecodeError::WrongWireType { offset: self.key_offset, field, wire_type: self.wire_type }
+        DecodeError::WrongWireType {
+            offset: self.key_offset,
+            field,
+            wire_type: self.wire_type,
+        }
     }
 }
 
@@ -475,7 +511,12 @@ fn copy_limited<const N: usize>(
     offset: usize,
 ) -> Result<heapless::Vec<u8, N>, DecodeError> {
     if bytes.len() > max.min(N) {
-        return Err(DecodeError::TooLong { offset, field, len: bytes.len(), max: max.min(N) });
+        return Err(DecodeError::TooLong {
+            offset,
+            field,
+            len: bytes.len(),
+            max: max.min(N),
+        });
     }
     let mut v = heapless::Vec::new();
     // Cannot fail: length checked above.
@@ -499,8 +540,14 @@ fn decode_hash(buf: &[u8], base: usize) -> Result<Hash, DecodeError> {
         }
     }
     Ok(Hash {
-        hash_type: hash_type.ok_or(DecodeError::MissingField { offset: base, field: "Hash.hash_type" })?,
-        hash: hash.ok_or(DecodeError::MissingField { offset: base, field: "Hash.hash" })?,
+        hash_type: hash_type.ok_or(DecodeError::MissingField {
+            offset: base,
+            field: "Hash.hash_type",
+        })?,
+        hash: hash.ok_or(DecodeError::MissingField {
+            offset: base,
+            field: "Hash.hash",
+        })?,
     })
 }
 
@@ -514,14 +561,25 @@ fn decode_boot_validation(buf: &[u8], base: usize) -> Result<BootValidation, Dec
             1 => kind = Some(f.enumeration("BootValidation.type", ValidationType::from_u32)?),
             2 => {
                 let b = f.bytes("BootValidation.bytes")?;
-                bytes = Some(copy_limited(b, MAX_BOOT_VALIDATION_BYTES, "BootValidation.bytes", f.value_offset)?);
+                bytes = Some(copy_limited(
+                    b,
+                    MAX_BOOT_VALIDATION_BYTES,
+                    "BootValidation.bytes",
+                    f.value_offset,
+                )?);
             }
             _ => {}
         }
     }
     Ok(BootValidation {
-        kind: kind.ok_or(DecodeError::MissingField { offset: base, field: "BootValidation.type" })?,
-        bytes: bytes.ok_or(DecodeError::MissingField { offset: base, field: "BootValidation.bytes" })?,
+        kind: kind.ok_or(DecodeError::MissingField {
+            offset: base,
+            field: "BootValidation.type",
+        })?,
+        bytes: bytes.ok_or(DecodeError::MissingField {
+            offset: base,
+            field: "BootValidation.bytes",
+        })?,
     })
 }
 
@@ -562,7 +620,10 @@ fn decode_init_command(buf: &[u8], base: usize) -> Result<InitCommand, DecodeErr
             8 => {
                 let b = f.bytes("InitCommand.hash")?;
                 if cmd.hash.is_some() {
-                    return Err(DecodeError::DuplicateField { offset: f.key_offset, field: "InitCommand.hash" });
+                    return Err(DecodeError::DuplicateField {
+                        offset: f.key_offset,
+                        field: "InitCommand.hash",
+                    });
                 }
                 cmd.hash = Some(decode_hash(b, f.value_offset)?);
             }
@@ -570,12 +631,14 @@ fn decode_init_command(buf: &[u8], base: usize) -> Result<InitCommand, DecodeErr
             10 => {
                 let b = f.bytes("InitCommand.boot_validation")?;
                 let bv = decode_boot_validation(b, f.value_offset)?;
-                cmd.boot_validation.push(bv).map_err(|_| DecodeError::TooLong {
-                    offset: f.key_offset,
-                    field: "InitCommand.boot_validation",
-                    len: MAX_BOOT_VALIDATION + 1,
-                    max: MAX_BOOT_VALIDATION,
-                })?;
+                cmd.boot_validation
+                    .push(bv)
+                    .map_err(|_| DecodeError::TooLong {
+                        offset: f.key_offset,
+                        field: "InitCommand.boot_validation",
+                        len: MAX_BOOT_VALIDATION + 1,
+                        max: MAX_BOOT_VALIDATION,
+                    })?;
             }
             _ => {}
         }
@@ -593,20 +656,29 @@ fn decode_command<'a>(buf: &'a [u8], base: usize) -> Result<(InitCommand, &'a [u
             1 => {
                 let op = f.varint("Command.op_code")?;
                 if op != u64::from(OP_CODE_INIT) {
-                    return Err(DecodeError::UnsupportedOpCode { offset: f.value_offset, op_code: op });
+                    return Err(DecodeError::UnsupportedOpCode {
+                        offset: f.value_offset,
+                        op_code: op,
+                    });
                 }
             }
             2 => {
                 let b = f.bytes("Command.init")?;
                 if init.is_some() {
-                    return Err(DecodeError::DuplicateField { offset: f.key_offset, field: "Command.init" });
+                    return Err(DecodeError::DuplicateField {
+                        offset: f.key_offset,
+                        field: "Command.init",
+                    });
                 }
                 init = Some((decode_init_command(b, f.value_offset)?, b));
             }
             _ => {}
         }
     }
-    init.ok_or(DecodeError::MissingField { offset: base, field: "Command.init" })
+    init.ok_or(DecodeError::MissingField {
+        offset: base,
+        field: "Command.init",
+    })
 }
 
 /// Decodes an init packet (`dfu.Packet`) without allocating.
@@ -622,22 +694,35 @@ pub fn decode(packet: &[u8]) -> Result<InitPacket<'_>, DecodeError> {
             1 => {
                 let b = f.bytes("Packet.command")?;
                 if result.is_some() {
-                    return Err(DecodeError::DuplicateField { offset: f.key_offset, field: "Packet.command" });
+                    return Err(DecodeError::DuplicateField {
+                        offset: f.key_offset,
+                        field: "Packet.command",
+                    });
                 }
                 let (command, span) = decode_command(b, f.value_offset)?;
-                result = Some(InitPacket { command, init_command_bytes: span, signature_type: None, signature: None });
+                result = Some(InitPacket {
+                    command,
+                    init_command_bytes: span,
+                    signature_type: None,
+                    signature: None,
+                });
             }
             2 => {
                 let b = f.bytes("Packet.signed_command")?;
                 if result.is_some() {
-                    return Err(DecodeError::DuplicateField { offset: f.key_offset, field: "Packet.signed_command" });
+                    return Err(DecodeError::DuplicateField {
+                        offset: f.key_offset,
+                        field: "Packet.signed_command",
+                    });
                 }
                 result = Some(decode_signed_command(b, f.value_offset)?);
             }
             _ => {}
         }
     }
-    result.ok_or(DecodeError::NoCommand { offset: packet.len() })
+    result.ok_or(DecodeError::NoCommand {
+        offset: packet.len(),
+    })
 }
 
 fn decode_signed_command(buf: &[u8], base: usize) -> Result<InitPacket<'_>, DecodeError> {
@@ -651,11 +736,17 @@ fn decode_signed_command(buf: &[u8], base: usize) -> Result<InitPacket<'_>, Deco
             1 => {
                 let b = f.bytes("SignedCommand.command")?;
                 if command.is_some() {
-                    return Err(DecodeError::DuplicateField { offset: f.key_offset, field: "SignedCommand.command" });
+                    return Err(DecodeError::DuplicateField {
+                        offset: f.key_offset,
+                        field: "SignedCommand.command",
+                    });
                 }
                 command = Some(decode_command(b, f.value_offset)?);
             }
-            2 => signature_type = Some(f.enumeration("SignedCommand.signature_type", SignatureType::from_u32)?),
+            2 => {
+                signature_type =
+                    Some(f.enumeration("SignedCommand.signature_type", SignatureType::from_u32)?)
+            }
             3 => {
                 let b = f.bytes("SignedCommand.signature")?;
                 if b.len() > MAX_SIGNATURE_LEN {
@@ -671,12 +762,24 @@ fn decode_signed_command(buf: &[u8], base: usize) -> Result<InitPacket<'_>, Deco
             _ => {}
         }
     }
-    let (command, span) =
-        command.ok_or(DecodeError::MissingField { offset: base, field: "SignedCommand.command" })?;
-    let signature_type =
-        signature_type.ok_or(DecodeError::MissingField { offset: base, field: "SignedCommand.signature_type" })?;
-    let signature = signature.ok_or(DecodeError::MissingField { offset: base, field: "SignedCommand.signature" })?;
-    Ok(InitPacket { command, init_command_bytes: span, signature_type: Some(signature_type), signature: Some(signature) })
+    let (command, span) = command.ok_or(DecodeError::MissingField {
+        offset: base,
+        field: "SignedCommand.command",
+    })?;
+    let signature_type = signature_type.ok_or(DecodeError::MissingField {
+        offset: base,
+        field: "SignedCommand.signature_type",
+    })?;
+    let signature = signature.ok_or(DecodeError::MissingField {
+        offset: base,
+        field: "SignedCommand.signature",
+    })?;
+    Ok(InitPacket {
+        command,
+        init_command_bytes: span,
+        signature_type: Some(signature_type),
+        signature: Some(signature),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -856,7 +959,11 @@ impl InitCommand {
     /// Writes a whole init packet (`dfu.Packet`) to `out`: unsigned → `Packet.command`,
     /// signed → `Packet.signed_command { command, signature_type, signature }`, exactly as
     /// nrfutil frames it.
-    pub fn encode_packet_to(&self, signature: Option<(SignatureType, &[u8])>, out: &mut impl FnMut(&[u8])) {
+    pub fn encode_packet_to(
+        &self,
+        signature: Option<(SignatureType, &[u8])>,
+        out: &mut impl FnMut(&[u8]),
+    ) {
         match signature {
             None => {
                 put_key(out, 1, WT_LEN);
@@ -906,7 +1013,11 @@ mod tests {
         let mut sd_req = heapless::Vec::new();
         sd_req.extend_from_slice(&[0x100, 0xCA]).unwrap();
         let mut bv = heapless::Vec::new();
-        bv.push(BootValidation { kind: ValidationType::ValidateGeneratedCrc, bytes: heapless::Vec::new() }).unwrap();
+        bv.push(BootValidation {
+            kind: ValidationType::ValidateGeneratedCrc,
+            bytes: heapless::Vec::new(),
+        })
+        .unwrap();
         InitCommand {
             fw_version: Some(1),
             hw_version: Some(52),
@@ -915,7 +1026,10 @@ mod tests {
             sd_size: Some(0),
             bl_size: Some(0),
             app_size: Some(4096),
-            hash: Some(Hash { hash_type: HashType::Sha256, hash }),
+            hash: Some(Hash {
+                hash_type: HashType::Sha256,
+                hash,
+            }),
             is_debug: Some(false),
             boot_validation: bv,
         }
@@ -926,7 +1040,10 @@ mod tests {
         let cmd = sample();
         let pkt = encode_packet(&cmd, None);
         // Packet.command(1) { op_code(1)=INIT, init(2) { fw_version(1)=1, hw_version(2)=52, ... } }
-        assert_eq!(&pkt[..8], &[0x0A, pkt[1], 0x08, 0x01, 0x12, pkt[5], 0x08, 0x01]);
+        assert_eq!(
+            &pkt[..8],
+            &[0x0A, pkt[1], 0x08, 0x01, 0x12, pkt[5], 0x08, 0x01]
+        );
         assert_eq!(&pkt[8..10], &[0x10, 52]);
         // sd_req packed: key 0x1A, len 3, 0x80 0x02, 0xCA 0x01
         assert_eq!(&pkt[10..16], &[0x1A, 0x04, 0x80, 0x02, 0xCA, 0x01]);
@@ -961,7 +1078,10 @@ mod tests {
         for n in 0..pkt.len() {
             assert!(decode(&pkt[..n]).is_err(), "prefix of {n} bytes decoded");
         }
-        assert!(matches!(decode(&pkt[..5]), Err(DecodeError::Truncated { offset: 1 })));
+        assert!(matches!(
+            decode(&pkt[..5]),
+            Err(DecodeError::Truncated { offset: 1 })
+        ));
     }
 
     #[test]
@@ -969,10 +1089,24 @@ mod tests {
         let mut cmd = sample();
         let mut h = heapless::Vec::new();
         h.extend_from_slice(&[1u8; 33]).unwrap();
-        cmd.hash = Some(Hash { hash_type: HashType::Sha256, hash: h });
+        cmd.hash = Some(Hash {
+            hash_type: HashType::Sha256,
+            hash: h,
+        });
         let pkt = encode_packet(&cmd, None);
         let e = decode(&pkt).unwrap_err();
-        assert!(matches!(e, DecodeError::TooLong { field: "Hash.hash", len: 33, max: 32, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                DecodeError::TooLong {
+                    field: "Hash.hash",
+                    len: 33,
+                    max: 32,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -986,7 +1120,13 @@ mod tests {
         cmd.extend_from_slice(&init);
         let mut pkt = vec![0x0A, cmd.len() as u8];
         pkt.extend_from_slice(&cmd);
-        assert!(matches!(decode(&pkt), Err(DecodeError::TooLong { field: "InitCommand.sd_req", .. })));
+        assert!(matches!(
+            decode(&pkt),
+            Err(DecodeError::TooLong {
+                field: "InitCommand.sd_req",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -994,7 +1134,9 @@ mod tests {
         let cmd = sample();
         let mut init = encode_init_command(&cmd);
         // field 15 varint, field 16 fixed32, field 17 length-delimited, field 18 fixed64
-        init.extend_from_slice(&[0x78, 0x05, 0x85, 0x01, 1, 2, 3, 4, 0x8A, 0x01, 0x02, 0xFF, 0xFF]);
+        init.extend_from_slice(&[
+            0x78, 0x05, 0x85, 0x01, 1, 2, 3, 4, 0x8A, 0x01, 0x02, 0xFF, 0xFF,
+        ]);
         init.extend_from_slice(&[0x91, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]);
         let mut c = vec![0x08, 0x01, 0x12, init.len() as u8];
         c.extend_from_slice(&init);
@@ -1007,20 +1149,42 @@ mod tests {
 
     #[test]
     fn bad_enum_and_opcode_and_empty() {
-        assert!(matches!(decode(&[]), Err(DecodeError::NoCommand { offset: 0 })));
+        assert!(matches!(
+            decode(&[]),
+            Err(DecodeError::NoCommand { offset: 0 })
+        ));
         // op_code RESET (0)
-        assert!(matches!(decode(&[0x0A, 0x02, 0x08, 0x00]), Err(DecodeError::UnsupportedOpCode { offset: 3, op_code: 0 })));
+        assert!(matches!(
+            decode(&[0x0A, 0x02, 0x08, 0x00]),
+            Err(DecodeError::UnsupportedOpCode {
+                offset: 3,
+                op_code: 0
+            })
+        ));
         // type = 9
         let pkt = [0x0A, 0x06, 0x08, 0x01, 0x12, 0x02, 0x20, 0x09];
         assert!(matches!(
             decode(&pkt),
-            Err(DecodeError::UnknownEnumValue { field: "InitCommand.type", value: 9, offset: 7 })
+            Err(DecodeError::UnknownEnumValue {
+                field: "InitCommand.type",
+                value: 9,
+                offset: 7
+            })
         ));
         // Group wire type
-        assert!(matches!(decode(&[0x0B]), Err(DecodeError::WrongWireType { wire_type: 3, .. })));
+        assert!(matches!(
+            decode(&[0x0B]),
+            Err(DecodeError::WrongWireType { wire_type: 3, .. })
+        ));
         // hash with wrong wire type
         let pkt = [0x0A, 0x06, 0x08, 0x01, 0x12, 0x02, 0x40, 0x01];
-        assert!(matches!(decode(&pkt), Err(DecodeError::WrongWireType { field: "InitCommand.hash", .. })));
+        assert!(matches!(
+            decode(&pkt),
+            Err(DecodeError::WrongWireType {
+                field: "InitCommand.hash",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -1034,39 +1198,56 @@ mod tests {
     }
 
     fn arb_vec<const N: usize>(max: usize) -> impl Strategy<Value = heapless::Vec<u8, N>> {
-        proptest::collection::vec(any::<u8>(), 0..=max).prop_map(|v| heapless::Vec::from_slice(&v).unwrap())
+        proptest::collection::vec(any::<u8>(), 0..=max)
+            .prop_map(|v| heapless::Vec::from_slice(&v).unwrap())
     }
 
     fn arb_cmd() -> impl Strategy<Value = InitCommand> {
-        let hash = proptest::option::of(
-            (0usize..HashType::ALL.len(), arb_vec::<64>(32))
-                .prop_map(|(t, hash)| Hash { hash_type: HashType::ALL[t], hash }),
-        );
+        let hash = proptest::option::of((0usize..HashType::ALL.len(), arb_vec::<64>(32)).prop_map(
+            |(t, hash)| Hash {
+                hash_type: HashType::ALL[t],
+                hash,
+            },
+        ));
         let bv = proptest::collection::vec(
-            (0usize..ValidationType::ALL.len(), arb_vec::<64>(64))
-                .prop_map(|(t, bytes)| BootValidation { kind: ValidationType::ALL[t], bytes }),
+            (0usize..ValidationType::ALL.len(), arb_vec::<64>(64)).prop_map(|(t, bytes)| {
+                BootValidation {
+                    kind: ValidationType::ALL[t],
+                    bytes,
+                }
+            }),
             0..=3,
         );
         (
-            (any::<Option<u32>>(), any::<Option<u32>>(), proptest::collection::vec(any::<u32>(), 0..=16)),
+            (
+                any::<Option<u32>>(),
+                any::<Option<u32>>(),
+                proptest::collection::vec(any::<u32>(), 0..=16),
+            ),
             proptest::option::of(0usize..FwType::ALL.len()),
-            (any::<Option<u32>>(), any::<Option<u32>>(), any::<Option<u32>>()),
+            (
+                any::<Option<u32>>(),
+                any::<Option<u32>>(),
+                any::<Option<u32>>(),
+            ),
             hash,
             any::<Option<bool>>(),
             bv,
         )
-            .prop_map(|((fw, hw, sd), t, (sds, bls, apps), hash, dbg, bv)| InitCommand {
-                fw_version: fw,
-                hw_version: hw,
-                sd_req: heapless::Vec::from_slice(&sd).unwrap(),
-                fw_type: t.map(|i| FwType::ALL[i]),
-                sd_size: sds,
-                bl_size: bls,
-                app_size: apps,
-                hash,
-                is_debug: dbg,
-                boot_validation: heapless::Vec::from_slice(&bv).unwrap(),
-            })
+            .prop_map(
+                |((fw, hw, sd), t, (sds, bls, apps), hash, dbg, bv)| InitCommand {
+                    fw_version: fw,
+                    hw_version: hw,
+                    sd_req: heapless::Vec::from_slice(&sd).unwrap(),
+                    fw_type: t.map(|i| FwType::ALL[i]),
+                    sd_size: sds,
+                    bl_size: bls,
+                    app_size: apps,
+                    hash,
+                    is_debug: dbg,
+                    boot_validation: heapless::Vec::from_slice(&bv).unwrap(),
+                },
+            )
     }
 
     proptest! {

@@ -81,7 +81,10 @@ pub fn generate_key() -> SigningKey {
 pub fn generate(path: &Path) -> Result<SigningKey, KeyError> {
     let key = generate_key();
     let pem = private_pem(&key)?;
-    std::fs::write(path, pem).map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
+    std::fs::write(path, pem).map_err(|source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(key)
 }
 
@@ -94,19 +97,27 @@ pub fn private_pem(key: &SigningKey) -> Result<String, KeyError> {
     let point = key.verifying_key().to_encoded_point(false);
     let ec = sec1::EcPrivateKey {
         private_key: &scalar,
-        parameters: Some(sec1::EcParameters::NamedCurve(sec1::der::asn1::ObjectIdentifier::new_unwrap(
-            "1.2.840.10045.3.1.7",
-        ))),
+        parameters: Some(sec1::EcParameters::NamedCurve(
+            sec1::der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7"),
+        )),
         public_key: Some(point.as_bytes()),
     };
-    let der = ec.to_der().map_err(|e| KeyError::Encode { reason: e.to_string() })?;
-    sec1::der::pem::encode_string("EC PRIVATE KEY", LineEnding::LF, &der)
-        .map_err(|e| KeyError::Encode { reason: e.to_string() })
+    let der = ec.to_der().map_err(|e| KeyError::Encode {
+        reason: e.to_string(),
+    })?;
+    sec1::der::pem::encode_string("EC PRIVATE KEY", LineEnding::LF, &der).map_err(|e| {
+        KeyError::Encode {
+            reason: e.to_string(),
+        }
+    })
 }
 
 /// SubjectPublicKeyInfo `PUBLIC KEY` PEM (uncompressed point), as python-ecdsa writes it.
 pub fn public_pem(key: &VerifyingKey) -> Result<String, KeyError> {
-    key.to_public_key_pem(LineEnding::LF).map_err(|e| KeyError::Encode { reason: e.to_string() })
+    key.to_public_key_pem(LineEnding::LF)
+        .map_err(|e| KeyError::Encode {
+            reason: e.to_string(),
+        })
 }
 
 /// Parses a PEM private key: SEC1 `EC PRIVATE KEY` (what nrfutil writes) or PKCS#8.
@@ -130,13 +141,18 @@ fn parse_pem(pem: &str, path: &Path) -> Result<SigningKey, KeyError> {
 
 /// Loads a PEM private key from a file.
 pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     parse_pem(&text, path)
 }
 
 /// True if `key` is nrfutil's built-in default key (nrfutil then prints a security warning).
 pub fn is_default_key(key: &SigningKey) -> bool {
-    from_pem(DEFAULT_KEY_PEM).map(|d| d.to_bytes() == key.to_bytes()).unwrap_or(false)
+    from_pem(DEFAULT_KEY_PEM)
+        .map(|d| d.to_bytes() == key.to_bytes())
+        .unwrap_or(false)
 }
 
 /// The public key as the bootloader stores it: x and y each byte-reversed (64 bytes).
@@ -158,15 +174,24 @@ fn hex(bytes: &[u8]) -> String {
 /// (including the trailing newline `click.echo` adds). Code formats embed the current local
 /// time; see [`display_at`] to fix it.
 pub fn display(key: &SigningKey, part: KeyPart, format: Format) -> Result<String, KeyError> {
-    let now = chrono::Local::now().format("%Y-%m-%d (YY-MM-DD) at %H:%M:%S").to_string();
+    let now = chrono::Local::now()
+        .format("%Y-%m-%d (YY-MM-DD) at %H:%M:%S")
+        .to_string();
     display_at(key, part, format, &now)
 }
 
 /// [`display`] with the timestamp of the code header given as text
 /// (`"%Y-%m-%d (YY-MM-DD) at %H:%M:%S"` in nrfutil).
-pub fn display_at(key: &SigningKey, part: KeyPart, format: Format, timestamp: &str) -> Result<String, KeyError> {
+pub fn display_at(
+    key: &SigningKey,
+    part: KeyPart,
+    format: Format,
+    timestamp: &str,
+) -> Result<String, KeyError> {
     let body = match (part, format) {
-        (KeyPart::Private, Format::Code | Format::DbgCode) => return Err(KeyError::PrivateKeyAsCode),
+        (KeyPart::Private, Format::Code | Format::DbgCode) => {
+            return Err(KeyError::PrivateKeyAsCode)
+        }
         (KeyPart::Private, Format::Pem) => private_pem(key)?,
         (KeyPart::Private, Format::Hex) => {
             let mut b = key.to_bytes().to_vec();
@@ -175,7 +200,10 @@ pub fn display_at(key: &SigningKey, part: KeyPart, format: Format, timestamp: &s
         }
         (KeyPart::Public, Format::Pem) => public_pem(key.verifying_key())?,
         (KeyPart::Public, Format::Hex) => {
-            format!("Public (verification) key pk:\n{}", hex(&public_key_le(key.verifying_key())))
+            format!(
+                "Public (verification) key pk:\n{}",
+                hex(&public_key_le(key.verifying_key()))
+            )
         }
         (KeyPart::Public, Format::Code | Format::DbgCode) => {
             public_key_code(key.verifying_key(), format == Format::DbgCode, timestamp)
@@ -192,7 +220,12 @@ pub fn display_at(key: &SigningKey, part: KeyPart, format: Format, timestamp: &s
 /// newline `click.echo` adds).
 pub fn public_key_code(key: &VerifyingKey, debug: bool, timestamp: &str) -> String {
     let pk = public_key_le(key);
-    let join = |b: &[u8]| b.iter().map(|x| format!("0x{x:02x}")).collect::<Vec<_>>().join(", ");
+    let join = |b: &[u8]| {
+        b.iter()
+            .map(|x| format!("0x{x:02x}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let key_code = format!(
         "\n/** @brief Public key used to verify DFU images */\n__ALIGN(4) const uint8_t pk[64] =\n{{\n    {},\n    {}\n}};\n",
         join(&pk[..32]),
@@ -256,7 +289,10 @@ mod tests {
         assert_eq!(from_pem(&pem).unwrap().to_bytes(), k.to_bytes());
         let p8 = SecretKey::from(&k).to_pkcs8_pem(LineEnding::LF).unwrap();
         assert_eq!(from_pem(&p8).unwrap().to_bytes(), k.to_bytes());
-        assert!(matches!(from_pem("garbage"), Err(KeyError::NotAPrivateKey { .. })));
+        assert!(matches!(
+            from_pem("garbage"),
+            Err(KeyError::NotAPrivateKey { .. })
+        ));
     }
 
     #[test]
@@ -270,12 +306,21 @@ mod tests {
     #[test]
     fn signature_covers_init_command_not_whole_packet() {
         let k = generate_key();
-        let cmd = InitCommand { fw_version: Some(3), fw_type: Some(FwType::Application), app_size: Some(4), ..Default::default() };
+        let cmd = InitCommand {
+            fw_version: Some(3),
+            fw_type: Some(FwType::Application),
+            app_size: Some(4),
+            ..Default::default()
+        };
         let ic = init_packet::encode_init_command(&cmd);
         let sig = sign_init_command(&k, &ic);
         let pkt = init_packet::encode_packet(&cmd, Some((SignatureType::EcdsaP256Sha256, &sig)));
         let d = init_packet::decode(&pkt).unwrap();
-        assert!(verify(k.verifying_key(), d.init_command_bytes, d.signature.unwrap()));
+        assert!(verify(
+            k.verifying_key(),
+            d.init_command_bytes,
+            d.signature.unwrap()
+        ));
         assert!(!verify(k.verifying_key(), &pkt, d.signature.unwrap()));
         // The byte-reversed convention matters: the raw big-endian form does not verify.
         let mut raw = sig;
@@ -292,7 +337,10 @@ mod tests {
         let mut b = k.to_bytes().to_vec();
         b.reverse();
         assert_eq!(s, format!("\nWARNING: Security risk! Do not share the private key.\n\nPrivate (signing) key sk:\n{}\n", hex(&b)));
-        assert!(matches!(display(&k, KeyPart::Private, Format::Code), Err(KeyError::PrivateKeyAsCode)));
+        assert!(matches!(
+            display(&k, KeyPart::Private, Format::Code),
+            Err(KeyError::PrivateKeyAsCode)
+        ));
         let code = display_at(&k, KeyPart::Public, Format::Code, "T").unwrap();
         assert!(code.contains("__ALIGN(4) const uint8_t pk[64] =\n{\n    0x"));
         assert!(code.ends_with("\n};\n\n"));

@@ -24,7 +24,8 @@ use sha2::{Digest, Sha256};
 
 use crate::firmware::{self, FirmwareError};
 use crate::init_packet::{
-    self, BootValidation, DecodeError, FwType, Hash, HashType, InitCommand, SignatureType, ValidationType,
+    self, BootValidation, DecodeError, FwType, Hash, HashType, InitCommand, SignatureType,
+    ValidationType,
 };
 use crate::keys;
 
@@ -75,7 +76,11 @@ const PERTURB_SHIFT: u32 = 5;
 
 impl PySet {
     fn new() -> Self {
-        PySet { table: vec![None; 8], fill: 0, used: 0 }
+        PySet {
+            table: vec![None; 8],
+            fill: 0,
+            used: 0,
+        }
     }
 
     fn mask(&self) -> usize {
@@ -99,7 +104,11 @@ impl PySet {
         let mut perturb = key;
         let mut i = (key as usize) & mask;
         loop {
-            let probes = if i + LINEAR_PROBES <= mask { LINEAR_PROBES } else { 0 };
+            let probes = if i + LINEAR_PROBES <= mask {
+                LINEAR_PROBES
+            } else {
+                0
+            };
             for j in 0..=probes {
                 match self.table[i + j] {
                     None => {
@@ -107,7 +116,11 @@ impl PySet {
                         self.fill += 1;
                         self.used += 1;
                         if self.fill * 5 >= mask * 3 {
-                            self.resize(if self.used > 50000 { self.used * 2 } else { self.used * 4 });
+                            self.resize(if self.used > 50000 {
+                                self.used * 2
+                            } else {
+                                self.used * 4
+                            });
                         }
                         return;
                     }
@@ -116,7 +129,11 @@ impl PySet {
                 }
             }
             perturb >>= PERTURB_SHIFT;
-            i = (i.wrapping_mul(5).wrapping_add(1).wrapping_add(perturb as usize)) & mask;
+            i = (i
+                .wrapping_mul(5)
+                .wrapping_add(1)
+                .wrapping_add(perturb as usize))
+                & mask;
         }
     }
 
@@ -150,7 +167,11 @@ impl PySet {
                 }
             }
             perturb >>= PERTURB_SHIFT;
-            i = (i.wrapping_mul(5).wrapping_add(1).wrapping_add(perturb as usize)) & mask;
+            i = (i
+                .wrapping_mul(5)
+                .wrapping_add(1)
+                .wrapping_add(perturb as usize))
+                & mask;
         }
     }
 
@@ -175,14 +196,19 @@ impl PySet {
             }
             copy.iter().filter(|k| !other.contains(*k)).collect()
         } else {
-            PySet::from_iter(self.iter().filter(|k| !other.contains(*k))).iter().collect()
+            PySet::from_iter(self.iter().filter(|k| !other.contains(*k)))
+                .iter()
+                .collect()
         }
     }
 }
 
 /// The order nrfutil writes `sd_req` in: `list(set(values))` under CPython 3.11.
 pub fn python_set_order(values: &[u32]) -> Vec<u32> {
-    PySet::from_iter(values.iter().map(|&v| u64::from(v))).iter().map(|v| v as u32).collect()
+    PySet::from_iter(values.iter().map(|&v| u64::from(v)))
+        .iter()
+        .map(|v| v as u32)
+        .collect()
 }
 
 /// nrfutil's `sd_req_list += set(sd_id_list) - set(sd_req_list)`.
@@ -242,7 +268,9 @@ pub enum GenerateError {
     #[error(transparent)]
     Firmware(#[from] FirmwareError),
     /// ECDSA boot validation was requested without a key.
-    #[error("{image}: VALIDATE_ECDSA_P256_SHA256 boot validation needs a signing key (--key-file)")]
+    #[error(
+        "{image}: VALIDATE_ECDSA_P256_SHA256 boot validation needs a signing key (--key-file)"
+    )]
     MissingKey {
         /// The image needing the signature.
         image: &'static str,
@@ -342,7 +370,10 @@ pub struct GeneratedPackage {
 /// nrfutil's `.bin` name: the input's file name with `.hex` replaced by `.bin` (Python
 /// `str.replace`, so every occurrence). Other names not ending in `.bin` get `.bin` appended.
 pub fn bin_file_name(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if name.contains(".hex") {
         name.replace(".hex", ".bin")
     } else if name.ends_with(".bin") {
@@ -371,13 +402,17 @@ struct Plan {
 }
 
 fn invalid<T>(reason: &str) -> Result<T, GenerateError> {
-    Err(GenerateError::InvalidOptions { reason: reason.into() })
+    Err(GenerateError::InvalidOptions {
+        reason: reason.into(),
+    })
 }
 
 /// Builds the package contents (`.bin`/`.dat` per image and manifest.json).
 pub fn build(opts: &PackageOptions) -> Result<GeneratedPackage, GenerateError> {
     if opts.bootloader.is_some() && opts.application.is_some() && opts.softdevice.is_none() {
-        return invalid("bootloader and application together need a SoftDevice too; use two packages instead");
+        return invalid(
+            "bootloader and application together need a SoftDevice too; use two packages instead",
+        );
     }
     let mut app_version = opts.application_version;
     let mut bl_version = opts.bootloader_version;
@@ -396,7 +431,9 @@ pub fn build(opts: &PackageOptions) -> Result<GeneratedPackage, GenerateError> {
         hw_version.get_or_insert(0xFFFF_FFFF);
         sd_req.get_or_insert_with(|| vec![SD_REQ_ANY]);
     }
-    let Some(hw_version) = hw_version else { return invalid("--hw-version is required") };
+    let Some(hw_version) = hw_version else {
+        return invalid("--hw-version is required");
+    };
     if sd_req.is_none() && !opts.external_app {
         return invalid("--sd-req is required");
     }
@@ -426,8 +463,12 @@ pub fn build(opts: &PackageOptions) -> Result<GeneratedPackage, GenerateError> {
         }
         None => sd_req_list.clone(),
     };
-    let app_bv = opts.app_boot_validation.unwrap_or(ValidationType::ValidateGeneratedCrc);
-    let sd_bv = opts.sd_boot_validation.unwrap_or(ValidationType::ValidateGeneratedCrc);
+    let app_bv = opts
+        .app_boot_validation
+        .unwrap_or(ValidationType::ValidateGeneratedCrc);
+    let sd_bv = opts
+        .sd_boot_validation
+        .unwrap_or(ValidationType::ValidateGeneratedCrc);
 
     let mut plans = Vec::new();
     match (&opts.softdevice, &opts.bootloader) {
@@ -476,7 +517,11 @@ pub fn build(opts: &PackageOptions) -> Result<GeneratedPackage, GenerateError> {
     if let Some(app) = &opts.application {
         plans.push(Plan {
             kind: ImageKind::Application,
-            fw_type: if opts.external_app { FwType::ExternalApplication } else { FwType::Application },
+            fw_type: if opts.external_app {
+                FwType::ExternalApplication
+            } else {
+                FwType::Application
+            },
             fw_version: app_version.unwrap_or(0xFFFF_FFFF),
             sd_req: sd_id_list,
             boot_validation: vec![app_bv],
@@ -519,15 +564,23 @@ pub fn build(opts: &PackageOptions) -> Result<GeneratedPackage, GenerateError> {
     Ok(GeneratedPackage { images, manifest })
 }
 
-fn init_command_for(p: &Plan, hw_version: u32, opts: &PackageOptions) -> Result<InitCommand, GenerateError> {
-    let too_many = |what: &str| GenerateError::InvalidOptions { reason: format!("too many {what} entries") };
+fn init_command_for(
+    p: &Plan,
+    hw_version: u32,
+    opts: &PackageOptions,
+) -> Result<InitCommand, GenerateError> {
+    let too_many = |what: &str| GenerateError::InvalidOptions {
+        reason: format!("too many {what} entries"),
+    };
     let mut digest: Vec<u8> = Sha256::digest(&p.bin).to_vec();
     digest.reverse();
     let mut boot_validation = heapless::Vec::new();
     for kind in &p.boot_validation {
         let mut bytes = heapless::Vec::new();
         if *kind == ValidationType::ValidateEcdsaP256Sha256 {
-            let key = opts.key.as_ref().ok_or(GenerateError::MissingKey { image: p.kind.manifest_key() })?;
+            let key = opts.key.as_ref().ok_or(GenerateError::MissingKey {
+                image: p.kind.manifest_key(),
+            })?;
             let signed = p.signed_image.as_deref().unwrap_or(&p.bin);
             let _ = bytes.extend_from_slice(&keys::sign(key, signed));
         }
@@ -535,8 +588,13 @@ fn init_command_for(p: &Plan, hw_version: u32, opts: &PackageOptions) -> Result<
             .push(BootValidation { kind: *kind, bytes })
             .map_err(|_| too_many("boot validation"))?;
     }
-    let sd_req_in = if p.sd_req.is_empty() { vec![SD_REQ_ANY] } else { p.sd_req.clone() };
-    let sd_req = heapless::Vec::from_slice(&python_set_order(&sd_req_in)).map_err(|_| too_many("--sd-req"))?;
+    let sd_req_in = if p.sd_req.is_empty() {
+        vec![SD_REQ_ANY]
+    } else {
+        p.sd_req.clone()
+    };
+    let sd_req = heapless::Vec::from_slice(&python_set_order(&sd_req_in))
+        .map_err(|_| too_many("--sd-req"))?;
     let len = p.bin.len() as u32;
     let (sd_size, bl_size, app_size) = match (p.kind, p.sd_bl_sizes) {
         (ImageKind::SoftdeviceBootloader, Some((sd, bl))) => (sd, bl, 0),
@@ -570,7 +628,10 @@ pub fn manifest_json(images: &[GeneratedImage]) -> String {
         e.insert("bin_file".into(), Value::from(img.bin_file.clone()));
         e.insert("dat_file".into(), Value::from(img.dat_file.clone()));
         if let Some((sd, bl)) = img.sd_bl_sizes {
-            e.insert("info_read_only_metadata".into(), json!({ "bl_size": bl, "sd_size": sd }));
+            e.insert(
+                "info_read_only_metadata".into(),
+                json!({ "bl_size": bl, "sd_size": sd }),
+            );
         }
         m.insert(img.kind.manifest_key().into(), Value::Object(e));
     }
@@ -588,7 +649,8 @@ impl GeneratedPackage {
     pub fn to_zip(&self) -> Result<Vec<u8>, GenerateError> {
         let zerr = |source| GenerateError::Zip { source };
         let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        let o = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        let o = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
         let mut put = |name: &str, data: &[u8]| -> Result<(), GenerateError> {
             w.start_file(name, o).map_err(zerr)?;
             w.write_all(data).map_err(|e| zerr(e.into()))
@@ -610,7 +672,10 @@ pub fn generate(opts: &PackageOptions) -> Result<Vec<u8>, GenerateError> {
 /// `pkg generate OUT.zip`: writes the package to `out`.
 pub fn generate_to_file(opts: &PackageOptions, out: &Path) -> Result<(), GenerateError> {
     let zip = generate(opts)?;
-    std::fs::write(out, zip).map_err(|source| GenerateError::Io { path: out.to_owned(), source })
+    std::fs::write(out, zip).map_err(|source| GenerateError::Io {
+        path: out.to_owned(),
+        source,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -759,7 +824,14 @@ pub struct PackageImage {
 }
 
 impl PackageImage {
-    fn from_dat(path: &Path, kind: Option<ImageKind>, bin_file: String, dat_file: String, dat: Vec<u8>, firmware: Option<Vec<u8>>) -> Result<Self, PackageError> {
+    fn from_dat(
+        path: &Path,
+        kind: Option<ImageKind>,
+        bin_file: String,
+        dat_file: String,
+        dat: Vec<u8>,
+        firmware: Option<Vec<u8>>,
+    ) -> Result<Self, PackageError> {
         let p = init_packet::decode(&dat).map_err(|source| PackageError::InitPacket {
             path: path.to_owned(),
             dat_file: dat_file.clone(),
@@ -767,7 +839,11 @@ impl PackageImage {
         })?;
         let start = p.init_command_bytes.as_ptr() as usize - dat.as_ptr() as usize;
         let range = start..start + p.init_command_bytes.len();
-        let (command, signature_type, signature) = (p.command.clone(), p.signature_type, p.signature.map(<[u8]>::to_vec));
+        let (command, signature_type, signature) = (
+            p.command.clone(),
+            p.signature_type,
+            p.signature.map(<[u8]>::to_vec),
+        );
         Ok(PackageImage {
             kind: kind.unwrap_or(ImageKind::from_fw_type(command.fw_type)),
             bin_file,
@@ -788,22 +864,34 @@ impl PackageImage {
 
     /// True if the init packet is signed and the signature verifies with `key`.
     pub fn verify_signature(&self, key: &VerifyingKey) -> bool {
-        self.signature.as_deref().is_some_and(|s| keys::verify(key, self.init_command_bytes(), s))
+        self.signature
+            .as_deref()
+            .is_some_and(|s| keys::verify(key, self.init_command_bytes(), s))
     }
 
     fn validate(&self, path: &Path) -> Result<(), PackageError> {
-        let Some(fw) = &self.firmware else { return Ok(()) };
+        let Some(fw) = &self.firmware else {
+            return Ok(());
+        };
         let c = &self.command;
         let actual = fw.len() as u64;
         let g = |v: Option<u32>| u64::from(v.unwrap_or(0));
         let (field, expected) = match c.fw_type {
             Some(FwType::Softdevice) => ("sd_size", g(c.sd_size)),
             Some(FwType::Bootloader) => ("bl_size", g(c.bl_size)),
-            Some(FwType::SoftdeviceBootloader) => ("sd_size + bl_size", g(c.sd_size) + g(c.bl_size)),
+            Some(FwType::SoftdeviceBootloader) => {
+                ("sd_size + bl_size", g(c.sd_size) + g(c.bl_size))
+            }
             _ => ("app_size", g(c.app_size)),
         };
         if expected != actual {
-            return Err(PackageError::SizeMismatch { path: path.to_owned(), bin_file: self.bin_file.clone(), field, expected, actual });
+            return Err(PackageError::SizeMismatch {
+                path: path.to_owned(),
+                bin_file: self.bin_file.clone(),
+                field,
+                expected,
+                actual,
+            });
         }
         if let Some(h) = &c.hash {
             let computed: Option<Vec<u8>> = match h.hash_type {
@@ -848,8 +936,15 @@ impl Package {
     /// Opens a `.zip` package, or a raw init packet if the file is not a zip and ends in
     /// `.dat`, and validates it.
     pub fn open(path: &Path) -> Result<Package, PackageError> {
-        let bytes = std::fs::read(path).map_err(|source| PackageError::Io { path: path.to_owned(), source })?;
-        if !bytes.starts_with(b"PK") && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("dat")) {
+        let bytes = std::fs::read(path).map_err(|source| PackageError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        if !bytes.starts_with(b"PK")
+            && path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("dat"))
+        {
             return Package::from_dat_bytes(path, bytes);
         }
         Package::from_zip_bytes(path, &bytes)
@@ -857,41 +952,67 @@ impl Package {
 
     /// Reads a raw init packet file (`.dat`) for display.
     pub fn open_dat(path: &Path) -> Result<Package, PackageError> {
-        let bytes = std::fs::read(path).map_err(|source| PackageError::Io { path: path.to_owned(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| PackageError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         Package::from_dat_bytes(path, bytes)
     }
 
     fn from_dat_bytes(path: &Path, bytes: Vec<u8>) -> Result<Package, PackageError> {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let img = PackageImage::from_dat(path, None, String::new(), name, bytes, None)?;
-        Ok(Package { path: path.to_owned(), images: vec![img] })
+        Ok(Package {
+            path: path.to_owned(),
+            images: vec![img],
+        })
     }
 
     /// Parses and validates package bytes; `path` names errors.
     pub fn from_zip_bytes(path: &Path, bytes: &[u8]) -> Result<Package, PackageError> {
-        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-            .map_err(|source| PackageError::NotZip { path: path.to_owned(), source })?;
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|source| {
+            PackageError::NotZip {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
         let mut read = |name: &str| -> Result<Option<Vec<u8>>, PackageError> {
             let mut f = match zip.by_name(name) {
                 Ok(f) => f,
                 Err(zip::result::ZipError::FileNotFound) => return Ok(None),
                 Err(e) => {
-                    return Err(PackageError::CorruptMember { path: path.to_owned(), name: name.into(), reason: e.to_string() })
+                    return Err(PackageError::CorruptMember {
+                        path: path.to_owned(),
+                        name: name.into(),
+                        reason: e.to_string(),
+                    })
                 }
             };
             let mut v = Vec::new();
-            f.read_to_end(&mut v).map_err(|e| PackageError::CorruptMember {
-                path: path.to_owned(),
-                name: name.into(),
-                reason: e.to_string(),
-            })?;
+            f.read_to_end(&mut v)
+                .map_err(|e| PackageError::CorruptMember {
+                    path: path.to_owned(),
+                    name: name.into(),
+                    reason: e.to_string(),
+                })?;
             Ok(Some(v))
         };
-        let manifest = read(MANIFEST_FILENAME)?.ok_or_else(|| PackageError::MissingManifest { path: path.to_owned() })?;
+        let manifest = read(MANIFEST_FILENAME)?.ok_or_else(|| PackageError::MissingManifest {
+            path: path.to_owned(),
+        })?;
         let m: ManifestFile =
-            serde_json::from_slice(&manifest).map_err(|source| PackageError::BadManifest { path: path.to_owned(), source })?;
+            serde_json::from_slice(&manifest).map_err(|source| PackageError::BadManifest {
+                path: path.to_owned(),
+                source,
+            })?;
         let entries = [
-            (ImageKind::SoftdeviceBootloader, m.manifest.softdevice_bootloader),
+            (
+                ImageKind::SoftdeviceBootloader,
+                m.manifest.softdevice_bootloader,
+            ),
             (ImageKind::Softdevice, m.manifest.softdevice),
             (ImageKind::Bootloader, m.manifest.bootloader),
             (ImageKind::Application, m.manifest.application),
@@ -899,24 +1020,38 @@ impl Package {
         let mut images = Vec::new();
         for (kind, entry) in entries {
             let Some(e) = entry else { continue };
-            let missing = |name: &str| PackageError::MissingFile { path: path.to_owned(), entry: kind.manifest_key(), name: name.into() };
+            let missing = |name: &str| PackageError::MissingFile {
+                path: path.to_owned(),
+                entry: kind.manifest_key(),
+                name: name.into(),
+            };
             let dat = read(&e.dat_file)?.ok_or_else(|| missing(&e.dat_file))?;
             let bin = read(&e.bin_file)?.ok_or_else(|| missing(&e.bin_file))?;
-            let img = PackageImage::from_dat(path, Some(kind), e.bin_file, e.dat_file, dat, Some(bin))?;
+            let img =
+                PackageImage::from_dat(path, Some(kind), e.bin_file, e.dat_file, dat, Some(bin))?;
             img.validate(path)?;
             images.push(img);
         }
         if images.is_empty() {
-            return Err(PackageError::EmptyManifest { path: path.to_owned() });
+            return Err(PackageError::EmptyManifest {
+                path: path.to_owned(),
+            });
         }
-        Ok(Package { path: path.to_owned(), images })
+        Ok(Package {
+            path: path.to_owned(),
+            images,
+        })
     }
 
     /// Human-readable description in the format of `nrfutil pkg display` (including its
     /// Python-isms such as `b'…'` around hex strings), so scripts parsing nrfutil's output
     /// keep working.
     pub fn display(&self) -> String {
-        let mut s = format!("\nDFU Package: <{}>:\n|\n|- Image count: {}\n", self.path.display(), self.images.len());
+        let mut s = format!(
+            "\nDFU Package: <{}>:\n|\n|- Image count: {}\n",
+            self.path.display(),
+            self.images.len()
+        );
         for (i, img) in self.images.iter().enumerate() {
             s.push_str(&image_display(i, img));
         }
@@ -971,13 +1106,28 @@ fn py_bool(b: bool) -> &'static str {
 
 fn image_display(index: usize, img: &PackageImage) -> String {
     let c = &img.command;
-    let sd_req = c.sd_req.iter().map(|v| format!("0x{v:02X}")).collect::<Vec<_>>().join(", ");
+    let sd_req = c
+        .sd_req
+        .iter()
+        .map(|v| format!("0x{v:02X}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let (sig_type, sig) = match (&img.signature_type, &img.signature) {
         (Some(t), Some(s)) => (t.proto_name().to_string(), format!("b'{}'", hex(s))),
         _ => ("UNSIGNED".to_string(), "N/A".to_string()),
     };
-    let bv_types = c.boot_validation.iter().map(|b| format!("'{}'", py_validation_name(b.kind))).collect::<Vec<_>>().join(", ");
-    let bv_bytes = c.boot_validation.iter().map(|b| format!("b'{}'", hex(&b.bytes))).collect::<Vec<_>>().join(", ");
+    let bv_types = c
+        .boot_validation
+        .iter()
+        .map(|b| format!("'{}'", py_validation_name(b.kind)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let bv_bytes = c
+        .boot_validation
+        .iter()
+        .map(|b| format!("b'{}'", hex(&b.bytes)))
+        .collect::<Vec<_>>()
+        .join(", ");
     let u = |v: Option<u32>| v.unwrap_or(0);
     let fw = u(c.fw_version);
     let hw = u(c.hw_version);
@@ -1025,8 +1175,14 @@ mod tests {
             (&[17, 9, 1], &[17, 9, 1]),
             (&[5, 4, 3, 2, 1, 0], &[0, 1, 2, 3, 4, 5]),
             (&[1, 9, 17, 25, 33, 2, 10], &[1, 33, 2, 9, 10, 17, 25]),
-            (&[0xB6, 0xFFFE, 0x100, 0xCE, 0x8, 0x10], &[256, 8, 206, 16, 182, 65534]),
-            (&[257, 256, 513, 769, 1025, 1281, 1537], &[256, 257, 1025, 513, 769, 1281, 1537]),
+            (
+                &[0xB6, 0xFFFE, 0x100, 0xCE, 0x8, 0x10],
+                &[256, 8, 206, 16, 182, 65534],
+            ),
+            (
+                &[257, 256, 513, 769, 1025, 1281, 1537],
+                &[256, 257, 1025, 513, 769, 1281, 1537],
+            ),
             (&[3, 3, 3], &[3]),
         ];
         for (input, expected) in cases {
@@ -1035,7 +1191,10 @@ mod tests {
         let seventeen: Vec<u32> = (100..117).collect();
         assert_eq!(python_set_order(&seventeen), seventeen);
         // list(set(a) - set(b)), both the plain and the copy-and-discard path.
-        assert_eq!(merge_sd_id(&[3], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]), vec![3, 1, 2, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(
+            merge_sd_id(&[3], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
+            vec![3, 1, 2, 4, 5, 6, 7, 8, 9, 10]
+        );
         assert_eq!(
             merge_sd_id(&[16], &[64, 8, 0x100, 0x200, 0x1000, 16, 32, 0xCA, 0xB6]),
             vec![16, 64, 4096, 256, 512, 32, 8, 202, 182]
@@ -1070,7 +1229,10 @@ mod tests {
             dat: vec![],
             sd_bl_sizes: sizes,
         };
-        let m = manifest_json(&[img(ImageKind::SoftdeviceBootloader, "sd_bl", Some((8, 4))), img(ImageKind::Application, "app", None)]);
+        let m = manifest_json(&[
+            img(ImageKind::SoftdeviceBootloader, "sd_bl", Some((8, 4))),
+            img(ImageKind::Application, "app", None),
+        ]);
         let expected = "{\n    \"manifest\": {\n        \"application\": {\n            \"bin_file\": \"app.bin\",\n            \"dat_file\": \"app.dat\"\n        },\n        \"softdevice_bootloader\": {\n            \"bin_file\": \"sd_bl.bin\",\n            \"dat_file\": \"sd_bl.dat\",\n            \"info_read_only_metadata\": {\n                \"bl_size\": 4,\n                \"sd_size\": 8\n            }\n        }\n    }\n}";
         assert_eq!(m, expected);
     }
@@ -1106,14 +1268,21 @@ mod tests {
         assert!(!img.verify_signature(keys::generate_key().verifying_key()));
 
         // Truncated zip.
-        assert!(matches!(Package::from_zip_bytes(Path::new("t.zip"), &zip[..zip.len() / 2]), Err(PackageError::NotZip { .. })));
+        assert!(matches!(
+            Package::from_zip_bytes(Path::new("t.zip"), &zip[..zip.len() / 2]),
+            Err(PackageError::NotZip { .. })
+        ));
         // Not a zip at all.
-        assert!(matches!(Package::from_zip_bytes(Path::new("t.zip"), b"hello"), Err(PackageError::NotZip { .. })));
+        assert!(matches!(
+            Package::from_zip_bytes(Path::new("t.zip"), b"hello"),
+            Err(PackageError::NotZip { .. })
+        ));
 
         let rezip = |files: &[(&str, &[u8])]| {
             let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
             for (n, d) in files {
-                w.start_file(*n, zip::write::SimpleFileOptions::default()).unwrap();
+                w.start_file(*n, zip::write::SimpleFileOptions::default())
+                    .unwrap();
                 w.write_all(d).unwrap();
             }
             w.finish().unwrap().into_inner()
@@ -1121,41 +1290,106 @@ mod tests {
         let im = &pkg.images[0];
         let m = pkg.manifest.as_bytes();
         let no_manifest = rezip(&[("app.bin", &im.bin), ("app.dat", &im.dat)]);
-        assert!(matches!(Package::from_zip_bytes(Path::new("t.zip"), &no_manifest), Err(PackageError::MissingManifest { .. })));
+        assert!(matches!(
+            Package::from_zip_bytes(Path::new("t.zip"), &no_manifest),
+            Err(PackageError::MissingManifest { .. })
+        ));
         let no_bin = rezip(&[(MANIFEST_FILENAME, m), ("app.dat", &im.dat)]);
         match Package::from_zip_bytes(Path::new("t.zip"), &no_bin) {
-            Err(PackageError::MissingFile { entry: "application", name, .. }) => assert_eq!(name, "app.bin"),
+            Err(PackageError::MissingFile {
+                entry: "application",
+                name,
+                ..
+            }) => assert_eq!(name, "app.bin"),
             other => panic!("{other:?}"),
         }
-        let bad_dat = rezip(&[(MANIFEST_FILENAME, m), ("app.dat", &im.dat[..20]), ("app.bin", &im.bin)]);
-        assert!(matches!(Package::from_zip_bytes(Path::new("t.zip"), &bad_dat), Err(PackageError::InitPacket { .. })));
-        let short_bin = rezip(&[(MANIFEST_FILENAME, m), ("app.dat", &im.dat), ("app.bin", &im.bin[..1000])]);
+        let bad_dat = rezip(&[
+            (MANIFEST_FILENAME, m),
+            ("app.dat", &im.dat[..20]),
+            ("app.bin", &im.bin),
+        ]);
+        assert!(matches!(
+            Package::from_zip_bytes(Path::new("t.zip"), &bad_dat),
+            Err(PackageError::InitPacket { .. })
+        ));
+        let short_bin = rezip(&[
+            (MANIFEST_FILENAME, m),
+            ("app.dat", &im.dat),
+            ("app.bin", &im.bin[..1000]),
+        ]);
         assert!(matches!(
             Package::from_zip_bytes(Path::new("t.zip"), &short_bin),
-            Err(PackageError::SizeMismatch { field: "app_size", expected: 1004, actual: 1000, .. })
+            Err(PackageError::SizeMismatch {
+                field: "app_size",
+                expected: 1004,
+                actual: 1000,
+                ..
+            })
         ));
         let mut flipped = im.bin.clone();
         flipped[0] ^= 1;
-        let bad_hash = rezip(&[(MANIFEST_FILENAME, m), ("app.dat", &im.dat), ("app.bin", &flipped)]);
-        assert!(matches!(Package::from_zip_bytes(Path::new("t.zip"), &bad_hash), Err(PackageError::HashMismatch { .. })));
-        let bad_json = rezip(&[(MANIFEST_FILENAME, b"{"), ("app.dat", &im.dat), ("app.bin", &im.bin)]);
-        assert!(matches!(Package::from_zip_bytes(Path::new("t.zip"), &bad_json), Err(PackageError::BadManifest { .. })));
+        let bad_hash = rezip(&[
+            (MANIFEST_FILENAME, m),
+            ("app.dat", &im.dat),
+            ("app.bin", &flipped),
+        ]);
+        assert!(matches!(
+            Package::from_zip_bytes(Path::new("t.zip"), &bad_hash),
+            Err(PackageError::HashMismatch { .. })
+        ));
+        let bad_json = rezip(&[
+            (MANIFEST_FILENAME, b"{"),
+            ("app.dat", &im.dat),
+            ("app.bin", &im.bin),
+        ]);
+        assert!(matches!(
+            Package::from_zip_bytes(Path::new("t.zip"), &bad_json),
+            Err(PackageError::BadManifest { .. })
+        ));
     }
 
     #[test]
     fn option_checks() {
         let dir = tempfile::tempdir().unwrap();
         let app = write_app(dir.path());
-        let base = PackageOptions { application: Some(app.clone()), application_version: Some(1), hw_version: Some(52), sd_req: Some(vec![0x100]), ..Default::default() };
+        let base = PackageOptions {
+            application: Some(app.clone()),
+            application_version: Some(1),
+            hw_version: Some(52),
+            sd_req: Some(vec![0x100]),
+            ..Default::default()
+        };
         assert!(build(&base).is_ok());
-        assert!(matches!(build(&PackageOptions { hw_version: None, ..base.clone() }), Err(GenerateError::InvalidOptions { .. })));
-        assert!(matches!(build(&PackageOptions { sd_req: None, ..base.clone() }), Err(GenerateError::InvalidOptions { .. })));
         assert!(matches!(
-            build(&PackageOptions { app_boot_validation: Some(ValidationType::ValidateEcdsaP256Sha256), ..base.clone() }),
-            Err(GenerateError::MissingKey { image: "application" })
+            build(&PackageOptions {
+                hw_version: None,
+                ..base.clone()
+            }),
+            Err(GenerateError::InvalidOptions { .. })
+        ));
+        assert!(matches!(
+            build(&PackageOptions {
+                sd_req: None,
+                ..base.clone()
+            }),
+            Err(GenerateError::InvalidOptions { .. })
+        ));
+        assert!(matches!(
+            build(&PackageOptions {
+                app_boot_validation: Some(ValidationType::ValidateEcdsaP256Sha256),
+                ..base.clone()
+            }),
+            Err(GenerateError::MissingKey {
+                image: "application"
+            })
         ));
         // Debug mode fills in defaults.
-        let dbg = build(&PackageOptions { application: Some(app), debug_mode: true, ..Default::default() }).unwrap();
+        let dbg = build(&PackageOptions {
+            application: Some(app),
+            debug_mode: true,
+            ..Default::default()
+        })
+        .unwrap();
         let d = init_packet::decode(&dbg.images[0].dat).unwrap();
         assert_eq!(d.command.hw_version, Some(0xFFFF_FFFF));
         assert_eq!(d.command.sd_req.as_slice(), &[SD_REQ_ANY]);

@@ -139,7 +139,10 @@ pub struct BootValidationEntry {
 
 impl Default for BootValidationEntry {
     fn default() -> Self {
-        BootValidationEntry { kind: 0, bytes: [0; 64] }
+        BootValidationEntry {
+            kind: 0,
+            bytes: [0; 64],
+        }
     }
 }
 
@@ -264,7 +267,8 @@ impl Settings {
             put(&mut b, 0x38 + 4 * i, *w);
         }
         put(&mut b, 0x58, self.enter_buttonless_dfu);
-        b[OFFSET_INIT_COMMAND..OFFSET_INIT_COMMAND + INIT_COMMAND_MAX_SIZE].copy_from_slice(&self.init_command);
+        b[OFFSET_INIT_COMMAND..OFFSET_INIT_COMMAND + INIT_COMMAND_MAX_SIZE]
+            .copy_from_slice(&self.init_command);
         put(&mut b, OFFSET_BOOT_VALIDATION_CRC, self.boot_validation_crc);
         for (at, e) in self.boot_validation_entries_at() {
             b[at] = e.kind;
@@ -286,7 +290,11 @@ impl Settings {
     /// Parses a settings page. Bytes beyond the end of `bytes` read as 0, so a shorter
     /// (e.g. version 1) page can be read too; nothing is validated (see [`Settings::crc_ok`]).
     pub fn from_bytes(bytes: &[u8]) -> Settings {
-        let bank = |at: usize| Bank { image_size: get(bytes, at), image_crc: get(bytes, at + 4), bank_code: get(bytes, at + 8) };
+        let bank = |at: usize| Bank {
+            image_size: get(bytes, at),
+            image_crc: get(bytes, at + 4),
+            bank_code: get(bytes, at + 8),
+        };
         let entry = |at: usize| BootValidationEntry {
             kind: bytes.get(at).copied().unwrap_or(0),
             bytes: get_bytes::<64>(bytes, at + 1),
@@ -338,7 +346,11 @@ impl Settings {
     /// CRC32 over the three boot-validation entries (what `boot_validation_crc` must hold).
     pub fn compute_boot_validation_crc(&self) -> u32 {
         let b = self.to_bytes();
-        crc32(0, &b[OFFSET_BOOT_VALIDATION_SD..OFFSET_BOOT_VALIDATION_SD + 3 * BOOT_VALIDATION_ENTRY_LEN])
+        crc32(
+            0,
+            &b[OFFSET_BOOT_VALIDATION_SD
+                ..OFFSET_BOOT_VALIDATION_SD + 3 * BOOT_VALIDATION_ENTRY_LEN],
+        )
     }
 
     /// Alias of [`Settings::compute_boot_validation_crc`].
@@ -482,16 +494,26 @@ mod host {
         pub written_len: usize,
     }
 
-    fn validation_entry(kind: ValidationType, image: &[u8], key: Option<&SigningKey>) -> Result<BootValidationEntry, SettingsError> {
-        let mut e = BootValidationEntry { kind: kind.as_u32() as u8, bytes: [0; 64] };
+    fn validation_entry(
+        kind: ValidationType,
+        image: &[u8],
+        key: Option<&SigningKey>,
+    ) -> Result<BootValidationEntry, SettingsError> {
+        let mut e = BootValidationEntry {
+            kind: kind.as_u32() as u8,
+            bytes: [0; 64],
+        };
         match kind {
             ValidationType::NoValidation => {}
-            ValidationType::ValidateGeneratedCrc => e.bytes[..4].copy_from_slice(&crc32(0, image).to_le_bytes()),
+            ValidationType::ValidateGeneratedCrc => {
+                e.bytes[..4].copy_from_slice(&crc32(0, image).to_le_bytes())
+            }
             // Plain digest order here (nrfutil reverses its reversed hash back).
             ValidationType::ValidateSha256 => e.bytes[..32].copy_from_slice(&Sha256::digest(image)),
             ValidationType::ValidateEcdsaP256Sha256 => {
                 let key = key.ok_or_else(|| SettingsError::InvalidOptions {
-                    reason: "--key-file is required for VALIDATE_ECDSA_P256_SHA256 boot validation".into(),
+                    reason: "--key-file is required for VALIDATE_ECDSA_P256_SHA256 boot validation"
+                        .into(),
                 })?;
                 e.bytes.copy_from_slice(&keys::sign(key, image));
             }
@@ -500,8 +522,14 @@ mod host {
     }
 
     /// Computes the settings nrfutil's `settings generate` would write.
-    pub fn generate_settings(opts: &SettingsHexOptions) -> Result<GeneratedSettings, SettingsError> {
-        let invalid = |reason: &str| Err(SettingsError::InvalidOptions { reason: reason.into() });
+    pub fn generate_settings(
+        opts: &SettingsHexOptions,
+    ) -> Result<GeneratedSettings, SettingsError> {
+        let invalid = |reason: &str| {
+            Err(SettingsError::InvalidOptions {
+                reason: reason.into(),
+            })
+        };
         if opts.bl_settings_version != 1 && opts.bl_settings_version != 2 {
             return invalid("--bl-settings-version must be 1 or 2");
         }
@@ -511,7 +539,9 @@ mod host {
         if opts.no_backup && opts.backup_address.is_some() {
             return invalid("--backup-address cannot be used with --no-backup");
         }
-        if opts.bl_settings_version == 1 && (opts.app_boot_validation.is_some() || opts.sd_boot_validation.is_some()) {
+        if opts.bl_settings_version == 1
+            && (opts.app_boot_validation.is_some() || opts.sd_boot_validation.is_some())
+        {
             return invalid("bootloader settings version 1 does not support boot validation");
         }
         if opts.app_boot_validation.is_some() && opts.application.is_none() {
@@ -530,9 +560,15 @@ mod host {
         };
         if let Some(app) = &opts.application {
             let img = firmware::load(app)?;
-            s.bank_0 = Bank { image_size: img.data.len() as u32, image_crc: crc32(0, &img.data), bank_code: bank_code::VALID_APP };
+            s.bank_0 = Bank {
+                image_size: img.data.len() as u32,
+                image_crc: crc32(0, &img.data),
+                bank_code: bank_code::VALID_APP,
+            };
             if v2 {
-                let kind = opts.app_boot_validation.unwrap_or(ValidationType::ValidateGeneratedCrc);
+                let kind = opts
+                    .app_boot_validation
+                    .unwrap_or(ValidationType::ValidateGeneratedCrc);
                 s.boot_validation_app = validation_entry(kind, &img.data, opts.key.as_ref())?;
             }
         }
@@ -540,8 +576,11 @@ mod host {
             let img = firmware::load(sd)?;
             s.sd_size = img.data.len() as u32;
             if v2 {
-                let kind = opts.sd_boot_validation.unwrap_or(ValidationType::ValidateGeneratedCrc);
-                s.boot_validation_softdevice = validation_entry(kind, &img.data, opts.key.as_ref())?;
+                let kind = opts
+                    .sd_boot_validation
+                    .unwrap_or(ValidationType::ValidateGeneratedCrc);
+                s.boot_validation_softdevice =
+                    validation_entry(kind, &img.data, opts.key.as_ref())?;
             }
         }
         let written_len = if v2 {
@@ -551,8 +590,14 @@ mod host {
             OFFSET_INIT_COMMAND
         };
         s.crc = s.compute_crc();
-        let backup_address = (!opts.no_backup).then(|| opts.backup_address.unwrap_or(address.wrapping_sub(0x1000)));
-        Ok(GeneratedSettings { address, backup_address, settings: s, written_len })
+        let backup_address =
+            (!opts.no_backup).then(|| opts.backup_address.unwrap_or(address.wrapping_sub(0x1000)));
+        Ok(GeneratedSettings {
+            address,
+            backup_address,
+            settings: s,
+            written_len,
+        })
     }
 
     impl GeneratedSettings {
@@ -560,9 +605,7 @@ mod host {
         /// 0xFF up to a multiple of 4.
         pub fn page_bytes(&self) -> Vec<u8> {
             let mut bytes = self.settings.to_bytes()[..self.written_len].to_vec();
-            while bytes.len() % 4 != 0 {
-                bytes.push(0xFF);
-            }
+            bytes.resize(bytes.len().next_multiple_of(4), 0xFF);
             bytes
         }
 
@@ -620,11 +663,13 @@ mod tests {
 
     #[test]
     fn layout_offsets() {
-        let mut s = Settings::default();
-        s.crc = 0x11111111;
-        s.sd_size = 0x22222222;
-        s.enter_buttonless_dfu = 0x33333333;
-        s.boot_validation_crc = 0x44444444;
+        let mut s = Settings {
+            crc: 0x11111111,
+            sd_size: 0x22222222,
+            enter_buttonless_dfu: 0x33333333,
+            boot_validation_crc: 0x44444444,
+            ..Settings::default()
+        };
         s.boot_validation_app.kind = 3;
         s.boot_validation_app.bytes[0] = 0x55;
         s.boot_validation_bootloader.bytes[63] = 0x66;
@@ -649,8 +694,15 @@ mod tests {
 
     #[test]
     fn crc_covers_header_only() {
-        let mut s = Settings { app_version: 5, ..Settings::default() };
-        s.bank_0 = Bank { image_size: 4096, image_crc: 0xDEADBEEF, bank_code: bank_code::VALID_APP };
+        let mut s = Settings {
+            app_version: 5,
+            ..Settings::default()
+        };
+        s.bank_0 = Bank {
+            image_size: 4096,
+            image_crc: 0xDEADBEEF,
+            bank_code: bank_code::VALID_APP,
+        };
         s.update_crcs();
         assert!(s.crc_ok());
         let b = s.to_bytes();

@@ -457,6 +457,15 @@ impl Nrf52840 {
     }
 }
 
+/// Reads a board's state directory without starting it.
+pub fn inspect_state(state: &StateDir) -> Result<(BoardConfig, Inspection), BoardError> {
+    let cfg: BoardConfig = state.load_config()?.unwrap_or_default();
+    let internal = state.open_image(crate::state::INTERNAL_IMAGE, 1 << 20)?;
+    let qspi = state.open_image(crate::state::QSPI_IMAGE, 8 << 20)?;
+    let mut b = Nrf52840::new(cfg.clone(), internal, qspi)?;
+    Ok((cfg, b.inspect()))
+}
+
 /// The bootloader configuration of a board.
 pub fn target_config(cfg: &BoardConfig) -> Result<TargetConfig, BoardError> {
     let key = match &cfg.public_key {

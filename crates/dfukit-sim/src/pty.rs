@@ -138,3 +138,59 @@ fn write_all(fd: &OwnedFd, mut data: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// A board served on its own pty by a background thread.
+pub struct ServedBoard {
+    path: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(Nrf52840, io::Result<()>, Duration)>,
+}
+
+impl ServedBoard {
+    /// Starts serving `board` on a new pty.
+    pub fn spawn(mut board: Nrf52840) -> io::Result<ServedBoard> {
+        let pty = Pty::open()?;
+        let path = pty.path().to_path_buf();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let cpu0 = thread_cpu_time();
+            // Stop only when the board is idle, so that an activation the
+            // last update started is not cut short by the caller's stop.
+            let r = serve(&mut board, &pty, |b| {
+                flag.load(std::sync::atomic::Ordering::Relaxed) && !b.target().is_busy()
+            });
+            (board, r, thread_cpu_time().saturating_sub(cpu0))
+        });
+        Ok(ServedBoard { path, stop, thread })
+    }
+
+    /// The pty path tools open.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Stops serving once the board is idle and returns it, with the CPU
+    /// time its thread used.
+    pub fn stop(self) -> io::Result<(Nrf52840, Duration)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (board, r, cpu) = self
+            .thread
+            .join()
+            .map_err(|_| io::Error::other("board thread panicked"))?;
+        r.map(|_| (board, cpu))
+    }
+}
+
+/// CPU time used by the calling thread.
+pub fn thread_cpu_time() -> Duration {
+    match nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD) {
+        Ok(u) => {
+            let t = |tv: nix::sys::time::TimeVal| {
+                Duration::from_secs(tv.tv_sec() as u64) + Duration::from_micros(tv.tv_usec() as u64)
+            };
+            t(u.user_time()) + t(u.system_time())
+        }
+        Err(_) => Duration::ZERO,
+    }
+}

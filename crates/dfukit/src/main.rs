@@ -1,2 +1,41 @@
-//! The dfukit command-line tool.
-fn main() {}
+//! dfukit: get firmware onto devices without bricking them.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+/// Firmware update toolkit: Nordic Secure DFU host, simulated boards, diagnostics.
+#[derive(Parser)]
+#[command(name = "dfukit", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the main workflows on built-in simulated boards and print a summary.
+    Demo(cli::demo::DemoArgs),
+    /// Measure dfukit against the peer tools on simulated boards.
+    Bench(cli::bench::BenchArgs),
+    /// Nordic nRF5 Secure DFU: keys, packages, settings, updates.
+    Nordic {
+        #[command(subcommand)]
+        command: cli::NordicCommand,
+    },
+    /// Simulated boards.
+    Sim {
+        #[command(subcommand)]
+        command: cli::sim::SimCommand,
+    },
+}
+
+fn main() -> miette::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo(a) => cli::demo::run(a),
+        Command::Bench(a) => cli::bench::run(a),
+        Command::Nordic { command } => cli::run_nordic(command),
+        Command::Sim { command } => cli::sim::run(command),
+    }
+}

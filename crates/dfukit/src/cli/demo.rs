@@ -1,0 +1,266 @@
+//! `dfukit demo`: the main workflows on built-in simulated boards.
+//!
+//! Everything crosses the same boundaries as with hardware: packages are
+//! zip files on disk, boards are served on pseudo-terminals and opened as
+//! serial ports, board state lives in a directory and is read back after a
+//! restart.
+
+use super::dfu::{self, SerialArgs};
+use super::diag::Diag;
+use super::sim::describe;
+use clap::Args;
+use dfukit_nordic::{firmware, keys, package};
+use dfukit_sim::nrf52840::{Bank1, BoardConfig, Fault, Nrf52840};
+use dfukit_sim::pty::ServedBoard;
+use dfukit_sim::StateDir;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Options of `demo`.
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Keep the work files (keys, packages, board state) in this directory.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+}
+
+/// Where the application starts on an nRF52840 with S140 7.x.
+const APP_START: u32 = 0x27000;
+
+struct Row {
+    board: String,
+    step: String,
+    bytes: usize,
+    secs: f64,
+    result: String,
+}
+
+/// Runs the demo.
+pub fn run(a: DemoArgs) -> miette::Result<()> {
+    let tmp;
+    let dir = match a.keep {
+        Some(d) => {
+            std::fs::create_dir_all(&d).map_err(|e| io_diag(&d, e))?;
+            d
+        }
+        None => {
+            tmp = tempfile::tempdir().map_err(|e| io_diag(Path::new("/tmp"), e))?;
+            tmp.path().to_path_buf()
+        }
+    };
+    println!("dfukit demo: Nordic Secure DFU over serial to simulated nRF52840 boards");
+    println!("work directory: {}\n", dir.display());
+
+    let key_path = dir.join("key.pem");
+    let key = keys::generate(&key_path).map_err(|e| io_diag(&key_path, e))?;
+    println!("1. generated a P-256 signing key: {}", key_path.display());
+    let v1 = make_package(&dir, &key, "app_v1", 96 * 1024 + 12, 1)?;
+    let v2 = make_package(&dir, &key, "app_v2", 200 * 1024 + 36, 2)?;
+    println!(
+        "2. built signed packages {} and {}",
+        v1.0.display(),
+        v2.0.display()
+    );
+
+    let mut rows = Vec::new();
+    for (name, bank1) in [("qspi", Bank1::Qspi), ("internal", Bank1::Internal)] {
+        let state = dir.join(format!("board-{name}"));
+        let cfg = BoardConfig {
+            bank1,
+            public_key: Some(super::sim::public_key_hex(&key_path)?),
+            ..BoardConfig::default()
+        };
+        println!(
+            "\n3. board with bank 1 on {name} flash (flash timing on), state in {}",
+            state.display()
+        );
+        for (pkg, size, what) in [(&v1.0, v1.1, "install v1"), (&v2.0, v2.1, "update to v2")] {
+            let served = serve(&state, Some(cfg.clone()))?;
+            println!(
+                "   served on {}; {what} with `dfukit nordic dfu serial`",
+                served.path().display()
+            );
+            let s = dfu::serial(&SerialArgs {
+                package: pkg.clone(),
+                port: served.path().to_path_buf(),
+                prn: 0,
+                baud: 115_200,
+                timeout: 5.0,
+            })?;
+            // The board resets and copies the image into bank 0; stopping
+            // waits for that, then the board is "unplugged".
+            served.stop().map_err(|e| io_diag(&state, e))?;
+            rows.push(Row {
+                board: format!("nRF52840, bank 1 {name}"),
+                step: what.into(),
+                bytes: size,
+                secs: s.elapsed.as_secs_f64(),
+                result: "accepted".into(),
+            });
+        }
+        // Power the board up again from its state directory and look.
+        let (cfg, ins) = dfukit_sim::nrf52840::inspect_state(
+            &StateDir::open(&state).map_err(|e| io_diag(&state, e))?,
+        )
+        .map_err(|e| io_diag(&state, e))?;
+        print!(
+            "   after a restart, `dfukit sim inspect --state {}`:\n{}",
+            state.display(),
+            indent(&describe(&cfg, &ins))
+        );
+        if !(ins.app_valid && ins.app_version == 2 && ins.app_size as usize == v2.1) {
+            return Err(Diag::new(
+                "dfukit::demo::failed",
+                format!("board {name} does not run v2: {ins:?}"),
+                "this is a dfukit bug: please report it with the work directory (--keep)",
+            )
+            .into());
+        }
+    }
+
+    // The user report: a bootloader whose QSPI driver never reports completion.
+    let state = dir.join("board-qspi-broken-callback");
+    println!(
+        "\n4. the nRF52 user report: bank 1 on QSPI, the driver stops reporting flash completions"
+    );
+    let cfg = BoardConfig {
+        bank1: Bank1::Qspi,
+        public_key: Some(super::sim::public_key_hex(&key_path)?),
+        ..BoardConfig::default()
+    };
+    let served = serve(&state, Some(cfg.clone()))?;
+    dfu::serial(&SerialArgs {
+        package: v1.0.clone(),
+        port: served.path().to_path_buf(),
+        prn: 0,
+        baud: 115_200,
+        timeout: 5.0,
+    })?;
+    served.stop().map_err(|e| io_diag(&state, e))?;
+    let broken = BoardConfig {
+        fault: Some(Fault::QspiCompletionsStop { after: 5 }),
+        ..cfg
+    };
+    let served = serve(&state, Some(broken))?;
+    let started = std::time::Instant::now();
+    let err = dfu::serial(&SerialArgs {
+        package: v2.0.clone(),
+        port: served.path().to_path_buf(),
+        prn: 0,
+        baud: 115_200,
+        timeout: 5.0,
+    })
+    .err()
+    .ok_or_else(|| {
+        Diag::new(
+            "dfukit::demo::failed",
+            "the broken board accepted the update",
+            "this is a dfukit bug",
+        )
+    })?;
+    let waited = started.elapsed();
+    served.stop().map_err(|e| io_diag(&state, e))?;
+    println!(
+        "   dfukit stopped after {:.1} s and reported:\n     error[{}]: {}\n     help: {}",
+        waited.as_secs_f64(),
+        err.code,
+        err.message,
+        err.help.clone().unwrap_or_default()
+    );
+    let (_, ins) = dfukit_sim::nrf52840::inspect_state(
+        &StateDir::open(&state).map_err(|e| io_diag(&state, e))?,
+    )
+    .map_err(|e| io_diag(&state, e))?;
+    println!(
+        "   the board kept its application: valid={}, version {}",
+        ins.app_valid, ins.app_version
+    );
+    rows.push(Row {
+        board: "nRF52840, QSPI callback lost".into(),
+        step: "update to v2".into(),
+        bytes: v2.1,
+        secs: waited.as_secs_f64(),
+        result: format!(
+            "refused: {}",
+            if err.message.contains("flash write completion not received") {
+                "flash write completion not received"
+            } else {
+                "error"
+            }
+        ),
+    });
+
+    println!("\nsummary");
+    println!(
+        "{:<30} {:<14} {:>9} {:>8} {:>10}  result",
+        "board", "step", "bytes", "seconds", "kB/s"
+    );
+    for r in &rows {
+        let rate = if r.result == "accepted" {
+            format!("{:.1}", r.bytes as f64 / 1000.0 / r.secs.max(1e-9))
+        } else {
+            "-".into()
+        };
+        println!(
+            "{:<30} {:<14} {:>9} {:>8.2} {:>10}  {}",
+            r.board, r.step, r.bytes, r.secs, rate, r.result
+        );
+    }
+    Ok(())
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("     {l}\n")).collect()
+}
+
+fn io_diag(path: &Path, e: impl std::fmt::Display) -> Diag {
+    Diag::new(
+        "dfukit::demo::io",
+        format!("{}: {e}", path.display()),
+        "the demo needs a writable temporary directory and /dev/ptmx",
+    )
+}
+
+fn serve(state: &Path, cfg: Option<BoardConfig>) -> Result<ServedBoard, Diag> {
+    let dir = StateDir::open(state).map_err(|e| io_diag(state, e))?;
+    let board = Nrf52840::open(&dir, cfg).map_err(|e| io_diag(state, e))?;
+    let served = ServedBoard::spawn(board).map_err(|e| io_diag(state, e))?;
+    // Give the board's thread a moment to boot before the host pings.
+    std::thread::sleep(Duration::from_millis(20));
+    Ok(served)
+}
+
+/// Writes deterministic firmware of `len` bytes as Intel HEX at the app
+/// start, and a signed package for it. Returns the package path and the
+/// image size as sent (padded to 4 bytes).
+fn make_package(
+    dir: &Path,
+    key: &p256::ecdsa::SigningKey,
+    name: &str,
+    len: usize,
+    version: u32,
+) -> Result<(PathBuf, usize), Diag> {
+    let mut x = 0x9E37_79B9u32 ^ version;
+    let fw: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    let hex = dir.join(format!("{name}.hex"));
+    std::fs::write(&hex, firmware::to_intel_hex(&[(APP_START, &fw)]))
+        .map_err(|e| io_diag(&hex, e))?;
+    let out = dir.join(format!("{name}.zip"));
+    let opts = package::PackageOptions {
+        application: Some(hex),
+        application_version: Some(version),
+        hw_version: Some(52),
+        sd_req: Some(vec![0x0100]),
+        key: Some(key.clone()),
+        ..Default::default()
+    };
+    package::generate_to_file(&opts, &out).map_err(|e| io_diag(&out, e))?;
+    Ok((out, len.div_ceil(4) * 4))
+}

@@ -1,0 +1,269 @@
+//! `dfukit sim ...`: simulated boards reachable the way hardware is.
+
+use super::diag::Diag;
+use clap::{Args, Subcommand, ValueEnum};
+use dfukit_sim::nrf52840::{Bank1, BoardConfig, Fault, Inspection, Nrf52840};
+use dfukit_sim::pty::{serve, Pty};
+use dfukit_sim::StateDir;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// `dfukit sim ...`
+#[derive(Subcommand)]
+pub enum SimCommand {
+    /// Run a virtual nRF52840 with the Secure DFU bootloader, served on a pseudo-terminal.
+    Nrf52840(Nrf52840Args),
+    /// Show a board's flash as its bootloader would see it.
+    Inspect(InspectArgs),
+}
+
+/// Where bank 1 lives.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Bank1Arg {
+    /// Internal flash (dual bank, single-bank fallback).
+    Internal,
+    /// External QSPI NOR (MX25R6435F).
+    Qspi,
+}
+
+/// Options of `sim nrf52840`.
+#[derive(Args)]
+pub struct Nrf52840Args {
+    /// Serve Secure DFU over SLIP on a new pseudo-terminal (its path is the first line of output).
+    #[arg(long)]
+    pub pty: bool,
+    /// Directory holding the board's flash images and configuration (kept across runs).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Where bank 1 lives.
+    #[arg(long, value_enum)]
+    pub bank1: Option<Bank1Arg>,
+    /// Key the bootloader verifies init packets with (a private or public key PEM).
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
+    /// The bootloader's hardware version.
+    #[arg(long)]
+    pub hw_version: Option<u32>,
+    /// Complete flash operations at once instead of after their datasheet times.
+    #[arg(long)]
+    pub no_flash_timing: bool,
+    /// Reproduce a field failure: `qspi-completions-stop=N` (the QSPI driver stops
+    /// reporting completions after N operations).
+    #[arg(long, value_parser = parse_fault)]
+    pub fault: Option<Fault>,
+    /// Seed for everything random in the board.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+fn parse_fault(s: &str) -> Result<Fault, String> {
+    match s.split_once('=') {
+        Some(("qspi-completions-stop", n)) => n
+            .parse()
+            .map(|after| Fault::QspiCompletionsStop { after })
+            .map_err(|e| format!("qspi-completions-stop needs a number of operations: {e}")),
+        _ => Err(format!(
+            "unknown fault {s:?}; known: qspi-completions-stop=N"
+        )),
+    }
+}
+
+/// Options of `sim inspect`.
+#[derive(Args)]
+pub struct InspectArgs {
+    /// The board's state directory.
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a `sim` subcommand.
+pub fn run(cmd: SimCommand) -> miette::Result<()> {
+    match cmd {
+        SimCommand::Nrf52840(a) => Ok(nrf52840(a)?),
+        SimCommand::Inspect(a) => Ok(inspect(a)?),
+    }
+}
+
+fn state_error(path: &Path, e: impl std::fmt::Display) -> Diag {
+    Diag::new(
+        "dfukit::sim::state",
+        format!("board state {}: {e}", path.display()),
+        "use a directory this user can write; a flash image of the wrong size means the directory belongs to another board kind: give a fresh --state",
+    )
+}
+
+/// Reads a private or public key PEM into the SEC1 hex the board stores.
+pub fn public_key_hex(path: &Path) -> Result<String, Diag> {
+    use p256::pkcs8::DecodePublicKey;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diag::new(
+            "dfukit::sim::key",
+            format!("cannot read {}: {e}", path.display()),
+            "pass a key made by `dfukit nordic keys generate` or `nrfutil keys generate`",
+        )
+    })?;
+    let vk = match dfukit_nordic::keys::from_pem(&text) {
+        Ok(sk) => *sk.verifying_key(),
+        Err(_) => p256::ecdsa::VerifyingKey::from_public_key_pem(&text).map_err(|e| {
+            Diag::new(
+                "dfukit::sim::key",
+                format!(
+                    "{} is neither a P-256 private key nor a public key PEM: {e}",
+                    path.display()
+                ),
+                "pass a key made by `dfukit nordic keys generate` or `nrfutil keys generate`",
+            )
+        })?,
+    };
+    Ok(vk
+        .to_encoded_point(false)
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+fn nrf52840(a: Nrf52840Args) -> Result<(), Diag> {
+    if !a.pty {
+        return Err(Diag::new(
+            "dfukit::sim::transport",
+            "no transport chosen for the simulated board",
+            "add --pty to serve it on a pseudo-terminal",
+        ));
+    }
+    let dir = match &a.state {
+        Some(d) => d.clone(),
+        None => tempfile::Builder::new()
+            .prefix("dfukit-nrf52840-")
+            .tempdir()
+            .map_err(|e| state_error(Path::new("/tmp"), e))?
+            .keep(),
+    };
+    let state = StateDir::open(&dir).map_err(|e| state_error(&dir, e))?;
+    let mut cfg: BoardConfig = state
+        .load_config()
+        .map_err(|e| state_error(&dir, e))?
+        .unwrap_or_default();
+    if let Some(b) = a.bank1 {
+        cfg.bank1 = match b {
+            Bank1Arg::Internal => Bank1::Internal,
+            Bank1Arg::Qspi => Bank1::Qspi,
+        };
+    }
+    if let Some(k) = &a.public_key {
+        cfg.public_key = Some(public_key_hex(k)?);
+    }
+    if let Some(h) = a.hw_version {
+        cfg.hw_version = h;
+    }
+    if a.no_flash_timing {
+        cfg.flash_timing = false;
+    }
+    if let Some(s) = a.seed {
+        cfg.seed = s;
+    }
+    cfg.fault = a.fault.or(cfg.fault);
+    let mut board = Nrf52840::open(&state, Some(cfg)).map_err(|e| state_error(&dir, e))?;
+    let pty = Pty::open().map_err(|e| {
+        Diag::new(
+            "dfukit::sim::pty",
+            format!("cannot open a pseudo-terminal: {e}"),
+            "the machine needs /dev/ptmx and devpts mounted",
+        )
+    })?;
+    let mut out = std::io::stdout().lock();
+    // The first line is the contract: tools and tests read the path from it.
+    let _ = writeln!(out, "pty: {}", pty.path().display());
+    let _ = writeln!(out, "state: {}", dir.display());
+    let _ = out.flush();
+    drop(out);
+    serve(&mut board, &pty, |_| false).map_err(|e| {
+        Diag::new(
+            "dfukit::sim::pty",
+            format!("serving the pty failed: {e}"),
+            "the board's state is kept in the state directory; start it again",
+        )
+    })
+}
+
+fn inspect(a: InspectArgs) -> Result<(), Diag> {
+    if !a.state.join(dfukit_sim::state::CONFIG_FILE).exists() {
+        return Err(Diag::new(
+            "dfukit::sim::state",
+            format!(
+                "{} holds no simulated board (no board.json)",
+                a.state.display()
+            ),
+            "pass the --state directory a `dfukit sim nrf52840 --state DIR` run used",
+        ));
+    }
+    let state = StateDir::open(&a.state).map_err(|e| state_error(&a.state, e))?;
+    let (cfg, ins) =
+        dfukit_sim::nrf52840::inspect_state(&state).map_err(|e| state_error(&a.state, e))?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&ins).expect("inspection serializes")
+        );
+    } else {
+        print!("{}", describe(&cfg, &ins));
+    }
+    Ok(())
+}
+
+fn code_name(c: u32) -> &'static str {
+    match c {
+        0x00 => "empty",
+        0x01 => "valid app",
+        0xA5 => "valid SoftDevice",
+        0xAA => "valid bootloader",
+        0xAC => "valid SoftDevice+bootloader",
+        0xB1 => "valid external app",
+        _ => "unknown",
+    }
+}
+
+/// Human form of an inspection.
+pub fn describe(cfg: &BoardConfig, i: &Inspection) -> String {
+    let bank1 = match cfg.bank1 {
+        Bank1::Internal => "internal flash",
+        Bank1::Qspi => "QSPI NOR (MX25R6435F at 0x12000000)",
+    };
+    let app = if i.app_valid {
+        format!(
+            "valid, version {}, {} bytes, CRC {:#010x}",
+            i.app_version, i.app_size, i.app_crc
+        )
+    } else {
+        "none valid (the bootloader stays in DFU mode)".to_string()
+    };
+    let activation = if i.bank1_code == 0x01 {
+        format!(
+            "pending: {} of {} bytes copied to bank 0",
+            i.activation_offset, i.bank1_size
+        )
+    } else {
+        "none pending".to_string()
+    };
+    format!(
+        "board:       nRF52840, bank 1 in {bank1}, hw_version {}\n\
+         settings:    {} page valid\n\
+         application: {app}\n\
+         bank 0:      {:#04x} ({})\n\
+         bank 1:      {:#04x} ({})\n\
+         activation:  {activation}\n\
+         transfer:    init packet {}/{} bytes, {} image bytes persisted\n",
+        cfg.hw_version,
+        i.settings,
+        i.bank0_code,
+        code_name(i.bank0_code),
+        i.bank1_code,
+        code_name(i.bank1_code),
+        i.command_offset,
+        i.command_size,
+        i.data_offset,
+    )
+}
