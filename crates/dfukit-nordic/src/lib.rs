@@ -1,16 +1,16 @@
 //! Nordic nRF5 SDK Secure DFU.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
-pub mod init_packet;
-pub mod settings;
-#[cfg(feature = "std")]
-pub mod keys;
 #[cfg(feature = "std")]
 pub mod firmware;
 #[cfg(feature = "std")]
+pub mod host;
+pub mod init_packet;
+#[cfg(feature = "std")]
+pub mod keys;
+#[cfg(feature = "std")]
 pub mod package;
 pub mod proto;
+pub mod settings;
 pub mod slip;
 pub mod target;
-#[cfg(feature = "std")]
-pub mod host;

@@ -194,13 +194,15 @@ impl FlashGeometry {
         if self.end() > 1 << 32 {
             return bad("the chip must end within the 32-bit address space");
         }
-        if self.size % self.erase_size != 0 {
+        if !self.size.is_multiple_of(self.erase_size) {
             return bad("size must be a multiple of erase_size");
         }
-        if self.base % self.erase_size != 0 {
+        if !self.base.is_multiple_of(self.erase_size) {
             return bad("base must be aligned to erase_size");
         }
-        if self.erase_size % self.write_unit != 0 || self.max_program % self.write_unit != 0 {
+        if !self.erase_size.is_multiple_of(self.write_unit)
+            || !self.max_program.is_multiple_of(self.write_unit)
+        {
             return bad("erase_size and max_program must be multiples of write_unit");
         }
         Ok(())
@@ -618,7 +620,7 @@ impl FlashChip {
             OpKind::Erase => g.erase_size,
             OpKind::Program => g.write_unit,
         };
-        if offset % align != 0 || len % align != 0 {
+        if !offset.is_multiple_of(align) || len % align != 0 {
             return Err(FlashModelError::Unaligned {
                 op: kind,
                 addr,

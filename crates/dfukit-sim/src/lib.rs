@@ -31,6 +31,6 @@ pub use power::{OpOutcome, PowerCutPlan, PowerGate, PowerSupply};
 pub use state::{EventLog, LogTime, StateDir, StateError};
 pub use storage::{Storage, StorageError, ERASED};
 
+pub mod link;
 pub mod nrf52840;
 pub mod pty;
-pub mod link;

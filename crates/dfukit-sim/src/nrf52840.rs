@@ -492,7 +492,7 @@ pub fn target_config(cfg: &BoardConfig) -> Result<TargetConfig, BoardError> {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

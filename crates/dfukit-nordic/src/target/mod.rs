@@ -585,7 +585,7 @@ impl Target {
             Current::Data if self.recv_offset + data.len() as u32 > self.object_end => {
                 Some(ResultCode::InvalidParameter)
             }
-            Current::Data if data.len() % self.bank1_write_unit() as usize != 0 => {
+            Current::Data if !data.len().is_multiple_of(self.bank1_write_unit() as usize) => {
                 Some(ResultCode::InvalidParameter)
             }
             Current::Data if data.len() > RX_BUFFER_SIZE => Some(ResultCode::InsufficientResources),
@@ -850,7 +850,9 @@ impl Target {
                 if start + size > self.image_size {
                     return Response::error(OP, ResultCode::OperationNotPermitted);
                 }
-                if size % self.cfg.layout.page_size != 0 && start + size != self.image_size {
+                if !size.is_multiple_of(self.cfg.layout.page_size)
+                    && start + size != self.image_size
+                {
                     return Response::error(OP, ResultCode::InvalidParameter);
                 }
                 p.data_object_size = size;

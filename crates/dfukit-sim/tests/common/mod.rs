@@ -26,7 +26,7 @@ pub fn image(len: usize, seed: u32) -> Vec<u8> {
             x as u8
         })
         .collect();
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0xFF);
     }
     v

@@ -84,7 +84,8 @@ pub fn open_package(path: &Path) -> Result<Package, Diag> {
     Package::open(path).map_err(|e| {
         Diag::new(
             "dfukit::nordic::pkg::invalid",
-            format!("{}: {e}", path.display()),
+            // The package error names the file itself.
+            e.to_string(),
             "regenerate the package with `dfukit nordic pkg generate` (or nrfutil), and check it with `dfukit nordic pkg display`",
         )
     })

@@ -1,0 +1,148 @@
+//! Helpers for tests that run the dfukit binary and peer tools as processes.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The dfukit binary under test.
+pub fn dfukit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dfukit"))
+}
+
+/// Runs dfukit with `args`, returning its output.
+pub fn run(args: &[&str]) -> Output {
+    dfukit().args(args).output().expect("dfukit runs")
+}
+
+/// Runs dfukit and requires success.
+pub fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "dfukit {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The nrfutil peer, or `None` (test skipped) when it is not installed and
+/// peers are not required. With `DFUKIT_REQUIRE_PEERS=1` a missing peer fails.
+pub fn nrfutil() -> Option<PathBuf> {
+    let found = std::env::var_os("DFUKIT_NRFUTIL")
+        .map(PathBuf::from)
+        .filter(|p| p.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var("DFUKIT_REQUIRE_PEERS").as_deref() != Ok("1"),
+            "DFUKIT_REQUIRE_PEERS=1 but nrfutil is missing: set DFUKIT_NRFUTIL (scripts/install-peers installs it)"
+        );
+        eprintln!("skipped: nrfutil not installed (set DFUKIT_NRFUTIL)");
+    }
+    found
+}
+
+/// Deterministic firmware of `len` bytes written as Intel HEX at 0x27000.
+pub fn app_hex(path: &Path, len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    let fw: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    std::fs::write(
+        path,
+        dfukit_nordic::firmware::to_intel_hex(&[(0x27000, &fw)]),
+    )
+    .unwrap();
+    let mut padded = fw;
+    while !padded.len().is_multiple_of(4) {
+        padded.push(0xFF);
+    }
+    padded
+}
+
+/// A `dfukit sim nrf52840 --pty` process; killed when dropped.
+pub struct Sim {
+    child: Child,
+    /// The pty path it printed.
+    pub pty: String,
+}
+
+impl Sim {
+    /// Starts a simulated board on `state` with extra options.
+    pub fn start(state: &Path, extra: &[&str]) -> Sim {
+        let mut child = dfukit()
+            .args(["sim", "nrf52840", "--pty", "--state"])
+            .arg(state)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("sim starts");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let pty = first
+            .strip_prefix("pty: ")
+            .unwrap_or_else(|| panic!("first line is not `pty: PATH`: {first:?}"))
+            .trim()
+            .to_string();
+        assert!(pty.starts_with("/dev/pts/"), "{pty}");
+        Sim { child, pty }
+    }
+
+    /// Stops the board (as pulling its power would).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `dfukit sim inspect --json` of a board's state.
+pub fn inspect(state: &Path) -> serde_json::Value {
+    let out = ok(&[
+        "sim",
+        "inspect",
+        "--json",
+        "--state",
+        state.to_str().unwrap(),
+    ]);
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Waits until the board in `state` runs `version` (activation finished).
+pub fn wait_for_version(state: &Path, version: u64) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let v = inspect(state);
+        if v["app_valid"] == true && v["app_version"] == version {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "board never ran version {version}: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// CRC-32 as the bootloader records it.
+pub fn crc(b: &[u8]) -> u32 {
+    let mut c = dfukit_core::Crc32::new();
+    c.update(b);
+    c.value()
+}

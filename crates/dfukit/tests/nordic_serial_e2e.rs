@@ -1,0 +1,374 @@
+//! Nordic Secure DFU end to end across real boundaries: the dfukit binary
+//! and nrfutil as separate processes, a simulated board on a pseudo-terminal,
+//! packages as files, board state in a directory read back after a restart.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Work {
+    dir: tempfile::TempDir,
+}
+
+impl Work {
+    fn new() -> Self {
+        Work {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_string()
+    }
+    /// A key, and a signed package of an app of `len` bytes at `version`.
+    fn package(&self, name: &str, key: &str, len: usize, version: u32) -> Vec<u8> {
+        let hex = self.path(&format!("{name}.hex"));
+        let image = app_hex(Path::new(&hex), len, version);
+        ok(&[
+            "nordic",
+            "pkg",
+            "generate",
+            "--application",
+            &hex,
+            "--application-version",
+            &version.to_string(),
+            "--hw-version",
+            "52",
+            "--sd-req",
+            "0x0100",
+            "--key-file",
+            key,
+            &self.path(&format!("{name}.zip")),
+        ]);
+        image
+    }
+}
+
+fn flash(w: &Work, bank1: &str) {
+    let key = w.path("key.pem");
+    ok(&["nordic", "keys", "generate", &key]);
+    let v1 = w.package("v1", &key, 30_001, 1);
+    let v2 = w.package("v2", &key, 120_002, 2);
+    let state = w.dir.path().join(format!("board-{bank1}"));
+    let sim = Sim::start(
+        &state,
+        &["--bank1", bank1, "--public-key", &key, "--no-flash-timing"],
+    );
+    ok(&[
+        "nordic",
+        "dfu",
+        "serial",
+        "--package",
+        &w.path("v1.zip"),
+        "--port",
+        &sim.pty,
+    ]);
+    wait_for_version(&state, 1);
+    ok(&[
+        "nordic",
+        "dfu",
+        "serial",
+        "--package",
+        &w.path("v2.zip"),
+        "--port",
+        &sim.pty,
+    ]);
+    wait_for_version(&state, 2);
+    sim.kill();
+    // Power the board up again from its state: it boots the new app.
+    let sim = Sim::start(&state, &[]);
+    let v = wait_for_version(&state, 2);
+    assert_eq!(v["app_size"], v2.len() as u64);
+    assert_eq!(v["app_crc"], crc(&v2) as u64);
+    assert_eq!(v["bank1_code"], 0);
+    // The flash image file holds the app byte for byte.
+    let internal = std::fs::read(state.join("internal.bin")).unwrap();
+    assert_eq!(&internal[0x27000..0x27000 + v2.len()], &v2[..]);
+    drop(sim);
+    assert_ne!(crc(&v1), crc(&v2));
+}
+
+#[test]
+fn dfukit_flashes_a_qspi_bank1_board_over_a_pty() {
+    flash(&Work::new(), "qspi");
+}
+
+#[test]
+fn dfukit_flashes_an_internal_bank1_board_over_a_pty() {
+    flash(&Work::new(), "internal");
+}
+
+#[test]
+fn nrfutil_flashes_the_simulated_board() {
+    let Some(nrfutil) = nrfutil() else { return };
+    let w = Work::new();
+    let key = w.path("key.pem");
+    let st = Command::new(&nrfutil)
+        .args(["keys", "generate", &key])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let hex = w.path("app.hex");
+    let image = app_hex(Path::new(&hex), 50_003, 7);
+    let pkg = w.path("app.zip");
+    let out = Command::new(&nrfutil)
+        .args([
+            "pkg",
+            "generate",
+            "--hw-version",
+            "52",
+            "--sd-req",
+            "0x0100",
+            "--application-version",
+            "3",
+            "--application",
+            &hex,
+            "--key-file",
+            &key,
+            &pkg,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = w.dir.path().join("board");
+    let sim = Sim::start(&state, &["--public-key", &key, "--no-flash-timing"]);
+    let out = Command::new(&nrfutil)
+        .args([
+            "dfu", "serial", "-pkg", &pkg, "-p", &sim.pty, "-t", "1", "-fc", "0", "-prn", "8",
+        ])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("Device programmed"),
+        "{text}"
+    );
+    let v = wait_for_version(&state, 3);
+    assert_eq!(v["app_crc"], crc(&image) as u64);
+
+    // And dfukit flashes a package nrfutil made, to a board trusting nrfutil's key.
+    let hex2 = w.path("app2.hex");
+    let image2 = app_hex(Path::new(&hex2), 70_001, 8);
+    let pkg2 = w.path("app2.zip");
+    let out = Command::new(&nrfutil)
+        .args([
+            "pkg",
+            "generate",
+            "--hw-version",
+            "52",
+            "--sd-req",
+            "0x0100",
+            "--application-version",
+            "4",
+            "--application",
+            &hex2,
+            "--key-file",
+            &key,
+            &pkg2,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    ok(&[
+        "nordic",
+        "dfu",
+        "serial",
+        "--package",
+        &pkg2,
+        "--port",
+        &sim.pty,
+    ]);
+    let v = wait_for_version(&state, 4);
+    assert_eq!(v["app_crc"], crc(&image2) as u64);
+}
+
+/// Bad input: a clear error naming the problem, a non-zero exit, and the
+/// board keeps its valid app.
+#[test]
+fn bad_input_is_refused_and_the_board_keeps_its_app() {
+    let w = Work::new();
+    let key = w.path("key.pem");
+    ok(&["nordic", "keys", "generate", &key]);
+    let other = w.path("other.pem");
+    ok(&["nordic", "keys", "generate", &other]);
+    w.package("v1", &key, 20_000, 1);
+    let state = w.dir.path().join("board");
+    let sim = Sim::start(&state, &["--public-key", &key, "--no-flash-timing"]);
+    ok(&[
+        "nordic",
+        "dfu",
+        "serial",
+        "--package",
+        &w.path("v1.zip"),
+        "--port",
+        &sim.pty,
+    ]);
+    wait_for_version(&state, 1);
+
+    // Each case: files to make, the package to send, words the error must contain.
+    let good = std::fs::read(w.path("v1.zip")).unwrap();
+    std::fs::write(w.path("truncated.zip"), &good[..good.len() / 2]).unwrap();
+    let mut corrupt = good.clone();
+    let mid = corrupt.len() / 3;
+    corrupt[mid..mid + 64].fill(0x55);
+    std::fs::write(w.path("corrupt.zip"), &corrupt).unwrap();
+    w.package("otherkey", &other, 20_000, 2);
+    let hex = w.path("hw.hex");
+    app_hex(Path::new(&hex), 20_000, 3);
+    let pkg = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "nordic",
+            "pkg",
+            "generate",
+            "--application",
+            &hex,
+            "--key-file",
+            &key,
+        ];
+        args.extend_from_slice(extra);
+        let out = w.path(name);
+        args.push(&out);
+        ok(&args);
+    };
+    pkg(
+        "hw53.zip",
+        &[
+            "--application-version",
+            "2",
+            "--hw-version",
+            "53",
+            "--sd-req",
+            "0x0100",
+        ],
+    );
+    pkg(
+        "sdreq.zip",
+        &[
+            "--application-version",
+            "2",
+            "--hw-version",
+            "52",
+            "--sd-req",
+            "0xAE",
+        ],
+    );
+    w.package("downgrade", &key, 20_000, 0);
+    let cases: &[(&str, &[&str])] = &[
+        ("truncated.zip", &["zip"]),
+        ("corrupt.zip", &["corrupt"]),
+        ("otherkey.zip", &["signature", "key"]),
+        ("hw53.zip", &["hardware version"]),
+        ("sdreq.zip", &["SoftDevice"]),
+        ("downgrade.zip", &["downgrade"]),
+    ];
+    for (file, words) in cases {
+        let out = run(&[
+            "nordic",
+            "dfu",
+            "serial",
+            "--package",
+            &w.path(file),
+            "--port",
+            &sim.pty,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "{file}: exit 0");
+        for word in *words {
+            assert!(
+                err.to_lowercase().contains(&word.to_lowercase()),
+                "{file}: error lacks {word:?}:\n{err}"
+            );
+        }
+        assert!(
+            err.contains("dfukit::"),
+            "{file}: no diagnostic code:\n{err}"
+        );
+        let v = inspect(&state);
+        assert!(
+            v["app_valid"] == true && v["app_version"] == 1,
+            "{file}: board lost its app: {v}"
+        );
+    }
+    drop(sim);
+
+    // A manifest naming a file that is not in the zip.
+    let pkg_bytes = std::fs::read(w.path("v1.zip")).unwrap();
+    let text = String::from_utf8_lossy(&pkg_bytes);
+    assert!(text.contains("v1.bin"));
+    let renamed: Vec<u8> = replace_all(&pkg_bytes, b"v1.bin", b"v9.bin");
+    std::fs::write(w.path("missing.zip"), renamed).unwrap();
+    let out = run(&[
+        "nordic",
+        "dfu",
+        "serial",
+        "--package",
+        &w.path("missing.zip"),
+        "--port",
+        "/dev/null",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing.zip"), "{err}");
+}
+
+fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A port with no bootloader behind it: a bounded, clear error.
+#[test]
+fn a_port_that_is_not_a_dfu_target() {
+    let w = Work::new();
+    let key = w.path("key.pem");
+    ok(&["nordic", "keys", "generate", &key]);
+    w.package("v1", &key, 4_000, 1);
+    // A pty nobody serves, like a USB serial adapter with nothing attached.
+    let silent = dfukit_sim::pty::Pty::open().unwrap();
+    let port = silent.path().to_str().unwrap().to_string();
+    let start = Instant::now();
+    let out = run(&[
+        "nordic",
+        "dfu",
+        "serial",
+        "--package",
+        &w.path("v1.zip"),
+        "--port",
+        &port,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("no Secure DFU bootloader answered"), "{err}");
+    assert!(err.contains("not_a_dfu_target"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    // Not a serial port at all.
+    let out = run(&[
+        "nordic",
+        "dfu",
+        "serial",
+        "--package",
+        &w.path("v1.zip"),
+        "--port",
+        &w.path("v1.hex"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("as a serial port"), "{err}");
+}
