@@ -372,3 +372,26 @@ fn a_port_that_is_not_a_dfu_target() {
     assert!(!out.status.success());
     assert!(err.contains("as a serial port"), "{err}");
 }
+
+/// The benchmark command runs both hosts and reports its figures as JSON
+/// (its own checks fail it if either host did not install the image).
+#[test]
+fn bench_serial_reports_figures() {
+    let Some(nrfutil) = nrfutil() else { return };
+    let out = ok(&[
+        "bench",
+        "serial",
+        "--size-kib",
+        "16",
+        "--runs",
+        "1",
+        "--json",
+        "--nrfutil",
+        nrfutil.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(v["image_bytes"], 16 * 1024);
+    for field in ["dfukit_s", "nrfutil_s", "ratio", "board_cpu_ms_per_mib"] {
+        assert!(v[field].as_f64().is_some_and(|x| x > 0.0), "{field}: {v}");
+    }
+}

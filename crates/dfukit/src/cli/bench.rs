@@ -4,7 +4,6 @@
 //! ratio against the peer measured in the same run on the same kind of
 //! board, plus the board's own CPU time per MiB received.
 
-use super::dfu::{self, SerialArgs};
 use super::diag::Diag;
 use clap::{Args, Subcommand};
 use dfukit_nordic::{firmware, package};
@@ -134,20 +133,21 @@ fn serial(a: SerialBench) -> Result<(), Diag> {
     )
     .map_err(diag)?;
 
+    // Both hosts run as processes, timed from spawn to exit, so that start-up
+    // and package loading count for both.
+    let me = std::env::current_exe().map_err(diag)?;
     let mut ours = Vec::new();
     let mut cpu = Vec::new();
     for _ in 0..a.runs {
         let b = board()?;
-        let s = dfu::serial(&SerialArgs {
-            package: pkg.clone(),
-            port: b.path().to_path_buf(),
-            prn: 0,
-            baud: 115_200,
-            timeout: 5.0,
-        })?;
+        let mut cmd = Command::new(&me);
+        cmd.args(["nordic", "dfu", "serial", "--package"])
+            .arg(&pkg)
+            .arg("--port")
+            .arg(b.path());
+        ours.push(timed(cmd, "dfukit")?);
         let (board, board_cpu) = b.stop().map_err(diag)?;
         check_installed(&board_state(board), len)?;
-        ours.push(s.elapsed.as_secs_f64());
         cpu.push(board_cpu.as_secs_f64() * 1000.0 / (len as f64 / (1 << 20) as f64));
     }
     let nrfutil = nrfutil_path(a.nrfutil);
@@ -230,31 +230,35 @@ fn check_installed(ins: &dfukit_sim::nrf52840::Inspection, len: usize) -> Result
 }
 
 fn run_nrfutil(nrfutil: &Path, pkg: &Path, port: &Path) -> Result<f64, Diag> {
-    let start = Instant::now();
-    let out = Command::new(nrfutil)
-        .args(["dfu", "serial", "-pkg"])
+    let mut cmd = Command::new(nrfutil);
+    cmd.args(["dfu", "serial", "-pkg"])
         .arg(pkg)
         .arg("-p")
         .arg(port)
-        .args(["-t", "1", "-fc", "0"])
-        .output()
-        .map_err(|e| {
-            Diag::new(
-                "dfukit::bench::peer",
-                format!("cannot run {}: {e}", nrfutil.display()),
-                "run scripts/install-peers",
-            )
-        })?;
+        .args(["-t", "1", "-fc", "0"]);
+    timed(cmd, "nrfutil")
+}
+
+/// Runs a host process to completion and returns its wall time.
+fn timed(mut cmd: Command, who: &str) -> Result<f64, Diag> {
+    let start = Instant::now();
+    let out = cmd.output().map_err(|e| {
+        Diag::new(
+            "dfukit::bench::peer",
+            format!("cannot run {who}: {e}"),
+            "run scripts/install-peers, or pass --nrfutil",
+        )
+    })?;
     let t = start.elapsed().as_secs_f64();
     if !out.status.success() {
         return Err(Diag::new(
-            "dfukit::bench::peer",
+            "dfukit::bench::failed",
             format!(
-                "nrfutil failed: {}{}",
+                "{who} failed: {}{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             ),
-            "the peer could not flash the simulated board",
+            "a host could not flash the simulated board",
         ));
     }
     Ok(t)
