@@ -438,3 +438,67 @@ impl host::Link for FailAfter<'_, '_> {
         self.inner.max_write(mtu)
     }
 }
+
+/// A link that flips one byte of the n-th WRITE, like line noise the
+/// framing does not catch.
+struct CorruptNth<'a, 'b> {
+    inner: &'a mut BoardLink<'b>,
+    n: u32,
+    seen: u32,
+}
+
+impl host::Link for CorruptNth<'_, '_> {
+    fn send(&mut self, req: &dfukit_nordic::proto::Request<'_>) -> std::io::Result<()> {
+        if let dfukit_nordic::proto::Request::Write(data) = req {
+            self.seen += 1;
+            if self.seen == self.n {
+                let mut bad = data.to_vec();
+                bad[0] ^= 0x40;
+                return self.inner.send(&dfukit_nordic::proto::Request::Write(&bad));
+            }
+        }
+        self.inner.send(req)
+    }
+    fn recv(&mut self, timeout: Duration) -> std::io::Result<Option<Vec<u8>>> {
+        self.inner.recv(timeout)
+    }
+    fn max_write(&self, mtu: u16) -> usize {
+        self.inner.max_write(mtu)
+    }
+}
+
+#[test]
+fn an_object_whose_crc_does_not_match_is_sent_again() {
+    let k = key(7);
+    let mut b = blank_board(config(&k, Bank1::Qspi));
+    settle(&mut b);
+    let img = image(20_000, 50);
+    let init = init_packet(&k, &img, &Claims::default());
+    let mut events = Vec::new();
+    {
+        let mut link = BoardLink::new(&mut b);
+        // Write 6 is in the second object (1 KiB writes, 4 per object).
+        let mut noisy = CorruptNth {
+            inner: &mut link,
+            n: 6,
+            seen: 0,
+        };
+        host::update(&mut noisy, &opts(), &init, &img, &mut |e| events.push(e)).unwrap();
+    }
+    let retries: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            host::Event::Retry { object, reason } => Some((*object, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries.len(), 1, "{events:?}");
+    assert_eq!(retries[0].0, 1);
+    assert!(
+        retries[0].1.contains("checksum mismatch"),
+        "{}",
+        retries[0].1
+    );
+    settle(&mut b);
+    assert_runs(&mut b, &img, 1);
+}
