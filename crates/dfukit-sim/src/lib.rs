@@ -34,3 +34,4 @@ pub use storage::{Storage, StorageError, ERASED};
 pub mod link;
 pub mod nrf52840;
 pub mod pty;
+pub mod synthetic;

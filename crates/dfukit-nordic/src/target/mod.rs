@@ -42,6 +42,11 @@ pub const RX_BUFFERS: usize = 4;
 /// (`NRF_BL_FW_COPY_PROGRESS_STORE_STEP`).
 pub const COPY_STEP_PAGES: u32 = 8;
 const QUEUE_LEN: usize = 64;
+/// Queue slots kept free of requests, so that a step can always expand into
+/// the jobs it needs (the largest is an activation step: 16 copy jobs, a
+/// 4-job settings write and the next step). Without it a host that floods
+/// the queue could make the device overflow it.
+const RESERVED_JOBS: usize = 2 * COPY_STEP_PAGES as usize + 4 + 4;
 const OUT_LEN: usize = 8;
 /// Activation copies through a one-page buffer.
 const COPY_BUF: usize = 4096;
@@ -125,7 +130,7 @@ enum Source {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     /// Process a request other than WRITE.
-    Request(OwnedRequest),
+    Request(ShortFrame),
     /// Send the CRC response a packet receipt notification calls for.
     PrnCrc,
     /// Send a fixed response.
@@ -142,25 +147,29 @@ enum Step {
     ResetAfterUpdate,
 }
 
-/// A request with its payload copied out of the receive frame.
+/// A request other than WRITE, kept as its frame (at most six bytes) until
+/// its turn comes, then parsed by the same [`Request::parse`] as on arrival.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OwnedRequest {
-    ProtocolVersion,
-    Create {
-        obj_type: u8,
-        size: u32,
-    },
-    SetPrn(u16),
-    CrcGet,
-    Execute,
-    Select(u8),
-    MtuGet,
-    Ping(u8),
-    HardwareVersion,
-    FirmwareVersion(u8),
-    Abort,
-    /// A write that was refused on arrival; its error goes out in order.
-    WriteRejected(ResultCode),
+struct ShortFrame {
+    bytes: [u8; 8],
+    len: u8,
+}
+
+impl ShortFrame {
+    fn new(frame: &[u8]) -> Self {
+        // Bytes beyond the request's fields are ignored by the parser.
+        let len = frame.len().min(8);
+        let mut bytes = [0; 8];
+        bytes[..len].copy_from_slice(&frame[..len]);
+        ShortFrame {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    fn request(&self) -> Request<'_> {
+        Request::parse(&self.bytes[..self.len as usize]).expect("parsed on arrival")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,21 +326,10 @@ impl Target {
                 )));
             }
         };
-        let owned = match req {
-            Request::Write(data) => return self.on_write(data),
-            Request::ProtocolVersion => OwnedRequest::ProtocolVersion,
-            Request::Create { obj_type, size } => OwnedRequest::Create { obj_type, size },
-            Request::SetPrn(n) => OwnedRequest::SetPrn(n),
-            Request::CrcGet => OwnedRequest::CrcGet,
-            Request::Execute => OwnedRequest::Execute,
-            Request::Select(t) => OwnedRequest::Select(t),
-            Request::MtuGet => OwnedRequest::MtuGet,
-            Request::Ping(id) => OwnedRequest::Ping(id),
-            Request::HardwareVersion => OwnedRequest::HardwareVersion,
-            Request::FirmwareVersion(n) => OwnedRequest::FirmwareVersion(n),
-            Request::Abort => OwnedRequest::Abort,
-        };
-        self.queue_step(Step::Request(owned))
+        match req {
+            Request::Write(data) => self.on_write(data),
+            _ => self.queue_step(Step::Request(ShortFrame::new(frame))),
+        }
     }
 
     /// Reports that the operation last handed out by [`Target::poll_flash`]
@@ -448,8 +446,13 @@ impl Target {
         self.jobs.push_back(job).expect("job queue overflow");
     }
 
+    /// Room for `n` more jobs from a request, leaving the reserve.
+    fn has_room(&self, n: usize) -> bool {
+        self.jobs.len() + n + RESERVED_JOBS <= QUEUE_LEN
+    }
+
     fn queue_step(&mut self, step: Step) -> Result<(), Busy> {
-        if self.jobs.is_full() {
+        if !self.has_room(1) {
             return Err(Busy);
         }
         self.push(Job::Step(step));
@@ -469,9 +472,9 @@ impl Target {
     }
 
     fn start(&mut self, job: Job, mem: &mut impl ReadFlash) {
-        if let Some(fault) = self.fault {
-            // Work queued behind a fault is dropped; its buffers go back.
-            let _ = fault;
+        if self.fault.is_some() {
+            // Flash work queued behind a fault is dropped; the release steps
+            // behind it return its buffers.
             return;
         }
         if let Job::Program {
@@ -592,7 +595,7 @@ impl Target {
             Current::Data => None,
         };
         if let Some(code) = reject {
-            return self.queue_step(Step::Request(OwnedRequest::WriteRejected(code)));
+            return self.queue_step(Step::Respond(Response::error(Opcode::ObjectWrite, code)));
         }
         if self.fault.is_some() {
             // Nothing can be stored; CRC_GET and EXECUTE will report the fault.
@@ -605,7 +608,7 @@ impl Target {
         let addr = self.bank1_addr + self.recv_offset;
         let pieces = pieces(addr, data.len() as u32, page);
         // Programs, the release, and possibly the PRN response must all fit.
-        if QUEUE_LEN - self.jobs.len() < pieces + 2 {
+        if !self.has_room(pieces + 2) {
             return Err(Busy);
         }
         self.rx_used[buf] = true;
@@ -685,12 +688,12 @@ impl Target {
         }
     }
 
-    fn on_request(&mut self, r: OwnedRequest, mem: &mut impl ReadFlash) {
+    fn on_request(&mut self, frame: ShortFrame, mem: &mut impl ReadFlash) {
         if self.mode != Mode::Dfu {
             return;
         }
-        let resp = match r {
-            OwnedRequest::Execute => match self.current {
+        let resp = match frame.request() {
+            Request::Execute => match self.current {
                 Current::Command => self.execute_command(),
                 Current::Data => self.execute_data(mem),
                 Current::None => Some(Response::error(
@@ -698,18 +701,18 @@ impl Target {
                     ResultCode::OperationNotPermitted,
                 )),
             },
-            OwnedRequest::ProtocolVersion => Some(Response::ok(
+            Request::ProtocolVersion => Some(Response::ok(
                 Opcode::ProtocolVersion,
                 Payload::ProtocolVersion(1),
             )),
-            OwnedRequest::Ping(id) => Some(Response::ok(Opcode::Ping, Payload::Ping(id))),
-            OwnedRequest::MtuGet => Some(Response::ok(Opcode::MtuGet, Payload::Mtu(self.cfg.mtu))),
-            OwnedRequest::SetPrn(n) => {
+            Request::Ping(id) => Some(Response::ok(Opcode::Ping, Payload::Ping(id))),
+            Request::MtuGet => Some(Response::ok(Opcode::MtuGet, Payload::Mtu(self.cfg.mtu))),
+            Request::SetPrn(n) => {
                 self.prn = n;
                 self.prn_count = 0;
                 Some(Response::ok(Opcode::ReceiptNotifSet, Payload::None))
             }
-            OwnedRequest::HardwareVersion => {
+            Request::HardwareVersion => {
                 let h = self.cfg.hardware;
                 Some(Response::ok(
                     Opcode::HardwareVersion,
@@ -722,17 +725,17 @@ impl Target {
                     },
                 ))
             }
-            OwnedRequest::FirmwareVersion(n) => Some(self.firmware_version(n)),
-            OwnedRequest::Abort => {
+            Request::FirmwareVersion(n) => Some(self.firmware_version(n)),
+            Request::Abort => {
                 let _ = self
                     .events
                     .push_back(TargetEvent::Reset(ResetReason::Abort));
                 Some(Response::ok(Opcode::Abort, Payload::None))
             }
-            OwnedRequest::WriteRejected(code) => Some(Response::error(Opcode::ObjectWrite, code)),
-            OwnedRequest::Select(t) => Some(self.on_select(t)),
-            OwnedRequest::Create { obj_type, size } => Some(self.on_create(obj_type, size)),
-            OwnedRequest::CrcGet => Some(match (self.current, self.fault) {
+            Request::Write(_) => unreachable!("writes are handled on arrival"),
+            Request::Select(t) => Some(self.on_select(t)),
+            Request::Create { obj_type, size } => Some(self.on_create(obj_type, size)),
+            Request::CrcGet => Some(match (self.current, self.fault) {
                 (Current::Data, Some(f)) => Response::ext_error(Opcode::CrcGet, f.ext()),
                 _ => Response::ok(Opcode::CrcGet, self.crc_payload()),
             }),

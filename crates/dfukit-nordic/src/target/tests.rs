@@ -251,3 +251,31 @@ fn pieces_split_at_program_pages() {
     assert_eq!(pieces(0, 0, 256), 0);
     assert_eq!(pieces(0x27000, 4096, 4096), 1);
 }
+
+#[test]
+fn a_flood_of_requests_is_held_off_not_overflowed() {
+    // One object is the whole image: its EXECUTE expands into a settings
+    // write, a response and a reset, at the front of the queue.
+    let image: Vec<u8> = vec![0xA5; 4096];
+    let mut r = ready(&image);
+    for chunk in image.chunks(1024) {
+        r.t.handle_request(r.now, &write(chunk)).unwrap();
+    }
+    r.run();
+    // EXECUTE is queued, then requests pile up behind it until Busy, before
+    // the core gets to run.
+    r.t.handle_request(r.now, &[0x04]).unwrap();
+    let mut taken = 0;
+    while r.t.handle_request(r.now, &[0x09, 1]).is_ok() {
+        taken += 1;
+        assert!(taken < 1000, "never pushed back");
+    }
+    assert!(taken > 10);
+    // EXECUTE runs with the queue full of pings behind it, and still fits.
+    r.run();
+    let first = r.t.poll_response().unwrap();
+    assert_eq!(
+        (first.request, first.result),
+        (Opcode::ObjectExecute, ResultCode::Success)
+    );
+}

@@ -17,15 +17,7 @@ pub fn key(seed: u8) -> SigningKey {
 /// `len` bytes of deterministic pseudo-random firmware, padded to 4 bytes
 /// with 0xFF as nrfutil pads images.
 pub fn image(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
-    let mut v: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
+    let mut v = dfukit_sim::synthetic::firmware(len, seed);
     while !v.len().is_multiple_of(4) {
         v.push(0xFF);
     }

@@ -109,15 +109,7 @@ const NRFUTIL_PORT_WAIT_S: f64 = 1.0;
 fn serial(a: SerialBench) -> Result<(), Diag> {
     let dir = tempfile::tempdir().map_err(diag)?;
     let len = a.size_kib * 1024;
-    let mut x = 0x1234_5678u32;
-    let fw: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
+    let fw = dfukit_sim::synthetic::firmware(len, 0x1234_5678);
     let hex = dir.path().join("app.hex");
     std::fs::write(&hex, firmware::to_intel_hex(&[(0x27000, &fw)])).map_err(diag)?;
     let pkg = dir.path().join("app.zip");

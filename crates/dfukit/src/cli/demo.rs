@@ -80,13 +80,7 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
                 "   served on {}; {what} with `dfukit nordic dfu serial`",
                 served.path().display()
             );
-            let s = dfu::serial(&SerialArgs {
-                package: pkg.clone(),
-                port: served.path().to_path_buf(),
-                prn: 0,
-                baud: 115_200,
-                timeout: 5.0,
-            })?;
+            let s = dfu::serial(&SerialArgs::new(pkg, served.path()))?;
             // The board resets and copies the image into bank 0; stopping
             // waits for that, then the board is "unplugged".
             served.stop().map_err(|e| io_diag(&state, e))?;
@@ -129,13 +123,7 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
         ..BoardConfig::default()
     };
     let served = serve(&state, Some(cfg.clone()))?;
-    dfu::serial(&SerialArgs {
-        package: v1.0.clone(),
-        port: served.path().to_path_buf(),
-        prn: 0,
-        baud: 115_200,
-        timeout: 5.0,
-    })?;
+    dfu::serial(&SerialArgs::new(&v1.0, served.path()))?;
     served.stop().map_err(|e| io_diag(&state, e))?;
     let broken = BoardConfig {
         fault: Some(Fault::QspiCompletionsStop { after: 5 }),
@@ -143,21 +131,15 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
     };
     let served = serve(&state, Some(broken))?;
     let started = std::time::Instant::now();
-    let err = dfu::serial(&SerialArgs {
-        package: v2.0.clone(),
-        port: served.path().to_path_buf(),
-        prn: 0,
-        baud: 115_200,
-        timeout: 5.0,
-    })
-    .err()
-    .ok_or_else(|| {
-        Diag::new(
-            "dfukit::demo::failed",
-            "the broken board accepted the update",
-            "this is a dfukit bug",
-        )
-    })?;
+    let err = dfu::serial(&SerialArgs::new(&v2.0, served.path()))
+        .err()
+        .ok_or_else(|| {
+            Diag::new(
+                "dfukit::demo::failed",
+                "the broken board accepted the update",
+                "this is a dfukit bug",
+            )
+        })?;
     let waited = started.elapsed();
     served.stop().map_err(|e| io_diag(&state, e))?;
     println!(
@@ -240,15 +222,7 @@ fn make_package(
     len: usize,
     version: u32,
 ) -> Result<(PathBuf, usize), Diag> {
-    let mut x = 0x9E37_79B9u32 ^ version;
-    let fw: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
+    let fw = dfukit_sim::synthetic::firmware(len, 0x9E37_79B9 ^ version);
     let hex = dir.join(format!("{name}.hex"));
     std::fs::write(&hex, firmware::to_intel_hex(&[(APP_START, &fw)]))
         .map_err(|e| io_diag(&hex, e))?;

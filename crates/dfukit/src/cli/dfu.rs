@@ -37,6 +37,19 @@ pub struct SerialArgs {
     pub timeout: f64,
 }
 
+impl SerialArgs {
+    /// `package` to `port` with the defaults of the command line.
+    pub fn new(package: &Path, port: &Path) -> Self {
+        SerialArgs {
+            package: package.to_path_buf(),
+            port: port.to_path_buf(),
+            prn: 0,
+            baud: 115_200,
+            timeout: 5.0,
+        }
+    }
+}
+
 /// A serial port from the serialport crate, as the host's [`Port`].
 pub struct SerialPort(serialport::TTYPort);
 
@@ -81,14 +94,7 @@ pub fn open_port(path: &Path, baud: u32) -> Result<SerialPort, Diag> {
 
 /// Opens a package with a diagnostic on failure.
 pub fn open_package(path: &Path) -> Result<Package, Diag> {
-    Package::open(path).map_err(|e| {
-        Diag::new(
-            "dfukit::nordic::pkg::invalid",
-            // The package error names the file itself.
-            e.to_string(),
-            "regenerate the package with `dfukit nordic pkg generate` (or nrfutil), and check it with `dfukit nordic pkg display`",
-        )
-    })
+    Package::open(path).map_err(super::nordic_pkg::open_diag)
 }
 
 /// Runs a `dfu` subcommand.

@@ -361,7 +361,8 @@ fn generate_diag(e: GenerateError) -> Diag {
     Diag::new(code, e.to_string(), help)
 }
 
-fn open_diag(e: PackageError) -> Diag {
+/// A package that could not be opened, as a diagnostic with its own code and help.
+pub fn open_diag(e: PackageError) -> Diag {
     let (code, help) = match &e {
         PackageError::Io { .. } => ("dfukit::nordic::pkg::io", "check the file exists and is readable"),
         PackageError::NotZip { .. } | PackageError::CorruptMember { .. } => (

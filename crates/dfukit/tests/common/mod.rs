@@ -46,15 +46,7 @@ pub fn nrfutil() -> Option<PathBuf> {
 
 /// Deterministic firmware of `len` bytes written as Intel HEX at 0x27000.
 pub fn app_hex(path: &Path, len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
-    let fw: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
+    let fw = dfukit_sim::synthetic::firmware(len, seed);
     std::fs::write(
         path,
         dfukit_nordic::firmware::to_intel_hex(&[(0x27000, &fw)]),
