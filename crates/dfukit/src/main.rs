@@ -31,6 +31,15 @@ enum Command {
 }
 
 fn main() -> miette::Result<()> {
+    // Output piped into `head` ends quietly, as with other Unix tools,
+    // instead of panicking on a broken pipe.
+    // SAFETY: restoring the default action of a signal before any thread starts.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(a) => cli::demo::run(a),
