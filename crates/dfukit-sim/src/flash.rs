@@ -209,6 +209,46 @@ impl FlashGeometry {
     }
 }
 
+/// One erase sector of a chip with sectors of several sizes (STM32F4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Sector {
+    /// First address.
+    pub start: u32,
+    /// Size in bytes.
+    pub size: u32,
+    /// Typical erase time (datasheets give it per sector size, and it is
+    /// not proportional to the size).
+    pub erase_typ: Duration,
+    /// Maximum erase time.
+    pub erase_max: Duration,
+}
+
+/// STM32F405/407 1 MiB internal flash (RM0090 "Embedded Flash memory",
+/// single bank): four 16 KiB, one 64 KiB and seven 128 KiB sectors at
+/// 0x0800_0000. Erase times from the STM32F405xx datasheet, "Flash memory
+/// characteristics", x32 parallelism (2.7-3.6 V): 16 KiB 250 ms typ / 500 ms
+/// max, 64 KiB 550 ms / 1100 ms, 128 KiB 1 s / 2 s.
+pub fn stm32f4_sectors() -> Vec<Sector> {
+    let mut v = Vec::with_capacity(12);
+    let mut start = 0x0800_0000;
+    for (count, kib, typ, max) in [
+        (4u32, 16u32, 250u64, 500u64),
+        (1, 64, 550, 1100),
+        (7, 128, 1000, 2000),
+    ] {
+        for _ in 0..count {
+            v.push(Sector {
+                start,
+                size: kib * 1024,
+                erase_typ: Duration::from_millis(typ),
+                erase_max: Duration::from_millis(max),
+            });
+            start += kib * 1024;
+        }
+    }
+    v
+}
+
 /// Which datasheet column to model durations with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum TimingCorner {
@@ -369,6 +409,9 @@ pub struct FlashChip {
     strict: bool,
     counters: FlashCounters,
     rng: SimRng,
+    /// Uneven erase sectors, if the part has them: erases must then cover
+    /// whole sectors, and each costs its own datasheet time.
+    sectors: Option<Vec<Sector>>,
 }
 
 /// Seed for the garbage of interrupted erases until [`FlashChip::set_rng`]
@@ -396,7 +439,54 @@ impl FlashChip {
             strict: true,
             counters: FlashCounters::default(),
             rng: SimRng::new(DEFAULT_GARBAGE_SEED),
+            sectors: None,
         })
+    }
+
+    /// STM32F405/407 internal flash: 1 MiB at 0x0800_0000 with the sectors
+    /// of [`stm32f4_sectors`], programmed in 32-bit words (x32 parallelism:
+    /// 16 µs typical, 100 µs maximum per word, STM32F405xx datasheet).
+    pub fn stm32f4_internal(storage: Storage) -> Result<Self, FlashModelError> {
+        let geometry = FlashGeometry {
+            base: 0x0800_0000,
+            size: 1024 * 1024,
+            erase_size: 16 * 1024,
+            write_unit: 4,
+            max_program: 16 * 1024,
+        };
+        let timing = FlashTiming {
+            erase_unit: 16 * 1024,
+            erase_typ: Duration::from_millis(250),
+            erase_max: Duration::from_millis(500),
+            program_unit: 4,
+            program_typ: Duration::from_micros(16),
+            program_max: Duration::from_micros(100),
+            corner: TimingCorner::Typical,
+        };
+        let mut chip = Self::new(geometry, timing, storage)?;
+        chip.sectors = Some(stm32f4_sectors());
+        Ok(chip)
+    }
+
+    /// The chip's uneven sectors, if it has them.
+    pub fn sectors(&self) -> Option<&[Sector]> {
+        self.sectors.as_deref()
+    }
+
+    /// Modelled duration of `op`: per-sector erase times where the part has
+    /// uneven sectors, else the uniform figures.
+    fn duration_of(&self, op: &FlashOp<'_>) -> Duration {
+        match (&self.sectors, op) {
+            (Some(sectors), FlashOp::Erase { addr, len }) if self.timing.erase_unit > 1 => sectors
+                .iter()
+                .filter(|s| s.start >= *addr && s.start < addr + len)
+                .map(|s| match self.timing.corner {
+                    TimingCorner::Typical => s.erase_typ,
+                    TimingCorner::Max => s.erase_max,
+                })
+                .sum(),
+            _ => self.timing.duration(op),
+        }
     }
 
     /// nRF52840 internal flash ([`FlashGeometry::NRF52840_INTERNAL`],
@@ -513,7 +603,7 @@ impl FlashChip {
                 self.counters.bytes_programmed += u64::from(len);
             }
         }
-        let d = self.timing.duration(op);
+        let d = self.duration_of(op);
         self.counters.busy += d;
         Ok(d)
     }
@@ -577,7 +667,7 @@ impl FlashChip {
             }
         }
         self.counters.interrupted += 1;
-        let full = self.timing.duration(op);
+        let full = self.duration_of(op);
         let d = if len == 0 {
             Duration::ZERO
         } else {
@@ -627,6 +717,23 @@ impl FlashChip {
                 len,
                 align,
             });
+        }
+        if let (Some(sectors), FlashOp::Erase { .. }) = (&self.sectors, op) {
+            let starts = sectors.iter().any(|s| s.start == addr);
+            let ends = sectors.iter().any(|s| {
+                u64::from(s.start) + u64::from(s.size) == u64::from(addr) + u64::from(len)
+            });
+            if !starts || !ends {
+                return Err(FlashModelError::Unaligned {
+                    op: kind,
+                    addr,
+                    len,
+                    align: sectors
+                        .iter()
+                        .find(|s| s.start <= addr && addr < s.start + s.size)
+                        .map_or(g.erase_size, |s| s.size),
+                });
+            }
         }
         if let FlashOp::Program { .. } = op {
             if len > 0 && offset / g.max_program != (offset + len - 1) / g.max_program {

@@ -24,8 +24,8 @@ pub mod storage;
 
 pub use clock::{EventId, Scheduler, SimRng};
 pub use flash::{
-    CutPoint, FlashChip, FlashCounters, FlashGeometry, FlashModelError, FlashTiming, OpKind,
-    TimingCorner,
+    stm32f4_sectors, CutPoint, FlashChip, FlashCounters, FlashGeometry, FlashModelError,
+    FlashTiming, OpKind, Sector, TimingCorner,
 };
 pub use power::{OpOutcome, PowerCutPlan, PowerGate, PowerSupply};
 pub use state::{EventLog, LogTime, StateDir, StateError};
