@@ -452,8 +452,9 @@ pub enum Payload {
 /// A control-point response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Response {
-    /// The opcode of the request answered.
-    pub request: Opcode,
+    /// The opcode byte of the request answered: raw, because a device
+    /// answers an unknown opcode by echoing it.
+    pub request: u8,
     /// The result.
     pub result: ResultCode,
     /// The extended error, when `result` is [`ResultCode::ExtError`].
@@ -484,7 +485,7 @@ impl Response {
     /// A success with a payload.
     pub fn ok(request: Opcode, payload: Payload) -> Self {
         Response {
-            request,
+            request: request as u8,
             result: ResultCode::Success,
             ext: None,
             payload,
@@ -494,7 +495,7 @@ impl Response {
     /// A failure with a plain result code.
     pub fn error(request: Opcode, result: ResultCode) -> Self {
         Response {
-            request,
+            request: request as u8,
             result,
             ext: None,
             payload: Payload::None,
@@ -504,20 +505,31 @@ impl Response {
     /// A failure with an extended error code.
     pub fn ext_error(request: Opcode, ext: ExtError) -> Self {
         Response {
-            request,
+            request: request as u8,
             result: ResultCode::ExtError,
             ext: Some(ext),
             payload: Payload::None,
         }
     }
 
+    /// "Opcode not supported" for an opcode byte the device does not know.
+    pub fn unknown_opcode(op: u8) -> Self {
+        Response {
+            request: op,
+            result: ResultCode::OpCodeNotSupported,
+            ext: None,
+            payload: Payload::None,
+        }
+    }
+
+    /// The opcode answered, if it is a known one.
+    pub fn opcode(&self) -> Option<Opcode> {
+        Opcode::from_u8(self.request)
+    }
+
     /// Encodes the response as the serial transport sends it (payloads included).
     pub fn encode(&self, out: &mut impl FnMut(&[u8])) {
-        out(&[
-            Opcode::Response as u8,
-            self.request as u8,
-            self.result as u8,
-        ]);
+        out(&[Opcode::Response as u8, self.request, self.result as u8]);
         if self.result == ResultCode::ExtError {
             out(&[self.ext.unwrap_or(ExtError::NoError) as u8]);
             return;
@@ -584,7 +596,7 @@ impl Response {
         if result == ResultCode::ExtError {
             let code = *body.first().ok_or(ResponseError::Truncated)?;
             return Ok(Response {
-                request: expected,
+                request: expected as u8,
                 result,
                 // Unknown extended codes are kept visible as "invalid error code".
                 ext: Some(ExtError::from_u8(code).unwrap_or(ExtError::InvalidErrorCode)),
@@ -651,7 +663,7 @@ impl Response {
             _ => Payload::None,
         };
         Ok(Response {
-            request: expected,
+            request: expected as u8,
             result,
             ext: None,
             payload,

@@ -343,6 +343,20 @@ impl Settings {
         self.crc != 0xFFFF_FFFF && self.crc == self.compute_crc()
     }
 
+    /// True when every part of the page that the bootloader relies on is
+    /// whole: the main CRC, the boot-validation CRC, and the stored init
+    /// packet against its running CRC. The SDK's main CRC stops at 0x5C, so a
+    /// program cut past that point leaves a page whose CRC holds but whose
+    /// init packet is torn; the other two checks catch that.
+    pub fn is_intact(&self) -> bool {
+        let p = &self.progress;
+        let init_ok = (p.command_offset as usize) <= INIT_COMMAND_MAX_SIZE
+            && p.command_offset <= p.command_size
+            && (p.command_offset == 0
+                || crc32(0, &self.init_command[..p.command_offset as usize]) == p.command_crc);
+        self.crc_ok() && self.boot_validation_crc == self.compute_boot_validation_crc() && init_ok
+    }
+
     /// CRC32 over the three boot-validation entries (what `boot_validation_crc` must hold).
     pub fn compute_boot_validation_crc(&self) -> u32 {
         let b = self.to_bytes();

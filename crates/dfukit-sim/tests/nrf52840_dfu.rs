@@ -502,3 +502,169 @@ fn an_object_whose_crc_does_not_match_is_sent_again() {
     settle(&mut b);
     assert_runs(&mut b, &img, 1);
 }
+
+#[test]
+fn power_cut_inside_every_operation_past_the_settings_crc() {
+    // 0x70 bytes into a settings program: past the 0x5C bytes the SDK's CRC
+    // covers, inside the stored init packet.
+    power_cut_sweep(|n| PowerCutPlan::during(n, CutPoint::Bytes(0x70)));
+}
+
+/// A final object whose hash fails must not turn into "done" on a rerun.
+#[test]
+fn a_failed_validation_is_never_reported_as_success_later() {
+    let k = key(8);
+    let mut b = blank_board(config(&k, Bank1::Qspi));
+    let v1 = image(8_192, 60);
+    install(&mut b, &k, &v1, 1);
+    let good = image(8_192, 61);
+    let init = init_packet(
+        &k,
+        &good,
+        &Claims {
+            fw_version: 2,
+            ..Claims::default()
+        },
+    );
+    let wrong = image(8_192, 62);
+    for attempt in 0..2 {
+        let err = run(&mut b, &init, &wrong).expect_err("hash must fail");
+        assert!(
+            matches!(
+                err,
+                HostError::Rejected {
+                    ext: Some(ExtError::VerificationFailed),
+                    ..
+                }
+            ),
+            "attempt {attempt}: {err}"
+        );
+        settle(&mut b);
+    }
+    assert!(!b.events().iter().any(
+        |(_, e)| matches!(e, TargetEvent::Activated { size: 8_192, crc } if *crc != crc_of(&v1))
+    ));
+    assert_runs(&mut b, &v1, 1);
+    // The right image still goes in afterwards.
+    run(&mut b, &init, &good).unwrap();
+    settle(&mut b);
+    assert_runs(&mut b, &good, 2);
+}
+
+fn crc_of(b: &[u8]) -> u32 {
+    let mut c = Crc32::new();
+    c.update(b);
+    c.value()
+}
+
+#[test]
+fn a_qspi_image_larger_than_bank0_is_refused() {
+    let k = key(10);
+    let mut b = blank_board(config(&k, Bank1::Qspi));
+    let v1 = image(8_000, 70);
+    install(&mut b, &k, &v1, 1);
+    // Fits in 8 MiB of QSPI, not in the 828 KiB application area of bank 0.
+    let big = image(0xF5000 - 0x27000 + 5 * 4096, 71);
+    let init = init_packet(
+        &k,
+        &big,
+        &Claims {
+            fw_version: 2,
+            ..Claims::default()
+        },
+    );
+    let err = run(&mut b, &init, &big).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            HostError::Rejected {
+                ext: Some(ExtError::InsufficientSpace),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    settle(&mut b);
+    assert_runs(&mut b, &v1, 1);
+}
+
+/// With PRN on, a lost completion still reaches the host as the device's
+/// error, not as a silent timeout.
+#[test]
+fn lost_completion_with_prn_is_reported() {
+    let k = key(11);
+    let mut cfg = config(&k, Bank1::Qspi);
+    cfg.mtu = 131; // UART: 64-byte writes
+    cfg.fault = Some(Fault::QspiCompletionsStop { after: 3 });
+    let mut b = blank_board(cfg);
+    settle(&mut b);
+    let img = image(12_000, 80);
+    let init = init_packet(&k, &img, &Claims::default());
+    for prn in [4u16, 8, 32] {
+        let mut link = BoardLink::new(&mut b);
+        let o = Options { prn, ..opts() };
+        let err = host::update(&mut link, &o, &init, &img, &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HostError::Rejected {
+                    ext: Some(ExtError::FlashCompletionTimeout),
+                    ..
+                }
+            ),
+            "prn {prn}: {err}"
+        );
+        b.power_cycle(PowerCutPlan::Never);
+        settle(&mut b);
+    }
+}
+
+/// A host started while the board is still activating the previous update
+/// connects once the bootloader is up, without reading stale answers.
+#[test]
+fn host_started_during_activation_connects_cleanly() {
+    let k = key(12);
+    let mut b = blank_board(config(&k, Bank1::Qspi));
+    settle(&mut b);
+    let v1 = image(24_000, 90);
+    run(&mut b, &init_packet(&k, &v1, &Claims::default()), &v1).unwrap();
+    // No settle: the board is copying bank 1 into bank 0 right now (about
+    // 0.8 s of flash time) and ignores the line meanwhile, as a real one does.
+    let v2 = image(24_000, 91);
+    let init = init_packet(
+        &k,
+        &v2,
+        &Claims {
+            fw_version: 2,
+            ..Claims::default()
+        },
+    );
+    let o = Options {
+        connect_timeout: Duration::from_secs(5),
+        ..opts()
+    };
+    let mut link = BoardLink::new(&mut b);
+    host::update(&mut link, &o, &init, &v2, &mut |_| {}).unwrap();
+    settle(&mut b);
+    assert_runs(&mut b, &v2, 2);
+}
+
+/// A backup page torn by an earlier cut is rewritten at the next boot.
+#[test]
+fn a_torn_backup_page_is_repaired_at_boot() {
+    let k = key(13);
+    let cfg = config(&k, Bank1::Qspi);
+    let mut b = blank_board(cfg.clone());
+    let v1 = image(8_000, 100);
+    install(&mut b, &k, &v1, 1);
+    let mut internal = b.memory().internal.contents().to_vec();
+    let qspi = b.memory().qspi.contents().to_vec();
+    let main = internal[0xFF000..0xFF000 + 0x380].to_vec();
+    // Half-erased backup page.
+    internal[0xFE000..0xFE000 + 0x200].fill(0xFF);
+    let mut b = board_from(cfg, &internal, &qspi);
+    settle(&mut b);
+    let repaired = &b.memory().internal.contents()[0xFE000..0xFE000 + 0x380];
+    assert_eq!(repaired, &main[..], "backup not rewritten from main");
+    assert_runs(&mut b, &v1, 1);
+}

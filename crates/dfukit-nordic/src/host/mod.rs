@@ -189,11 +189,26 @@ impl Session<'_> {
             offset: 0,
         };
         let mtu = if self.link.is_serial() {
-            // A bootloader that is still starting may miss the first ping;
-            // retry for the connect timeout, then say what the port is not.
+            // Frames left on the line by an earlier session would be read as
+            // answers to our requests: drain them first.
+            for _ in 0..64 {
+                match self.link.recv(Duration::from_millis(10)) {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => break,
+                    Err(e) => {
+                        return Err(HostError::Link {
+                            phase: at.phase,
+                            source: e,
+                        })
+                    }
+                }
+            }
+            // A bootloader that is still starting (or activating a previous
+            // update) misses pings; retry for the connect timeout, accepting
+            // only the echo of the current id, then say what the port is not.
             let tries = (self.opts.connect_timeout.as_millis() / 250).max(1);
             let mut answered = false;
-            for id in 1..=tries {
+            'tries: for id in 1..=tries {
                 let id = id as u8;
                 self.link
                     .send(&Request::Ping(id))
@@ -201,21 +216,22 @@ impl Session<'_> {
                         phase: at.phase,
                         source: e,
                     })?;
-                match self.link.recv(Duration::from_millis(250)) {
-                    Ok(Some(f)) if f.len() >= 4 && f[..3] == [0x60, 0x09, 0x01] && f[3] == id => {
-                        answered = true;
-                        break;
-                    }
-                    Ok(Some(f)) if f.len() >= 3 && f[0] == 0x60 && f[1] == 0x09 => {
-                        answered = true;
-                        break;
-                    }
-                    Ok(_) => continue,
-                    Err(e) => {
-                        return Err(HostError::Link {
-                            phase: at.phase,
-                            source: e,
-                        })
+                // Read until this ping's window closes; stale echoes of
+                // earlier pings are skipped.
+                for _ in 0..16 {
+                    match self.link.recv(Duration::from_millis(250)) {
+                        Ok(Some(f)) if f.len() >= 4 && f[..2] == [0x60, 0x09] && f[3] == id => {
+                            answered = true;
+                            break 'tries;
+                        }
+                        Ok(Some(_)) => continue,
+                        Ok(None) => break,
+                        Err(e) => {
+                            return Err(HostError::Link {
+                                phase: at.phase,
+                                source: e,
+                            })
+                        }
                     }
                 }
             }
@@ -385,11 +401,13 @@ impl Session<'_> {
             done: offset,
             total,
         });
+        // CRC of image[..offset], carried forward object by object.
+        let mut crc_done = crc32(0, &image[..offset as usize]);
         while offset < total {
             let index = offset / max;
             let len = (total - offset).min(max);
             let data = &image[offset as usize..(offset + len) as usize];
-            let crc_before = crc32(0, &image[..offset as usize]);
+            let crc_before = crc_done;
             let mut attempt = 0;
             loop {
                 let at = At {
@@ -406,9 +424,15 @@ impl Session<'_> {
                 )?;
                 match self.stream(data, offset, crc_before, at) {
                     Ok(()) => break,
-                    Err(e @ HostError::CrcMismatch { .. })
-                        if attempt < self.opts.object_retries =>
-                    {
+                    // A mismatch, or a device that reports a failed flash
+                    // write (it drops the object), is worth another try.
+                    Err(
+                        e @ (HostError::CrcMismatch { .. }
+                        | HostError::Rejected {
+                            ext: Some(ExtError::FlashOperationFailed),
+                            ..
+                        }),
+                    ) if attempt < self.opts.object_retries => {
                         attempt += 1;
                         events(Event::Retry {
                             object: index,
@@ -428,6 +452,7 @@ impl Session<'_> {
                 offset: offset + len,
             };
             self.request(Request::Execute, at)?;
+            crc_done = crc32(crc_done, data);
             offset += len;
             events(Event::Progress {
                 done: offset,

@@ -19,7 +19,8 @@ pub struct ExternalBank {
     pub base: u32,
     /// Bytes available for the update cache.
     pub size: u32,
-    /// Sector erase size.
+    /// Sector erase size: 512 B to 4 KiB, dividing 4096 (a data object
+    /// is erased with at most eight erases).
     pub erase_size: u32,
     /// Page program size; a program never crosses such a page.
     pub program_page: u32,

@@ -135,6 +135,9 @@ enum Step {
     PrnCrc,
     /// Send a fixed response.
     Respond(Response),
+    /// Send a success that claims the flash work queued before it is
+    /// stored; a flash fault in between turns it into the fault's error.
+    RespondIfStored(Response),
     /// Return an RX buffer to the pool.
     Release(u8),
     /// Boot: read settings, then resume any activation.
@@ -303,7 +306,10 @@ impl Target {
     /// Takes one request frame (opcode first).
     pub fn handle_request(&mut self, now: Instant, frame: &[u8]) -> Result<(), Busy> {
         self.now = now;
-        if self.mode == Mode::AppStarted {
+        if self.mode != Mode::Dfu {
+            // Booting (activating) or running the app: the DFU transport is
+            // not up, so nothing is received, as on the real device. Queueing
+            // would answer requests long after the host gave up on them.
             return Ok(());
         }
         self.last_activity = now;
@@ -311,19 +317,13 @@ impl Target {
             Ok(r) => r,
             Err(crate::proto::ParseError::Empty) => return Ok(()),
             Err(crate::proto::ParseError::UnknownOpcode(op)) => {
-                // Answer with the opcode byte we got, as the SDK does.
-                let request = Opcode::from_u8(op).unwrap_or(Opcode::Response);
-                return self.queue_step(Step::Respond(Response::error(
-                    request,
-                    ResultCode::OpCodeNotSupported,
-                )));
+                // Echo the opcode byte we got, as the SDK does.
+                return self.queue_step(Step::Respond(Response::unknown_opcode(op)));
             }
             Err(crate::proto::ParseError::TooShort { opcode, .. }) => {
-                let request = Opcode::from_u8(opcode).unwrap_or(Opcode::Response);
-                return self.queue_step(Step::Respond(Response::error(
-                    request,
-                    ResultCode::InvalidParameter,
-                )));
+                let mut resp = Response::unknown_opcode(opcode);
+                resp.result = ResultCode::InvalidParameter;
+                return self.queue_step(Step::Respond(resp));
             }
         };
         match req {
@@ -570,6 +570,7 @@ impl Target {
         let reject = match self.current {
             _ if self.mode != Mode::Dfu => Some(ResultCode::OperationNotPermitted),
             Current::None => Some(ResultCode::OperationNotPermitted),
+            Current::Command if !self.has_room(1) => return Err(Busy),
             Current::Command => {
                 // The init packet is kept in RAM (the settings copy) until EXECUTE.
                 let p = &mut self.settings.progress;
@@ -581,7 +582,7 @@ impl Target {
                         .copy_from_slice(data);
                     p.command_crc = crc32(p.command_crc, data);
                     p.command_offset = end as u32;
-                    return self.count_prn_command();
+                    return self.count_prn(Step::PrnCrc);
                 }
             }
             Current::Data if !self.init_accepted => Some(ResultCode::OperationNotPermitted),
@@ -598,8 +599,12 @@ impl Target {
             return self.queue_step(Step::Respond(Response::error(Opcode::ObjectWrite, code)));
         }
         if self.fault.is_some() {
-            // Nothing can be stored; CRC_GET and EXECUTE will report the fault.
-            return Ok(());
+            // Nothing can be stored. CRC_GET and EXECUTE report the fault, and
+            // so does the receipt notification a PRN host is waiting for.
+            if !self.has_room(1) {
+                return Err(Busy);
+            }
+            return self.count_prn(Step::PrnCrc);
         }
         let Some(buf) = self.rx_used.iter().position(|u| !u) else {
             return Err(Busy);
@@ -629,19 +634,17 @@ impl Target {
         }
         self.push(Job::Step(Step::Release(buf as u8)));
         self.recv_offset += data.len() as u32;
-        self.prn_count = self.prn_count.wrapping_add(1);
-        if self.prn != 0 && self.prn_count >= self.prn {
-            self.prn_count = 0;
-            self.push(Job::Step(Step::PrnCrc));
-        }
-        Ok(())
+        self.count_prn(Step::PrnCrc)
     }
 
-    fn count_prn_command(&mut self) -> Result<(), Busy> {
+    /// Counts a write towards the packet receipt notification and queues
+    /// `notify` when the count is reached. Callers check room first, so the
+    /// write and its notification are taken together or not at all.
+    fn count_prn(&mut self, notify: Step) -> Result<(), Busy> {
         self.prn_count = self.prn_count.wrapping_add(1);
         if self.prn != 0 && self.prn_count >= self.prn {
             self.prn_count = 0;
-            return self.queue_step(Step::PrnCrc);
+            self.push(Job::Step(notify));
         }
         Ok(())
     }
@@ -662,14 +665,24 @@ impl Target {
                 self.respond(r);
             }
             Step::Respond(r) => self.respond(r),
+            Step::RespondIfStored(r) => {
+                let r = match (self.fault, r.opcode()) {
+                    (Some(f), Some(op)) => Response::ext_error(op, f.ext()),
+                    _ => r,
+                };
+                self.respond(r);
+            }
             Step::Release(buf) => self.release_if_unreferenced(buf),
             Step::Boot => self.boot(mem),
             Step::Activate => self.activate_step(mem),
             Step::BootDone => self.boot_done(mem),
             Step::ResetAfterUpdate => {
-                let _ = self
-                    .events
-                    .push_back(TargetEvent::Reset(ResetReason::UpdateComplete));
+                // Only an update whose settings reached flash is complete.
+                if self.fault.is_none() {
+                    let _ = self
+                        .events
+                        .push_back(TargetEvent::Reset(ResetReason::UpdateComplete));
+                }
             }
         }
     }
@@ -870,12 +883,14 @@ impl Target {
                 // Objects start on page boundaries (all but the last are whole
                 // pages), so no page is shared with the previous object.
                 let mut a = first;
-                let mut jobs: heapless::Vec<Job, 4> = heapless::Vec::new();
+                let mut jobs: heapless::Vec<Job, 8> = heapless::Vec::new();
                 while a < end {
-                    let _ = jobs.push(Job::Erase {
+                    // ExternalBank documents erase sizes of 512 B to 4 KiB.
+                    jobs.push(Job::Erase {
                         addr: a,
                         len: erase,
-                    });
+                    })
+                    .expect("at most 8 erases per 4 KiB object");
                     a += erase;
                 }
                 self.push_front_all(&jobs);
@@ -916,7 +931,10 @@ impl Target {
         self.settings.write_offset = 0;
         // Persist the accepted init packet (and any bank decision) so that a
         // reset resumes here; answer once both pages are written.
-        self.write_settings_then(&[Job::Step(Step::Respond(Response::ok(OP, Payload::None)))]);
+        self.write_settings_then(&[Job::Step(Step::RespondIfStored(Response::ok(
+            OP,
+            Payload::None,
+        )))]);
         None
     }
 
@@ -926,7 +944,9 @@ impl Target {
         let l = self.cfg.layout;
         match self.cfg.bank1 {
             Bank1Location::External(ext) => {
-                if size > ext.size {
+                // The image is copied into bank 0 at activation: it must fit
+                // there as well as in the external bank.
+                if size > ext.size || size > l.app_area() {
                     return Err(Response::ext_error(
                         Opcode::ObjectExecute,
                         ExtError::InsufficientSpace,
@@ -971,22 +991,26 @@ impl Target {
         if !self.init_accepted
             || p.firmware_image_offset - p.firmware_image_offset_last != p.data_object_size
         {
-            // Re-executing an object that was already executed is harmless;
-            // hosts resuming at an object boundary do it (Android DFU #252).
+            // Re-executing an intermediate object that was already executed
+            // is harmless; hosts resuming at an object boundary do it
+            // (Android DFU #252). Never the last one: its EXECUTE is the
+            // validation, and answering it without validating would report
+            // an update that did not happen.
             if self.init_accepted
                 && p.firmware_image_offset == p.firmware_image_offset_last
                 && p.firmware_image_offset > 0
+                && p.firmware_image_offset < self.image_size
             {
                 return Some(Response::ok(OP, Payload::None));
             }
             return Some(Response::error(OP, ResultCode::OperationNotPermitted));
         }
-        let sp = &mut self.settings.progress;
-        sp.firmware_image_offset_last = sp.firmware_image_offset;
-        sp.firmware_image_crc_last = sp.firmware_image_crc;
         if p.firmware_image_offset != self.image_size {
+            let sp = &mut self.settings.progress;
+            sp.firmware_image_offset_last = sp.firmware_image_offset;
+            sp.firmware_image_crc_last = sp.firmware_image_crc;
             if self.cfg.save_progress_in_flash {
-                self.write_settings_then(&[Job::Step(Step::Respond(Response::ok(
+                self.write_settings_then(&[Job::Step(Step::RespondIfStored(Response::ok(
                     OP,
                     Payload::None,
                 )))]);
@@ -995,10 +1019,20 @@ impl Target {
             return Some(Response::ok(OP, Payload::None));
         }
         // The last object: check what is *in flash* against the init packet.
-        match validation::hash_image(mem, self.bank1_addr, self.image_size) {
-            Ok(h) if h == self.image_hash => {}
-            Ok(_) => return Some(Response::ext_error(OP, ExtError::VerificationFailed)),
-            Err(_) => return Some(Response::ext_error(OP, ExtError::HashFailed)),
+        let verdict = match validation::hash_image(mem, self.bank1_addr, self.image_size) {
+            Ok(h) if h == self.image_hash => None,
+            Ok(_) => Some(ExtError::VerificationFailed),
+            Err(_) => Some(ExtError::HashFailed),
+        };
+        if let Some(e) = verdict {
+            // What is in bank 1 cannot be trusted: the transfer starts over.
+            let sp = &mut self.settings.progress;
+            sp.firmware_image_offset = 0;
+            sp.firmware_image_crc = 0;
+            sp.firmware_image_offset_last = 0;
+            sp.firmware_image_crc_last = 0;
+            self.recv_offset = 0;
+            return Some(Response::ext_error(OP, e));
         }
         let s = &mut self.settings;
         s.bank_1.image_size = self.image_size;
@@ -1010,7 +1044,7 @@ impl Target {
         s.progress = Default::default();
         s.progress.firmware_image_crc = self.bank1_addr;
         self.write_settings_then(&[
-            Job::Step(Step::Respond(Response::ok(OP, Payload::None))),
+            Job::Step(Step::RespondIfStored(Response::ok(OP, Payload::None))),
             Job::Step(Step::ResetAfterUpdate),
         ]);
         None
@@ -1022,9 +1056,15 @@ impl Target {
     /// by the jobs before it.
     fn write_settings_then(&mut self, then: &[Job]) {
         let l = self.cfg.layout;
+        self.write_pages_then(&[l.settings_addr, l.backup_addr], then);
+    }
+
+    /// Writes the settings image to each of `pages` in order, then `then`.
+    fn write_pages_then(&mut self, pages: &[u32], then: &[Job]) {
+        let l = self.cfg.layout;
         let len = (SETTINGS_LEN as u32).div_ceil(l.write_unit) * l.write_unit;
         let mut jobs: heapless::Vec<Job, 8> = heapless::Vec::new();
-        for addr in [l.settings_addr, l.backup_addr] {
+        for &addr in pages {
             let _ = jobs.push(Job::Erase {
                 addr,
                 len: l.page_size,
@@ -1051,13 +1091,22 @@ impl Target {
             self.settings.bootloader_version = self.cfg.bootloader_version;
         }
         let main_ok = source == SettingsSource::Main;
+        // A cut during the last backup write leaves main good and the backup
+        // torn: repair it now, or the next cut in a main write leaves no copy.
+        let backup_ok = {
+            let mut page = [0u8; SETTINGS_LEN];
+            mem.read(self.cfg.layout.backup_addr, &mut page).is_ok()
+                && Settings::from_bytes(&page) == self.settings
+        };
         let next = if self.settings.bank_1.bank_code == bank_code::VALID_APP {
             Job::Step(Step::Activate)
         } else {
             Job::Step(Step::BootDone)
         };
-        if main_ok {
+        if main_ok && backup_ok {
             self.push_front_all(&[next]);
+        } else if main_ok {
+            self.write_pages_then(&[self.cfg.layout.backup_addr], &[next]);
         } else {
             // The main page was cut mid-write (restore it from the backup),
             // or neither page was ever written.
@@ -1186,7 +1235,7 @@ pub enum SettingsSource {
 }
 
 /// Reads the settings as `nrf_dfu_settings_reinit` does: the main page if
-/// its CRC holds, else the backup page, else defaults.
+/// it is intact ([`Settings::is_intact`]), else the backup page, else defaults.
 pub fn load_settings(
     layout: &InternalLayout,
     mem: &mut impl ReadFlash,
@@ -1196,7 +1245,7 @@ pub fn load_settings(
         mem.read(addr, &mut page)
             .ok()
             .map(|_| Settings::from_bytes(&page))
-            .filter(|s| s.crc_ok())
+            .filter(Settings::is_intact)
     };
     if let Some(s) = load(layout.settings_addr) {
         return (SettingsSource::Main, s);

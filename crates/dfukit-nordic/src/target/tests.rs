@@ -232,7 +232,11 @@ fn a_lost_completion_becomes_a_bounded_reported_error() {
 #[test]
 fn unknown_and_short_requests_get_error_responses() {
     let mut r = Rig::new();
-    assert_eq!(r.req_run(&[0x42]).result, ResultCode::OpCodeNotSupported);
+    let unknown = r.req_run(&[0x42]);
+    assert_eq!(
+        (unknown.request, unknown.result),
+        (0x42, ResultCode::OpCodeNotSupported)
+    );
     assert_eq!(
         r.req_run(&[0x01, 0x02]).result,
         ResultCode::InvalidParameter
@@ -276,6 +280,6 @@ fn a_flood_of_requests_is_held_off_not_overflowed() {
     let first = r.t.poll_response().unwrap();
     assert_eq!(
         (first.request, first.result),
-        (Opcode::ObjectExecute, ResultCode::Success)
+        (Opcode::ObjectExecute as u8, ResultCode::Success)
     );
 }

@@ -1,0 +1,195 @@
+//! Direct state-machine tests; host-driven scenarios are in `tests/host_device.rs`.
+
+use super::*;
+use crate::wire::REQUEST_TYPE_OUT;
+use dfukit_core::ReadError;
+
+/// 1 MiB of erased flash at 0x08000000; completes nothing by itself.
+struct Mem(std::vec::Vec<u8>);
+
+impl ReadFlash for Mem {
+    fn read(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), ReadError> {
+        let off = addr.checked_sub(0x0800_0000).ok_or(ReadError { addr })? as usize;
+        let s = self.0.get(off..off + buf.len()).ok_or(ReadError { addr })?;
+        buf.copy_from_slice(s);
+        Ok(())
+    }
+}
+
+fn dev(dialect: Dialect) -> (DfuDevice, Mem) {
+    let mut cfg = DeviceConfig::stm32f4_rom();
+    cfg.dialect = dialect;
+    (DfuDevice::new(cfg).unwrap(), Mem(std::vec![0xFF; 1 << 20]))
+}
+
+fn req(d: &mut DfuDevice, m: &mut Mem, r: Request, value: u16, data: &[u8]) -> Reply {
+    let len = if r.is_in() { 64 } else { data.len() as u16 };
+    let mut buf = [0u8; 64];
+    d.control(
+        Instant::ZERO,
+        &SetupPacket::dfu(r, value, 0, len),
+        data,
+        &mut buf,
+        m,
+    )
+}
+
+fn status(d: &mut DfuDevice, m: &mut Mem) -> GetStatus {
+    let mut buf = [0u8; 6];
+    let r = d.control(
+        Instant::ZERO,
+        &SetupPacket::dfu(Request::GetStatus, 0, 0, 6),
+        &[],
+        &mut buf,
+        m,
+    );
+    assert_eq!(r, Reply::In(6));
+    GetStatus::from_bytes(&buf).unwrap()
+}
+
+#[test]
+fn command_reports_dnbusy_first_then_idle() {
+    let (mut d, mut m) = dev(Dialect::ST_ROM);
+    assert_eq!(
+        req(&mut d, &mut m, Request::Dnload, 0, &[0x21, 0, 0, 0, 8]),
+        Reply::Ack
+    );
+    assert_eq!(d.state(), State::DfuDnloadSync);
+    assert_eq!(status(&mut d, &mut m).state, State::DfuDnbusy);
+    assert_eq!(status(&mut d, &mut m).state, State::DfuDnloadIdle);
+    assert_eq!(d.address_pointer(), 0x0800_0000);
+}
+
+#[test]
+fn erase_hands_out_one_sector_and_waits_for_completion() {
+    let (mut d, mut m) = dev(Dialect::ST_ROM);
+    req(&mut d, &mut m, Request::Dnload, 0, &[0x41, 0, 0x40, 0, 8]);
+    let st = status(&mut d, &mut m);
+    assert_eq!(st.state, State::DfuDnbusy);
+    assert_eq!(
+        d.poll_flash(),
+        Some(FlashOp::Erase {
+            addr: 0x0800_4000,
+            len: 0x4000
+        })
+    );
+    assert_eq!(d.poll_flash(), None, "handed out once");
+    assert_eq!(status(&mut d, &mut m).state, State::DfuDnbusy);
+    d.flash_complete(Instant::ZERO, FlashOutcome::Done);
+    assert_eq!(status(&mut d, &mut m).state, State::DfuDnloadIdle);
+}
+
+#[test]
+fn unexpected_requests_stall_into_error() {
+    let (mut d, mut m) = dev(Dialect::ST_ROM);
+    // Block 1 is reserved in DfuSe.
+    assert_eq!(
+        req(&mut d, &mut m, Request::Dnload, 1, &[0; 4]),
+        Reply::Stall
+    );
+    let st = status(&mut d, &mut m);
+    assert_eq!(
+        (st.state, st.status),
+        (State::DfuError, Status::ErrStalledPkt)
+    );
+    assert_eq!(req(&mut d, &mut m, Request::ClrStatus, 0, &[]), Reply::Ack);
+    assert_eq!(d.state(), State::DfuIdle);
+    // Zero-length DNLOAD in dfuIDLE: nothing to manifest.
+    assert_eq!(req(&mut d, &mut m, Request::Dnload, 0, &[]), Reply::Stall);
+    assert_eq!(d.state(), State::DfuError);
+    req(&mut d, &mut m, Request::ClrStatus, 0, &[]);
+    // Unknown DfuSe command byte.
+    assert_eq!(
+        req(&mut d, &mut m, Request::Dnload, 0, &[0x55]),
+        Reply::Stall
+    );
+    assert_eq!(d.status(), Status::ErrStalledPkt);
+}
+
+#[test]
+fn requests_for_other_interfaces_or_unknown_codes_stall_without_state_change() {
+    let (mut d, mut m) = dev(Dialect::ST_ROM);
+    let mut buf = [0u8; 8];
+    let other = SetupPacket::dfu(Request::GetStatus, 0, 1, 6);
+    assert_eq!(
+        d.control(Instant::ZERO, &other, &[], &mut buf, &mut m),
+        Reply::Stall
+    );
+    let unknown = SetupPacket {
+        request_type: REQUEST_TYPE_OUT,
+        request: 7,
+        value: 0,
+        index: 0,
+        length: 0,
+    };
+    assert_eq!(
+        d.control(Instant::ZERO, &unknown, &[], &mut buf, &mut m),
+        Reply::Stall
+    );
+    assert_eq!(d.state(), State::DfuIdle);
+}
+
+#[test]
+fn clrstatus_dialects() {
+    for (dialect, expect) in [
+        (Dialect::ST_ROM, State::DfuError),
+        (Dialect::TF_A, State::DfuError),
+        (Dialect::U_BOOT, State::DfuIdle),
+    ] {
+        let (mut d, mut m) = dev(dialect);
+        req(&mut d, &mut m, Request::ClrStatus, 0, &[]);
+        assert_eq!(d.state(), expect, "{}", dialect.name);
+    }
+}
+
+#[test]
+fn upload_maps_blocks_with_fixed_transfer_size() {
+    let (mut d, mut m) = dev(Dialect::ST_ROM);
+    for (i, b) in m.0.iter_mut().enumerate().take(8192) {
+        *b = (i / 2048) as u8;
+    }
+    req(&mut d, &mut m, Request::Dnload, 0, &[0x21, 0, 0, 0, 8]);
+    status(&mut d, &mut m);
+    status(&mut d, &mut m);
+    req(&mut d, &mut m, Request::Abort, 0, &[]);
+    let mut buf = [0u8; 16];
+    // A short (16-byte) request at block 4 still reads from pointer + 2×2048.
+    let r = d.control(
+        Instant::ZERO,
+        &SetupPacket::dfu(Request::Upload, 4, 0, 16),
+        &[],
+        &mut buf,
+        &mut m,
+    );
+    assert_eq!(r, Reply::In(16));
+    assert_eq!(buf, [2; 16]);
+    assert_eq!(d.state(), State::DfuUploadIdle);
+}
+
+#[test]
+fn leave_reports_manifest_then_jumps() {
+    let (mut d, mut m) = dev(Dialect::ST_ROM);
+    req(&mut d, &mut m, Request::Dnload, 0, &[0x21, 0, 0x10, 0, 8]);
+    status(&mut d, &mut m);
+    status(&mut d, &mut m);
+    assert_eq!(req(&mut d, &mut m, Request::Dnload, 2, &[]), Reply::Ack);
+    assert_eq!(status(&mut d, &mut m).state, State::DfuManifest);
+    assert_eq!(
+        d.poll_event(),
+        Some(DeviceEvent::Leave {
+            address: 0x0800_1000
+        })
+    );
+    assert_eq!(d.state(), State::DfuManifestWaitReset);
+    assert_eq!(req(&mut d, &mut m, Request::GetState, 0, &[]), Reply::Stall);
+}
+
+#[test]
+fn config_is_validated() {
+    let mut cfg = DeviceConfig::stm32f4_rom();
+    cfg.transfer_size = 8192;
+    assert_eq!(
+        DfuDevice::new(cfg).err(),
+        Some(ConfigError::TransferSize(8192))
+    );
+}

@@ -1,0 +1,249 @@
+//! Host errors: what failed, in which phase, at which address, what the
+//! device reported, and what to do about it.
+
+use crate::wire::{Request, State, Status, WireError};
+use std::fmt;
+use std::time::Duration;
+
+/// A control transfer that did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    /// The device stalled the request (refused it).
+    #[error("request stalled")]
+    Stall,
+    /// No answer within the timeout.
+    #[error("timed out")]
+    Timeout,
+    /// The device is gone from the bus (reset, left DFU, unplugged).
+    #[error("device disconnected")]
+    Disconnected,
+    /// Any other transport failure.
+    #[error("I/O error: {0}")]
+    Io(String),
+}
+
+/// The phase of an operation an error happened in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Getting the device to dfuIDLE, selecting the alt.
+    Setup,
+    /// Erasing sectors.
+    Erase,
+    /// Sending image blocks.
+    Download,
+    /// Ending the download and waiting for manifestation.
+    Manifest,
+    /// Reading memory.
+    Upload,
+    /// Comparing a read-back with the image.
+    Verify,
+    /// DfuSe `:leave`.
+    Leave,
+    /// DETACH.
+    Detach,
+    /// A DfuSe special command (SET_ADDRESS, GET_COMMANDS, …).
+    Command,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Setup => "setup",
+            Phase::Erase => "erase",
+            Phase::Download => "download",
+            Phase::Manifest => "manifestation",
+            Phase::Upload => "upload",
+            Phase::Verify => "verify",
+            Phase::Leave => "leave",
+            Phase::Detach => "detach",
+            Phase::Command => "DfuSe command",
+        })
+    }
+}
+
+/// " at 0x08000000", or nothing.
+pub(crate) fn at(address: &Option<u32>) -> String {
+    address.map_or(String::new(), |a| format!(" at {a:#010x}"))
+}
+
+/// Why a host operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// A control transfer failed.
+    #[error("{phase}: {request}{} failed: {source}", at(.address))]
+    Transfer {
+        /// Phase.
+        phase: Phase,
+        /// The request.
+        request: Request,
+        /// Address concerned, if any.
+        address: Option<u32>,
+        /// The transport error.
+        #[source]
+        source: TransferError,
+    },
+    /// SET_INTERFACE (alt-setting selection) failed.
+    #[error("selecting alt setting {alt} failed: {source}")]
+    SetAlt {
+        /// The alt setting.
+        alt: u8,
+        /// The transport error.
+        #[source]
+        source: TransferError,
+    },
+    /// The device reported an error status (usually in dfuERROR).
+    #[error("{phase}{}: device reports {status} in state {state}", at(.address))]
+    Device {
+        /// Phase.
+        phase: Phase,
+        /// State reported.
+        state: State,
+        /// Status reported.
+        status: Status,
+        /// Address concerned, if any.
+        address: Option<u32>,
+    },
+    /// The device is in a state the protocol does not allow here.
+    #[error("{phase}{}: device is in {state} (status {status}), expected {expected}", at(.address))]
+    UnexpectedState {
+        /// Phase.
+        phase: Phase,
+        /// What the host expected.
+        expected: State,
+        /// State reported.
+        state: State,
+        /// Status reported.
+        status: Status,
+        /// Address concerned, if any.
+        address: Option<u32>,
+    },
+    /// The device stayed busy too long.
+    #[error("{phase}{}: device still busy after {waited:?} ({polls} status polls)", at(.address))]
+    Stuck {
+        /// Phase.
+        phase: Phase,
+        /// Address concerned, if any.
+        address: Option<u32>,
+        /// Time spent waiting.
+        waited: Duration,
+        /// GETSTATUS requests sent.
+        polls: u32,
+    },
+    /// A GETSTATUS reply did not decode.
+    #[error("{phase}: malformed GETSTATUS reply: {detail}")]
+    BadStatus {
+        /// Phase.
+        phase: Phase,
+        /// What was wrong.
+        detail: WireError,
+    },
+    /// Part of the requested range is not writeable in the device's memory
+    /// map. Nothing was sent to the device.
+    #[error("cannot write {start:#010x}..{end:#010x}: {address:#010x} is not writeable in the memory layout")]
+    NotWriteable {
+        /// First address that is not writeable.
+        address: u32,
+        /// Start of the requested range.
+        start: u32,
+        /// End (exclusive) of the requested range.
+        end: u64,
+    },
+    /// Part of the requested range is not readable. Nothing was sent.
+    #[error("cannot read {start:#010x}..{end:#010x}: {address:#010x} is not readable in the memory layout")]
+    NotReadable {
+        /// First address that is not readable.
+        address: u32,
+        /// Start of the requested range.
+        start: u32,
+        /// End (exclusive) of the requested range.
+        end: u64,
+    },
+    /// The device does not offer the operation (functional descriptor).
+    #[error("the device does not support {what}")]
+    Unsupported {
+        /// What is missing.
+        what: &'static str,
+    },
+    /// No memory layout is known for an alt setting a file targets.
+    #[error("no memory layout for alt setting {alt}")]
+    NoLayout {
+        /// The alt setting.
+        alt: u8,
+    },
+    /// The read-back differs from the image.
+    #[error("verify: byte at {address:#010x} reads {found:#04x}, expected {expected:#04x}")]
+    Verify {
+        /// First differing address.
+        address: u32,
+        /// Byte in the image.
+        expected: u8,
+        /// Byte read back.
+        found: u8,
+    },
+    /// An upload returned fewer bytes than requested.
+    #[error("upload at {address:#010x}: got {got} bytes, requested {requested}")]
+    ShortUpload {
+        /// Address of the chunk.
+        address: u32,
+        /// Bytes requested.
+        requested: usize,
+        /// Bytes received.
+        got: usize,
+    },
+}
+
+impl HostError {
+    /// A stable code for diagnostics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HostError::Transfer { .. } => "dfukit::usbdfu::transfer",
+            HostError::SetAlt { .. } => "dfukit::usbdfu::set_alt",
+            HostError::Device { .. } => "dfukit::usbdfu::device_error",
+            HostError::UnexpectedState { .. } => "dfukit::usbdfu::unexpected_state",
+            HostError::Stuck { .. } => "dfukit::usbdfu::stuck",
+            HostError::BadStatus { .. } => "dfukit::usbdfu::bad_status",
+            HostError::NotWriteable { .. } => "dfukit::usbdfu::not_writeable",
+            HostError::NotReadable { .. } => "dfukit::usbdfu::not_readable",
+            HostError::Unsupported { .. } => "dfukit::usbdfu::unsupported",
+            HostError::NoLayout { .. } => "dfukit::usbdfu::no_layout",
+            HostError::Verify { .. } => "dfukit::usbdfu::verify",
+            HostError::ShortUpload { .. } => "dfukit::usbdfu::short_upload",
+        }
+    }
+
+    /// The likely cause and what to do, in one line.
+    pub fn help(&self) -> String {
+        match self {
+            HostError::Transfer { source: TransferError::Stall, request: Request::GetStatus, .. } => "the device stalled GETSTATUS: some STM32 parts do this when polled before bwPollTimeout has passed; retry, or raise the poll timeout".into(),
+            HostError::Transfer { source: TransferError::Stall, .. } => "the device refused the request in its current state: run again (the host returns it to dfuIDLE first); if it repeats, the device's DFU dialect differs (check the alt setting and transfer size)".into(),
+            HostError::Transfer { source: TransferError::Disconnected, .. } => "the device left the bus: it may have reset (watchdog, brown-out, option-byte write) or jumped to the application; reconnect it in DFU mode".into(),
+            HostError::Transfer { source: TransferError::Timeout, .. } => "the device stopped answering on EP0: its bootloader may have hung (check its UART console), or a USB hub/cable is unreliable".into(),
+            HostError::Transfer { .. } => "the USB transfer failed: check permissions (udev rules) and that no other program holds the interface".into(),
+            HostError::SetAlt { .. } => "the device refused the alt setting: list the device's alt settings and pick an existing one (it also refuses while it is busy)".into(),
+            HostError::Device { status, .. } => status_help(*status).into(),
+            HostError::UnexpectedState { state: State::AppIdle, .. } => "the device runs its application, not the DFU bootloader: detach it first (or use the boot pins)".into(),
+            HostError::UnexpectedState { .. } => "the device does not follow the DFU state sequence the host expects; a DfuSe command must be answered with dfuDNBUSY first".into(),
+            HostError::Stuck { .. } => "the device never finished its flash operation: a mass erase can take tens of seconds (raise the busy limit); a bootloader whose flash driver never completes stays in dfuDNBUSY forever".into(),
+            HostError::BadStatus { .. } => "the interface does not answer like a DFU device: check the interface and alt setting".into(),
+            HostError::NotWriteable { .. } => "the image does not fit the device's memory layout (alt-setting string): check the load address (-s) and the alt setting, and that the image is for this chip".into(),
+            HostError::NotReadable { .. } => "the range is not readable in the memory layout: check the address, length and alt setting".into(),
+            HostError::Unsupported { .. } => "the functional descriptor does not advertise this capability".into(),
+            HostError::NoLayout { .. } => "the file targets an alt setting the device does not describe: is the file for this chip?".into(),
+            HostError::Verify { .. } => "flash content differs from the image: the sector may be write-protected or worn, or was not erased; run again".into(),
+            HostError::ShortUpload { .. } => "the device ended the read early: the range may reach past the end of its memory".into(),
+        }
+    }
+}
+
+fn status_help(s: Status) -> &'static str {
+    match s {
+        Status::ErrTarget | Status::ErrAddress => "the address is outside the device's memory or the region is protected: check the load address and the alt setting's memory layout",
+        Status::ErrErase | Status::ErrCheckErased => "erasing failed or a write hit flash that was not erased: the sector may be write-protected (check option bytes / read protection)",
+        Status::ErrWrite | Status::ErrProg | Status::ErrVerify => "programming failed: the flash may be write-protected or worn",
+        Status::ErrUnknown => "the device reports an unspecified error; a CLRSTATUS sent outside dfuERROR causes exactly this on ST and TF-A devices (our host never does that)",
+        Status::ErrStalledPkt => "the device refused a request it did not expect in its state",
+        Status::ErrNotDone => "the device expected more data before the end of the download",
+        Status::ErrFile | Status::ErrFirmware => "the device rejected the image: is it built for this device?",
+        _ => "see the DFU 1.1 status code description",
+    }
+}

@@ -1,0 +1,869 @@
+//! The DFU 1.1 / DfuSe host: what dfu-util does, over a [`ControlTransfer`].
+//!
+//! The driver sends control requests through the trait and sleeps through
+//! [`ControlTransfer::sleep`], so it runs over libusb/nusb, USB/IP, or an
+//! in-process device core whose transport advances virtual time instead of
+//! sleeping. Progress is reported as [`Event`] values; nothing is printed.
+//!
+//! Dialect safety: the host sends CLRSTATUS only when the device is in
+//! dfuERROR. ST's stack and TF-A turn a CLRSTATUS in any other state into
+//! dfuERROR/errUNKNOWN (the trap dfu-libusb#4 fell into).
+//!
+//! DfuSe downloads check the whole image against the memory layout before
+//! the first request, erase only the sectors the image touches, then send
+//! SET_ADDRESS + one block (at block number 2) per transfer-size chunk, as
+//! dfu-util does.
+
+mod error;
+
+pub use error::{HostError, Phase, TransferError};
+
+use crate::dfuse::{Access, Command, MemoryLayout, FIRST_DATA_BLOCK};
+use crate::files::DfuseFile;
+use crate::wire::{FunctionalDescriptor, GetStatus, Request, SetupPacket, State, Status};
+use std::time::Duration;
+
+/// Control transfers on the DFU interface, plus a way to wait.
+pub trait ControlTransfer {
+    /// A control transfer with an IN data stage; returns the bytes received.
+    fn control_in(
+        &mut self,
+        setup: SetupPacket,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<usize, TransferError>;
+    /// A control transfer with an OUT (or no) data stage; returns the bytes sent.
+    fn control_out(
+        &mut self,
+        setup: SetupPacket,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<usize, TransferError>;
+    /// Waits `d` (bwPollTimeout). A simulated transport advances its clock.
+    fn sleep(&mut self, d: Duration) {
+        std::thread::sleep(d)
+    }
+}
+
+/// Progress, reported as it happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Erasing the sector at `addr`.
+    Erase {
+        /// Sector start.
+        addr: u32,
+        /// Sector size.
+        len: u32,
+    },
+    /// Mass erase started.
+    MassErase,
+    /// `done` of `total` bytes downloaded and acknowledged by the device.
+    Download {
+        /// Bytes done.
+        done: u64,
+        /// Bytes in total.
+        total: u64,
+    },
+    /// `done` bytes uploaded (of `total` when known).
+    Upload {
+        /// Bytes done.
+        done: u64,
+        /// Bytes requested, if known.
+        total: Option<u64>,
+    },
+    /// `done` of `total` bytes compared.
+    Verify {
+        /// Bytes compared.
+        done: u64,
+        /// Bytes in total.
+        total: u64,
+    },
+    /// The device entered manifestation.
+    Manifesting,
+    /// The device finished manifestation and is back in dfuIDLE.
+    Manifested,
+    /// A DfuSe target (alt setting) of a `.dfu` file starts.
+    Target {
+        /// Alt setting.
+        alt: u8,
+        /// Target name.
+        name: Option<String>,
+    },
+}
+
+/// Host options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Timeout of each control transfer.
+    pub timeout: Duration,
+    /// Use this instead of the device's bwPollTimeout (dfu-util's
+    /// QUIRK_POLLTIMEOUT forces 5 ms).
+    pub poll_timeout_override: Option<Duration>,
+    /// At least this poll interval during a mass erase (dfu-util forces 35 s
+    /// on STM32F405, whose ROM reports 100 ms).
+    pub mass_erase_min_poll: Option<Duration>,
+    /// Give up when the device stays busy longer than this.
+    pub busy_limit: Duration,
+    /// Give up after this many polls that report a zero timeout while busy
+    /// (dfu-util: "Device stuck" after 100).
+    pub max_zero_polls: u32,
+    /// GETSTATUS stalls tolerated while busy, re-using the last poll timeout
+    /// (STM32L4 stalls when polled early).
+    pub stall_retries: u32,
+    /// Use a smaller transfer size than the descriptor's (DfuSe address
+    /// stride stays the device's own for upload mapping, so only set this
+    /// for plain DFU or when the device accepts it).
+    pub transfer_size: Option<u16>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            timeout: Duration::from_secs(5),
+            poll_timeout_override: None,
+            mass_erase_min_poll: None,
+            busy_limit: Duration::from_secs(120),
+            max_zero_polls: 100,
+            stall_retries: 3,
+            transfer_size: None,
+        }
+    }
+}
+
+/// What happened on DfuSe `:leave`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaveOutcome {
+    /// The device reported dfuMANIFEST and is jumping to the application.
+    Manifesting,
+    /// The device went away before or while answering (normal for devices
+    /// that reset on leave: "Error during download get_status" in dfu-util).
+    Disconnected,
+    /// The device stayed in DFU mode (manifestation tolerant).
+    Stayed(State),
+}
+
+/// What the host must do after DETACH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetachOutcome {
+    /// The device does not detach by itself (no bitWillDetach): issue a USB
+    /// reset within wDetachTimeOut.
+    pub needs_usb_reset: bool,
+    /// The device disconnected while DETACH was sent.
+    pub disconnected: bool,
+}
+
+/// The host driver for one DFU interface.
+pub struct DfuHost<T: ControlTransfer> {
+    t: T,
+    interface: u16,
+    desc: FunctionalDescriptor,
+    opts: Options,
+}
+
+type Ev<'a> = &'a mut dyn FnMut(Event);
+
+impl<T: ControlTransfer> DfuHost<T> {
+    /// A driver for interface `interface` described by `desc`.
+    pub fn new(transport: T, interface: u16, desc: FunctionalDescriptor, opts: Options) -> Self {
+        DfuHost {
+            t: transport,
+            interface,
+            desc,
+            opts,
+        }
+    }
+
+    /// The transport.
+    pub fn transport(&mut self) -> &mut T {
+        &mut self.t
+    }
+
+    /// Gives the transport back.
+    pub fn into_inner(self) -> T {
+        self.t
+    }
+
+    /// The functional descriptor in use.
+    pub fn descriptor(&self) -> &FunctionalDescriptor {
+        &self.desc
+    }
+
+    fn xfer(&self) -> usize {
+        let d = self.desc.transfer_size.max(1);
+        self.opts.transfer_size.map_or(d, |t| t.clamp(1, d)) as usize
+    }
+
+    fn out(
+        &mut self,
+        phase: Phase,
+        address: Option<u32>,
+        req: Request,
+        value: u16,
+        data: &[u8],
+    ) -> Result<(), HostError> {
+        let setup = SetupPacket::dfu(req, value, self.interface, data.len() as u16);
+        self.t
+            .control_out(setup, data, self.opts.timeout)
+            .map(|_| ())
+            .map_err(|source| HostError::Transfer {
+                phase,
+                request: req,
+                address,
+                source,
+            })
+    }
+
+    fn status_in(&mut self, phase: Phase, address: Option<u32>) -> Result<GetStatus, HostError> {
+        let mut buf = [0u8; 6];
+        let setup = SetupPacket::dfu(Request::GetStatus, 0, self.interface, 6);
+        let n = self
+            .t
+            .control_in(setup, &mut buf, self.opts.timeout)
+            .map_err(|source| HostError::Transfer {
+                phase,
+                request: Request::GetStatus,
+                address,
+                source,
+            })?;
+        GetStatus::from_bytes(&buf[..n]).map_err(|detail| HostError::BadStatus { phase, detail })
+    }
+
+    fn poll_delay(&self, st: &GetStatus) -> Duration {
+        self.opts
+            .poll_timeout_override
+            .unwrap_or(Duration::from_millis(st.poll_timeout_ms.into()))
+    }
+
+    /// Selects alternate setting `alt` (SET_INTERFACE).
+    pub fn set_alt(&mut self, alt: u8) -> Result<(), HostError> {
+        let setup = SetupPacket::set_interface(self.interface, alt);
+        self.t
+            .control_out(setup, &[], self.opts.timeout)
+            .map(|_| ())
+            .map_err(|source| HostError::SetAlt { alt, source })
+    }
+
+    /// DFU_GETSTATUS. Note that on a device in dfuDNLOAD-SYNC or
+    /// dfuMANIFEST-SYNC this is what starts the pending work.
+    pub fn get_status(&mut self) -> Result<GetStatus, HostError> {
+        self.status_in(Phase::Setup, None)
+    }
+
+    /// DFU_GETSTATE.
+    pub fn get_state(&mut self) -> Result<State, HostError> {
+        let mut b = [0u8; 1];
+        let setup = SetupPacket::dfu(Request::GetState, 0, self.interface, 1);
+        let err = |source| HostError::Transfer {
+            phase: Phase::Setup,
+            request: Request::GetState,
+            address: None,
+            source,
+        };
+        let n = self
+            .t
+            .control_in(setup, &mut b, self.opts.timeout)
+            .map_err(err)?;
+        if n < 1 {
+            return Err(HostError::BadStatus {
+                phase: Phase::Setup,
+                detail: crate::wire::WireError::TooShort { need: 1, got: 0 },
+            });
+        }
+        State::from_u8(b[0]).ok_or(HostError::BadStatus {
+            phase: Phase::Setup,
+            detail: crate::wire::WireError::BadState(b[0]),
+        })
+    }
+
+    /// DFU_CLRSTATUS, unconditionally. Prefer [`DfuHost::abort_to_idle`],
+    /// which only clears a device that is in dfuERROR: ST and TF-A devices
+    /// treat CLRSTATUS in any other state as an error.
+    pub fn clear_status(&mut self) -> Result<(), HostError> {
+        self.out(Phase::Setup, None, Request::ClrStatus, 0, &[])
+    }
+
+    /// DFU_ABORT.
+    pub fn abort(&mut self) -> Result<(), HostError> {
+        self.out(Phase::Setup, None, Request::Abort, 0, &[])
+    }
+
+    /// Brings the device to dfuIDLE: CLRSTATUS if (and only if) it is in
+    /// dfuERROR, ABORT from any other non-idle DFU state.
+    pub fn abort_to_idle(&mut self) -> Result<GetStatus, HostError> {
+        let mut st = self.status_in(Phase::Setup, None)?;
+        for _ in 0..3 {
+            self.t.sleep(self.poll_delay(&st));
+            match st.state {
+                State::DfuIdle => return Ok(st),
+                State::AppIdle | State::AppDetach => break,
+                State::DfuError => self.clear_status()?,
+                State::DfuDnbusy | State::DfuManifest => {}
+                _ => self.abort()?,
+            }
+            st = self.status_in(Phase::Setup, None)?;
+        }
+        if st.state == State::DfuIdle {
+            return Ok(st);
+        }
+        Err(HostError::UnexpectedState {
+            phase: Phase::Setup,
+            expected: State::DfuIdle,
+            state: st.state,
+            status: st.status,
+            address: None,
+        })
+    }
+
+    /// Polls GETSTATUS, sleeping bwPollTimeout after each, while the device
+    /// is busy (dfuDNLOAD-SYNC / dfuDNBUSY). Returns the first other status;
+    /// dfuERROR or a non-OK status is an error.
+    fn wait_ready(
+        &mut self,
+        phase: Phase,
+        address: Option<u32>,
+        min_poll: Option<Duration>,
+    ) -> Result<GetStatus, HostError> {
+        let mut waited = Duration::ZERO;
+        let mut polls = 0u32;
+        let mut zero_polls = 0u32;
+        let mut stalls = 0u32;
+        let mut last_delay = Duration::from_millis(5);
+        loop {
+            let st = match self.status_in(phase, address) {
+                Ok(st) => st,
+                Err(HostError::Transfer {
+                    source: TransferError::Stall,
+                    ..
+                }) if stalls < self.opts.stall_retries => {
+                    // STM32L4: stalls when polled early; wait as long again.
+                    stalls += 1;
+                    self.t.sleep(last_delay);
+                    waited += last_delay;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            polls += 1;
+            if st.state == State::DfuError || st.status != Status::Ok {
+                return Err(HostError::Device {
+                    phase,
+                    state: st.state,
+                    status: st.status,
+                    address,
+                });
+            }
+            let mut delay = self.poll_delay(&st);
+            if let Some(m) = min_poll {
+                delay = delay.max(m);
+            }
+            self.t.sleep(delay);
+            waited += delay;
+            last_delay = delay.max(Duration::from_millis(1));
+            if !matches!(st.state, State::DfuDnbusy | State::DfuDnloadSync) {
+                return Ok(st);
+            }
+            if delay.is_zero() {
+                zero_polls += 1;
+            }
+            if zero_polls >= self.opts.max_zero_polls || waited > self.opts.busy_limit {
+                return Err(HostError::Stuck {
+                    phase,
+                    address,
+                    waited,
+                    polls,
+                });
+            }
+        }
+    }
+
+    fn expect(
+        st: GetStatus,
+        phase: Phase,
+        address: Option<u32>,
+        expected: State,
+    ) -> Result<(), HostError> {
+        if st.state == expected {
+            Ok(())
+        } else {
+            Err(HostError::UnexpectedState {
+                phase,
+                expected,
+                state: st.state,
+                status: st.status,
+                address,
+            })
+        }
+    }
+
+    // ---------------------------------------------------------------- DFU 1.1
+
+    /// Downloads `image` as a plain DFU 1.1 transfer (blocks 0, 1, …), then
+    /// ends the download and waits for manifestation. A device that is not
+    /// manifestation tolerant may disconnect during manifestation; that ends
+    /// the operation successfully.
+    pub fn download(&mut self, image: &[u8], events: Ev<'_>) -> Result<(), HostError> {
+        if !self.desc.can_download() {
+            return Err(HostError::Unsupported { what: "download" });
+        }
+        self.abort_to_idle()?;
+        let xfer = self.xfer();
+        let total = image.len() as u64;
+        let mut done = 0u64;
+        for (i, chunk) in image.chunks(xfer).enumerate() {
+            self.out(Phase::Download, None, Request::Dnload, i as u16, chunk)?;
+            let st = self.wait_ready(Phase::Download, None, None)?;
+            Self::expect(st, Phase::Download, None, State::DfuDnloadIdle)?;
+            done += chunk.len() as u64;
+            events(Event::Download { done, total });
+        }
+        let last = image.len().div_ceil(xfer) as u16;
+        self.out(Phase::Manifest, None, Request::Dnload, last, &[])?;
+        self.manifest(events)
+    }
+
+    fn manifest(&mut self, events: Ev<'_>) -> Result<(), HostError> {
+        let tolerant = self.desc.manifestation_tolerant();
+        let mut announced = false;
+        for _ in 0..1000 {
+            let st = match self.status_in(Phase::Manifest, None) {
+                Ok(st) => st,
+                // A device that is not tolerant may reset as soon as it manifests.
+                Err(HostError::Transfer { source, .. })
+                    if announced && !tolerant && source != TransferError::Stall =>
+                {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            if st.state == State::DfuError || st.status != Status::Ok {
+                return Err(HostError::Device {
+                    phase: Phase::Manifest,
+                    state: st.state,
+                    status: st.status,
+                    address: None,
+                });
+            }
+            self.t.sleep(self.poll_delay(&st));
+            match st.state {
+                State::DfuManifest | State::DfuManifestSync => {
+                    if !announced {
+                        announced = true;
+                        events(Event::Manifesting);
+                    }
+                    if st.state == State::DfuManifest && !tolerant {
+                        return Ok(());
+                    }
+                }
+                State::DfuIdle | State::DfuManifestWaitReset => {
+                    events(Event::Manifested);
+                    return Ok(());
+                }
+                s => {
+                    return Err(HostError::UnexpectedState {
+                        phase: Phase::Manifest,
+                        expected: State::DfuManifest,
+                        state: s,
+                        status: st.status,
+                        address: None,
+                    })
+                }
+            }
+        }
+        Err(HostError::Stuck {
+            phase: Phase::Manifest,
+            address: None,
+            waited: Duration::ZERO,
+            polls: 1000,
+        })
+    }
+
+    /// Uploads as plain DFU 1.1 (blocks 0, 1, … until a short frame), at
+    /// most `max` bytes if given.
+    pub fn upload(&mut self, max: Option<usize>, events: Ev<'_>) -> Result<Vec<u8>, HostError> {
+        if !self.desc.can_upload() {
+            return Err(HostError::Unsupported { what: "upload" });
+        }
+        self.abort_to_idle()?;
+        let xfer = self.xfer();
+        let mut out = Vec::new();
+        let mut block: u16 = 0;
+        loop {
+            let want = max.map_or(xfer, |m| (m - out.len()).min(xfer));
+            if want == 0 {
+                // Reached the requested size: leave dfuUPLOAD-IDLE.
+                self.abort_to_idle()?;
+                break;
+            }
+            let start = out.len();
+            out.resize(start + want, 0);
+            let setup = SetupPacket::dfu(Request::Upload, block, self.interface, want as u16);
+            let n = self
+                .t
+                .control_in(setup, &mut out[start..], self.opts.timeout)
+                .map_err(|source| HostError::Transfer {
+                    phase: Phase::Upload,
+                    request: Request::Upload,
+                    address: None,
+                    source,
+                })?;
+            out.truncate(start + n);
+            events(Event::Upload {
+                done: out.len() as u64,
+                total: max.map(|m| m as u64),
+            });
+            if n < want {
+                break;
+            }
+            block = block.wrapping_add(1);
+        }
+        Ok(out)
+    }
+
+    /// DFU_DETACH with the descriptor's wDetachTimeOut (at most 1000 ms, as
+    /// dfu-util). A device that disconnects right away is not an error.
+    pub fn detach(&mut self) -> Result<DetachOutcome, HostError> {
+        let timeout = self.desc.detach_timeout_ms.min(1000);
+        let needs_usb_reset = !self.desc.will_detach();
+        match self.out(Phase::Detach, None, Request::Detach, timeout, &[]) {
+            Ok(()) => Ok(DetachOutcome {
+                needs_usb_reset,
+                disconnected: false,
+            }),
+            Err(HostError::Transfer {
+                source: TransferError::Disconnected,
+                ..
+            }) => Ok(DetachOutcome {
+                needs_usb_reset: false,
+                disconnected: true,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    // ------------------------------------------------------------------ DfuSe
+
+    /// Sends a DfuSe special command and waits for it to complete. The
+    /// first GETSTATUS must report dfuDNBUSY (dfu-util: "Wrong state after
+    /// command").
+    pub fn dfuse_command(&mut self, cmd: Command) -> Result<(), HostError> {
+        let (phase, address) = match cmd {
+            Command::SetAddress(a) => (Phase::Command, Some(a)),
+            Command::Erase(a) => (Phase::Erase, Some(a)),
+            Command::MassErase | Command::ReadUnprotect => (Phase::Erase, None),
+        };
+        let mut buf = [0u8; 5];
+        let bytes = cmd.encode(&mut buf).to_vec();
+        self.out(phase, address, Request::Dnload, 0, &bytes)?;
+        let st = self.status_in(phase, address)?;
+        if cmd == Command::ReadUnprotect {
+            // The device erases everything and resets; nothing more to poll.
+            return Ok(());
+        }
+        if st.state == State::DfuError || st.status != Status::Ok {
+            return Err(HostError::Device {
+                phase,
+                state: st.state,
+                status: st.status,
+                address,
+            });
+        }
+        Self::expect(st, phase, address, State::DfuDnbusy)?;
+        let min_poll = match cmd {
+            Command::MassErase => self.opts.mass_erase_min_poll,
+            _ => None,
+        };
+        let mut delay = self.poll_delay(&st);
+        if let Some(m) = min_poll {
+            delay = delay.max(m);
+        }
+        self.t.sleep(delay);
+        let st = self.wait_ready(phase, address, min_poll)?;
+        Self::expect(st, phase, address, State::DfuDnloadIdle)
+    }
+
+    /// Reads the DfuSe command list (UPLOAD at block 0).
+    pub fn dfuse_get_commands(&mut self) -> Result<Vec<u8>, HostError> {
+        self.abort_to_idle()?;
+        let mut buf = vec![0u8; 32];
+        let setup = SetupPacket::dfu(Request::Upload, 0, self.interface, buf.len() as u16);
+        let n = self
+            .t
+            .control_in(setup, &mut buf, self.opts.timeout)
+            .map_err(|source| HostError::Transfer {
+                phase: Phase::Command,
+                request: Request::Upload,
+                address: None,
+                source,
+            })?;
+        buf.truncate(n);
+        self.abort_to_idle()?;
+        Ok(buf)
+    }
+
+    /// Writes `data` at `address` on a DfuSe device whose alt setting has
+    /// `layout`: refuses ranges that are not writeable before sending
+    /// anything, erases only the erasable sectors the range touches, then
+    /// downloads per transfer-size chunk. With `verify`, reads the range back
+    /// and compares.
+    pub fn dfuse_download(
+        &mut self,
+        layout: &MemoryLayout,
+        address: u32,
+        data: &[u8],
+        verify: bool,
+        events: Ev<'_>,
+    ) -> Result<(), HostError> {
+        Self::check_writeable(layout, address, data.len())?;
+        if !self.desc.can_download() {
+            return Err(HostError::Unsupported { what: "download" });
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.abort_to_idle()?;
+        self.write_checked(layout, address, data, events)?;
+        if verify {
+            self.verify(layout, address, data, events)?;
+        }
+        Ok(())
+    }
+
+    fn check_writeable(layout: &MemoryLayout, address: u32, len: usize) -> Result<(), HostError> {
+        let end = u64::from(address) + len as u64;
+        let not_writeable = |a| HostError::NotWriteable {
+            address: a,
+            start: address,
+            end,
+        };
+        if end > 1 << 32 {
+            return Err(not_writeable(u32::MAX));
+        }
+        if let Some(bad) = layout.first_denied(address, len as u32, Access::Write) {
+            return Err(not_writeable(bad));
+        }
+        Ok(())
+    }
+
+    fn write_checked(
+        &mut self,
+        layout: &MemoryLayout,
+        address: u32,
+        data: &[u8],
+        events: Ev<'_>,
+    ) -> Result<(), HostError> {
+        for s in layout.sectors_in(address, data.len() as u32) {
+            if s.mem.erasable() {
+                events(Event::Erase {
+                    addr: s.start,
+                    len: s.size,
+                });
+                self.dfuse_command(Command::Erase(s.start))?;
+            }
+        }
+        let xfer = self.desc.transfer_size.max(1) as usize;
+        let total = data.len() as u64;
+        for (i, chunk) in data.chunks(xfer).enumerate() {
+            let a = address + (i * xfer) as u32;
+            self.dfuse_command(Command::SetAddress(a))?;
+            self.out(
+                Phase::Download,
+                Some(a),
+                Request::Dnload,
+                FIRST_DATA_BLOCK,
+                chunk,
+            )?;
+            let st = self.wait_ready(Phase::Download, Some(a), None)?;
+            Self::expect(st, Phase::Download, Some(a), State::DfuDnloadIdle)?;
+            events(Event::Download {
+                done: (i * xfer + chunk.len()) as u64,
+                total,
+            });
+        }
+        Ok(())
+    }
+
+    fn verify(
+        &mut self,
+        layout: &MemoryLayout,
+        address: u32,
+        data: &[u8],
+        events: Ev<'_>,
+    ) -> Result<(), HostError> {
+        let back = self.dfuse_upload(layout, address, data.len(), &mut |_| {})?;
+        if let Some(i) = back.iter().zip(data).position(|(a, b)| a != b) {
+            return Err(HostError::Verify {
+                address: address + i as u32,
+                expected: data[i],
+                found: back[i],
+            });
+        }
+        events(Event::Verify {
+            done: data.len() as u64,
+            total: data.len() as u64,
+        });
+        Ok(())
+    }
+
+    /// Reads `len` bytes from `address` on a DfuSe device.
+    pub fn dfuse_upload(
+        &mut self,
+        layout: &MemoryLayout,
+        address: u32,
+        len: usize,
+        events: Ev<'_>,
+    ) -> Result<Vec<u8>, HostError> {
+        let end = u64::from(address) + len as u64;
+        if end > 1 << 32 {
+            return Err(HostError::NotReadable {
+                address: u32::MAX,
+                start: address,
+                end,
+            });
+        }
+        if let Some(bad) = layout.first_denied(address, len as u32, Access::Read) {
+            return Err(HostError::NotReadable {
+                address: bad,
+                start: address,
+                end,
+            });
+        }
+        if !self.desc.can_upload() {
+            return Err(HostError::Unsupported { what: "upload" });
+        }
+        let xfer = self.desc.transfer_size.max(1) as usize;
+        // Block numbers are 16 bits; re-base the pointer every so many blocks.
+        const GROUP: usize = 0x4000;
+        let mut out = Vec::with_capacity(len);
+        self.abort_to_idle()?;
+        while out.len() < len {
+            let base = address + out.len() as u32;
+            self.dfuse_command(Command::SetAddress(base))?;
+            // UPLOAD is not accepted in dfuDNLOAD-IDLE.
+            self.abort_to_idle()?;
+            for b in 0..GROUP {
+                let want = (len - out.len()).min(xfer);
+                if want == 0 {
+                    break;
+                }
+                let a = base + (b * xfer) as u32;
+                let start = out.len();
+                out.resize(start + want, 0);
+                let block = FIRST_DATA_BLOCK + b as u16;
+                let setup = SetupPacket::dfu(Request::Upload, block, self.interface, want as u16);
+                let n = self
+                    .t
+                    .control_in(setup, &mut out[start..], self.opts.timeout)
+                    .map_err(|source| HostError::Transfer {
+                        phase: Phase::Upload,
+                        request: Request::Upload,
+                        address: Some(a),
+                        source,
+                    })?;
+                if n != want {
+                    return Err(HostError::ShortUpload {
+                        address: a,
+                        requested: want,
+                        got: n,
+                    });
+                }
+                events(Event::Upload {
+                    done: out.len() as u64,
+                    total: Some(len as u64),
+                });
+            }
+        }
+        self.abort_to_idle()?;
+        Ok(out)
+    }
+
+    /// Erases all erasable memory of the selected alt setting.
+    pub fn dfuse_mass_erase(&mut self, events: Ev<'_>) -> Result<(), HostError> {
+        self.abort_to_idle()?;
+        events(Event::MassErase);
+        self.dfuse_command(Command::MassErase)
+    }
+
+    /// DfuSe `:leave`: optionally sets the address to jump to, then sends a
+    /// zero-length DNLOAD and one GETSTATUS. A device that disconnects or
+    /// resets instead of answering is the normal case for the ST ROM, not an
+    /// error.
+    pub fn dfuse_leave(&mut self, address: Option<u32>) -> Result<LeaveOutcome, HostError> {
+        let gone = |e: &HostError| {
+            matches!(
+                e,
+                HostError::Transfer {
+                    source: TransferError::Disconnected
+                        | TransferError::Timeout
+                        | TransferError::Io(_),
+                    ..
+                }
+            )
+        };
+        if let Some(a) = address {
+            match self.dfuse_command(Command::SetAddress(a)) {
+                Err(e) if gone(&e) => return Ok(LeaveOutcome::Disconnected),
+                r => r?,
+            }
+        }
+        match self.out(
+            Phase::Leave,
+            address,
+            Request::Dnload,
+            FIRST_DATA_BLOCK,
+            &[],
+        ) {
+            Err(e) if gone(&e) => return Ok(LeaveOutcome::Disconnected),
+            r => r?,
+        }
+        let st = match self.status_in(Phase::Leave, address) {
+            Ok(st) => st,
+            Err(e) if gone(&e) => return Ok(LeaveOutcome::Disconnected),
+            Err(e) => return Err(e),
+        };
+        if st.state == State::DfuError || st.status != Status::Ok {
+            return Err(HostError::Device {
+                phase: Phase::Leave,
+                state: st.state,
+                status: st.status,
+                address,
+            });
+        }
+        Ok(match st.state {
+            State::DfuManifest | State::DfuManifestSync | State::DfuManifestWaitReset => {
+                LeaveOutcome::Manifesting
+            }
+            s => LeaveOutcome::Stayed(s),
+        })
+    }
+
+    /// Downloads every target of a `.dfu` file. `layout_for` gives the memory
+    /// layout of an alt setting; every element of every target is checked
+    /// against its layout before anything is sent.
+    pub fn dfuse_download_file(
+        &mut self,
+        file: &DfuseFile,
+        layout_for: &dyn Fn(u8) -> Option<MemoryLayout>,
+        verify: bool,
+        events: Ev<'_>,
+    ) -> Result<(), HostError> {
+        let mut layouts = Vec::new();
+        for t in &file.targets {
+            let layout = layout_for(t.alt).ok_or(HostError::NoLayout { alt: t.alt })?;
+            for e in &t.elements {
+                Self::check_writeable(&layout, e.address, e.data.len())?;
+            }
+            layouts.push(layout);
+        }
+        for (t, layout) in file.targets.iter().zip(&layouts) {
+            events(Event::Target {
+                alt: t.alt,
+                name: t.name.clone(),
+            });
+            self.set_alt(t.alt)?;
+            for e in &t.elements {
+                self.dfuse_download(layout, e.address, &e.data, verify, events)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,25 @@
+//! USB DFU 1.1 and ST DfuSe for dfukit.
+//!
+//! - [`wire`]: requests, states, status codes, GETSTATUS, the functional
+//!   descriptor and setup packets (no_std).
+//! - [`dfuse`]: DfuSe commands, block → address mapping and memory-layout
+//!   strings (no_std).
+//! - [`device`]: a sans-IO DFU/DfuSe device state machine with dialects for
+//!   the ST ROM, U-Boot and TF-A (no_std).
+//! - [`host`] (std): a dfu-util-equivalent host driver over a
+//!   [`host::ControlTransfer`].
+//! - [`files`] (std): DFU suffix and DfuSe `.dfu` files.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![warn(missing_docs)]
+
+pub mod device;
+pub mod dfuse;
+#[cfg(feature = "std")]
+pub mod files;
+#[cfg(feature = "std")]
+pub mod host;
+pub mod wire;
+
+pub use device::{DeviceConfig, DeviceEvent, DfuDevice, Dialect, Reply};
+pub use dfuse::{Command, MemoryLayout};
+pub use wire::{FunctionalDescriptor, GetStatus, Request, SetupPacket, State, Status};

@@ -1,0 +1,297 @@
+//! In-process host ↔ device harness: a [`ControlTransfer`] that calls the
+//! device core directly under virtual time, with a RAM flash that enforces
+//! erase-before-write and completes operations after a modelled delay.
+#![allow(dead_code)]
+
+use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
+use dfukit_usbdfu::device::{DeviceConfig, DeviceEvent, DfuDevice, Reply};
+use dfukit_usbdfu::host::{ControlTransfer, TransferError};
+use dfukit_usbdfu::wire::{Request, SetupPacket};
+use std::time::Duration;
+
+/// One memory region of the model.
+pub struct Region {
+    pub start: u32,
+    pub bytes: Vec<u8>,
+    /// NOR flash: a program may only hit erased (0xFF) bytes. Otherwise RAM-like.
+    pub nor: bool,
+}
+
+/// A memory map of regions.
+pub struct RamFlash {
+    pub regions: Vec<Region>,
+    /// Programs issued over bytes that were not erased.
+    pub violations: Vec<u32>,
+    pub erases: Vec<(u32, u32)>,
+    pub programs: Vec<(u32, u32)>,
+}
+
+impl RamFlash {
+    pub fn new(regions: Vec<Region>) -> Self {
+        RamFlash {
+            regions,
+            violations: Vec::new(),
+            erases: Vec::new(),
+            programs: Vec::new(),
+        }
+    }
+
+    /// STM32F4: 1 MiB internal flash (erased) and 16 bytes of option bytes.
+    pub fn stm32f4() -> Self {
+        Self::new(vec![
+            Region {
+                start: 0x0800_0000,
+                bytes: vec![0xFF; 1024 * 1024],
+                nor: true,
+            },
+            Region {
+                start: 0x1FFF_C000,
+                bytes: vec![
+                    0xAA, 0x55, 0xFF, 0x0F, 0, 0, 0, 0, 0xAA, 0x55, 0xFF, 0x0F, 0, 0, 0, 0,
+                ],
+                nor: false,
+            },
+        ])
+    }
+
+    fn slice_mut(&mut self, addr: u32, len: usize) -> Option<(&mut [u8], bool)> {
+        self.regions.iter_mut().find_map(|r| {
+            let off = addr.checked_sub(r.start)? as usize;
+            (off + len <= r.bytes.len()).then(|| (&mut r.bytes[off..off + len], r.nor))
+        })
+    }
+
+    pub fn bytes(&mut self, addr: u32, len: usize) -> Vec<u8> {
+        self.slice_mut(addr, len).expect("mapped").0.to_vec()
+    }
+
+    pub fn fill(&mut self, addr: u32, data: &[u8]) {
+        self.slice_mut(addr, data.len())
+            .expect("mapped")
+            .0
+            .copy_from_slice(data);
+    }
+
+    fn apply(&mut self, op: &OwnedOp) -> bool {
+        match op {
+            OwnedOp::Erase { addr, len } => {
+                self.erases.push((*addr, *len));
+                match self.slice_mut(*addr, *len as usize) {
+                    Some((s, _)) => {
+                        s.fill(0xFF);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            OwnedOp::Program { addr, data } => {
+                self.programs.push((*addr, data.len() as u32));
+                let mut bad = None;
+                let ok = match self.slice_mut(*addr, data.len()) {
+                    Some((s, nor)) => {
+                        if nor {
+                            if let Some(i) = s.iter().position(|&b| b != 0xFF) {
+                                bad = Some(*addr + i as u32);
+                            }
+                        }
+                        if bad.is_none() {
+                            s.copy_from_slice(data);
+                        }
+                        bad.is_none()
+                    }
+                    None => false,
+                };
+                if let Some(b) = bad {
+                    self.violations.push(b);
+                }
+                ok
+            }
+        }
+    }
+}
+
+impl ReadFlash for RamFlash {
+    fn read(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), ReadError> {
+        let (s, _) = self.slice_mut(addr, buf.len()).ok_or(ReadError { addr })?;
+        buf.copy_from_slice(s);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum OwnedOp {
+    Erase { addr: u32, len: u32 },
+    Program { addr: u32, data: Vec<u8> },
+}
+
+/// How the simulated flash driver behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlashMode {
+    /// Completes after the modelled delay.
+    Normal,
+    /// Reports failure.
+    Fail,
+    /// Never reports completion.
+    Hang,
+}
+
+/// The device, its flash and virtual time, behind [`ControlTransfer`].
+pub struct Sim {
+    pub dev: DfuDevice,
+    pub flash: RamFlash,
+    pub now: Instant,
+    pub erase_per_kib: Duration,
+    pub program_per_kib: Duration,
+    pub mode: FlashMode,
+    pending: Option<(OwnedOp, Instant)>,
+    /// Every device event, in order.
+    pub events: Vec<DeviceEvent>,
+    /// The device left the bus (Leave or UsbReset).
+    pub gone: bool,
+    /// Disconnect instead of answering the zero-length DNLOAD (a device that
+    /// resets before the status stage).
+    pub vanish_on_leave: bool,
+    /// Every request seen, with the device's reply.
+    pub log: Vec<(SetupPacket, Reply)>,
+}
+
+impl Sim {
+    pub fn new(cfg: DeviceConfig, flash: RamFlash) -> Self {
+        Sim {
+            dev: DfuDevice::new(cfg).expect("valid config"),
+            flash,
+            now: Instant::ZERO,
+            erase_per_kib: Duration::from_millis(8),
+            program_per_kib: Duration::from_millis(4),
+            mode: FlashMode::Normal,
+            pending: None,
+            events: Vec::new(),
+            gone: false,
+            vanish_on_leave: false,
+            log: Vec::new(),
+        }
+    }
+
+    pub fn stm32f4() -> Self {
+        Self::new(DeviceConfig::stm32f4_rom(), RamFlash::stm32f4())
+    }
+
+    fn delay(&self, op: &OwnedOp) -> Duration {
+        let (per, len) = match op {
+            OwnedOp::Erase { len, .. } => (self.erase_per_kib, *len),
+            OwnedOp::Program { data, .. } => (self.program_per_kib, data.len() as u32),
+        };
+        per * len / 1024
+    }
+
+    /// Completes due operations and hands out new ones.
+    pub fn service(&mut self) {
+        loop {
+            if let Some((op, at)) = &self.pending {
+                if *at > self.now || self.mode == FlashMode::Hang {
+                    break;
+                }
+                let ok = self.mode == FlashMode::Normal && self.flash.apply(op);
+                self.pending = None;
+                let outcome = if ok {
+                    FlashOutcome::Done
+                } else {
+                    FlashOutcome::Failed
+                };
+                self.dev.flash_complete(self.now, outcome);
+            }
+            self.dev.poll(self.now, &mut self.flash);
+            let op = match self.dev.poll_flash() {
+                Some(FlashOp::Erase { addr, len }) => OwnedOp::Erase { addr, len },
+                Some(FlashOp::Program { addr, data }) => OwnedOp::Program {
+                    addr,
+                    data: data.to_vec(),
+                },
+                None => break,
+            };
+            let at = self.now + self.delay(&op);
+            self.pending = Some((op, at));
+        }
+        while let Some(e) = self.dev.poll_event() {
+            if matches!(e, DeviceEvent::Leave { .. } | DeviceEvent::UsbReset) {
+                self.gone = true;
+            }
+            self.events.push(e);
+        }
+    }
+
+    pub fn requests(&self, r: Request) -> usize {
+        self.log
+            .iter()
+            .filter(|(s, _)| s.dfu_request() == Some(r))
+            .count()
+    }
+
+    fn transfer(
+        &mut self,
+        setup: SetupPacket,
+        data: &[u8],
+        buf: &mut [u8],
+    ) -> Result<usize, TransferError> {
+        if self.gone {
+            return Err(TransferError::Disconnected);
+        }
+        if self.vanish_on_leave && setup.dfu_request() == Some(Request::Dnload) && setup.length == 0
+        {
+            self.gone = true;
+            return Err(TransferError::Disconnected);
+        }
+        self.service();
+        // A control transfer takes some time on the bus.
+        self.now += Duration::from_micros(125);
+        let r = self
+            .dev
+            .control(self.now, &setup, data, buf, &mut self.flash);
+        self.log.push((setup, r));
+        self.service();
+        match r {
+            Reply::In(n) => Ok(n),
+            Reply::Ack => Ok(data.len()),
+            Reply::Stall => Err(TransferError::Stall),
+        }
+    }
+}
+
+impl ControlTransfer for Sim {
+    fn control_in(
+        &mut self,
+        setup: SetupPacket,
+        buf: &mut [u8],
+        _t: Duration,
+    ) -> Result<usize, TransferError> {
+        let len = (setup.length as usize).min(buf.len());
+        self.transfer(setup, &[], &mut buf[..len])
+    }
+
+    fn control_out(
+        &mut self,
+        setup: SetupPacket,
+        data: &[u8],
+        _t: Duration,
+    ) -> Result<usize, TransferError> {
+        self.transfer(setup, data, &mut [])
+    }
+
+    fn sleep(&mut self, d: Duration) {
+        self.now += d;
+        self.service();
+    }
+}
+
+/// A deterministic test image.
+pub fn image(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}

@@ -1,0 +1,204 @@
+//! The device model the server exports: setup packets, control replies and the [`UsbDevice`]
+//! trait.
+
+use crate::wire::{DeviceRecord, ExportedDevice, InterfaceRecord, Speed};
+
+/// `bmRequestType` direction bit: device to host.
+pub const REQUEST_TYPE_IN: u8 = 0x80;
+/// `bmRequestType` type field: standard.
+pub const REQUEST_TYPE_STANDARD: u8 = 0x00;
+/// `bmRequestType` type field: class.
+pub const REQUEST_TYPE_CLASS: u8 = 0x20;
+/// `bmRequestType` type field: vendor.
+pub const REQUEST_TYPE_VENDOR: u8 = 0x40;
+/// `bmRequestType` recipient: device.
+pub const RECIPIENT_DEVICE: u8 = 0x00;
+/// `bmRequestType` recipient: interface.
+pub const RECIPIENT_INTERFACE: u8 = 0x01;
+/// `bmRequestType` recipient: endpoint.
+pub const RECIPIENT_ENDPOINT: u8 = 0x02;
+
+/// An 8-byte USB setup packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SetupPacket {
+    /// bmRequestType: direction (bit 7), type (bits 6..5), recipient (bits 4..0).
+    pub request_type: u8,
+    /// bRequest.
+    pub request: u8,
+    /// wValue.
+    pub value: u16,
+    /// wIndex.
+    pub index: u16,
+    /// wLength: bytes of the data stage (the most wanted for IN, exactly sent for OUT).
+    pub length: u16,
+}
+
+impl SetupPacket {
+    /// The 8 bytes in USB order (multi-byte fields little-endian).
+    pub fn to_bytes(&self) -> [u8; 8] {
+        let v = self.value.to_le_bytes();
+        let i = self.index.to_le_bytes();
+        let l = self.length.to_le_bytes();
+        [
+            self.request_type,
+            self.request,
+            v[0],
+            v[1],
+            i[0],
+            i[1],
+            l[0],
+            l[1],
+        ]
+    }
+
+    /// Parse the 8 bytes in USB order.
+    pub fn from_bytes(b: [u8; 8]) -> Self {
+        SetupPacket {
+            request_type: b[0],
+            request: b[1],
+            value: u16::from_le_bytes([b[2], b[3]]),
+            index: u16::from_le_bytes([b[4], b[5]]),
+            length: u16::from_le_bytes([b[6], b[7]]),
+        }
+    }
+
+    /// Whether the data stage goes device to host (bit 7 of bmRequestType).
+    pub fn is_in(&self) -> bool {
+        self.request_type & REQUEST_TYPE_IN != 0
+    }
+
+    /// The type field (bits 6..5): [`REQUEST_TYPE_STANDARD`], `_CLASS` or `_VENDOR` (or 0x60).
+    pub fn kind(&self) -> u8 {
+        self.request_type & 0x60
+    }
+
+    /// The recipient field (bits 4..0).
+    pub fn recipient(&self) -> u8 {
+        self.request_type & 0x1f
+    }
+}
+
+/// A device's answer to a control transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlReply {
+    /// Success. For IN transfers, the data (the server truncates it to wLength); for OUT
+    /// transfers, empty = the data was accepted.
+    Data(Vec<u8>),
+    /// The device stalls the request (`-EPIPE` on the wire, `LIBUSB_ERROR_PIPE` for libusb).
+    Stall,
+}
+
+impl ControlReply {
+    /// Acknowledge an OUT (or zero-length) request.
+    pub fn ack() -> Self {
+        ControlReply::Data(Vec::new())
+    }
+}
+
+/// Class triple of one interface (alternate setting 0) in a [`DeviceInfo`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct InterfaceClass {
+    /// bInterfaceClass.
+    pub class: u8,
+    /// bInterfaceSubClass.
+    pub subclass: u8,
+    /// bInterfaceProtocol.
+    pub protocol: u8,
+}
+
+/// The identity the server advertises for a device in `OP_REP_DEVLIST` and `OP_REP_IMPORT`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeviceInfo {
+    /// idVendor.
+    pub vendor_id: u16,
+    /// idProduct.
+    pub product_id: u16,
+    /// bcdDevice.
+    pub bcd_device: u16,
+    /// bDeviceClass.
+    pub class: u8,
+    /// bDeviceSubClass.
+    pub subclass: u8,
+    /// bDeviceProtocol.
+    pub protocol: u8,
+    /// bConfigurationValue of the current configuration (1 for a configured single-config device).
+    pub configuration_value: u8,
+    /// bNumConfigurations.
+    pub num_configurations: u8,
+    /// One entry per interface of the current configuration, in interface-number order.
+    pub interfaces: Vec<InterfaceClass>,
+    /// Bus speed.
+    pub speed: Speed,
+}
+
+impl DeviceInfo {
+    /// The wire records for this device, under the given bus location.
+    pub fn to_exported(&self, path: &str, busid: &str, busnum: u32, devnum: u32) -> ExportedDevice {
+        ExportedDevice {
+            device: DeviceRecord {
+                path: path.to_owned(),
+                busid: busid.to_owned(),
+                busnum,
+                devnum,
+                speed: self.speed,
+                vendor_id: self.vendor_id,
+                product_id: self.product_id,
+                bcd_device: self.bcd_device,
+                device_class: self.class,
+                device_subclass: self.subclass,
+                device_protocol: self.protocol,
+                configuration_value: self.configuration_value,
+                num_configurations: self.num_configurations,
+                num_interfaces: self.interfaces.len().min(255) as u8,
+            },
+            interfaces: self
+                .interfaces
+                .iter()
+                .take(255)
+                .map(|i| InterfaceRecord {
+                    class: i.class,
+                    subclass: i.subclass,
+                    protocol: i.protocol,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A USB device the [`Server`](crate::Server) can export.
+///
+/// The server calls these from its connection threads with the device locked, so an
+/// implementation needs no locking of its own.
+pub trait UsbDevice: Send {
+    /// Identity for `OP_REP_DEVLIST`/`OP_REP_IMPORT` (ids, bcdDevice, class triple,
+    /// configuration value, interface class triples, speed). Called on every list and import,
+    /// so it may change as the device re-enumerates (e.g. run-time → DFU mode).
+    fn info(&self) -> DeviceInfo;
+
+    /// Every control transfer on endpoint 0, standard ones included (a
+    /// [`Descriptors`](crate::Descriptors) answers GET_DESCRIPTOR and friends). For IN transfers
+    /// `data_out` is empty and `setup.length` is the most bytes the host wants; for OUT transfers
+    /// `data_out` holds the `setup.length` bytes of the data stage.
+    fn control(&mut self, setup: &SetupPacket, data_out: &[u8]) -> ControlReply;
+
+    /// Whether the device is still attached. Once it returns false the server closes the import
+    /// connection (after sending the reply to the request in progress) and stops listing the
+    /// device — a device that re-enumerates or resets on DFU `:leave` returns false.
+    fn attached(&self) -> bool {
+        true
+    }
+}
+
+impl<T: UsbDevice + ?Sized> UsbDevice for Box<T> {
+    fn info(&self) -> DeviceInfo {
+        (**self).info()
+    }
+
+    fn control(&mut self, setup: &SetupPacket, data_out: &[u8]) -> ControlReply {
+        (**self).control(setup, data_out)
+    }
+
+    fn attached(&self) -> bool {
+        (**self).attached()
+    }
+}
