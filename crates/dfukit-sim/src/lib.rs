@@ -34,4 +34,5 @@ pub use storage::{Storage, StorageError, ERASED};
 pub mod link;
 pub mod nrf52840;
 pub mod pty;
+pub mod stm32f4;
 pub mod synthetic;

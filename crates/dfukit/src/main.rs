@@ -23,6 +23,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::NordicCommand,
     },
+    /// USB DFU 1.1 and ST DfuSe.
+    Usb {
+        #[command(subcommand)]
+        command: cli::usb::UsbCommand,
+    },
     /// Simulated boards.
     Sim {
         #[command(subcommand)]
@@ -46,5 +51,6 @@ fn main() -> miette::Result<()> {
         Command::Bench(a) => cli::bench::run(a),
         Command::Nordic { command } => cli::run_nordic(command),
         Command::Sim { command } => cli::sim::run(command),
+        Command::Usb { command } => cli::usb::run(command),
     }
 }

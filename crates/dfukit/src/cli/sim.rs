@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 pub enum SimCommand {
     /// Run a virtual nRF52840 with the Secure DFU bootloader, served on a pseudo-terminal.
     Nrf52840(Nrf52840Args),
+    /// Run a virtual STM32F405 in its ROM DFU bootloader (DfuSe), exported over USB/IP.
+    Stm32f4(Stm32f4Args),
     /// Show a board's flash as its bootloader would see it.
     Inspect(InspectArgs),
 }
@@ -68,6 +70,21 @@ fn parse_fault(s: &str) -> Result<Fault, String> {
     }
 }
 
+/// Options of `sim stm32f4`.
+#[derive(Args)]
+pub struct Stm32f4Args {
+    /// Address to export the board on (USB/IP server; the first line of
+    /// output is `usbip: HOST:PORT`). Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:3240")]
+    pub usbip: String,
+    /// Directory holding the flash image (`flash.bin`) and option bytes (kept across runs).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Complete erases and programs at once instead of after their datasheet times.
+    #[arg(long)]
+    pub no_flash_timing: bool,
+}
+
 /// Options of `sim inspect`.
 #[derive(Args)]
 pub struct InspectArgs {
@@ -83,6 +100,7 @@ pub struct InspectArgs {
 pub fn run(cmd: SimCommand) -> miette::Result<()> {
     match cmd {
         SimCommand::Nrf52840(a) => Ok(nrf52840(a)?),
+        SimCommand::Stm32f4(a) => Ok(stm32f4(a)?),
         SimCommand::Inspect(a) => Ok(inspect(a)?),
     }
 }
@@ -187,6 +205,62 @@ fn nrf52840(a: Nrf52840Args) -> Result<(), Diag> {
             "the board's state is kept in the state directory; start it again",
         )
     })
+}
+
+fn stm32f4(a: Stm32f4Args) -> Result<(), Diag> {
+    use dfukit_sim::stm32f4::{Stm32f4, Stm32f4Config};
+    use std::sync::{Arc, Mutex};
+    let dir = match &a.state {
+        Some(d) => d.clone(),
+        None => tempfile::Builder::new()
+            .prefix("dfukit-stm32f4-")
+            .tempdir()
+            .map_err(|e| state_error(Path::new("/tmp"), e))?
+            .keep(),
+    };
+    let state = StateDir::open(&dir).map_err(|e| state_error(&dir, e))?;
+    let mut cfg: Stm32f4Config = state
+        .load_config()
+        .map_err(|e| state_error(&dir, e))?
+        .unwrap_or_default();
+    if a.no_flash_timing {
+        cfg.flash_timing = false;
+    }
+    let board = Stm32f4::open(&state, Some(cfg)).map_err(|e| state_error(&dir, e))?;
+    let board = Arc::new(Mutex::new(board));
+    let usbip_error = |e: &dyn std::fmt::Display| {
+        Diag::new(
+            "dfukit::sim::usbip",
+            format!("cannot export the board on {}: {e}", a.usbip),
+            "pick a free port (or port 0), or stop the program that holds it (another usbipd?)",
+        )
+    };
+    let server = dfukit_usbip::Server::bind(&a.usbip).map_err(|e| usbip_error(&e))?;
+    server
+        .add_shared("1-1", board.clone())
+        .map_err(|e| usbip_error(&e))?;
+    server.spawn().map_err(|e| usbip_error(&e))?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "usbip: {}", server.local_addr());
+    let _ = writeln!(out, "state: {}", dir.display());
+    let _ = out.flush();
+    drop(out);
+    // After `:leave` the ROM jumps to the application and drops off the bus;
+    // the board comes back as if reset with BOOT0 held, so that a host can
+    // check what it wrote and a test can go on.
+    let mut left_since: Option<std::time::Instant> = None;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut b = board.lock().unwrap_or_else(|p| p.into_inner());
+        match (b.left_to(), left_since) {
+            (Some(_), None) => left_since = Some(std::time::Instant::now()),
+            (Some(_), Some(t)) if t.elapsed() > std::time::Duration::from_millis(300) => {
+                b.reattach();
+                left_since = None;
+            }
+            _ => {}
+        }
+    }
 }
 
 fn inspect(a: InspectArgs) -> Result<(), Diag> {

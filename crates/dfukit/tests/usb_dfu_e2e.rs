@@ -1,0 +1,236 @@
+//! USB DFU across real boundaries: the simulated STM32F4 exported over
+//! USB/IP by a `dfukit sim stm32f4` process, the Linux `usbip` tool listing
+//! it, and Debian's unmodified dfu-util 0.11 driving it through dfukit's
+//! libusb shim.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `dfukit sim stm32f4 --usbip 127.0.0.1:0` process; killed when dropped.
+struct Board {
+    child: Child,
+    port: u16,
+    state: PathBuf,
+}
+
+impl Board {
+    fn start(state: &Path) -> Board {
+        let mut child = dfukit()
+            .args([
+                "sim",
+                "stm32f4",
+                "--usbip",
+                "127.0.0.1:0",
+                "--no-flash-timing",
+                "--state",
+            ])
+            .arg(state)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sim starts");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let port = first
+            .trim()
+            .strip_prefix("usbip: 127.0.0.1:")
+            .unwrap_or_else(|| panic!("first line is not `usbip: ADDR`: {first:?}"))
+            .parse()
+            .unwrap();
+        Board {
+            child,
+            port,
+            state: state.to_path_buf(),
+        }
+    }
+
+    fn flash(&self) -> Vec<u8> {
+        std::fs::read(self.state.join("flash.bin")).unwrap()
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tool(name: &str) -> Option<PathBuf> {
+    let found = ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var("DFUKIT_REQUIRE_PEERS").as_deref() != Ok("1"),
+            "DFUKIT_REQUIRE_PEERS=1 but {name} is missing (scripts/install-peers installs it)"
+        );
+        eprintln!("skipped: {name} not installed");
+    }
+    found
+}
+
+/// dfu-util, unmodified, with dfukit's shim as its libusb.
+fn dfu_util(board: &Board, args: &[&str]) -> Output {
+    let shim = ok(&["usb", "shim-dir"]);
+    let out = Command::new("dfu-util")
+        .args(args)
+        .env("LD_LIBRARY_PATH", shim.trim())
+        .env("DFUKIT_USBIP", format!("127.0.0.1:{}", board.port))
+        .output()
+        .unwrap();
+    out
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+}
+
+/// Waits for the board to come back after `:leave` (the sim re-attaches it).
+fn wait_listed(board: &Board) {
+    let start = Instant::now();
+    while !text(&dfu_util(board, &["-l"])).contains("alt=0") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "board never came back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn usbip_tool_lists_the_simulated_stm32f4() {
+    let Some(usbip) = tool("usbip") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let b = Board::start(&dir.path().join("board"));
+    let out = Command::new(usbip)
+        .args(["--tcp-port", &b.port.to_string(), "list", "-r", "127.0.0.1"])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("1-1: STMicroelectronics"), "{t}");
+    assert!(t.contains("(0483:df11)"), "{t}");
+    assert!(t.contains("(fe/01/02)"), "{t}");
+}
+
+#[test]
+fn dfu_util_through_the_shim_lists_downloads_uploads_and_mass_erases() {
+    if tool("dfu-util").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let b = Board::start(&dir.path().join("board"));
+
+    let list = text(&dfu_util(&b, &["-l"]));
+    assert!(list.contains(r#"[0483:df11] ver=2200, devnum=1, cfg=1, intf=0, path="1-1", alt=0, name="@Internal Flash  /0x08000000/04*016Kg,01*064Kg,07*128Kg""#), "{list}");
+    assert!(
+        list.contains(r#"alt=1, name="@Option Bytes  /0x1FFFC000/01*016 e""#),
+        "{list}"
+    );
+
+    // Raw download with :leave, spanning sectors 0-4.
+    let fw = dfukit_sim::synthetic::firmware(70_000, 42);
+    let bin = dir.path().join("fw.bin");
+    std::fs::write(&bin, &fw).unwrap();
+    let out = dfu_util(
+        &b,
+        &[
+            "-a",
+            "0",
+            "-s",
+            "0x08000000:leave",
+            "-D",
+            bin.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("File downloaded successfully"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(&b.flash()[..fw.len()], &fw[..]);
+    wait_listed(&b);
+
+    // Byte-exact read-back by dfu-util.
+    let up = dir.path().join("up.bin");
+    let out = dfu_util(
+        &b,
+        &[
+            "-a",
+            "0",
+            "-s",
+            "0x08000000:70000",
+            "-U",
+            up.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read(&up).unwrap(), fw);
+
+    // A .dfu file (DfuSe container) written by dfukit, at the 128 KiB sector 5.
+    let fw2 = dfukit_sim::synthetic::firmware(5_000, 43);
+    let file = dfukit_usbdfu::files::DfuseFile {
+        targets: vec![dfukit_usbdfu::files::Target {
+            alt: 0,
+            name: Some("ST...".into()),
+            elements: vec![dfukit_usbdfu::files::Element {
+                address: 0x0802_0000,
+                data: fw2.clone(),
+            }],
+        }],
+        suffix: dfukit_usbdfu::files::Suffix {
+            bcd_device: 0x2200,
+            id_product: 0xdf11,
+            id_vendor: 0x0483,
+            bcd_dfu: 0x011a,
+        },
+    };
+    let dfu = dir.path().join("fw2.dfu");
+    std::fs::write(&dfu, file.to_bytes().unwrap()).unwrap();
+    let out = dfu_util(&b, &["-a", "0", "-D", dfu.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(&b.flash()[0x20000..0x20000 + fw2.len()], &fw2[..]);
+    // The first image is untouched by the second download.
+    assert_eq!(&b.flash()[..fw.len()], &fw[..]);
+
+    // Mass erase.
+    let out = dfu_util(
+        &b,
+        &[
+            "-a",
+            "0",
+            "-s",
+            "0x08000000:mass-erase:force",
+            "-D",
+            bin.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let flash = b.flash();
+    assert_eq!(&flash[..fw.len()], &fw[..], "re-downloaded after the erase");
+    assert!(
+        flash[0x20000..0x20000 + fw2.len()]
+            .iter()
+            .all(|&x| x == 0xFF),
+        "mass erase left sector 5"
+    );
+
+    // Writing past the memory map is refused by dfu-util before the device
+    // is touched.
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, vec![0u8; 64]).unwrap();
+    let out = dfu_util(
+        &b,
+        &["-a", "0", "-s", "0x080FFFF0", "-D", big.to_str().unwrap()],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+}
