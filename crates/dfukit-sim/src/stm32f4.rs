@@ -125,7 +125,7 @@ impl Stm32f4 {
         }
         let descriptors = descriptors(&cfg.serial);
         Ok(Stm32f4 {
-            dev: DfuDevice::new(DeviceConfig::stm32f4_rom())
+            dev: DfuDevice::new(device_config(cfg.flash_timing))
                 .expect("built-in configuration is valid"),
             mem: Memory {
                 flash: chip,
@@ -225,8 +225,8 @@ impl Stm32f4 {
     pub fn reattach(&mut self) {
         self.left = None;
         self.pending = None;
-        self.dev =
-            DfuDevice::new(DeviceConfig::stm32f4_rom()).expect("built-in configuration is valid");
+        self.dev = DfuDevice::new(device_config(self.cfg.flash_timing))
+            .expect("built-in configuration is valid");
         self.descriptors = descriptors(&self.cfg.serial);
     }
 
@@ -332,6 +332,18 @@ impl UsbDevice for Stm32f4 {
     fn attached(&self) -> bool {
         self.left.is_none()
     }
+}
+
+/// The ROM's DFU core. With flash timing off the flash completes at once,
+/// so the ROM's bwPollTimeout estimates must say so too, or hosts would
+/// sleep for work that is already done.
+fn device_config(flash_timing: bool) -> DeviceConfig {
+    let mut c = DeviceConfig::stm32f4_rom();
+    if !flash_timing {
+        c.timing.erase_per_kib = Duration::ZERO;
+        c.timing.program_per_kib = Duration::ZERO;
+    }
+    c
 }
 
 /// The descriptors of the STM32F4 system bootloader (as `lsusb -v` shows

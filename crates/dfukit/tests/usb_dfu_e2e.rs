@@ -234,3 +234,222 @@ fn dfu_util_through_the_shim_lists_downloads_uploads_and_mass_erases() {
     );
     assert!(!out.status.success(), "{}", text(&out));
 }
+
+fn usb(board: &Board, args: &[&str]) -> Output {
+    dfukit()
+        .args(["usb"])
+        .args(args)
+        .env("DFUKIT_USBIP", format!("127.0.0.1:{}", board.port))
+        .output()
+        .unwrap()
+}
+
+/// dfukit's host against the board, and each tool reading what the other wrote.
+#[test]
+fn dfukit_host_and_dfu_util_read_each_others_writes() {
+    if tool("dfu-util").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let b = Board::start(&dir.path().join("board"));
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+
+    let list = text(&usb(&b, &["list"]));
+    assert!(list.contains(r#"[0483:df11] ver=2200, devnum=1, cfg=1, intf=0, path="1-1", alt=0, name="@Internal Flash  /0x08000000/04*016Kg,01*064Kg,07*128Kg", serial="3574364C3034""#), "{list}");
+
+    // dfukit writes (with read-back verify and :leave); dfu-util reads back.
+    let fw = dfukit_sim::synthetic::firmware(150_000, 7);
+    std::fs::write(p("a.bin"), &fw).unwrap();
+    let out = usb(
+        &b,
+        &[
+            "download",
+            "-a",
+            "0",
+            "-s",
+            "0x08000000:leave",
+            "--verify",
+            "-D",
+            &p("a.bin"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(&b.flash()[..fw.len()], &fw[..]);
+    wait_listed(&b);
+    let out = dfu_util(
+        &b,
+        &["-a", "0", "-s", "0x08000000:150000", "-U", &p("a.up")],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read(p("a.up")).unwrap(), fw);
+
+    // dfu-util writes (at the 64 KiB sector 4); dfukit reads back.
+    let fw2 = dfukit_sim::synthetic::firmware(20_000, 8);
+    std::fs::write(p("b.bin"), &fw2).unwrap();
+    let out = dfu_util(&b, &["-a", "0", "-s", "0x08040000", "-D", &p("b.bin")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = usb(
+        &b,
+        &[
+            "upload",
+            "-a",
+            "@Internal Flash  /0x08000000/04*016Kg,01*064Kg,07*128Kg",
+            "-s",
+            "0x08040000:20000",
+            "-U",
+            &p("b.up"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read(p("b.up")).unwrap(), fw2);
+
+    // Option bytes through the second alternate setting.
+    let out = usb(
+        &b,
+        &[
+            "upload",
+            "-a",
+            "1",
+            "-s",
+            "0x1FFFC000:16",
+            "-U",
+            &p("ob.bin"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read(p("ob.bin")).unwrap()[0], 0xAA, "RDP level 0");
+
+    // Bad input: clear error, non-zero exit, flash untouched.
+    let before = b.flash();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["download", "-a", "0", "-s", "0x080FF000", "-D", &p("a.bin")],
+            "not writeable",
+        ),
+        (
+            &["download", "-a", "9", "-s", "0x08000000", "-D", &p("a.bin")],
+            "no alternate setting",
+        ),
+        (
+            &[
+                "download",
+                "-a",
+                "0",
+                "-s",
+                "0x08000000:launch",
+                "-D",
+                &p("a.bin"),
+            ],
+            "DfuSe address",
+        ),
+        (
+            &[
+                "download",
+                "-a",
+                "0",
+                "-s",
+                "0x08000000:mass-erase",
+                "-D",
+                &p("a.bin"),
+            ],
+            ":force",
+        ),
+        (
+            &["download", "-a", "0", "-D", &p("a.bin")],
+            "needs a target address",
+        ),
+        (
+            &[
+                "download",
+                "-a",
+                "0",
+                "-d",
+                "1234:5678",
+                "-s",
+                "0x08000000",
+                "-D",
+                &p("a.bin"),
+            ],
+            "no DFU device matches",
+        ),
+    ];
+    for (args, words) in cases {
+        let out = usb(&b, args);
+        let t = text(&out);
+        assert!(!out.status.success(), "{args:?}: exit 0");
+        assert!(t.contains(words), "{args:?}: error lacks {words:?}:\n{t}");
+        assert!(t.contains("dfukit::"), "{args:?}: no diagnostic code:\n{t}");
+    }
+    assert!(b.flash() == before, "a refused command changed the flash");
+    let out = dfukit()
+        .args(["usb", "list", "--usbip", "127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("cannot reach the USB/IP server"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// dfukit's suffixes pass dfu-suffix's check, and dfu-suffix's pass dfukit's.
+#[test]
+fn dfu_suffix_files_are_interchangeable() {
+    let Some(dfu_suffix) = tool("dfu-suffix") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.bin");
+    std::fs::write(&a, dfukit_sim::synthetic::firmware(3_000, 9)).unwrap();
+    ok(&[
+        "usb",
+        "suffix",
+        "add",
+        a.to_str().unwrap(),
+        "-v",
+        "0483",
+        "-p",
+        "df11",
+        "-d",
+        "2200",
+    ]);
+    let out = Command::new(&dfu_suffix)
+        .arg("-c")
+        .arg(&a)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("0xDF11") && t.contains("0x0483") && t.contains("0x2200"),
+        "{t}"
+    );
+
+    let b = dir.path().join("b.bin");
+    std::fs::write(&b, dfukit_sim::synthetic::firmware(3_000, 10)).unwrap();
+    let out = Command::new(&dfu_suffix)
+        .args(["-a"])
+        .arg(&b)
+        .args(["-v", "1209", "-p", "0001", "-d", "0100"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = ok(&["usb", "suffix", "check", b.to_str().unwrap()]);
+    assert!(
+        shown.contains("Vendor ID:\t0x1209") && shown.contains("Product ID:\t0x0001"),
+        "{shown}"
+    );
+    ok(&["usb", "suffix", "remove", b.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(&b).unwrap(),
+        dfukit_sim::synthetic::firmware(3_000, 10)
+    );
+    // A corrupted suffix is refused.
+    let mut bad = std::fs::read(&a).unwrap();
+    let n = bad.len();
+    bad[n - 1] ^= 0xFF;
+    std::fs::write(&a, bad).unwrap();
+    let out = run(&["usb", "suffix", "check", a.to_str().unwrap()]);
+    assert!(!out.status.success());
+}

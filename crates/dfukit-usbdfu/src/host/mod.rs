@@ -15,6 +15,7 @@
 //! dfu-util does.
 
 mod error;
+pub mod probe;
 
 pub use error::{HostError, Phase, TransferError};
 

@@ -1,26 +1,570 @@
-//! `dfukit usb ...`: USB DFU 1.1 and ST DfuSe.
+//! `dfukit usb ...`: USB DFU 1.1 and ST DfuSe, with dfu-util's options.
 
 use super::diag::Diag;
-use clap::Subcommand;
-use std::path::PathBuf;
+use clap::{Args, Subcommand};
+use dfukit_usbdfu::dfuse::MemoryLayout;
+use dfukit_usbdfu::files::{self, DfuseFile, Suffix};
+use dfukit_usbdfu::host::probe::{probe, DfuInterface};
+use dfukit_usbdfu::host::{ControlTransfer, DfuHost, Event, Options, TransferError};
+use dfukit_usbdfu::wire::SetupPacket;
+use dfukit_usbip::{Client, ControlError, Imported};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// `dfukit usb ...`
 #[derive(Subcommand)]
 pub enum UsbCommand {
+    /// List DFU devices (as `dfu-util -l`).
+    List(Target),
+    /// Write a file to a device (as `dfu-util -D`).
+    Download(Download),
+    /// Read memory from a device into a file (as `dfu-util -U`).
+    Upload(Upload),
+    /// Ask a device to leave DFU mode (DETACH).
+    Detach(Target),
+    /// Add, check or remove a DFU suffix (as `dfu-suffix`).
+    Suffix {
+        #[command(subcommand)]
+        command: SuffixCommand,
+    },
     /// Print a directory holding dfukit's libusb-1.0 replacement as
     /// `libusb-1.0.so.0`: put it on LD_LIBRARY_PATH, set DFUKIT_USBIP=HOST:PORT,
     /// and unmodified libusb programs (dfu-util) reach USB/IP devices.
     ShimDir,
 }
 
+/// Which device, and how to reach it.
+#[derive(Args, Clone)]
+pub struct Target {
+    /// USB/IP server to reach devices through (a simulated board, or usbipd
+    /// on another machine). Local USB without it is not available yet.
+    #[arg(long, env = "DFUKIT_USBIP")]
+    pub usbip: String,
+    /// VID:PID of the device (hex), as dfu-util's -d.
+    #[arg(short = 'd', long = "device")]
+    pub device: Option<String>,
+    /// Serial number, as dfu-util's -S.
+    #[arg(short = 'S', long)]
+    pub serial: Option<String>,
+    /// Bus path (USB/IP busid, e.g. 1-1), as dfu-util's -p.
+    #[arg(short = 'p', long)]
+    pub path: Option<String>,
+}
+
+/// Options of `download`.
+#[derive(Args)]
+pub struct Download {
+    #[command(flatten)]
+    target: Target,
+    /// Alternate setting, by number or name.
+    #[arg(short = 'a', long, default_value = "0")]
+    alt: String,
+    /// DfuSe: ADDRESS[:leave][:mass-erase][:force] for a raw file.
+    #[arg(short = 's', long = "dfuse-address")]
+    dfuse_address: Option<String>,
+    /// The file: raw binary (a DFU suffix is checked and removed) or a DfuSe .dfu file.
+    #[arg(short = 'D', long = "download")]
+    file: PathBuf,
+    /// Read the written range back and compare.
+    #[arg(long)]
+    verify: bool,
+    /// Bytes per USB transfer (default: the device's wTransferSize).
+    #[arg(short = 't', long = "transfer-size")]
+    transfer_size: Option<u16>,
+}
+
+/// Options of `upload`.
+#[derive(Args)]
+pub struct Upload {
+    #[command(flatten)]
+    target: Target,
+    /// Alternate setting, by number or name.
+    #[arg(short = 'a', long, default_value = "0")]
+    alt: String,
+    /// DfuSe: ADDRESS:LENGTH to read.
+    #[arg(short = 's', long = "dfuse-address")]
+    dfuse_address: Option<String>,
+    /// Where to write what was read.
+    #[arg(short = 'U', long = "upload")]
+    file: PathBuf,
+}
+
+/// `usb suffix ...`
+#[derive(Subcommand)]
+pub enum SuffixCommand {
+    /// Append a DFU suffix.
+    Add {
+        /// The file, changed in place.
+        file: PathBuf,
+        /// idVendor (hex).
+        #[arg(short = 'v', long, default_value = "ffff")]
+        vid: String,
+        /// idProduct (hex).
+        #[arg(short = 'p', long, default_value = "ffff")]
+        pid: String,
+        /// bcdDevice (hex).
+        #[arg(short = 'd', long, default_value = "ffff")]
+        did: String,
+        /// Write a DfuSe (bcdDFU 0x011A) suffix.
+        #[arg(long)]
+        dfuse: bool,
+    },
+    /// Check and show a file's suffix.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Remove a file's suffix (checked first).
+    Remove {
+        /// The file, changed in place.
+        file: PathBuf,
+    },
+}
+
 /// Runs a `usb` subcommand.
 pub fn run(cmd: UsbCommand) -> miette::Result<()> {
     match cmd {
+        UsbCommand::List(t) => Ok(list(&t)?),
+        UsbCommand::Download(d) => Ok(download(&d)?),
+        UsbCommand::Upload(u) => Ok(upload(&u)?),
+        UsbCommand::Detach(t) => Ok(detach(&t)?),
+        UsbCommand::Suffix { command } => Ok(suffix(command)?),
         UsbCommand::ShimDir => {
             println!("{}", shim_dir()?.display());
             Ok(())
         }
     }
+}
+
+/// Control transfers to a device imported over USB/IP.
+pub struct UsbipTransfer(pub Imported);
+
+fn map_err(e: ControlError) -> TransferError {
+    match e {
+        ControlError::Stall => TransferError::Stall,
+        ControlError::Timeout => TransferError::Timeout,
+        ControlError::Disconnected => TransferError::Disconnected,
+        other => TransferError::Io(other.to_string()),
+    }
+}
+
+fn setup(s: SetupPacket) -> dfukit_usbip::SetupPacket {
+    dfukit_usbip::SetupPacket {
+        request_type: s.request_type,
+        request: s.request,
+        value: s.value,
+        index: s.index,
+        length: s.length,
+    }
+}
+
+impl ControlTransfer for UsbipTransfer {
+    fn control_in(
+        &mut self,
+        s: SetupPacket,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<usize, TransferError> {
+        let data = self.0.control(setup(s), &[], timeout).map_err(map_err)?;
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        Ok(n)
+    }
+
+    fn control_out(
+        &mut self,
+        s: SetupPacket,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<usize, TransferError> {
+        self.0.control(setup(s), data, timeout).map_err(map_err)?;
+        Ok(data.len())
+    }
+}
+
+fn no_server(addr: &str, e: impl std::fmt::Display) -> Diag {
+    Diag::new(
+        "dfukit::usb::usbip",
+        format!("cannot reach the USB/IP server at {addr}: {e}"),
+        "start it (`dfukit sim stm32f4 --usbip ADDR` for a simulated board, or usbipd on the machine with the device) and check the address",
+    )
+}
+
+/// A selected device, imported and probed.
+struct Opened {
+    busid: String,
+    devnum: u32,
+    dfu: DfuInterface,
+    transfer: UsbipTransfer,
+}
+
+/// Lists the server's devices with a DFU interface.
+fn dfu_devices(t: &Target) -> Result<Vec<Opened>, Diag> {
+    let devices = Client::list(t.usbip.as_str()).map_err(|e| no_server(&t.usbip, e))?;
+    let mut found = Vec::new();
+    for d in devices {
+        if t.path.as_deref().is_some_and(|p| p != d.device.busid) {
+            continue;
+        }
+        let Ok(imported) = Client::import(t.usbip.as_str(), &d.device.busid) else {
+            continue;
+        };
+        let mut transfer = UsbipTransfer(imported);
+        let Ok(dfu) = probe(&mut transfer) else {
+            continue;
+        };
+        if let Some(want) = &t.device {
+            if format!("{:04x}:{:04x}", dfu.vendor_id, dfu.product_id) != want.to_lowercase() {
+                continue;
+            }
+        }
+        if t.serial.as_deref().is_some_and(|s| s != dfu.serial) {
+            continue;
+        }
+        found.push(Opened {
+            busid: d.device.busid.clone(),
+            devnum: d.device.devnum,
+            dfu,
+            transfer,
+        });
+    }
+    Ok(found)
+}
+
+fn one_device(t: &Target) -> Result<Opened, Diag> {
+    let mut v = dfu_devices(t)?;
+    match v.len() {
+        1 => Ok(v.remove(0)),
+        0 => Err(Diag::new(
+            "dfukit::usb::no_device",
+            format!("no DFU device matches on {}", t.usbip),
+            "check the device is in DFU mode and exported (`dfukit usb list`), and the -d/-S/-p filters",
+        )),
+        n => Err(Diag::new(
+            "dfukit::usb::ambiguous",
+            format!("{n} DFU devices match on {}", t.usbip),
+            "choose one with -d VID:PID, -S SERIAL or -p BUSID (see `dfukit usb list`)",
+        )),
+    }
+}
+
+fn list(t: &Target) -> Result<(), Diag> {
+    for d in dfu_devices(t)? {
+        let f = &d.dfu;
+        for (alt, name) in &f.alts {
+            println!(
+                "Found DFU: [{:04x}:{:04x}] ver={:04x}, devnum={}, cfg=1, intf={}, path=\"{}\", alt={}, name=\"{}\", serial=\"{}\"",
+                f.vendor_id, f.product_id, f.bcd_device, d.devnum, f.interface, d.busid, alt, name, f.serial
+            );
+        }
+    }
+    Ok(())
+}
+
+fn host_error(e: dfukit_usbdfu::host::HostError) -> Diag {
+    Diag::new(e.code(), e.to_string(), e.help())
+}
+
+/// Opens the device and selects the alt setting; returns the host and the alt's layout.
+fn open_alt(
+    t: &Target,
+    which: &str,
+    transfer_size: Option<u16>,
+) -> Result<(DfuHost<UsbipTransfer>, DfuInterface, Option<MemoryLayout>), Diag> {
+    let d = one_device(t)?;
+    let (alt, name) = d.dfu.find_alt(which).ok_or_else(|| {
+        Diag::new(
+            "dfukit::usb::no_alt",
+            format!("the device has no alternate setting {which:?}"),
+            format!(
+                "its alternate settings are: {}",
+                d.dfu
+                    .alts
+                    .iter()
+                    .map(|(a, n)| format!("{a} ({n})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })?;
+    let layout = MemoryLayout::parse(name).ok();
+    let opts = Options {
+        transfer_size,
+        ..Options::default()
+    };
+    let mut host = DfuHost::new(
+        d.transfer,
+        u16::from(d.dfu.interface),
+        d.dfu.functional,
+        opts,
+    );
+    host.set_alt(alt).map_err(host_error)?;
+    Ok((host, d.dfu, layout))
+}
+
+fn parse_num(s: &str) -> Option<u32> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+fn bad_address(s: &str) -> Diag {
+    Diag::new(
+        "dfukit::usb::dfuse_address",
+        format!("cannot read the DfuSe address string {s:?}"),
+        "use ADDRESS[:leave][:mass-erase:force] for downloads or ADDRESS:LENGTH for uploads, numbers in hex (0x...) or decimal",
+    )
+}
+
+fn progress(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:9} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn read_file(p: &Path) -> Result<Vec<u8>, Diag> {
+    std::fs::read(p).map_err(|e| {
+        Diag::new(
+            "dfukit::usb::file",
+            format!("cannot read {}: {e}", p.display()),
+            "check the path",
+        )
+    })
+}
+
+fn download(a: &Download) -> Result<(), Diag> {
+    let bytes = read_file(&a.file)?;
+    let (mut host, dfu, layout) = open_alt(&a.target, &a.alt, a.transfer_size)?;
+    let bar = progress(0, "download");
+    let mut events = |e: Event| match e {
+        Event::Erase { addr, len } => bar.set_message(format!("erase {addr:#010x}+{len}")),
+        Event::MassErase => bar.set_message("mass erase".to_string()),
+        Event::Download { done, total } => {
+            bar.set_message("download");
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+        _ => {}
+    };
+    if bytes.starts_with(b"DfuSe") {
+        let file = DfuseFile::parse(&bytes).map_err(|e| {
+            Diag::new(
+                "dfukit::usb::dfu_file",
+                format!("{}: {e}", a.file.display()),
+                "the .dfu file is damaged: rebuild it",
+            )
+        })?;
+        let layouts: Vec<(u8, String)> = dfu.alts.clone();
+        let layout_for = |alt: u8| {
+            layouts
+                .iter()
+                .find(|(a, _)| *a == alt)
+                .and_then(|(_, n)| MemoryLayout::parse(n).ok())
+        };
+        host.dfuse_download_file(&file, &layout_for, a.verify, &mut events)
+            .map_err(host_error)?;
+        bar.finish_and_clear();
+        eprintln!(
+            "{}: downloaded {} target(s)",
+            a.file.display(),
+            file.targets.len()
+        );
+        return Ok(());
+    }
+    // A raw file may carry a DFU suffix: check it and send the payload only.
+    let payload = match files::check_suffix(&bytes) {
+        Ok(s) => s.payload.to_vec(),
+        Err(_) => bytes,
+    };
+    let Some(spec) = &a.dfuse_address else {
+        if dfu.functional.is_dfuse() {
+            return Err(Diag::new(
+                "dfukit::usb::dfuse_address",
+                "a raw file to a DfuSe device needs a target address",
+                "add -s ADDRESS (for example -s 0x08000000:leave)",
+            ));
+        }
+        host.download(&payload, &mut events).map_err(host_error)?;
+        bar.finish_and_clear();
+        eprintln!("{}: {} bytes downloaded", a.file.display(), payload.len());
+        return Ok(());
+    };
+    let mut parts = spec.split(':');
+    let addr = parts
+        .next()
+        .and_then(parse_num)
+        .ok_or_else(|| bad_address(spec))?;
+    let (mut leave, mut mass, mut force) = (false, false, false);
+    for p in parts {
+        match p {
+            "leave" => leave = true,
+            "mass-erase" => mass = true,
+            "force" => force = true,
+            _ => return Err(bad_address(spec)),
+        }
+    }
+    let layout = layout.ok_or_else(|| {
+        Diag::new(
+            "dfukit::usb::layout",
+            "the alternate setting's name is not a DfuSe memory layout",
+            "choose the alt that names the memory (see `dfukit usb list`)",
+        )
+    })?;
+    if mass {
+        if !force {
+            return Err(Diag::new(
+                "dfukit::usb::mass_erase",
+                "mass erase needs `:force`",
+                "add :force to the -s string if you mean to erase the whole device",
+            ));
+        }
+        host.dfuse_mass_erase(&mut events).map_err(host_error)?;
+    }
+    host.dfuse_download(&layout, addr, &payload, a.verify, &mut events)
+        .map_err(host_error)?;
+    bar.finish_and_clear();
+    eprintln!(
+        "{}: {} bytes written at {addr:#010x}{}",
+        a.file.display(),
+        payload.len(),
+        if a.verify { ", verified" } else { "" }
+    );
+    if leave {
+        host.dfuse_leave(Some(addr)).map_err(host_error)?;
+        eprintln!("left DFU mode: jump to {addr:#010x}");
+    }
+    Ok(())
+}
+
+fn upload(a: &Upload) -> Result<(), Diag> {
+    let (mut host, _dfu, layout) = open_alt(&a.target, &a.alt, None)?;
+    let bar = progress(0, "upload");
+    let mut events = |e: Event| {
+        if let Event::Upload { done, total } = e {
+            if let Some(total) = total {
+                bar.set_length(total);
+            }
+            bar.set_position(done);
+        }
+    };
+    let data = match &a.dfuse_address {
+        Some(spec) => {
+            let (addr, len) = spec
+                .split_once(':')
+                .and_then(|(a, l)| Some((parse_num(a)?, parse_num(l)?)))
+                .ok_or_else(|| bad_address(spec))?;
+            let layout = layout.ok_or_else(|| {
+                Diag::new(
+                    "dfukit::usb::layout",
+                    "the alternate setting's name is not a DfuSe memory layout",
+                    "choose the alt that names the memory (see `dfukit usb list`)",
+                )
+            })?;
+            host.dfuse_upload(&layout, addr, len as usize, &mut events)
+                .map_err(host_error)?
+        }
+        None => host.upload(None, &mut events).map_err(host_error)?,
+    };
+    bar.finish_and_clear();
+    std::fs::write(&a.file, &data).map_err(|e| {
+        Diag::new(
+            "dfukit::usb::file",
+            format!("cannot write {}: {e}", a.file.display()),
+            "check the directory exists and is writable",
+        )
+    })?;
+    eprintln!("{}: {} bytes read", a.file.display(), data.len());
+    Ok(())
+}
+
+fn detach(t: &Target) -> Result<(), Diag> {
+    let d = one_device(t)?;
+    let mut host = DfuHost::new(
+        d.transfer,
+        u16::from(d.dfu.interface),
+        d.dfu.functional,
+        Options::default(),
+    );
+    let out = host.detach().map_err(host_error)?;
+    eprintln!(
+        "detached{}",
+        if out.disconnected {
+            ": the device left the bus"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+fn hex16(s: &str) -> Result<u16, Diag> {
+    u16::from_str_radix(s.trim_start_matches("0x"), 16).map_err(|_| {
+        Diag::new(
+            "dfukit::usb::suffix",
+            format!("{s:?} is not a 16-bit hex number"),
+            "use hex such as 0483",
+        )
+    })
+}
+
+fn suffix(cmd: SuffixCommand) -> Result<(), Diag> {
+    let suffix_diag = |p: &Path, e: &dyn std::fmt::Display| {
+        Diag::new(
+            "dfukit::usb::suffix",
+            format!("{}: {e}", p.display()),
+            "the file has no valid DFU suffix (add one with `dfukit usb suffix add`)",
+        )
+    };
+    match cmd {
+        SuffixCommand::Add {
+            file,
+            vid,
+            pid,
+            did,
+            dfuse,
+        } => {
+            let bytes = read_file(&file)?;
+            if files::check_suffix(&bytes).is_ok() {
+                return Err(Diag::new(
+                    "dfukit::usb::suffix",
+                    format!("{} already has a DFU suffix", file.display()),
+                    "remove it first with `dfukit usb suffix remove`",
+                ));
+            }
+            let s = Suffix {
+                bcd_device: hex16(&did)?,
+                id_product: hex16(&pid)?,
+                id_vendor: hex16(&vid)?,
+                bcd_dfu: if dfuse { 0x011A } else { 0x0100 },
+            };
+            let out = files::add_suffix(&bytes, &s);
+            std::fs::write(&file, out).map_err(|e| suffix_diag(&file, &e))?;
+            eprintln!("suffix added to {}", file.display());
+        }
+        SuffixCommand::Check { file } => {
+            let bytes = read_file(&file)?;
+            let s = files::check_suffix(&bytes).map_err(|e| suffix_diag(&file, &e))?;
+            println!(
+                "The file {} contains a DFU suffix with the following properties:\nBCD device:\t0x{:04X}\nProduct ID:\t0x{:04X}\nVendor ID:\t0x{:04X}\nBCD DFU:\t0x{:04X}\nLength:\t\t{}\nCRC:\t\t0x{:08X}",
+                file.display(), s.suffix.bcd_device, s.suffix.id_product, s.suffix.id_vendor, s.suffix.bcd_dfu, s.length, s.crc
+            );
+        }
+        SuffixCommand::Remove { file } => {
+            let bytes = read_file(&file)?;
+            let s = files::check_suffix(&bytes).map_err(|e| suffix_diag(&file, &e))?;
+            let payload = s.payload.to_vec();
+            std::fs::write(&file, payload).map_err(|e| suffix_diag(&file, &e))?;
+            eprintln!("suffix removed from {}", file.display());
+        }
+    }
+    Ok(())
 }
 
 /// Finds the shim built next to this executable (`cargo build --release`
@@ -38,7 +582,7 @@ pub fn shim_dir() -> Result<PathBuf, Diag> {
     let bin_dir = exe
         .parent()
         .ok_or_else(|| missing("dfukit has no parent directory".into()))?;
-    // Test binaries live in target/<profile>/deps; the binary one level up.
+    // Test binaries live in target/<profile>/deps; the library may be in either.
     let candidates = [
         bin_dir.to_path_buf(),
         bin_dir.join(".."),
