@@ -74,8 +74,9 @@ fn dfuse_download_and_upload_read_back_byte_exact() {
             total: 70_000
         })
     );
-    // dfu-util's pattern: every chunk at block 2 after its own SET_ADDRESS,
-    // and never a CLRSTATUS (the device was never in dfuERROR).
+    // One SET_ADDRESS, then consecutive blocks from 2 (the device maps block
+    // n to pointer + (n - 2) * wTransferSize), and never a CLRSTATUS (the
+    // device was never in dfuERROR).
     assert_eq!(sim.requests(Request::ClrStatus), 0);
     let data_blocks: Vec<u16> = sim
         .log
@@ -83,8 +84,18 @@ fn dfuse_download_and_upload_read_back_byte_exact() {
         .filter(|(s, _)| s.dfu_request() == Some(Request::Dnload) && s.value != 0)
         .map(|(s, _)| s.value)
         .collect();
-    assert_eq!(data_blocks.len(), 70_000usize.div_ceil(2048));
-    assert!(data_blocks.iter().all(|&b| b == 2));
+    let n = 70_000usize.div_ceil(2048);
+    assert_eq!(data_blocks, (2..2 + n as u16).collect::<Vec<_>>());
+    // Block-0 commands are 5 bytes each: the erases of sectors 0-4, which
+    // 70 000 bytes touch, a single Set Address Pointer for the 35 blocks, and
+    // the one the verify sends before its first UPLOAD.
+    let commands = sim
+        .log
+        .iter()
+        .take_while(|(s, _)| s.dfu_request() != Some(Request::Upload))
+        .filter(|(s, _)| s.dfu_request() == Some(Request::Dnload) && s.value == 0 && s.length == 5)
+        .count();
+    assert_eq!(commands, 5 + 1 + 1);
 }
 
 #[test]

@@ -663,16 +663,19 @@ impl<T: ControlTransfer> DfuHost<T> {
         }
         let xfer = self.desc.transfer_size.max(1) as usize;
         let total = data.len() as u64;
+        // DfuSe maps block n to pointer + (n - 2) * wTransferSize, so one Set
+        // Address Pointer serves a run of consecutive blocks; dfu-util sets
+        // it before every block, which doubles the control transfers. The
+        // pointer is set again before the 16-bit block number would wrap.
+        let mut block = FIRST_DATA_BLOCK;
         for (i, chunk) in data.chunks(xfer).enumerate() {
             let a = address + (i * xfer) as u32;
-            self.dfuse_command(Command::SetAddress(a))?;
-            self.out(
-                Phase::Download,
-                Some(a),
-                Request::Dnload,
-                FIRST_DATA_BLOCK,
-                chunk,
-            )?;
+            if i == 0 || block == u16::MAX {
+                self.dfuse_command(Command::SetAddress(a))?;
+                block = FIRST_DATA_BLOCK;
+            }
+            self.out(Phase::Download, Some(a), Request::Dnload, block, chunk)?;
+            block += 1;
             let st = self.wait_ready(Phase::Download, Some(a), None)?;
             Self::expect(st, Phase::Download, Some(a), State::DfuDnloadIdle)?;
             events(Event::Download {

@@ -153,11 +153,15 @@ pub fn probe(t: &mut impl ControlTransfer) -> Result<DfuInterface, ProbeError> {
         }
         let d = &cfg[at..at + len];
         match d[1] {
-            DT_INTERFACE if len >= 9 && d[5] == 0xFE && d[6] == 0x01 => {
-                if iface.is_none_or(|(n, _)| n == d[2]) {
-                    iface = Some((d[2], d[7]));
-                    alts.push((d[3], d[8]));
-                }
+            // The first DFU interface's alternate settings.
+            DT_INTERFACE
+                if len >= 9
+                    && d[5] == 0xFE
+                    && d[6] == 0x01
+                    && iface.is_none_or(|(n, _)| n == d[2]) =>
+            {
+                iface = Some((d[2], d[7]));
+                alts.push((d[3], d[8]));
             }
             DT_DFU_FUNCTIONAL if functional.is_none() => {
                 functional = Some(FunctionalDescriptor::from_bytes(d).map_err(|_| {

@@ -26,6 +26,30 @@ pub struct BenchArgs {
 enum BenchWhat {
     /// Secure DFU over a pty: dfukit's host vs nrfutil's, flash timing off.
     Serial(SerialBench),
+    /// DfuSe download + read-back over USB/IP: dfukit vs dfu-util through the shim.
+    Usb(UsbBench),
+}
+
+#[derive(Args)]
+struct UsbBench {
+    /// Image size in KiB.
+    #[arg(long, default_value_t = 1024)]
+    size_kib: usize,
+    /// Repetitions of each host (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct UsbResult {
+    image_bytes: usize,
+    runs: usize,
+    dfukit_s: f64,
+    dfu_util_s: f64,
+    ratio: f64,
 }
 
 #[derive(Args)]
@@ -60,6 +84,7 @@ struct SerialResult {
 pub fn run(a: BenchArgs) -> miette::Result<()> {
     match a.what {
         BenchWhat::Serial(s) => Ok(serial(s)?),
+        BenchWhat::Usb(u) => Ok(usb(u)?),
     }
 }
 
@@ -254,4 +279,122 @@ fn timed(mut cmd: Command, who: &str) -> Result<f64, Diag> {
         ));
     }
     Ok(t)
+}
+
+/// A fresh simulated STM32F4 (flash timing off) exported on a loopback port.
+fn usb_board() -> Result<
+    (
+        dfukit_usbip::Server,
+        std::sync::Arc<std::sync::Mutex<dfukit_sim::stm32f4::Stm32f4>>,
+    ),
+    Diag,
+> {
+    use dfukit_sim::stm32f4::{Stm32f4, Stm32f4Config};
+    let board = std::sync::Arc::new(std::sync::Mutex::new(Stm32f4::in_memory(Stm32f4Config {
+        flash_timing: false,
+        ..Stm32f4Config::default()
+    })));
+    let server = dfukit_usbip::Server::bind("127.0.0.1:0").map_err(diag)?;
+    server.add_shared("1-1", board.clone()).map_err(diag)?;
+    server.spawn().map_err(diag)?;
+    Ok((server, board))
+}
+
+fn usb(a: UsbBench) -> Result<(), Diag> {
+    let dir = tempfile::tempdir().map_err(diag)?;
+    let len = a.size_kib * 1024;
+    if len > 1 << 20 {
+        return Err(Diag::new(
+            "dfukit::bench::size",
+            "the STM32F4 has 1024 KiB of flash",
+            "use --size-kib 1024 or less",
+        ));
+    }
+    let fw = dfukit_sim::synthetic::firmware(len, 0x5EED);
+    let bin = dir.path().join("fw.bin");
+    std::fs::write(&bin, &fw).map_err(diag)?;
+    let up = dir.path().join("up.bin");
+    let me = std::env::current_exe().map_err(diag)?;
+    let shim = super::usb::shim_dir()?;
+    let addr = format!("0x08000000:{len}");
+    let check = |board: &std::sync::Arc<std::sync::Mutex<dfukit_sim::stm32f4::Stm32f4>>,
+                 read: &[u8]| {
+        let b = board.lock().unwrap_or_else(|p| p.into_inner());
+        if b.flash()[..len] != fw[..] || read != &fw[..] {
+            return Err(Diag::new(
+                "dfukit::bench::failed",
+                "the board or the read-back does not hold the image",
+                "a benchmark run failed",
+            ));
+        }
+        Ok(())
+    };
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..a.runs {
+        let (server, board) = usb_board()?;
+        let mut cmd = Command::new(&me);
+        cmd.args([
+            "usb",
+            "download",
+            "-a",
+            "0",
+            "-s",
+            "0x08000000",
+            "--verify",
+            "-D",
+        ])
+        .arg(&bin)
+        .env("DFUKIT_USBIP", server.local_addr().to_string());
+        ours.push(timed(cmd, "dfukit")?);
+        check(&board, &fw)?;
+        server.stop();
+
+        let (server, board) = usb_board()?;
+        let dfu_util = |args: &[&str]| {
+            let mut c = Command::new("dfu-util");
+            c.args(args)
+                .env("LD_LIBRARY_PATH", &shim)
+                .env("DFUKIT_USBIP", server.local_addr().to_string());
+            c
+        };
+        let t1 = timed(
+            dfu_util(&["-a", "0", "-s", "0x08000000", "-D", &bin.to_string_lossy()]),
+            "dfu-util",
+        )?;
+        let t2 = timed(
+            dfu_util(&["-a", "0", "-s", &addr, "-U", &up.to_string_lossy()]),
+            "dfu-util",
+        )?;
+        check(&board, &std::fs::read(&up).map_err(diag)?)?;
+        let _ = std::fs::remove_file(&up);
+        theirs.push(t1 + t2);
+        server.stop();
+    }
+    let r = UsbResult {
+        image_bytes: len,
+        runs: a.runs,
+        dfukit_s: median(ours),
+        dfu_util_s: median(theirs),
+        ratio: 0.0,
+    };
+    let r = UsbResult {
+        ratio: r.dfu_util_s / r.dfukit_s,
+        ..r
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&r).expect("serializes"));
+    } else {
+        println!("DfuSe download + read-back over USB/IP, {} KiB, simulated STM32F4, flash timing off, median of {} runs", a.size_kib, a.runs);
+        println!(
+            "  dfukit (download --verify):           {:.3} s",
+            r.dfukit_s
+        );
+        println!(
+            "  dfu-util 0.11 via the shim (-D, -U):  {:.3} s",
+            r.dfu_util_s
+        );
+        println!("  ratio dfu-util/dfukit: {:.2}x", r.ratio);
+    }
+    Ok(())
 }
