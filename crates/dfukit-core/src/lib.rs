@@ -10,6 +10,7 @@
 pub mod crc;
 pub mod flash;
 pub mod time;
+pub mod usb;
 
 pub use crc::Crc32;
 pub use flash::{FlashOp, FlashOutcome, ReadError, ReadFlash};

@@ -14,7 +14,6 @@ use crate::state::{StateDir, StateError};
 use crate::storage::Storage;
 use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
 use dfukit_usbdfu::device::{DeviceConfig, DeviceEvent, DfuDevice, Reply};
-use dfukit_usbdfu::wire::SetupPacket as DfuSetup;
 use dfukit_usbip::descriptors::DeviceDescriptor;
 use dfukit_usbip::{ControlReply, Descriptors, DeviceInfo, SetupPacket, Speed, UsbDevice};
 use serde::{Deserialize, Serialize};
@@ -306,17 +305,10 @@ impl UsbDevice for Stm32f4 {
                 return r;
             }
         }
-        let dfu_setup = DfuSetup {
-            request_type: setup.request_type,
-            request: setup.request,
-            value: setup.value,
-            index: setup.index,
-            length: setup.length,
-        };
         let now = self.now();
         let reply = self
             .dev
-            .control(now, &dfu_setup, data_out, &mut self.reply, &mut self.mem);
+            .control(now, setup, data_out, &mut self.reply, &mut self.mem);
         if is_set_interface && reply == Reply::Ack {
             // Keep the standard-request bookkeeping (GET_INTERFACE) in step.
             let _ = self.descriptors.handle(setup, data_out);

@@ -476,28 +476,19 @@ impl FunctionalDescriptor {
     }
 }
 
-/// The 8-byte SETUP packet of a control transfer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SetupPacket {
-    /// Direction, type and recipient.
-    pub request_type: u8,
-    /// Request code.
-    pub request: u8,
-    /// Request-specific value (block number, timeout, alt setting).
-    pub value: u16,
-    /// Interface number for DFU requests.
-    pub index: u16,
-    /// Data stage length.
-    pub length: u16,
-}
+pub use dfukit_core::usb::SetupPacket;
 
-impl SetupPacket {
-    /// Length on the wire.
-    pub const LEN: usize = 8;
-
+/// DFU class requests on a [`SetupPacket`].
+pub trait DfuSetup: Sized {
     /// A DFU class request to interface `interface`; the direction follows
     /// the request.
-    pub fn dfu(req: Request, value: u16, interface: u16, length: u16) -> Self {
+    fn dfu(req: Request, value: u16, interface: u16, length: u16) -> Self;
+    /// The DFU request, if this is a DFU class request to an interface.
+    fn dfu_request(&self) -> Option<Request>;
+}
+
+impl DfuSetup for SetupPacket {
+    fn dfu(req: Request, value: u16, interface: u16, length: u16) -> Self {
         SetupPacket {
             request_type: if req.is_in() {
                 REQUEST_TYPE_IN
@@ -511,63 +502,12 @@ impl SetupPacket {
         }
     }
 
-    /// Standard SET_INTERFACE selecting `alt` on `interface`.
-    pub fn set_interface(interface: u16, alt: u8) -> Self {
-        SetupPacket {
-            request_type: REQUEST_TYPE_STANDARD_INTERFACE_OUT,
-            request: SET_INTERFACE,
-            value: alt as u16,
-            index: interface,
-            length: 0,
-        }
-    }
-
-    /// Whether the data stage flows device → host (bit 7 of bmRequestType).
-    pub fn is_in(&self) -> bool {
-        self.request_type & 0x80 != 0
-    }
-
-    /// The DFU request, if this is a DFU class request.
-    pub fn dfu_request(&self) -> Option<Request> {
+    fn dfu_request(&self) -> Option<Request> {
         if self.request_type & 0x7F != REQUEST_TYPE_OUT {
             return None;
         }
         let r = Request::from_u8(self.request)?;
         (r.is_in() == self.is_in()).then_some(r)
-    }
-
-    /// Encodes (little-endian fields).
-    pub fn to_bytes(&self) -> [u8; 8] {
-        let v = self.value.to_le_bytes();
-        let i = self.index.to_le_bytes();
-        let l = self.length.to_le_bytes();
-        [
-            self.request_type,
-            self.request,
-            v[0],
-            v[1],
-            i[0],
-            i[1],
-            l[0],
-            l[1],
-        ]
-    }
-
-    /// Decodes exactly 8 bytes (extra bytes ignored).
-    pub fn from_bytes(b: &[u8]) -> Result<Self, WireError> {
-        if b.len() < Self::LEN {
-            return Err(WireError::TooShort {
-                need: Self::LEN,
-                got: b.len(),
-            });
-        }
-        Ok(SetupPacket {
-            request_type: b[0],
-            request: b[1],
-            value: u16::from_le_bytes([b[2], b[3]]),
-            index: u16::from_le_bytes([b[4], b[5]]),
-            length: u16::from_le_bytes([b[6], b[7]]),
-        })
     }
 }
 
@@ -666,7 +606,7 @@ mod tests {
     fn setup_packet_round_trip() {
         let s = SetupPacket::dfu(Request::Dnload, 2, 0, 2048);
         assert_eq!(s.to_bytes(), [0x21, 1, 2, 0, 0, 0, 0, 8]);
-        assert_eq!(SetupPacket::from_bytes(&s.to_bytes()).unwrap(), s);
+        assert_eq!(SetupPacket::from_bytes(s.to_bytes()), s);
         assert_eq!(s.dfu_request(), Some(Request::Dnload));
         let g = SetupPacket::dfu(Request::GetStatus, 0, 0, 6);
         assert_eq!(g.request_type, 0xA1);

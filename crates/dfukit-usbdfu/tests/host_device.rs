@@ -9,6 +9,7 @@ use dfukit_usbdfu::device::{AltSetting, DeviceConfig, DeviceEvent, Dialect, Flas
 use dfukit_usbdfu::dfuse::{Command, MemoryLayout};
 use dfukit_usbdfu::files::{DfuseFile, Element, Suffix, Target};
 use dfukit_usbdfu::host::{DfuHost, Event, HostError, LeaveOutcome, Options, Phase};
+use dfukit_usbdfu::wire::DfuSetup;
 use dfukit_usbdfu::wire::{Request, SetupPacket, State, Status};
 use std::time::Duration;
 

@@ -29,7 +29,7 @@ proptest! {
         let _ = DfuseFile::parse(&b);
         let _ = GetStatus::from_bytes(&b);
         let _ = FunctionalDescriptor::from_bytes(&b);
-        let _ = SetupPacket::from_bytes(&b);
+        let _ = SetupPacket::from_slice(&b);
         let _ = Command::parse(&b);
     }
 

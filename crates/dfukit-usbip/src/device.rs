@@ -18,65 +18,7 @@ pub const RECIPIENT_INTERFACE: u8 = 0x01;
 /// `bmRequestType` recipient: endpoint.
 pub const RECIPIENT_ENDPOINT: u8 = 0x02;
 
-/// An 8-byte USB setup packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct SetupPacket {
-    /// bmRequestType: direction (bit 7), type (bits 6..5), recipient (bits 4..0).
-    pub request_type: u8,
-    /// bRequest.
-    pub request: u8,
-    /// wValue.
-    pub value: u16,
-    /// wIndex.
-    pub index: u16,
-    /// wLength: bytes of the data stage (the most wanted for IN, exactly sent for OUT).
-    pub length: u16,
-}
-
-impl SetupPacket {
-    /// The 8 bytes in USB order (multi-byte fields little-endian).
-    pub fn to_bytes(&self) -> [u8; 8] {
-        let v = self.value.to_le_bytes();
-        let i = self.index.to_le_bytes();
-        let l = self.length.to_le_bytes();
-        [
-            self.request_type,
-            self.request,
-            v[0],
-            v[1],
-            i[0],
-            i[1],
-            l[0],
-            l[1],
-        ]
-    }
-
-    /// Parse the 8 bytes in USB order.
-    pub fn from_bytes(b: [u8; 8]) -> Self {
-        SetupPacket {
-            request_type: b[0],
-            request: b[1],
-            value: u16::from_le_bytes([b[2], b[3]]),
-            index: u16::from_le_bytes([b[4], b[5]]),
-            length: u16::from_le_bytes([b[6], b[7]]),
-        }
-    }
-
-    /// Whether the data stage goes device to host (bit 7 of bmRequestType).
-    pub fn is_in(&self) -> bool {
-        self.request_type & REQUEST_TYPE_IN != 0
-    }
-
-    /// The type field (bits 6..5): [`REQUEST_TYPE_STANDARD`], `_CLASS` or `_VENDOR` (or 0x60).
-    pub fn kind(&self) -> u8 {
-        self.request_type & 0x60
-    }
-
-    /// The recipient field (bits 4..0).
-    pub fn recipient(&self) -> u8 {
-        self.request_type & 0x1f
-    }
-}
+pub use dfukit_core::usb::SetupPacket;
 
 /// A device's answer to a control transfer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -36,16 +36,20 @@ enum Command {
 }
 
 fn main() -> miette::Result<()> {
-    // Output piped into `head` ends quietly, as with other Unix tools,
-    // instead of panicking on a broken pipe.
-    // SAFETY: restoring the default action of a signal before any thread starts.
-    unsafe {
-        let _ = nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGPIPE,
-            nix::sys::signal::SigHandler::SigDfl,
-        );
-    }
     let cli = Cli::parse();
+    // Output piped into `head` ends quietly, as with other Unix tools,
+    // instead of panicking on a broken pipe. Not for the simulated boards:
+    // they are servers, and must outlive whoever stopped reading their
+    // stdout after the first line.
+    if !matches!(cli.command, Command::Sim { .. }) {
+        // SAFETY: restoring the default action of a signal before any thread starts.
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            );
+        }
+    }
     match cli.command {
         Command::Demo(a) => cli::demo::run(a),
         Command::Bench(a) => cli::bench::run(a),

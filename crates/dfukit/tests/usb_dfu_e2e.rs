@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 /// A `dfukit sim stm32f4 --usbip 127.0.0.1:0` process; killed when dropped.
 struct Board {
     child: Child,
+    /// Kept open: the board prints more lines after the first.
+    _stdout: BufReader<std::process::ChildStdout>,
     port: u16,
     state: PathBuf,
 }
@@ -34,9 +36,8 @@ impl Board {
             .spawn()
             .expect("sim starts");
         let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut first).unwrap();
         let port = first
             .trim()
             .strip_prefix("usbip: 127.0.0.1:")
@@ -45,6 +46,7 @@ impl Board {
             .unwrap();
         Board {
             child,
+            _stdout: stdout,
             port,
             state: state.to_path_buf(),
         }

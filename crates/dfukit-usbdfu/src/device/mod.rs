@@ -24,8 +24,8 @@ pub use config::{
 
 use crate::dfuse::{block_address, Access, Command, MemoryLayout};
 use crate::wire::{
-    FunctionalDescriptor, GetStatus, Request, SetupPacket, State, Status, MAX_POLL_TIMEOUT_MS,
-    REQUEST_TYPE_STANDARD_INTERFACE_OUT, SET_INTERFACE,
+    DfuSetup, FunctionalDescriptor, GetStatus, Request, SetupPacket, State, Status,
+    MAX_POLL_TIMEOUT_MS, REQUEST_TYPE_STANDARD_INTERFACE_OUT, SET_INTERFACE,
 };
 use core::time::Duration;
 use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadFlash};

@@ -1,6 +1,7 @@
 //! Direct state-machine tests; host-driven scenarios are in `tests/host_device.rs`.
 
 use super::*;
+use crate::wire::DfuSetup;
 use crate::wire::REQUEST_TYPE_OUT;
 use dfukit_core::ReadError;
 

@@ -21,7 +21,7 @@ pub use error::{HostError, Phase, TransferError};
 
 use crate::dfuse::{Access, Command, MemoryLayout, FIRST_DATA_BLOCK};
 use crate::files::DfuseFile;
-use crate::wire::{FunctionalDescriptor, GetStatus, Request, SetupPacket, State, Status};
+use crate::wire::{DfuSetup, FunctionalDescriptor, GetStatus, Request, SetupPacket, State, Status};
 use std::time::Duration;
 
 /// Control transfers on the DFU interface, plus a way to wait.

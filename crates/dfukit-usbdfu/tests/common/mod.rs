@@ -6,6 +6,7 @@
 use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
 use dfukit_usbdfu::device::{DeviceConfig, DeviceEvent, DfuDevice, Reply};
 use dfukit_usbdfu::host::{ControlTransfer, TransferError};
+use dfukit_usbdfu::wire::DfuSetup;
 use dfukit_usbdfu::wire::{Request, SetupPacket};
 use std::time::Duration;
 

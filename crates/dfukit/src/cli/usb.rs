@@ -149,16 +149,6 @@ fn map_err(e: ControlError) -> TransferError {
     }
 }
 
-fn setup(s: SetupPacket) -> dfukit_usbip::SetupPacket {
-    dfukit_usbip::SetupPacket {
-        request_type: s.request_type,
-        request: s.request,
-        value: s.value,
-        index: s.index,
-        length: s.length,
-    }
-}
-
 impl ControlTransfer for UsbipTransfer {
     fn control_in(
         &mut self,
@@ -166,7 +156,7 @@ impl ControlTransfer for UsbipTransfer {
         buf: &mut [u8],
         timeout: Duration,
     ) -> Result<usize, TransferError> {
-        let data = self.0.control(setup(s), &[], timeout).map_err(map_err)?;
+        let data = self.0.control(s, &[], timeout).map_err(map_err)?;
         let n = data.len().min(buf.len());
         buf[..n].copy_from_slice(&data[..n]);
         Ok(n)
@@ -178,7 +168,7 @@ impl ControlTransfer for UsbipTransfer {
         data: &[u8],
         timeout: Duration,
     ) -> Result<usize, TransferError> {
-        self.0.control(setup(s), data, timeout).map_err(map_err)?;
+        self.0.control(s, data, timeout).map_err(map_err)?;
         Ok(data.len())
     }
 }

@@ -62,6 +62,8 @@ pub fn app_hex(path: &Path, len: usize, seed: u32) -> Vec<u8> {
 /// A `dfukit sim nrf52840 --pty` process; killed when dropped.
 pub struct Sim {
     child: Child,
+    /// Kept open: the board prints more lines after the first.
+    _stdout: BufReader<std::process::ChildStdout>,
     /// The pty path it printed.
     pub pty: String,
 }
@@ -78,16 +80,19 @@ impl Sim {
             .spawn()
             .expect("sim starts");
         let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut first).unwrap();
         let pty = first
             .strip_prefix("pty: ")
             .unwrap_or_else(|| panic!("first line is not `pty: PATH`: {first:?}"))
             .trim()
             .to_string();
         assert!(pty.starts_with("/dev/pts/"), "{pty}");
-        Sim { child, pty }
+        Sim {
+            child,
+            _stdout: stdout,
+            pty,
+        }
     }
 
     /// Stops the board (as pulling its power would).
