@@ -31,6 +31,24 @@ const OPTION_BYTES_DEFAULT: [u8; OPTION_BYTES_LEN] = [
 const FLASH_IMAGE: &str = "flash";
 const OPTION_BYTES_IMAGE: &str = "option-bytes";
 
+/// A fault switch that reproduces a field failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum UsbFault {
+    /// After this many data blocks the device stalls every request (a
+    /// firmware that crashed with the USB core still answering).
+    StallAfterBlocks {
+        /// Blocks accepted first.
+        blocks: u32,
+    },
+    /// After this many data blocks the device drops off the bus (a reset or
+    /// brown-out in the middle of a download).
+    VanishAfterBlocks {
+        /// Blocks accepted first.
+        blocks: u32,
+    },
+}
+
 /// What the board is built with; stored as `board.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stm32f4Config {
@@ -38,6 +56,9 @@ pub struct Stm32f4Config {
     pub flash_timing: bool,
     /// USB serial number string.
     pub serial: String,
+    /// Fault switch, if any.
+    #[serde(default)]
+    pub fault: Option<UsbFault>,
 }
 
 impl Default for Stm32f4Config {
@@ -45,6 +66,7 @@ impl Default for Stm32f4Config {
         Stm32f4Config {
             flash_timing: true,
             serial: "3574364C3034".into(),
+            fault: None,
         }
     }
 }
@@ -109,6 +131,10 @@ pub struct Stm32f4 {
     left: Option<u32>,
     model_errors: Vec<FlashModelError>,
     reply: Vec<u8>,
+    /// DfuSe data blocks received (for the fault switches).
+    blocks: u32,
+    /// The fault switch fired.
+    faulted: bool,
 }
 
 impl Stm32f4 {
@@ -136,6 +162,8 @@ impl Stm32f4 {
             left: None,
             model_errors: Vec::new(),
             reply: vec![0; 4096],
+            blocks: 0,
+            faulted: false,
             cfg,
         })
     }
@@ -224,6 +252,8 @@ impl Stm32f4 {
     pub fn reattach(&mut self) {
         self.left = None;
         self.pending = None;
+        self.blocks = 0;
+        self.faulted = false;
         self.dev = DfuDevice::new(device_config(self.cfg.flash_timing))
             .expect("built-in configuration is valid");
         self.descriptors = descriptors(&self.cfg.serial);
@@ -299,6 +329,25 @@ impl UsbDevice for Stm32f4 {
 
     fn control(&mut self, setup: &SetupPacket, data_out: &[u8]) -> ControlReply {
         self.advance();
+        if self.faulted {
+            return ControlReply::Stall;
+        }
+        // A DfuSe data block: DNLOAD (class, interface, OUT) with wValue >= 2.
+        if setup.request_type == 0x21 && setup.request == 1 && setup.value >= 2 {
+            self.blocks += 1;
+            match self.cfg.fault {
+                Some(UsbFault::StallAfterBlocks { blocks }) if self.blocks > blocks => {
+                    self.faulted = true;
+                    return ControlReply::Stall;
+                }
+                Some(UsbFault::VanishAfterBlocks { blocks }) if self.blocks > blocks => {
+                    self.faulted = true;
+                    self.left = Some(0);
+                    return ControlReply::Disconnected;
+                }
+                _ => {}
+            }
+        }
         let is_set_interface = setup.request_type == 0x01 && setup.request == 11;
         if !is_set_interface {
             if let Some(r) = self.descriptors.handle(setup, data_out) {

@@ -28,6 +28,10 @@ pub enum ControlReply {
     Data(Vec<u8>),
     /// The device stalls the request (`-EPIPE` on the wire, `LIBUSB_ERROR_PIPE` for libusb).
     Stall,
+    /// The device dropped off the bus during the request: it fails with
+    /// `-ENODEV` (`LIBUSB_ERROR_NO_DEVICE`). The device should also report
+    /// itself detached, so that the server ends the import.
+    Disconnected,
 }
 
 impl ControlReply {

@@ -27,8 +27,8 @@ use crate::device::{ControlReply, SetupPacket, UsbDevice};
 use crate::wire::{
     CmdSubmit, CmdUnlink, Direction, HeaderBasic, OpHeader, OpRepDevlist, OpRepImport, OpReqImport,
     RetSubmit, RetUnlink, BUSID_FIELD_LEN, NOT_ISO, OP_HEADER_LEN, OP_REQ_DEVLIST, OP_REQ_IMPORT,
-    STATUS_STALL, STATUS_UNLINKED, ST_DEV_BUSY, ST_NODEV, URB_HEADER_LEN, USBIP_CMD_SUBMIT,
-    USBIP_CMD_UNLINK,
+    STATUS_NO_DEVICE, STATUS_STALL, STATUS_UNLINKED, ST_DEV_BUSY, ST_NODEV, URB_HEADER_LEN,
+    USBIP_CMD_SUBMIT, USBIP_CMD_UNLINK,
 };
 
 /// A device shared between the server and its owner, who can lock it to inspect its state.
@@ -583,6 +583,7 @@ fn process_submit(device: &mut dyn UsbDevice, cmd: &CmdSubmit) -> RetSubmit {
                     ret.actual_length = cmd.data.len() as u32;
                 }
                 (_, ControlReply::Stall) => ret.status = STATUS_STALL,
+                (_, ControlReply::Disconnected) => ret.status = STATUS_NO_DEVICE,
             }
         }
         _ => ret.status = STATUS_STALL,

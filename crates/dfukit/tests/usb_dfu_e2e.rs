@@ -22,6 +22,10 @@ struct Board {
 
 impl Board {
     fn start(state: &Path) -> Board {
+        Self::start_with(state, &[])
+    }
+
+    fn start_with(state: &Path, extra: &[&str]) -> Board {
         let mut child = dfukit()
             .args([
                 "sim",
@@ -32,6 +36,7 @@ impl Board {
                 "--state",
             ])
             .arg(state)
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("sim starts");
@@ -454,4 +459,57 @@ fn dfu_suffix_files_are_interchangeable() {
     std::fs::write(&a, bad).unwrap();
     let out = run(&["usb", "suffix", "check", a.to_str().unwrap()]);
     assert!(!out.status.success());
+}
+
+/// A device that stalls, or drops off the bus, in the middle of a download:
+/// a bounded, clear error naming the phase and address, a non-zero exit, and
+/// no claim that the image was written.
+#[test]
+fn a_device_that_fails_mid_download_is_reported_not_claimed_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let fw = dfukit_sim::synthetic::firmware(100_000, 11);
+    let bin = dir.path().join("fw.bin");
+    std::fs::write(&bin, &fw).unwrap();
+    for (fault, words) in [
+        ("stall-after-blocks=10", "stall"),
+        ("vanish-after-blocks=10", "disconnect"),
+    ] {
+        let b = Board::start_with(&dir.path().join(fault), &["--fault", fault]);
+        let start = Instant::now();
+        let out = usb(
+            &b,
+            &[
+                "download",
+                "-a",
+                "0",
+                "-s",
+                "0x08000000",
+                "-D",
+                bin.to_str().unwrap(),
+            ],
+        );
+        let t = text(&out);
+        assert!(!out.status.success(), "{fault}: exit 0\n{t}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{fault}: took {:?}",
+            start.elapsed()
+        );
+        assert!(
+            t.to_lowercase().contains(words),
+            "{fault}: error lacks {words:?}:\n{t}"
+        );
+        // Block 11 (the first refused) is at 10 * 2048 = 0x5000.
+        assert!(
+            t.contains("0x08005000"),
+            "{fault}: error lacks the address of block 11:\n{t}"
+        );
+        assert!(
+            !t.contains("bytes written"),
+            "{fault}: claims success:\n{t}"
+        );
+        // Blocks 1-10 went in; nothing beyond them is claimed or present.
+        assert_eq!(&b.flash()[..10 * 2048], &fw[..10 * 2048]);
+        assert!(b.flash()[11 * 2048..fw.len()].iter().all(|&x| x == 0xFF));
+    }
 }

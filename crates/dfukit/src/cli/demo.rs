@@ -172,6 +172,68 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
         ),
     });
 
+    // USB DFU: the STM32F405 ROM bootloader (DfuSe) over USB/IP.
+    println!(
+        "\n5. STM32F405 ROM bootloader (USB DFU, DfuSe) exported over USB/IP, flash timing on"
+    );
+    let (server, board) = {
+        use dfukit_sim::stm32f4::{Stm32f4, Stm32f4Config};
+        let board = std::sync::Arc::new(std::sync::Mutex::new(Stm32f4::in_memory(
+            Stm32f4Config::default(),
+        )));
+        let server = dfukit_usbip::Server::bind("127.0.0.1:0").map_err(|e| io_diag(&dir, e))?;
+        server
+            .add_shared("1-1", board.clone())
+            .map_err(|e| io_diag(&dir, e))?;
+        server.spawn().map_err(|e| io_diag(&dir, e))?;
+        (server, board)
+    };
+    let target = super::usb::Target {
+        usbip: server.local_addr().to_string(),
+        device: Some("0483:df11".into()),
+        serial: None,
+        path: None,
+    };
+    println!("   `dfukit usb list --usbip {}`:", target.usbip);
+    super::usb::list(&target)?;
+    let stm_fw = dfukit_sim::synthetic::firmware(200 * 1024, 0xF4);
+    let stm_bin = dir.join("stm32f4_app.bin");
+    std::fs::write(&stm_bin, &stm_fw).map_err(|e| io_diag(&stm_bin, e))?;
+    println!(
+        "   `dfukit usb download -a 0 -s 0x08000000:leave --verify -D {}`",
+        stm_bin.display()
+    );
+    let started = std::time::Instant::now();
+    super::usb::download(&super::usb::Download {
+        target,
+        alt: "0".into(),
+        dfuse_address: Some("0x08000000:leave".into()),
+        file: stm_bin.clone(),
+        verify: true,
+        transfer_size: None,
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    let b = board.lock().unwrap_or_else(|p| p.into_inner());
+    if b.flash()[..stm_fw.len()] != stm_fw[..] || b.left_to() != Some(0x0800_0000) {
+        return Err(Diag::new(
+            "dfukit::demo::failed",
+            "the STM32F4 board does not hold the image",
+            "this is a dfukit bug: please report it",
+        )
+        .into());
+    }
+    let sectors = b.flash_chip().counters().erases;
+    println!("   the board holds the image byte for byte ({sectors} sectors erased) and jumped to 0x08000000");
+    drop(b);
+    server.stop();
+    rows.push(Row {
+        board: "STM32F405 ROM, USB/IP".into(),
+        step: "DfuSe download".into(),
+        bytes: stm_fw.len(),
+        secs,
+        result: "accepted".into(),
+    });
+
     println!("\nsummary");
     println!(
         "{:<30} {:<14} {:>9} {:>8} {:>10}  result",

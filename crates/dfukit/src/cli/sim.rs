@@ -83,6 +83,27 @@ pub struct Stm32f4Args {
     /// Complete erases and programs at once instead of after their datasheet times.
     #[arg(long)]
     pub no_flash_timing: bool,
+    /// Reproduce a field failure: `stall-after-blocks=N` or `vanish-after-blocks=N`
+    /// (the device stalls, or drops off the bus, after N download blocks).
+    #[arg(long, value_parser = parse_usb_fault)]
+    pub fault: Option<dfukit_sim::stm32f4::UsbFault>,
+}
+
+fn parse_usb_fault(s: &str) -> Result<dfukit_sim::stm32f4::UsbFault, String> {
+    use dfukit_sim::stm32f4::UsbFault;
+    let (kind, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KIND=N, got {s:?}"))?;
+    let blocks: u32 = n
+        .parse()
+        .map_err(|e| format!("{kind} needs a number of blocks: {e}"))?;
+    match kind {
+        "stall-after-blocks" => Ok(UsbFault::StallAfterBlocks { blocks }),
+        "vanish-after-blocks" => Ok(UsbFault::VanishAfterBlocks { blocks }),
+        _ => Err(format!(
+            "unknown fault {kind:?}; known: stall-after-blocks=N, vanish-after-blocks=N"
+        )),
+    }
 }
 
 /// Options of `sim inspect`.
@@ -226,6 +247,7 @@ fn stm32f4(a: Stm32f4Args) -> Result<(), Diag> {
     if a.no_flash_timing {
         cfg.flash_timing = false;
     }
+    cfg.fault = a.fault.or(cfg.fault);
     let board = Stm32f4::open(&state, Some(cfg)).map_err(|e| state_error(&dir, e))?;
     let board = Arc::new(Mutex::new(board));
     let usbip_error = |e: &dyn std::fmt::Display| {

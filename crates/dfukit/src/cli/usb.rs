@@ -56,38 +56,38 @@ pub struct Target {
 #[derive(Args)]
 pub struct Download {
     #[command(flatten)]
-    target: Target,
+    pub target: Target,
     /// Alternate setting, by number or name.
     #[arg(short = 'a', long, default_value = "0")]
-    alt: String,
+    pub alt: String,
     /// DfuSe: ADDRESS[:leave][:mass-erase][:force] for a raw file.
     #[arg(short = 's', long = "dfuse-address")]
-    dfuse_address: Option<String>,
+    pub dfuse_address: Option<String>,
     /// The file: raw binary (a DFU suffix is checked and removed) or a DfuSe .dfu file.
     #[arg(short = 'D', long = "download")]
-    file: PathBuf,
+    pub file: PathBuf,
     /// Read the written range back and compare.
     #[arg(long)]
-    verify: bool,
+    pub verify: bool,
     /// Bytes per USB transfer (default: the device's wTransferSize).
     #[arg(short = 't', long = "transfer-size")]
-    transfer_size: Option<u16>,
+    pub transfer_size: Option<u16>,
 }
 
 /// Options of `upload`.
 #[derive(Args)]
 pub struct Upload {
     #[command(flatten)]
-    target: Target,
+    pub target: Target,
     /// Alternate setting, by number or name.
     #[arg(short = 'a', long, default_value = "0")]
-    alt: String,
+    pub alt: String,
     /// DfuSe: ADDRESS:LENGTH to read.
     #[arg(short = 's', long = "dfuse-address")]
-    dfuse_address: Option<String>,
+    pub dfuse_address: Option<String>,
     /// Where to write what was read.
     #[arg(short = 'U', long = "upload")]
-    file: PathBuf,
+    pub file: PathBuf,
 }
 
 /// `usb suffix ...`
@@ -239,7 +239,8 @@ fn one_device(t: &Target) -> Result<Opened, Diag> {
     }
 }
 
-fn list(t: &Target) -> Result<(), Diag> {
+/// Runs `usb list`.
+pub fn list(t: &Target) -> Result<(), Diag> {
     for d in dfu_devices(t)? {
         let f = &d.dfu;
         for (alt, name) in &f.alts {
@@ -329,7 +330,8 @@ fn read_file(p: &Path) -> Result<Vec<u8>, Diag> {
     })
 }
 
-fn download(a: &Download) -> Result<(), Diag> {
+/// Runs `usb download`.
+pub fn download(a: &Download) -> Result<(), Diag> {
     let bytes = read_file(&a.file)?;
     let (mut host, dfu, layout) = open_alt(&a.target, &a.alt, a.transfer_size)?;
     let bar = progress(0, "download");
