@@ -28,6 +28,27 @@ enum BenchWhat {
     Serial(SerialBench),
     /// DfuSe download + read-back over USB/IP: dfukit vs dfu-util through the shim.
     Usb(UsbBench),
+    /// DfuSe download with the STM32F4 flash timing on, in virtual time:
+    /// achieved time against the flash model's bound.
+    UsbFlash(UsbFlashBench),
+}
+
+#[derive(Args)]
+struct UsbFlashBench {
+    /// Image size in KiB.
+    #[arg(long, default_value_t = 1024)]
+    size_kib: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct UsbFlashResult {
+    image_bytes: usize,
+    transfer_s: f64,
+    bound_s: f64,
+    ratio: f64,
 }
 
 #[derive(Args)]
@@ -85,6 +106,7 @@ pub fn run(a: BenchArgs) -> miette::Result<()> {
     match a.what {
         BenchWhat::Serial(s) => Ok(serial(s)?),
         BenchWhat::Usb(u) => Ok(usb(u)?),
+        BenchWhat::UsbFlash(u) => Ok(usb_flash(u)?),
     }
 }
 
@@ -395,6 +417,118 @@ fn usb(a: UsbBench) -> Result<(), Diag> {
             r.dfu_util_s
         );
         println!("  ratio dfu-util/dfukit: {:.2}x", r.ratio);
+    }
+    Ok(())
+}
+
+/// The board driven directly by the host in virtual time: each bwPollTimeout
+/// the host sleeps advances the board's clock instead of the wall clock.
+struct VirtualBoard {
+    board: dfukit_sim::stm32f4::Stm32f4,
+    now: dfukit_core::Instant,
+}
+
+impl dfukit_usbdfu::host::ControlTransfer for VirtualBoard {
+    fn control_in(
+        &mut self,
+        s: dfukit_core::usb::SetupPacket,
+        buf: &mut [u8],
+        _: Duration,
+    ) -> Result<usize, dfukit_usbdfu::host::TransferError> {
+        use dfukit_usbip::UsbDevice;
+        match self.board.control(&s, &[]) {
+            dfukit_usbip::ControlReply::Data(d) => {
+                let n = d.len().min(buf.len());
+                buf[..n].copy_from_slice(&d[..n]);
+                Ok(n)
+            }
+            dfukit_usbip::ControlReply::Stall => Err(dfukit_usbdfu::host::TransferError::Stall),
+            _ => Err(dfukit_usbdfu::host::TransferError::Disconnected),
+        }
+    }
+
+    fn control_out(
+        &mut self,
+        s: dfukit_core::usb::SetupPacket,
+        data: &[u8],
+        _: Duration,
+    ) -> Result<usize, dfukit_usbdfu::host::TransferError> {
+        use dfukit_usbip::UsbDevice;
+        match self.board.control(&s, data) {
+            dfukit_usbip::ControlReply::Data(_) => Ok(data.len()),
+            dfukit_usbip::ControlReply::Stall => Err(dfukit_usbdfu::host::TransferError::Stall),
+            _ => Err(dfukit_usbdfu::host::TransferError::Disconnected),
+        }
+    }
+
+    fn sleep(&mut self, d: Duration) {
+        self.now += d;
+        self.board.set_time(self.now);
+    }
+}
+
+fn usb_flash(a: UsbFlashBench) -> Result<(), Diag> {
+    use dfukit_sim::stm32f4::{Stm32f4, Stm32f4Config};
+    use dfukit_usbdfu::dfuse::MemoryLayout;
+    use dfukit_usbdfu::host::{DfuHost, Options};
+    let len = a.size_kib * 1024;
+    if len > 1 << 20 {
+        return Err(Diag::new(
+            "dfukit::bench::size",
+            "the STM32F4 has 1024 KiB of flash",
+            "use --size-kib 1024 or less",
+        ));
+    }
+    let fw = dfukit_sim::synthetic::firmware(len, 0xF1A5);
+    let mut board = Stm32f4::in_memory(Stm32f4Config::default());
+    board.use_virtual_time(dfukit_core::Instant::ZERO);
+    let cfg = dfukit_usbdfu::device::DeviceConfig::stm32f4_rom();
+    let layout = MemoryLayout::parse(cfg.alts[0].name).map_err(|e| diag(format!("{e:?}")))?;
+    // The bound: every sector the image touches erased once, every word
+    // programmed once, at the datasheet's typical times (the flash model).
+    let sectors = board.flash_chip().sectors().unwrap_or(&[]).to_vec();
+    let touched = sectors
+        .iter()
+        .filter(|s| s.start < 0x0800_0000 + len as u32);
+    let erase: Duration = touched.map(|s| s.erase_typ).sum();
+    let program = Duration::from_micros(16) * (len as u32).div_ceil(4);
+    let bound = erase + program;
+    let t = VirtualBoard {
+        board,
+        now: dfukit_core::Instant::ZERO,
+    };
+    let mut host = DfuHost::new(t, 0, cfg.descriptor(), Options::default());
+    host.set_alt(0).map_err(|e| diag(e.to_string()))?;
+    host.dfuse_download(&layout, 0x0800_0000, &fw, false, &mut |_| {})
+        .map_err(|e| diag(e.to_string()))?;
+    let t = host.into_inner();
+    if t.board.flash()[..len] != fw[..] {
+        return Err(Diag::new(
+            "dfukit::bench::failed",
+            "the board does not hold the image",
+            "a benchmark run failed",
+        ));
+    }
+    let transfer = Duration::from_micros(t.now.as_micros());
+    let r = UsbFlashResult {
+        image_bytes: len,
+        transfer_s: transfer.as_secs_f64(),
+        bound_s: bound.as_secs_f64(),
+        ratio: bound.as_secs_f64() / transfer.as_secs_f64(),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&r).expect("serializes"));
+    } else {
+        println!(
+            "DfuSe download, {} KiB, simulated STM32F405 with datasheet flash timing, virtual time",
+            a.size_kib
+        );
+        println!("  transfer: {:.3} s", r.transfer_s);
+        println!(
+            "  flash bound (sum of sector erases + 16 us per word): {:.3} s",
+            r.bound_s
+        );
+        println!("  ratio bound/transfer: {:.1}%", r.ratio * 100.0);
     }
     Ok(())
 }
