@@ -266,8 +266,12 @@ impl Stm32f4 {
 
     /// Delivers due completions and starts the operations the core asks for.
     fn advance(&mut self) {
+        let now = self.now();
+        // The next operation starts when the previous one finished, not at
+        // the request that happens to observe it: the flash runs back to
+        // back while the host waits.
+        let mut start = now;
         loop {
-            let now = self.now();
             if let Some(p) = self.pending {
                 if p.at > now {
                     self.dev.poll(now, &mut self.mem);
@@ -275,8 +279,9 @@ impl Stm32f4 {
                 }
                 self.pending = None;
                 self.dev.flash_complete(p.at, p.outcome);
+                start = p.at;
             }
-            self.dev.poll(now, &mut self.mem);
+            self.dev.poll(start, &mut self.mem);
             let Some(op) = self.dev.poll_flash() else {
                 break;
             };
@@ -300,13 +305,13 @@ impl Stm32f4 {
             };
             self.pending = Some(match outcome {
                 Ok(d) => Pending {
-                    at: now + d,
+                    at: start + d,
                     outcome: FlashOutcome::Done,
                 },
                 Err(e) => {
                     self.model_errors.push(e);
                     Pending {
-                        at: now,
+                        at: start,
                         outcome: FlashOutcome::Failed,
                     }
                 }

@@ -513,3 +513,94 @@ fn a_device_that_fails_mid_download_is_reported_not_claimed_written() {
         assert!(b.flash()[11 * 2048..fw.len()].iter().all(|&x| x == 0xFF));
     }
 }
+
+/// A .dfu file whose elements share a sector keeps every element (each
+/// sector is erased once, before any element is written), and `:leave`
+/// without an address works for dfu-util and dfukit alike.
+#[test]
+fn dfu_file_elements_sharing_a_sector_all_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Board::start(&dir.path().join("board"));
+    let e1 = dfukit_sim::synthetic::firmware(256, 21);
+    let e2 = dfukit_sim::synthetic::firmware(256, 22);
+    let file = dfukit_usbdfu::files::DfuseFile {
+        targets: vec![dfukit_usbdfu::files::Target {
+            alt: 0,
+            name: Some("two".into()),
+            elements: vec![
+                dfukit_usbdfu::files::Element {
+                    address: 0x0800_0000,
+                    data: e1.clone(),
+                },
+                dfukit_usbdfu::files::Element {
+                    address: 0x0800_0400,
+                    data: e2.clone(),
+                },
+            ],
+        }],
+        suffix: dfukit_usbdfu::files::Suffix {
+            bcd_device: 0x2200,
+            id_product: 0xdf11,
+            id_vendor: 0x0483,
+            bcd_dfu: 0x011a,
+        },
+    };
+    let path = dir.path().join("two.dfu");
+    std::fs::write(&path, file.to_bytes().unwrap()).unwrap();
+    let out = usb(
+        &b,
+        &[
+            "download",
+            "-a",
+            "0",
+            "--verify",
+            "-s",
+            ":leave",
+            "-D",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let flash = b.flash();
+    assert_eq!(&flash[..256], &e1[..], "first element wiped");
+    assert_eq!(&flash[0x400..0x500], &e2[..]);
+    wait_listed_usb(&b);
+    // An upload from a DfuSe device without an address is refused, not
+    // answered with the command list.
+    let out = usb(
+        &b,
+        &[
+            "upload",
+            "-a",
+            "0",
+            "-U",
+            dir.path().join("x.bin").to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("needs ADDRESS:LENGTH"),
+        "{}",
+        text(&out)
+    );
+    // dfu-util's `-s :leave` with a .dfu file: the ROM takes the leave request from dfuIDLE.
+    if tool("dfu-util").is_some() {
+        let out = dfu_util(
+            &b,
+            &["-a", "0", "-s", ":leave", "-D", path.to_str().unwrap()],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+    }
+}
+
+/// Waits for the board after `:leave`, using dfukit's own listing.
+fn wait_listed_usb(board: &Board) {
+    let start = Instant::now();
+    while !text(&usb(board, &["list"])).contains("alt=0") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "board never came back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

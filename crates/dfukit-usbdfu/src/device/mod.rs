@@ -310,9 +310,14 @@ impl DfuDevice {
                 Reply::In(1)
             }
             Request::ClrStatus => {
+                // Leaving dfuERROR while a flash operation is still running
+                // would let a new block overwrite its buffer: the device
+                // stays in dfuERROR until the flash is done.
                 if self.state == State::DfuError {
-                    self.state = State::DfuIdle;
-                    self.status = Status::Ok;
+                    if !self.is_busy() {
+                        self.state = State::DfuIdle;
+                        self.status = Status::Ok;
+                    }
                 } else if self.cfg.dialect.strict_clrstatus {
                     // ST/TF-A: CLRSTATUS outside dfuERROR is itself an error.
                     self.state = State::DfuError;
@@ -447,13 +452,18 @@ impl DfuDevice {
         if !matches!(self.state, State::DfuIdle | State::DfuDnloadIdle) {
             return self.stall_error();
         }
-        if data.len() > self.cfg.transfer_size as usize || self.stuck {
+        // The block buffer is busy until its program completes.
+        if data.len() > self.cfg.transfer_size as usize || self.stuck || self.is_busy() {
             return self.stall_error();
         }
         let block = setup.value;
         if data.is_empty() {
-            // End of download / DfuSe leave request.
-            if self.state != State::DfuDnloadIdle {
+            // End of download / DfuSe leave request. ST's ROM also takes the
+            // leave request from dfuIDLE (dfu-util returns to idle before
+            // `:leave`); plain DFU needs a download first.
+            if self.state != State::DfuDnloadIdle
+                && !(self.cfg.dialect.dfuse && self.state == State::DfuIdle)
+            {
                 return self.stall_error();
             }
             self.state = State::DfuManifestSync;

@@ -95,10 +95,23 @@ fn unexpected_requests_stall_into_error() {
     );
     assert_eq!(req(&mut d, &mut m, Request::ClrStatus, 0, &[]), Reply::Ack);
     assert_eq!(d.state(), State::DfuIdle);
-    // Zero-length DNLOAD in dfuIDLE: nothing to manifest.
-    assert_eq!(req(&mut d, &mut m, Request::Dnload, 0, &[]), Reply::Stall);
-    assert_eq!(d.state(), State::DfuError);
-    req(&mut d, &mut m, Request::ClrStatus, 0, &[]);
+    // Zero-length DNLOAD in dfuIDLE: the ST ROM takes it as the DfuSe leave
+    // request (dfu-util returns to idle before `:leave`); plain DFU (U-Boot)
+    // has nothing to manifest and stalls.
+    {
+        let (mut st_rom, mut m2) = dev(Dialect::ST_ROM);
+        assert_eq!(
+            req(&mut st_rom, &mut m2, Request::Dnload, 0, &[]),
+            Reply::Ack
+        );
+        assert_eq!(st_rom.state(), State::DfuManifestSync);
+        let (mut uboot, mut m3) = dev(Dialect::U_BOOT);
+        assert_eq!(
+            req(&mut uboot, &mut m3, Request::Dnload, 0, &[]),
+            Reply::Stall
+        );
+        assert_eq!(uboot.state(), State::DfuError);
+    }
     // Unknown DfuSe command byte.
     assert_eq!(
         req(&mut d, &mut m, Request::Dnload, 0, &[0x55]),

@@ -661,6 +661,11 @@ impl<T: ControlTransfer> DfuHost<T> {
                 self.dfuse_command(Command::Erase(s.start))?;
             }
         }
+        self.write_blocks(address, data, events)
+    }
+
+    /// Downloads `data` at `address`, already erased, block by block.
+    fn write_blocks(&mut self, address: u32, data: &[u8], events: Ev<'_>) -> Result<(), HostError> {
         let xfer = self.desc.transfer_size.max(1) as usize;
         let total = data.len() as u64;
         // DfuSe maps block n to pointer + (n - 2) * wTransferSize, so one Set
@@ -864,8 +869,32 @@ impl<T: ControlTransfer> DfuHost<T> {
                 name: t.name.clone(),
             });
             self.set_alt(t.alt)?;
+            self.abort_to_idle()?;
+            // Elements may share a sector: erase every touched sector once,
+            // before any element is written, or a later element's erase
+            // would wipe an earlier one.
+            let mut erased: Vec<u32> = Vec::new();
             for e in &t.elements {
-                self.dfuse_download(layout, e.address, &e.data, verify, events)?;
+                for sec in layout.sectors_in(e.address, e.data.len() as u32) {
+                    if sec.mem.erasable() && !erased.contains(&sec.start) {
+                        erased.push(sec.start);
+                        events(Event::Erase {
+                            addr: sec.start,
+                            len: sec.size,
+                        });
+                        self.dfuse_command(Command::Erase(sec.start))?;
+                    }
+                }
+            }
+            for e in &t.elements {
+                self.write_blocks(e.address, &e.data, events)?;
+            }
+            // Verify once everything is written, so a later write that
+            // disturbed an earlier element is caught.
+            if verify {
+                for e in &t.elements {
+                    self.verify(layout, e.address, &e.data, events)?;
+                }
             }
         }
         Ok(())

@@ -112,7 +112,8 @@ pub fn string(t: &mut impl ControlTransfer, index: u8) -> Result<String, ProbeEr
             offset: 0,
         });
     }
-    let n = (b[0] as usize).min(b.len());
+    // A bLength below 2 (malformed) reads as an empty string, as libusb does.
+    let n = (b[0] as usize).clamp(2, b.len());
     let units: Vec<u16> = b[2..n]
         .chunks_exact(2)
         .map(|c| u16::from_le_bytes([c[0], c[1]]))
@@ -142,6 +143,9 @@ pub fn probe(t: &mut impl ControlTransfer) -> Result<DfuInterface, ProbeError> {
     let mut alts = Vec::new();
     let mut iface: Option<(u8, u8)> = None;
     let mut functional = None;
+    // Inside the DFU interface's descriptors (between its interface
+    // descriptors and the next other interface).
+    let mut in_dfu = false;
     let mut at = 0;
     while at + 2 <= cfg.len() {
         let len = cfg[at] as usize;
@@ -154,6 +158,7 @@ pub fn probe(t: &mut impl ControlTransfer) -> Result<DfuInterface, ProbeError> {
         let d = &cfg[at..at + len];
         match d[1] {
             // The first DFU interface's alternate settings.
+            DT_INTERFACE if !(len >= 9 && d[5] == 0xFE && d[6] == 0x01) => in_dfu = false,
             DT_INTERFACE
                 if len >= 9
                     && d[5] == 0xFE
@@ -162,8 +167,11 @@ pub fn probe(t: &mut impl ControlTransfer) -> Result<DfuInterface, ProbeError> {
             {
                 iface = Some((d[2], d[7]));
                 alts.push((d[3], d[8]));
+                in_dfu = true;
             }
-            DT_DFU_FUNCTIONAL if functional.is_none() => {
+            // HID uses 0x21 too: only the class descriptor that follows
+            // the DFU interface's alternate settings is the DFU one.
+            DT_DFU_FUNCTIONAL if functional.is_none() && in_dfu => {
                 functional = Some(FunctionalDescriptor::from_bytes(d).map_err(|_| {
                     ProbeError::Malformed {
                         what: "DFU functional",

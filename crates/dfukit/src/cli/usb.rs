@@ -330,9 +330,51 @@ fn read_file(p: &Path) -> Result<Vec<u8>, Diag> {
     })
 }
 
+/// The options of a DfuSe address string: `[ADDRESS][:leave][:mass-erase][:force]`.
+struct DfuseOptions {
+    address: Option<u32>,
+    leave: bool,
+    mass_erase: bool,
+    force: bool,
+}
+
+fn dfuse_options(spec: &str) -> Result<DfuseOptions, Diag> {
+    let mut parts = spec.split(':');
+    let first = parts.next().unwrap_or("");
+    let address = if first.is_empty() {
+        None
+    } else {
+        Some(parse_num(first).ok_or_else(|| bad_address(spec))?)
+    };
+    let mut o = DfuseOptions {
+        address,
+        leave: false,
+        mass_erase: false,
+        force: false,
+    };
+    for p in parts {
+        match p {
+            "leave" => o.leave = true,
+            "mass-erase" => o.mass_erase = true,
+            "force" => o.force = true,
+            _ => return Err(bad_address(spec)),
+        }
+    }
+    if o.mass_erase && !o.force {
+        return Err(Diag::new(
+            "dfukit::usb::mass_erase",
+            "mass erase needs `:force`",
+            "add :force to the -s string if you mean to erase the whole device",
+        ));
+    }
+    Ok(o)
+}
+
 /// Runs `usb download`.
 pub fn download(a: &Download) -> Result<(), Diag> {
     let bytes = read_file(&a.file)?;
+    // Options first: they apply to raw and .dfu files alike.
+    let opts = a.dfuse_address.as_deref().map(dfuse_options).transpose()?;
     let (mut host, dfu, layout) = open_alt(&a.target, &a.alt, a.transfer_size)?;
     let bar = progress(0, "download");
     let mut events = |e: Event| match e {
@@ -345,7 +387,17 @@ pub fn download(a: &Download) -> Result<(), Diag> {
         }
         _ => {}
     };
-    if bytes.starts_with(b"DfuSe") {
+    if opts.as_ref().is_some_and(|o| o.mass_erase) {
+        host.dfuse_mass_erase(&mut events).map_err(host_error)?;
+    }
+    let leave_to = if bytes.starts_with(b"DfuSe") {
+        if opts.as_ref().and_then(|o| o.address).is_some() {
+            return Err(Diag::new(
+                "dfukit::usb::dfuse_address",
+                "a .dfu file carries its own addresses",
+                "drop the address from -s (keep :leave or :mass-erase:force)",
+            ));
+        }
         let file = DfuseFile::parse(&bytes).map_err(|e| {
             Diag::new(
                 "dfukit::usb::dfu_file",
@@ -364,73 +416,68 @@ pub fn download(a: &Download) -> Result<(), Diag> {
             .map_err(host_error)?;
         bar.finish_and_clear();
         eprintln!(
-            "{}: downloaded {} target(s)",
+            "{}: downloaded {} target(s){}",
             a.file.display(),
-            file.targets.len()
+            file.targets.len(),
+            if a.verify { ", verified" } else { "" }
         );
-        return Ok(());
-    }
-    // A raw file may carry a DFU suffix: check it and send the payload only.
-    let payload = match files::check_suffix(&bytes) {
-        Ok(s) => s.payload.to_vec(),
-        Err(_) => bytes,
+        None
+    } else {
+        // A raw file may carry a DFU suffix: check it and send the payload only.
+        let payload = match files::check_suffix(&bytes) {
+            Ok(s) => s.payload.to_vec(),
+            // A suffix signature with a wrong CRC: the file is damaged, and
+            // sending it would write the suffix into flash as code.
+            Err(e @ files::SuffixError::CrcMismatch { .. }) => {
+                return Err(Diag::new(
+                    "dfukit::usb::suffix",
+                    format!("{}: {e}", a.file.display()),
+                    "the file is damaged: rebuild it, or check it with `dfukit usb suffix check`",
+                ));
+            }
+            Err(_) => bytes,
+        };
+        match opts.as_ref().and_then(|o| o.address) {
+            None if dfu.functional.is_dfuse() => {
+                return Err(Diag::new(
+                    "dfukit::usb::dfuse_address",
+                    "a raw file to a DfuSe device needs a target address",
+                    "add -s ADDRESS (for example -s 0x08000000:leave)",
+                ));
+            }
+            None => {
+                host.download(&payload, &mut events).map_err(host_error)?;
+                bar.finish_and_clear();
+                eprintln!("{}: {} bytes downloaded", a.file.display(), payload.len());
+                None
+            }
+            Some(addr) => {
+                let layout = layout.ok_or_else(|| {
+                    Diag::new(
+                        "dfukit::usb::layout",
+                        "the alternate setting's name is not a DfuSe memory layout",
+                        "choose the alt that names the memory (see `dfukit usb list`)",
+                    )
+                })?;
+                host.dfuse_download(&layout, addr, &payload, a.verify, &mut events)
+                    .map_err(host_error)?;
+                bar.finish_and_clear();
+                eprintln!(
+                    "{}: {} bytes written at {addr:#010x}{}",
+                    a.file.display(),
+                    payload.len(),
+                    if a.verify { ", verified" } else { "" }
+                );
+                Some(addr)
+            }
+        }
     };
-    let Some(spec) = &a.dfuse_address else {
-        if dfu.functional.is_dfuse() {
-            return Err(Diag::new(
-                "dfukit::usb::dfuse_address",
-                "a raw file to a DfuSe device needs a target address",
-                "add -s ADDRESS (for example -s 0x08000000:leave)",
-            ));
+    if opts.as_ref().is_some_and(|o| o.leave) {
+        host.dfuse_leave(leave_to).map_err(host_error)?;
+        match leave_to {
+            Some(addr) => eprintln!("left DFU mode: jump to {addr:#010x}"),
+            None => eprintln!("left DFU mode"),
         }
-        host.download(&payload, &mut events).map_err(host_error)?;
-        bar.finish_and_clear();
-        eprintln!("{}: {} bytes downloaded", a.file.display(), payload.len());
-        return Ok(());
-    };
-    let mut parts = spec.split(':');
-    let addr = parts
-        .next()
-        .and_then(parse_num)
-        .ok_or_else(|| bad_address(spec))?;
-    let (mut leave, mut mass, mut force) = (false, false, false);
-    for p in parts {
-        match p {
-            "leave" => leave = true,
-            "mass-erase" => mass = true,
-            "force" => force = true,
-            _ => return Err(bad_address(spec)),
-        }
-    }
-    let layout = layout.ok_or_else(|| {
-        Diag::new(
-            "dfukit::usb::layout",
-            "the alternate setting's name is not a DfuSe memory layout",
-            "choose the alt that names the memory (see `dfukit usb list`)",
-        )
-    })?;
-    if mass {
-        if !force {
-            return Err(Diag::new(
-                "dfukit::usb::mass_erase",
-                "mass erase needs `:force`",
-                "add :force to the -s string if you mean to erase the whole device",
-            ));
-        }
-        host.dfuse_mass_erase(&mut events).map_err(host_error)?;
-    }
-    host.dfuse_download(&layout, addr, &payload, a.verify, &mut events)
-        .map_err(host_error)?;
-    bar.finish_and_clear();
-    eprintln!(
-        "{}: {} bytes written at {addr:#010x}{}",
-        a.file.display(),
-        payload.len(),
-        if a.verify { ", verified" } else { "" }
-    );
-    if leave {
-        host.dfuse_leave(Some(addr)).map_err(host_error)?;
-        eprintln!("left DFU mode: jump to {addr:#010x}");
     }
     Ok(())
 }
@@ -461,6 +508,14 @@ fn upload(a: &Upload) -> Result<(), Diag> {
             })?;
             host.dfuse_upload(&layout, addr, len as usize, &mut events)
                 .map_err(host_error)?
+        }
+        None if _dfu.functional.is_dfuse() => {
+            // Block 0 of a DfuSe upload is Get Commands, not memory.
+            return Err(Diag::new(
+                "dfukit::usb::dfuse_address",
+                "an upload from a DfuSe device needs ADDRESS:LENGTH",
+                "add -s, for example -s 0x08000000:65536",
+            ));
         }
         None => host.upload(None, &mut events).map_err(host_error)?,
     };
