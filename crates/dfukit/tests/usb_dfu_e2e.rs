@@ -604,3 +604,25 @@ fn wait_listed_usb(board: &Board) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Without --usbip dfukit looks at this machine's USB (nusb). Where the
+/// machine has no USB stack (CI's VMs), that is a clear error, not a hang or
+/// an empty success.
+#[test]
+fn local_usb_without_a_usb_stack_is_a_clear_error() {
+    let out = dfukit()
+        .args(["usb", "list"])
+        .env_remove("DFUKIT_USBIP")
+        .output()
+        .unwrap();
+    if Path::new("/sys/bus/usb/devices").exists() {
+        assert!(out.status.success(), "{}", text(&out));
+    } else {
+        assert!(!out.status.success());
+        let t = text(&out);
+        assert!(
+            t.contains("cannot list USB devices") && t.contains("--usbip"),
+            "{t}"
+        );
+    }
+}

@@ -189,12 +189,12 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
         (server, board)
     };
     let target = super::usb::Target {
-        usbip: server.local_addr().to_string(),
+        usbip: Some(server.local_addr().to_string()),
         device: Some("0483:df11".into()),
         serial: None,
         path: None,
     };
-    println!("   `dfukit usb list --usbip {}`:", target.usbip);
+    println!("   `dfukit usb list --usbip {}`:", server.local_addr());
     super::usb::list(&target)?;
     let stm_fw = dfukit_sim::synthetic::firmware(200 * 1024, 0xF4);
     let stm_bin = dir.join("stm32f4_app.bin");

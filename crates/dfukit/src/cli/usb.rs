@@ -38,9 +38,9 @@ pub enum UsbCommand {
 #[derive(Args, Clone)]
 pub struct Target {
     /// USB/IP server to reach devices through (a simulated board, or usbipd
-    /// on another machine). Local USB without it is not available yet.
+    /// on another machine). Without it, devices on this machine's USB.
     #[arg(long, env = "DFUKIT_USBIP")]
-    pub usbip: String,
+    pub usbip: Option<String>,
     /// VID:PID of the device (hex), as dfu-util's -d.
     #[arg(short = 'd', long = "device")]
     pub device: Option<String>,
@@ -173,6 +173,153 @@ impl ControlTransfer for UsbipTransfer {
     }
 }
 
+/// Control transfers to a device on this machine's USB (nusb: usbfs on
+/// Linux, no libusb).
+pub struct NusbTransfer {
+    device: nusb::Device,
+    interface: Option<nusb::Interface>,
+}
+
+fn nusb_err(e: nusb::transfer::TransferError) -> TransferError {
+    use nusb::transfer::TransferError as E;
+    match e {
+        E::Stall => TransferError::Stall,
+        E::Cancelled => TransferError::Timeout,
+        E::Disconnected => TransferError::Disconnected,
+        other => TransferError::Io(other.to_string()),
+    }
+}
+
+fn nusb_kind(s: &SetupPacket) -> (nusb::transfer::ControlType, nusb::transfer::Recipient) {
+    use nusb::transfer::{ControlType, Recipient};
+    let kind = match s.kind() {
+        0x00 => ControlType::Standard,
+        0x20 => ControlType::Class,
+        _ => ControlType::Vendor,
+    };
+    let recipient = match s.recipient() {
+        0 => Recipient::Device,
+        1 => Recipient::Interface,
+        2 => Recipient::Endpoint,
+        _ => Recipient::Other,
+    };
+    (kind, recipient)
+}
+
+impl NusbTransfer {
+    /// Claims `interface` (detaching a kernel driver if one holds it), so
+    /// that class requests and alternate-setting changes go through it.
+    fn claim(&mut self, interface: u8) -> Result<(), TransferError> {
+        use nusb::MaybeFuture;
+        if self.interface.is_none() {
+            let i = self
+                .device
+                .detach_and_claim_interface(interface)
+                .wait()
+                .map_err(|e| {
+                    TransferError::Io(format!("cannot claim interface {interface}: {e}"))
+                })?;
+            self.interface = Some(i);
+        }
+        Ok(())
+    }
+}
+
+impl ControlTransfer for NusbTransfer {
+    fn control_in(
+        &mut self,
+        s: SetupPacket,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<usize, TransferError> {
+        use nusb::MaybeFuture;
+        let (control_type, recipient) = nusb_kind(&s);
+        let req = nusb::transfer::ControlIn {
+            control_type,
+            recipient,
+            request: s.request,
+            value: s.value,
+            index: s.index,
+            length: s.length,
+        };
+        let data = match &self.interface {
+            Some(i) => i.control_in(req, timeout).wait(),
+            None => self.device.control_in(req, timeout).wait(),
+        }
+        .map_err(nusb_err)?;
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        Ok(n)
+    }
+
+    fn control_out(
+        &mut self,
+        s: SetupPacket,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<usize, TransferError> {
+        use nusb::MaybeFuture;
+        if s.kind() == 0 && s.recipient() == 1 && s.request == dfukit_core::usb::SET_INTERFACE {
+            // The OS owns SET_INTERFACE: ask it, through the claimed interface.
+            self.claim(s.index as u8)?;
+            let i = self.interface.as_ref().expect("claimed above");
+            i.set_alt_setting(s.value as u8)
+                .wait()
+                .map_err(|e| TransferError::Io(format!("SET_INTERFACE {}: {e}", s.value)))?;
+            return Ok(0);
+        }
+        let (control_type, recipient) = nusb_kind(&s);
+        let req = nusb::transfer::ControlOut {
+            control_type,
+            recipient,
+            request: s.request,
+            value: s.value,
+            index: s.index,
+            data,
+        };
+        match &self.interface {
+            Some(i) => i.control_out(req, timeout).wait(),
+            None => self.device.control_out(req, timeout).wait(),
+        }
+        .map_err(nusb_err)?;
+        Ok(data.len())
+    }
+}
+
+/// A device reached over USB/IP or on local USB.
+pub enum AnyTransfer {
+    /// Over USB/IP.
+    Usbip(UsbipTransfer),
+    /// On this machine's USB.
+    Local(NusbTransfer),
+}
+
+impl ControlTransfer for AnyTransfer {
+    fn control_in(
+        &mut self,
+        s: SetupPacket,
+        buf: &mut [u8],
+        t: Duration,
+    ) -> Result<usize, TransferError> {
+        match self {
+            AnyTransfer::Usbip(u) => u.control_in(s, buf, t),
+            AnyTransfer::Local(l) => l.control_in(s, buf, t),
+        }
+    }
+
+    fn control_out(
+        &mut self,
+        s: SetupPacket,
+        data: &[u8],
+        t: Duration,
+    ) -> Result<usize, TransferError> {
+        match self {
+            AnyTransfer::Usbip(u) => u.control_out(s, data, t),
+            AnyTransfer::Local(l) => l.control_out(s, data, t),
+        }
+    }
+}
+
 fn no_server(addr: &str, e: impl std::fmt::Display) -> Diag {
     Diag::new(
         "dfukit::usb::usbip",
@@ -186,38 +333,112 @@ struct Opened {
     busid: String,
     devnum: u32,
     dfu: DfuInterface,
-    transfer: UsbipTransfer,
+    transfer: AnyTransfer,
 }
 
-/// Lists the server's devices with a DFU interface.
+/// Whether a probed device passes the -d and -S filters.
+fn wanted(t: &Target, dfu: &DfuInterface) -> bool {
+    let id_ok = t.device.as_ref().is_none_or(|want| {
+        format!("{:04x}:{:04x}", dfu.vendor_id, dfu.product_id) == want.to_lowercase()
+    });
+    id_ok && t.serial.as_deref().is_none_or(|s| s == dfu.serial)
+}
+
+/// The DFU devices that match `t`, over USB/IP or on local USB.
 fn dfu_devices(t: &Target) -> Result<Vec<Opened>, Diag> {
-    let devices = Client::list(t.usbip.as_str()).map_err(|e| no_server(&t.usbip, e))?;
+    let Some(addr) = &t.usbip else {
+        return local_dfu_devices(t);
+    };
+    let devices = Client::list(addr.as_str()).map_err(|e| no_server(addr, e))?;
     let mut found = Vec::new();
     for d in devices {
         if t.path.as_deref().is_some_and(|p| p != d.device.busid) {
             continue;
         }
-        let Ok(imported) = Client::import(t.usbip.as_str(), &d.device.busid) else {
+        let Ok(imported) = Client::import(addr.as_str(), &d.device.busid) else {
             continue;
         };
         let mut transfer = UsbipTransfer(imported);
         let Ok(dfu) = probe(&mut transfer) else {
             continue;
         };
-        if let Some(want) = &t.device {
-            if format!("{:04x}:{:04x}", dfu.vendor_id, dfu.product_id) != want.to_lowercase() {
-                continue;
-            }
-        }
-        if t.serial.as_deref().is_some_and(|s| s != dfu.serial) {
+        if !wanted(t, &dfu) {
             continue;
         }
         found.push(Opened {
             busid: d.device.busid.clone(),
             devnum: d.device.devnum,
             dfu,
-            transfer,
+            transfer: AnyTransfer::Usbip(transfer),
         });
+    }
+    Ok(found)
+}
+
+/// DFU devices on this machine's USB. A device that cannot be opened (no
+/// permission) is reported if nothing else matches.
+fn local_dfu_devices(t: &Target) -> Result<Vec<Opened>, Diag> {
+    use nusb::MaybeFuture;
+    let list = nusb::list_devices().wait().map_err(|e| {
+        Diag::new(
+            "dfukit::usb::local",
+            format!("cannot list USB devices: {e}"),
+            "this machine may have no USB support (a VM or container without /sys/bus/usb); reach devices over USB/IP with --usbip",
+        )
+    })?;
+    let mut found = Vec::new();
+    let mut refused = Vec::new();
+    for info in list {
+        let path = format!(
+            "{}-{}",
+            info.bus_id(),
+            info.port_chain()
+                .iter()
+                .map(u8::to_string)
+                .collect::<Vec<_>>()
+                .join(".")
+        );
+        if t.path.as_deref().is_some_and(|p| p != path) {
+            continue;
+        }
+        let device = match info.open().wait() {
+            Ok(d) => d,
+            Err(e) => {
+                refused.push(format!(
+                    "{path} ({:04x}:{:04x}): {e}",
+                    info.vendor_id(),
+                    info.product_id()
+                ));
+                continue;
+            }
+        };
+        let mut transfer = NusbTransfer {
+            device,
+            interface: None,
+        };
+        let Ok(dfu) = probe(&mut transfer) else {
+            continue;
+        };
+        if !wanted(t, &dfu) {
+            continue;
+        }
+        if let Err(e) = transfer.claim(dfu.interface) {
+            refused.push(format!("{path}: {e}"));
+            continue;
+        }
+        found.push(Opened {
+            busid: path,
+            devnum: u32::from(info.device_address()),
+            dfu,
+            transfer: AnyTransfer::Local(transfer),
+        });
+    }
+    if found.is_empty() && !refused.is_empty() {
+        return Err(Diag::new(
+            "dfukit::usb::permission",
+            format!("no DFU device could be used; these could not be opened: {}", refused.join("; ")),
+            "run as a user with access to the device (a udev rule for its VID:PID, or the plugdev group)",
+        ));
     }
     Ok(found)
 }
@@ -228,12 +449,12 @@ fn one_device(t: &Target) -> Result<Opened, Diag> {
         1 => Ok(v.remove(0)),
         0 => Err(Diag::new(
             "dfukit::usb::no_device",
-            format!("no DFU device matches on {}", t.usbip),
+            format!("no DFU device matches on {}", t.usbip.as_deref().unwrap_or("local USB")),
             "check the device is in DFU mode and exported (`dfukit usb list`), and the -d/-S/-p filters",
         )),
         n => Err(Diag::new(
             "dfukit::usb::ambiguous",
-            format!("{n} DFU devices match on {}", t.usbip),
+            format!("{n} DFU devices match on {}", t.usbip.as_deref().unwrap_or("local USB")),
             "choose one with -d VID:PID, -S SERIAL or -p BUSID (see `dfukit usb list`)",
         )),
     }
@@ -262,7 +483,7 @@ fn open_alt(
     t: &Target,
     which: &str,
     transfer_size: Option<u16>,
-) -> Result<(DfuHost<UsbipTransfer>, DfuInterface, Option<MemoryLayout>), Diag> {
+) -> Result<(DfuHost<AnyTransfer>, DfuInterface, Option<MemoryLayout>), Diag> {
     let d = one_device(t)?;
     let (alt, name) = d.dfu.find_alt(which).ok_or_else(|| {
         Diag::new(
