@@ -378,6 +378,11 @@ impl UsbDevice for Stm32f4 {
     fn attached(&self) -> bool {
         self.left.is_none()
     }
+
+    /// A bus reset with BOOT0 held: the ROM bootloader starts again.
+    fn reset(&mut self) {
+        self.reattach();
+    }
 }
 
 /// The ROM's DFU core. With flash timing off the flash completes at once,

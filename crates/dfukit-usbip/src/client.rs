@@ -254,6 +254,19 @@ pub struct Imported {
 }
 
 impl Imported {
+    /// Resets the device's port (SET_FEATURE(PORT_RESET), as the kernel's
+    /// vhci driver sends it). A device that re-enumerates may end the import.
+    pub fn port_reset(&mut self, timeout: Duration) -> Result<(), ControlError> {
+        let setup = SetupPacket {
+            request_type: crate::server::PORT_RESET_REQUEST_TYPE,
+            request: 3,
+            value: 4,
+            index: 1,
+            length: 0,
+        };
+        self.control(setup, &[], timeout).map(|_| ())
+    }
+
     /// The device record from `OP_REP_IMPORT` (ids, class triple, configuration, interface
     /// count, speed, busid, busnum/devnum). Interface class triples are only in
     /// [`Client::list`]'s records.

@@ -133,6 +133,12 @@ pub trait UsbDevice: Send {
     fn attached(&self) -> bool {
         true
     }
+
+    /// A USB bus reset of the device's port (what `libusb_reset_device` and
+    /// dfu-util's `-R` ask for). The server takes the hub-class
+    /// SET_FEATURE(PORT_RESET) request, which `usbip-host` handles the same
+    /// way, and calls this instead of passing it to [`UsbDevice::control`].
+    fn reset(&mut self) {}
 }
 
 impl<T: UsbDevice + ?Sized> UsbDevice for Box<T> {
@@ -146,5 +152,9 @@ impl<T: UsbDevice + ?Sized> UsbDevice for Box<T> {
 
     fn attached(&self) -> bool {
         (**self).attached()
+    }
+
+    fn reset(&mut self) {
+        (**self).reset()
     }
 }

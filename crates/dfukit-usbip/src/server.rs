@@ -561,6 +561,13 @@ fn urb_worker(conn: &Conn, device: &SharedDevice) {
     }
 }
 
+/// bmRequestType of a hub-class request to a port (class, recipient other).
+pub const PORT_RESET_REQUEST_TYPE: u8 = 0x23;
+/// Standard SET_FEATURE.
+const SET_FEATURE: u8 = 3;
+/// Hub port feature selector PORT_RESET.
+const PORT_RESET: u16 = 4;
+
 /// Run one URB against the device. Endpoint 0 is control; other endpoints are not implemented
 /// yet and complete with `-EPIPE`.
 fn process_submit(device: &mut dyn UsbDevice, cmd: &CmdSubmit) -> RetSubmit {
@@ -572,6 +579,15 @@ fn process_submit(device: &mut dyn UsbDevice, cmd: &CmdSubmit) -> RetSubmit {
     match cmd.ep {
         0 => {
             let setup = SetupPacket::from_bytes(cmd.setup);
+            // SET_FEATURE(PORT_RESET) to the hub port (class, recipient
+            // other): a bus reset, handled here as usbip-host does.
+            if setup.request_type == PORT_RESET_REQUEST_TYPE
+                && setup.request == SET_FEATURE
+                && setup.value == PORT_RESET
+            {
+                device.reset();
+                return ret;
+            }
             match (cmd.direction, device.control(&setup, &cmd.data)) {
                 (Direction::In, ControlReply::Data(mut d)) => {
                     let max = usize::from(setup.length).min(cmd.transfer_buffer_length as usize);

@@ -626,3 +626,59 @@ fn local_usb_without_a_usb_stack_is_a_clear_error() {
         );
     }
 }
+
+/// dfukit's own mass erase, and `-R`: the port reset reaches the board over
+/// USB/IP (it restarts its ROM bootloader) and the board stays usable.
+#[test]
+fn dfukit_mass_erase_and_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Board::start(&dir.path().join("board"));
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let old = dfukit_sim::synthetic::firmware(40_000, 31);
+    std::fs::write(p("old.bin"), &old).unwrap();
+    // Something in the last sector, far from where the next image goes.
+    let out = usb(
+        &b,
+        &[
+            "download",
+            "-a",
+            "0",
+            "-s",
+            "0x080E0000",
+            "-D",
+            &p("old.bin"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(&b.flash()[0xE0000..0xE0000 + old.len()], &old[..]);
+    let new = dfukit_sim::synthetic::firmware(10_000, 32);
+    std::fs::write(p("new.bin"), &new).unwrap();
+    let out = usb(
+        &b,
+        &[
+            "download",
+            "-a",
+            "0",
+            "-s",
+            "0x08000000:mass-erase:force",
+            "-R",
+            "--verify",
+            "-D",
+            &p("new.bin"),
+        ],
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("device reset"), "{t}");
+    let flash = b.flash();
+    assert_eq!(&flash[..new.len()], &new[..]);
+    assert!(
+        flash[0xE0000..0xE0000 + old.len()]
+            .iter()
+            .all(|&x| x == 0xFF),
+        "mass erase left the last sector"
+    );
+    // After the reset the ROM answers again.
+    let list = text(&usb(&b, &["list"]));
+    assert!(list.contains("alt=0"), "{list}");
+}

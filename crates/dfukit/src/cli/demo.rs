@@ -211,6 +211,7 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
         file: stm_bin.clone(),
         verify: true,
         transfer_size: None,
+        reset: false,
     })?;
     let secs = started.elapsed().as_secs_f64();
     let b = board.lock().unwrap_or_else(|p| p.into_inner());

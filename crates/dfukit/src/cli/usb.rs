@@ -72,6 +72,9 @@ pub struct Download {
     /// Bytes per USB transfer (default: the device's wTransferSize).
     #[arg(short = 't', long = "transfer-size")]
     pub transfer_size: Option<u16>,
+    /// Reset the device's USB port when done (as dfu-util's -R).
+    #[arg(short = 'R', long)]
+    pub reset: bool,
 }
 
 /// Options of `upload`.
@@ -283,6 +286,21 @@ impl ControlTransfer for NusbTransfer {
         }
         .map_err(nusb_err)?;
         Ok(data.len())
+    }
+}
+
+impl AnyTransfer {
+    /// A USB bus reset of the device's port.
+    pub fn reset(&mut self) -> Result<(), TransferError> {
+        use nusb::MaybeFuture;
+        match self {
+            AnyTransfer::Usbip(u) => u.0.port_reset(Duration::from_secs(5)).map_err(map_err),
+            AnyTransfer::Local(l) => l
+                .device
+                .reset()
+                .wait()
+                .map_err(|e| TransferError::Io(format!("USB reset: {e}"))),
+        }
     }
 }
 
@@ -698,6 +716,19 @@ pub fn download(a: &Download) -> Result<(), Diag> {
         match leave_to {
             Some(addr) => eprintln!("left DFU mode: jump to {addr:#010x}"),
             None => eprintln!("left DFU mode"),
+        }
+    } else if a.reset {
+        match host.transport().reset() {
+            // A device that re-enumerates after the reset is gone from this
+            // connection: that is the reset working.
+            Ok(()) | Err(TransferError::Disconnected) => eprintln!("device reset"),
+            Err(e) => {
+                return Err(Diag::new(
+                    "dfukit::usb::reset",
+                    format!("the download is complete, but resetting the device failed: {e}"),
+                    "power-cycle or reset the device by hand to start the new firmware",
+                ))
+            }
         }
     }
     Ok(())
