@@ -365,11 +365,15 @@ fn dfuse_file_download() {
 }
 
 fn uboot_sim() -> Sim {
+    plain_sim(Dialect::U_BOOT)
+}
+
+fn plain_sim(dialect: Dialect) -> Sim {
     let mut alts = heapless::Vec::new();
     alts.push(AltSetting::from_layout("@Flash /0x00100000/16*4Kg").unwrap())
         .unwrap();
     let cfg = DeviceConfig {
-        dialect: Dialect::U_BOOT,
+        dialect,
         interface: 0,
         transfer_size: 4096,
         detach_timeout_ms: 0,
@@ -419,6 +423,30 @@ fn dfu11_download_with_manifestation_and_upload() {
     let part = host.upload(Some(5000), &mut |_| {}).unwrap();
     assert_eq!(part, img[..5000]);
     assert_eq!(host.get_state().unwrap(), State::DfuIdle);
+}
+
+/// A plain DFU device that is not manifestation tolerant: the host polls
+/// through dfuMANIFEST until the device stops answering in
+/// dfuMANIFEST-WAIT-RESET, rather than declaring success at the first poll.
+#[test]
+fn dfu11_non_tolerant_manifestation_runs_to_wait_reset() {
+    let dialect = Dialect {
+        manifestation_tolerant: false,
+        will_detach: false,
+        ..Dialect::U_BOOT
+    };
+    let sim = plain_sim(dialect);
+    let desc = sim.dev.functional_descriptor();
+    assert!(!desc.manifestation_tolerant());
+    let mut host = DfuHost::new(sim, 0, desc, Options::default());
+    let img = image(6_000, 12);
+    let mut events = Vec::new();
+    host.download(&img, &mut |e| events.push(e)).unwrap();
+    assert!(events.contains(&Event::Manifesting));
+    assert_eq!(events.last(), Some(&Event::Manifested));
+    let sim = host.transport();
+    assert_eq!(sim.dev.state(), State::DfuManifestWaitReset);
+    assert_eq!(sim.flash.bytes(0x0010_0000, img.len()), img);
 }
 
 #[test]

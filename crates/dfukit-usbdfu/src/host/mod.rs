@@ -428,10 +428,11 @@ impl<T: ControlTransfer> DfuHost<T> {
         for _ in 0..1000 {
             let st = match self.status_in(Phase::Manifest, None) {
                 Ok(st) => st,
-                // A device that is not tolerant may reset as soon as it manifests.
-                Err(HostError::Transfer { source, .. })
-                    if announced && !tolerant && source != TransferError::Stall =>
-                {
+                // A device that is not tolerant stops answering (stalls) in
+                // dfuMANIFEST-WAIT-RESET, or resets by itself: manifestation
+                // is over and the caller resets it.
+                Err(HostError::Transfer { .. }) if announced && !tolerant => {
+                    events(Event::Manifested);
                     return Ok(());
                 }
                 Err(e) => return Err(e),
@@ -447,12 +448,11 @@ impl<T: ControlTransfer> DfuHost<T> {
             self.t.sleep(self.poll_delay(&st));
             match st.state {
                 State::DfuManifest | State::DfuManifestSync => {
+                    // Keep polling: a failure may still be reported, and a
+                    // success only shows as the next state.
                     if !announced {
                         announced = true;
                         events(Event::Manifesting);
-                    }
-                    if st.state == State::DfuManifest && !tolerant {
-                        return Ok(());
                     }
                 }
                 State::DfuIdle | State::DfuManifestWaitReset => {

@@ -688,6 +688,14 @@ pub fn download(a: &Download) -> Result<(), Diag> {
                 host.download(&payload, &mut events).map_err(host_error)?;
                 bar.finish_and_clear();
                 eprintln!("{}: {} bytes downloaded", a.file.display(), payload.len());
+                // A device that is not manifestation tolerant waits for a USB
+                // reset to run the new firmware (dfu-util resets it too).
+                if !dfu.functional.manifestation_tolerant() && !a.reset {
+                    match host.transport().reset() {
+                        Ok(()) | Err(TransferError::Disconnected) => eprintln!("device reset to finish manifestation"),
+                        Err(e) => eprintln!("warning: the device needs a USB reset to run the new firmware, and resetting it failed: {e}"),
+                    }
+                }
                 None
             }
             Some(addr) => {
