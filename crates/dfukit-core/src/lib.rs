@@ -9,6 +9,7 @@
 
 pub mod crc;
 pub mod flash;
+pub mod synthetic;
 pub mod time;
 pub mod usb;
 

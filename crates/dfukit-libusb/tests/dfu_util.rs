@@ -306,14 +306,8 @@ impl Rig {
 }
 
 fn pattern(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x1234_5678;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
+    dfukit_core::synthetic::bytes(0x1234_5678)
+        .take(len)
         .collect()
 }
 

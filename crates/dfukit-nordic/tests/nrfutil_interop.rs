@@ -47,15 +47,7 @@ fn run(exe: &Path, dir: &Path, args: &[&str]) -> String {
 
 /// Deterministic pseudo-random bytes (xorshift32).
 fn prng(seed: u32, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
+    dfukit_core::synthetic::bytes(seed).take(len).collect()
 }
 
 struct Fixtures {

@@ -286,13 +286,5 @@ impl ControlTransfer for Sim {
 
 /// A deterministic test image.
 pub fn image(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
+    dfukit_core::synthetic::bytes(seed).take(len).collect()
 }
