@@ -192,7 +192,8 @@ impl Session<'_> {
             // Frames left on the line by an earlier session would be read as
             // answers to our requests: drain them first.
             for _ in 0..64 {
-                match self.link.recv(Duration::from_millis(10)) {
+                // Stale frames are already buffered: a short window finds them.
+                match self.link.recv(Duration::from_millis(2)) {
                     Ok(Some(_)) => continue,
                     Ok(None) => break,
                     Err(e) => {
