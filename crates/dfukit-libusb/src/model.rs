@@ -336,7 +336,9 @@ impl Slot {
         let active_config = if exp.configuration_value != 0 {
             exp.configuration_value
         } else {
-            configs.first().map_or(0, |c| c[5])
+            // bConfigurationValue; a truncated descriptor must not take the
+            // whole listing down with it.
+            configs.first().and_then(|c| c.get(5).copied()).unwrap_or(0)
         };
         Slot {
             backend,

@@ -600,3 +600,66 @@ mod tests {
         );
     }
 }
+
+/// A vendor prefix that dfu-prefix adds before the firmware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefixKind {
+    /// TI Stellaris (LM DFU): 8 bytes, `01 00`, flash address / 1024, length.
+    Stellaris {
+        /// Load address the prefix names.
+        address: u32,
+    },
+    /// NXP LPC, unencrypted image: 16 bytes.
+    LpcUnencrypted,
+}
+
+impl PrefixKind {
+    /// Bytes the prefix takes.
+    pub fn len(&self) -> usize {
+        match self {
+            PrefixKind::Stellaris { .. } => 8,
+            PrefixKind::LpcUnencrypted => 16,
+        }
+    }
+
+    /// Never empty; for symmetry with [`PrefixKind::len`].
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// Recognizes a dfu-prefix prefix at the start of `payload` (the file
+/// without its suffix), with dfu-util's signatures.
+pub fn probe_prefix(payload: &[u8]) -> Option<PrefixKind> {
+    let kind = match payload {
+        [0x01, 0x00, lo, hi, ..] => PrefixKind::Stellaris {
+            address: 1024 * u32::from(u16::from_le_bytes([*lo, *hi])),
+        },
+        [a, b, ..] if a & 0x3f == 0x1a && b & 0x3f == 0x3f => PrefixKind::LpcUnencrypted,
+        _ => return None,
+    };
+    (payload.len() >= kind.len()).then_some(kind)
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+
+    #[test]
+    fn recognizes_dfu_prefix_signatures() {
+        assert_eq!(
+            probe_prefix(&[0x1a, 0x3f, 0x0b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1]),
+            Some(PrefixKind::LpcUnencrypted)
+        );
+        assert_eq!(
+            probe_prefix(&[0x01, 0x00, 0x02, 0x00, 0, 0, 0, 0, 9]),
+            Some(PrefixKind::Stellaris { address: 2048 })
+        );
+        assert_eq!(
+            probe_prefix(&[0x00, 0x20, 0x00, 0x20]),
+            None,
+            "a Cortex-M vector table"
+        );
+        assert_eq!(probe_prefix(&[0x1a, 0x3f]), None, "too short");
+    }
+}

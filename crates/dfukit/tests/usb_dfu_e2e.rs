@@ -682,3 +682,62 @@ fn dfukit_mass_erase_and_reset() {
     let list = text(&usb(&b, &["list"]));
     assert!(list.contains("alt=0"), "{list}");
 }
+
+/// A file made by dfu-prefix (LPC prefix) and dfu-suffix: dfukit checks the
+/// suffix, reports the prefix, and writes a DfuSe raw download as dfu-util
+/// does (without the prefix, which is for LPC and Stellaris bootloaders), so
+/// both tools leave the same bytes in flash.
+#[test]
+fn dfu_prefix_files_are_written_as_dfu_util_writes_them() {
+    let (Some(prefix), Some(suffix)) = (tool("dfu-prefix"), tool("dfu-suffix")) else {
+        return;
+    };
+    if tool("dfu-util").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("lpc.bin");
+    std::fs::write(&f, dfukit_sim::synthetic::firmware(5_000, 41)).unwrap();
+    let out = Command::new(&prefix)
+        .args(["-L", "-a"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let out = Command::new(&suffix).arg("-a").arg(&f).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let file = std::fs::read(&f).unwrap();
+    let shown = ok(&["usb", "suffix", "check", f.to_str().unwrap()]);
+    assert!(shown.contains("Length:\t\t16"), "{shown}");
+    assert!(shown.contains("LpcUnencrypted, 16 bytes"), "{shown}");
+
+    let ours = Board::start(&dir.path().join("ours"));
+    let out = usb(
+        &ours,
+        &[
+            "download",
+            "-a",
+            "0",
+            "-s",
+            "0x08000000",
+            "-D",
+            f.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let theirs = Board::start(&dir.path().join("theirs"));
+    let out = dfu_util(
+        &theirs,
+        &["-a", "0", "-s", "0x08000000", "-D", f.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let payload = &file[16..file.len() - 16];
+    assert!(
+        ours.flash()[..payload.len()] == *payload,
+        "dfukit did not write the payload without the prefix"
+    );
+    assert!(
+        ours.flash() == theirs.flash(),
+        "dfukit and dfu-util left different flash"
+    );
+}

@@ -243,6 +243,12 @@ impl DfuDevice {
             return Err(AltError::Busy);
         }
         self.alt = alt;
+        // Selecting an alternate setting starts over on it (U-Boot and ST
+        // reset their DFU state); a half-done transfer does not carry over.
+        self.state = State::DfuIdle;
+        self.status = Status::Ok;
+        self.pending = Pending::None;
+        self.raw_offset = 0;
         Ok(())
     }
 
@@ -530,7 +536,13 @@ impl DfuDevice {
                     let cmds = self.cfg.dialect.get_commands;
                     let n = cmds.len().min(want);
                     reply[..n].copy_from_slice(&cmds[..n]);
-                    self.state = State::DfuUploadIdle;
+                    // ST's stack (usbd_dfu.c) is idle again after a full
+                    // Get Commands (wLength > 3): a query, not an upload.
+                    self.state = if want > 3 {
+                        State::DfuIdle
+                    } else {
+                        State::DfuUploadIdle
+                    };
                     Reply::In(n)
                 }
                 1 => self.stall_error(),
@@ -684,7 +696,7 @@ impl DfuDevice {
                     .first_denied(addr, len.into(), Access::Write)
                     .is_some()
                 {
-                    self.fail(Status::ErrAddress);
+                    self.fail(self.cfg.dialect.address_error);
                     return;
                 }
                 let end = u64::from(addr) + u64::from(len);

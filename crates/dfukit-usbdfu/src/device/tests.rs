@@ -207,3 +207,19 @@ fn config_is_validated() {
         Some(ConfigError::TransferSize(8192))
     );
 }
+
+#[test]
+fn get_commands_and_alt_selection_return_to_idle() {
+    let (mut d, mut m) = dev(Dialect::ST_ROM);
+    // A full Get Commands (wLength > 3) is a query: the device is idle after it.
+    assert_eq!(req(&mut d, &mut m, Request::Upload, 0, &[]), Reply::In(4));
+    assert_eq!(d.state(), State::DfuIdle);
+    // An error on one alt does not follow the host to another.
+    assert_eq!(
+        req(&mut d, &mut m, Request::Dnload, 1, &[0; 4]),
+        Reply::Stall
+    );
+    assert_eq!(d.state(), State::DfuError);
+    d.select_alt(1).unwrap();
+    assert_eq!((d.state(), d.status()), (State::DfuIdle, Status::Ok));
+}

@@ -699,6 +699,19 @@ pub fn download(a: &Download) -> Result<(), Diag> {
                 None
             }
             Some(addr) => {
+                // dfu-util writes a DfuSe raw file without a dfu-prefix
+                // prefix (that is for the Stellaris and LPC bootloaders).
+                let payload = match files::probe_prefix(&payload) {
+                    Some(k) => {
+                        eprintln!(
+                            "{}: skipping a {k:?} prefix of {} bytes",
+                            a.file.display(),
+                            k.len()
+                        );
+                        payload[k.len()..].to_vec()
+                    }
+                    None => payload,
+                };
                 let layout = layout.ok_or_else(|| {
                     Diag::new(
                         "dfukit::usb::layout",
@@ -862,6 +875,9 @@ fn suffix(cmd: SuffixCommand) -> Result<(), Diag> {
                 "The file {} contains a DFU suffix with the following properties:\nBCD device:\t0x{:04X}\nProduct ID:\t0x{:04X}\nVendor ID:\t0x{:04X}\nBCD DFU:\t0x{:04X}\nLength:\t\t{}\nCRC:\t\t0x{:08X}",
                 file.display(), s.suffix.bcd_device, s.suffix.id_product, s.suffix.id_vendor, s.suffix.bcd_dfu, s.length, s.crc
             );
+            if let Some(k) = files::probe_prefix(s.payload) {
+                println!("Prefix:\t\t{k:?}, {} bytes", k.len());
+            }
         }
         SuffixCommand::Remove { file } => {
             let bytes = read_file(&file)?;
