@@ -37,8 +37,9 @@ pub enum UsbCommand {
 /// Which device, and how to reach it.
 #[derive(Args, Clone)]
 pub struct Target {
-    /// USB/IP server to reach devices through (a simulated board, or usbipd
-    /// on another machine). Without it, devices on this machine's USB.
+    /// USB/IP server HOST[:PORT] to reach devices through (a simulated
+    /// board, or usbipd on another machine; port 3240 if not given).
+    /// Without it, devices on this machine's USB.
     #[arg(long, env = "DFUKIT_USBIP")]
     pub usbip: Option<String>,
     /// VID:PID of the device (hex), as dfu-util's -d.
@@ -354,6 +355,22 @@ struct Opened {
     transfer: AnyTransfer,
 }
 
+/// `HOST[:PORT]` with the USB/IP port filled in.
+fn with_default_port(addr: &str) -> String {
+    let has_port = match addr.rsplit_once(':') {
+        // "[::1]:3240" or "host:3240"; a bare IPv6 address has colons but no port.
+        Some((host, port)) => {
+            port.parse::<u16>().is_ok() && (!host.contains(':') || host.ends_with(']'))
+        }
+        None => false,
+    };
+    if has_port {
+        addr.to_string()
+    } else {
+        format!("{addr}:3240")
+    }
+}
+
 /// Whether a probed device passes the -d and -S filters.
 fn wanted(t: &Target, dfu: &DfuInterface) -> bool {
     let id_ok = t.device.as_ref().is_none_or(|want| {
@@ -367,6 +384,8 @@ fn dfu_devices(t: &Target) -> Result<Vec<Opened>, Diag> {
     let Some(addr) = &t.usbip else {
         return local_dfu_devices(t);
     };
+    // HOST alone means the USB/IP port, 3240, as the usbip tools assume.
+    let addr = &with_default_port(addr);
     let devices = Client::list(addr.as_str()).map_err(|e| no_server(addr, e))?;
     let mut found = Vec::new();
     for d in devices {
@@ -933,4 +952,17 @@ pub fn shim_dir() -> Result<PathBuf, Diag> {
             .map_err(|e| missing(format!("cannot link {}: {e}", link.display())))?;
     }
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_default_port;
+
+    #[test]
+    fn usbip_address_gets_the_default_port() {
+        assert_eq!(with_default_port("127.0.0.1"), "127.0.0.1:3240");
+        assert_eq!(with_default_port("127.0.0.1:4000"), "127.0.0.1:4000");
+        assert_eq!(with_default_port("localhost"), "localhost:3240");
+        assert_eq!(with_default_port("[::1]:5000"), "[::1]:5000");
+    }
 }
