@@ -23,6 +23,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::NordicCommand,
     },
+    /// STM32MP1: flashlayouts, STM32 image headers, SD-card images.
+    Stm32mp {
+        #[command(subcommand)]
+        command: cli::stm32mp::Stm32mpCommand,
+    },
     /// USB DFU 1.1 and ST DfuSe.
     Usb {
         #[command(subcommand)]
@@ -56,5 +61,6 @@ fn main() -> miette::Result<()> {
         Command::Nordic { command } => cli::run_nordic(command),
         Command::Sim { command } => cli::sim::run(command),
         Command::Usb { command } => cli::usb::run(command),
+        Command::Stm32mp { command } => cli::stm32mp::run(command),
     }
 }

@@ -6,6 +6,7 @@ pub mod dfu;
 pub mod diag;
 pub mod nordic_pkg;
 pub mod sim;
+pub mod stm32mp;
 pub mod usb;
 
 use clap::Subcommand;

@@ -1,0 +1,214 @@
+//! `dfukit stm32mp ...`: STM32MP1 flashlayouts, STM32 images, SD-card images.
+
+use super::diag::Diag;
+use clap::{Args, Subcommand};
+use dfukit_stm32mp::layout::{self, CheckOptions, IpKind, Layout, Offset, PartType};
+use dfukit_stm32mp::{image, sdcard};
+use std::path::{Path, PathBuf};
+
+/// `dfukit stm32mp ...`
+#[derive(Subcommand)]
+pub enum Stm32mpCommand {
+    /// Check a TSV flashlayout with U-Boot stm32prog's rules.
+    Check {
+        /// The flashlayout (.tsv).
+        layout: PathBuf,
+    },
+    /// Decode and check an STM32 image header (TF-A, FIP wrappers, ...).
+    ImageInfo {
+        /// The image (.stm32).
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build a raw SD-card image from a flashlayout, as ST's
+    /// create_sdcard_from_flashlayout.sh does.
+    Sdcard(SdcardArgs),
+}
+
+/// Options of `sdcard`.
+#[derive(Args)]
+pub struct SdcardArgs {
+    /// The flashlayout (.tsv); its mmc0 rows make the card.
+    layout: PathBuf,
+    /// The image to write (sparse).
+    #[arg(short = 'o', long)]
+    output: PathBuf,
+    /// Card size in MiB.
+    #[arg(long, default_value_t = 5120)]
+    size_mib: u64,
+}
+
+/// Runs a `stm32mp` subcommand.
+pub fn run(cmd: Stm32mpCommand) -> miette::Result<()> {
+    match cmd {
+        Stm32mpCommand::Check { layout } => Ok(check(&layout).map(|_| ())?),
+        Stm32mpCommand::ImageInfo { file, json } => Ok(image_info(&file, json)?),
+        Stm32mpCommand::Sdcard(a) => Ok(sd(&a)?),
+    }
+}
+
+/// Loads and checks a layout; every error is printed `path:line:col` with
+/// its help, and the diagnostic says how many there were.
+fn load(path: &Path) -> Result<Layout, Diag> {
+    layout::load(path, &CheckOptions::default()).map_err(|errs| {
+        for e in &errs.0 {
+            eprintln!("{e}\n  help: {}", e.help());
+        }
+        Diag::new(
+            "dfukit::stm32mp::layout",
+            format!(
+                "{}: {} error(s) in the flashlayout",
+                path.display(),
+                errs.0.len()
+            ),
+            "fix each line above; the rules are U-Boot stm32prog's (see `dfukit stm32mp check`)",
+        )
+    })
+}
+
+fn check(path: &Path) -> Result<Layout, Diag> {
+    let l = load(path)?;
+    println!(
+        "{}: {} partitions, valid",
+        path.display(),
+        l.partitions.len()
+    );
+    println!(
+        "{:<5} {:<5} {:<16} {:<11} {:<8} {:>12}  binary",
+        "opt", "id", "name", "type", "ip", "offset"
+    );
+    for p in &l.partitions {
+        let opt = if p.opt.skip {
+            "-".to_string()
+        } else {
+            format!(
+                "{}{}{}",
+                if p.opt.program { "P" } else { "" },
+                if p.opt.empty { "E" } else { "" },
+                if p.opt.delete { "D" } else { "" }
+            )
+        };
+        println!(
+            "{:<5} {:<#5x} {:<16} {:<11} {:<8} {:>12}  {}",
+            opt,
+            p.id,
+            p.name,
+            format!("{:?}", p.kind)
+                .split([' ', '{'])
+                .next()
+                .unwrap_or(""),
+            format!("{:?}{}", p.ip.kind, p.ip.instance).to_lowercase(),
+            p.offset.to_string(),
+            p.binary
+                .as_ref()
+                .map_or("none".to_string(), |b| b.display().to_string())
+        );
+    }
+    Ok(l)
+}
+
+fn image_info(path: &Path, json: bool) -> Result<(), Diag> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        Diag::new(
+            "dfukit::stm32mp::image",
+            format!("cannot read {}: {e}", path.display()),
+            "check the path",
+        )
+    })?;
+    let info = image::inspect(&bytes).map_err(|e| {
+        Diag::new(
+            "dfukit::stm32mp::image",
+            format!("{}: {e}", path.display()),
+            "this is not an STM32 image: FSBL images need the STM32 header (made by TF-A's stm32image tool or `mkimage -T stm32image`)",
+        )
+    })?;
+    if json {
+        println!("{}", info.to_json_string());
+    } else {
+        println!("{}: {info}", path.display());
+    }
+    if !info.checksum_ok() {
+        return Err(Diag::new(
+            "dfukit::stm32mp::image_checksum",
+            format!(
+                "{}: the payload does not match the header checksum",
+                path.display()
+            ),
+            "the image is damaged or was modified after signing: rebuild it; the ROM refuses it",
+        ));
+    }
+    Ok(())
+}
+
+fn sd(a: &SdcardArgs) -> Result<(), Diag> {
+    let l = load(&a.layout)?;
+    let mut parts = Vec::new();
+    for p in &l.partitions {
+        let on_sd =
+            p.ip.kind == IpKind::Mmc && p.ip.instance == 0 && (p.opt.program || p.opt.empty);
+        if !on_sd {
+            continue;
+        }
+        let Offset::Bytes(offset) = p.offset else {
+            continue;
+        };
+        let kind = match p.kind {
+            PartType::Binary { .. } => sdcard::SdKind::Binary,
+            PartType::System => sdcard::SdKind::System,
+            PartType::FileSystem => sdcard::SdKind::FileSystem,
+            PartType::Fip => sdcard::SdKind::Fip,
+            PartType::FwuMdata => sdcard::SdKind::FwuMdata,
+            PartType::Env => sdcard::SdKind::Env,
+            PartType::Esp => sdcard::SdKind::Esp,
+            PartType::RawImage => {
+                return Err(Diag::new(
+                    "dfukit::stm32mp::sdcard",
+                    format!("{}:{}: a RawImage row covers the whole card; it cannot share it with partitions", a.layout.display(), p.line),
+                    "write a raw image with dd instead, or remove the RawImage row",
+                ))
+            }
+        };
+        parts.push(sdcard::SdPartition {
+            name: p.name.clone(),
+            kind,
+            offset,
+            program: p.opt.downloads(),
+            binary: p.binary.clone(),
+            bootable_legacy: sdcard::st_bootable_legacy(&p.name),
+            partuuid: sdcard::st_default_partuuid(&p.name),
+        });
+    }
+    if parts.is_empty() {
+        return Err(Diag::new(
+            "dfukit::stm32mp::sdcard",
+            format!("{} has no selected mmc0 rows", a.layout.display()),
+            "an SD-card layout puts its partitions on mmc0 with P, E, PD or PED options",
+        ));
+    }
+    let opts = sdcard::SdImageOptions {
+        size_bytes: a.size_mib * 1024 * 1024,
+        ..Default::default()
+    };
+    let summary = sdcard::build(&parts, &opts, &a.output).map_err(|e| {
+        Diag::new(
+            "dfukit::stm32mp::sdcard",
+            format!("{}: {e}", a.output.display()),
+            "check the layout's mmc0 offsets and binaries, and the card size (--size-mib)",
+        )
+    })?;
+    println!(
+        "{}: {} MiB, {} partitions",
+        a.output.display(),
+        a.size_mib,
+        summary.partitions.len()
+    );
+    for s in &summary.partitions {
+        println!(
+            "  {:>2} {:<16} LBA {:>9}..{:<9} {:>10} bytes written",
+            s.number, s.name, s.start_lba, s.end_lba, s.bytes_written
+        );
+    }
+    Ok(())
+}
