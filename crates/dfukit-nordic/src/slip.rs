@@ -31,6 +31,13 @@ pub fn encode(payload: &[u8], out: &mut impl FnMut(&[u8])) {
     out(&[END]);
 }
 
+/// Largest request payload (after the opcode byte) a device whose MTU is
+/// `mtu` — the size of its SLIP-*encoded* frame buffer — can take: every byte
+/// may need escaping, so `(mtu - 1) / 2 - 1` (nrfutil's rule).
+pub const fn max_payload(mtu: u16) -> usize {
+    ((mtu as usize).saturating_sub(1) / 2).saturating_sub(1)
+}
+
 /// Largest encoded size of a payload of `len` bytes.
 pub const fn max_encoded_len(len: usize) -> usize {
     2 * len + 1

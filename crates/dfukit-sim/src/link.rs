@@ -83,6 +83,7 @@ impl Link for BoardLink<'_> {
     }
 
     fn max_write(&self, device_mtu: u16) -> usize {
-        ((device_mtu as usize).saturating_sub(1) / 2).saturating_sub(1)
+        // The board speaks serial SLIP: the same limit as a real port.
+        dfukit_nordic::slip::max_payload(device_mtu)
     }
 }

@@ -85,10 +85,7 @@ impl<P: Port> Link for SlipLink<P> {
         }
     }
 
-    /// nrfutil's rule: the device's MTU bounds the SLIP-*encoded* frame, and
-    /// every byte may need escaping, so the payload after the opcode is at
-    /// most `(mtu - 1) / 2 - 1`.
     fn max_write(&self, device_mtu: u16) -> usize {
-        ((device_mtu as usize).saturating_sub(1) / 2).saturating_sub(1)
+        slip::max_payload(device_mtu)
     }
 }

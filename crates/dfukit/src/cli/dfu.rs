@@ -5,7 +5,6 @@ use clap::{Args, Subcommand};
 use dfukit_nordic::host::serial::{Port, SlipLink};
 use dfukit_nordic::host::{self, Event, Options};
 use dfukit_nordic::package::Package;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -133,7 +132,7 @@ pub fn serial(a: &SerialArgs) -> Result<Summary, Diag> {
                 "updates need a .zip package with the firmware image",
             ));
         };
-        let bar = progress_bar(fw.len() as u64, img.kind.display_name());
+        let bar = super::progress::bar(fw.len() as u64, img.kind.display_name());
         let result = host::update(&mut link, &opts, &img.init_packet, fw, &mut |e| match e {
             Event::Progress { done, .. } => bar.set_position(done as u64),
             Event::Resumed { offset } => bar.println(format!(
@@ -160,17 +159,4 @@ pub fn serial(a: &SerialArgs) -> Result<Summary, Diag> {
     Ok(Summary {
         elapsed: start.elapsed(),
     })
-}
-
-fn progress_bar(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{msg:12} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
-    );
-    bar.set_message(what.to_string());
-    bar
 }

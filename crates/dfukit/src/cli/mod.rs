@@ -5,6 +5,7 @@ pub mod demo;
 pub mod dfu;
 pub mod diag;
 pub mod nordic_pkg;
+pub mod progress;
 pub mod sim;
 pub mod stm32mp;
 pub mod usb;

@@ -134,6 +134,28 @@ fn state_error(path: &Path, e: impl std::fmt::Display) -> Diag {
     )
 }
 
+/// The board's state directory (`--state`, or a new temporary one kept
+/// after exit) with its stored configuration, or the default.
+fn open_state<C: serde::de::DeserializeOwned + Default>(
+    state: Option<&Path>,
+    prefix: &str,
+) -> Result<(PathBuf, StateDir, C), Diag> {
+    let dir = match state {
+        Some(d) => d.to_path_buf(),
+        None => tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .map_err(|e| state_error(Path::new("/tmp"), e))?
+            .keep(),
+    };
+    let st = StateDir::open(&dir).map_err(|e| state_error(&dir, e))?;
+    let cfg = st
+        .load_config()
+        .map_err(|e| state_error(&dir, e))?
+        .unwrap_or_default();
+    Ok((dir, st, cfg))
+}
+
 /// Reads a private or public key PEM into the SEC1 hex the board stores.
 pub fn public_key_hex(path: &Path) -> Result<String, Diag> {
     use p256::pkcs8::DecodePublicKey;
@@ -173,19 +195,7 @@ fn nrf52840(a: Nrf52840Args) -> Result<(), Diag> {
             "add --pty to serve it on a pseudo-terminal",
         ));
     }
-    let dir = match &a.state {
-        Some(d) => d.clone(),
-        None => tempfile::Builder::new()
-            .prefix("dfukit-nrf52840-")
-            .tempdir()
-            .map_err(|e| state_error(Path::new("/tmp"), e))?
-            .keep(),
-    };
-    let state = StateDir::open(&dir).map_err(|e| state_error(&dir, e))?;
-    let mut cfg: BoardConfig = state
-        .load_config()
-        .map_err(|e| state_error(&dir, e))?
-        .unwrap_or_default();
+    let (dir, state, mut cfg) = open_state::<BoardConfig>(a.state.as_deref(), "dfukit-nrf52840-")?;
     if let Some(b) = a.bank1 {
         cfg.bank1 = match b {
             Bank1Arg::Internal => Bank1::Internal,
@@ -231,19 +241,7 @@ fn nrf52840(a: Nrf52840Args) -> Result<(), Diag> {
 fn stm32f4(a: Stm32f4Args) -> Result<(), Diag> {
     use dfukit_sim::stm32f4::{Stm32f4, Stm32f4Config};
     use std::sync::{Arc, Mutex};
-    let dir = match &a.state {
-        Some(d) => d.clone(),
-        None => tempfile::Builder::new()
-            .prefix("dfukit-stm32f4-")
-            .tempdir()
-            .map_err(|e| state_error(Path::new("/tmp"), e))?
-            .keep(),
-    };
-    let state = StateDir::open(&dir).map_err(|e| state_error(&dir, e))?;
-    let mut cfg: Stm32f4Config = state
-        .load_config()
-        .map_err(|e| state_error(&dir, e))?
-        .unwrap_or_default();
+    let (dir, state, mut cfg) = open_state::<Stm32f4Config>(a.state.as_deref(), "dfukit-stm32f4-")?;
     if a.no_flash_timing {
         cfg.flash_timing = false;
     }

@@ -8,7 +8,6 @@ use dfukit_usbdfu::host::probe::{probe, DfuInterface};
 use dfukit_usbdfu::host::{ControlTransfer, DfuHost, Event, Options, TransferError};
 use dfukit_usbdfu::wire::SetupPacket;
 use dfukit_usbip::{Client, ControlError, Imported};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -567,17 +566,6 @@ fn bad_address(s: &str) -> Diag {
     )
 }
 
-fn progress(total: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:9} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_string());
-    bar
-}
-
 fn read_file(p: &Path) -> Result<Vec<u8>, Diag> {
     std::fs::read(p).map_err(|e| {
         Diag::new(
@@ -634,7 +622,7 @@ pub fn download(a: &Download) -> Result<(), Diag> {
     // Options first: they apply to raw and .dfu files alike.
     let opts = a.dfuse_address.as_deref().map(dfuse_options).transpose()?;
     let (mut host, dfu, layout) = open_alt(&a.target, &a.alt, a.transfer_size)?;
-    let bar = progress(0, "download");
+    let bar = super::progress::bar(0, "download");
     let mut events = |e: Event| match e {
         Event::Erase { addr, len } => bar.set_message(format!("erase {addr:#010x}+{len}")),
         Event::MassErase => bar.set_message("mass erase".to_string()),
@@ -776,7 +764,7 @@ pub fn download(a: &Download) -> Result<(), Diag> {
 
 fn upload(a: &Upload) -> Result<(), Diag> {
     let (mut host, _dfu, layout) = open_alt(&a.target, &a.alt, None)?;
-    let bar = progress(0, "upload");
+    let bar = super::progress::bar(0, "upload");
     let mut events = |e: Event| {
         if let Event::Upload { done, total } = e {
             if let Some(total) = total {
