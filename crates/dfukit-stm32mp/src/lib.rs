@@ -2,6 +2,8 @@
 //! the TSV flashlayout, STM32 image headers, and SD-card images.
 #![warn(missing_docs)]
 
+pub mod connect;
 pub mod image;
 pub mod layout;
+pub mod phase;
 pub mod sdcard;

@@ -32,6 +32,11 @@ pub enum ControlReply {
     /// `-ENODEV` (`LIBUSB_ERROR_NO_DEVICE`). The device should also report
     /// itself detached, so that the server ends the import.
     Disconnected,
+    /// The device never completes the request: it NAKs the data or status
+    /// stage forever (firmware that hung with the USB core still clocked).
+    /// The URB stays pending until the host unlinks it, which libusb does
+    /// when its timeout expires (`LIBUSB_ERROR_TIMEOUT`).
+    NoResponse,
 }
 
 impl ControlReply {

@@ -490,6 +490,7 @@ fn read_command(stream: &mut TcpStream, conn: &Conn, stop: &dyn Fn() -> bool) ->
                 STATUS_UNLINKED
             } else if st.current == Some(target) {
                 st.cancelled.insert(target);
+                conn.wake.notify_all();
                 STATUS_UNLINKED
             } else {
                 0
@@ -544,6 +545,15 @@ fn urb_worker(conn: &Conn, device: &SharedDevice) {
             let ret = process_submit(&mut *dev, &cmd);
             (ret, dev.attached())
         };
+        let Some(ret) = ret else {
+            // The device NAKs forever: the URB completes only by being
+            // unlinked (the reader answers the CMD_UNLINK) or by the
+            // connection ending.
+            if !wait_for_unlink(conn, cmd.seqnum) {
+                return;
+            }
+            continue;
+        };
         let sent = {
             let mut st = lock(&conn.state);
             st.current = None;
@@ -561,6 +571,26 @@ fn urb_worker(conn: &Conn, device: &SharedDevice) {
     }
 }
 
+/// Waits until URB `seqnum`, which the device will never complete, is unlinked. Returns false
+/// when the connection ends first.
+fn wait_for_unlink(conn: &Conn, seqnum: u32) -> bool {
+    let mut st = lock(&conn.state);
+    loop {
+        if st.cancelled.remove(&seqnum) {
+            st.current = None;
+            return true;
+        }
+        if st.closed || conn.shared.stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        let (g, _) = conn
+            .wake
+            .wait_timeout(st, POLL)
+            .unwrap_or_else(PoisonError::into_inner);
+        st = g;
+    }
+}
+
 /// bmRequestType of a hub-class request to a port (class, recipient other).
 pub const PORT_RESET_REQUEST_TYPE: u8 = 0x23;
 /// Standard SET_FEATURE.
@@ -569,8 +599,9 @@ const SET_FEATURE: u8 = 3;
 const PORT_RESET: u16 = 4;
 
 /// Run one URB against the device. Endpoint 0 is control; other endpoints are not implemented
-/// yet and complete with `-EPIPE`.
-fn process_submit(device: &mut dyn UsbDevice, cmd: &CmdSubmit) -> RetSubmit {
+/// yet and complete with `-EPIPE`. `None`: the device never answers (see
+/// [`ControlReply::NoResponse`]).
+fn process_submit(device: &mut dyn UsbDevice, cmd: &CmdSubmit) -> Option<RetSubmit> {
     let mut ret = RetSubmit {
         seqnum: cmd.seqnum,
         number_of_packets: NOT_ISO,
@@ -586,7 +617,7 @@ fn process_submit(device: &mut dyn UsbDevice, cmd: &CmdSubmit) -> RetSubmit {
                 && setup.value == PORT_RESET
             {
                 device.reset();
-                return ret;
+                return Some(ret);
             }
             match (cmd.direction, device.control(&setup, &cmd.data)) {
                 (Direction::In, ControlReply::Data(mut d)) => {
@@ -600,9 +631,10 @@ fn process_submit(device: &mut dyn UsbDevice, cmd: &CmdSubmit) -> RetSubmit {
                 }
                 (_, ControlReply::Stall) => ret.status = STATUS_STALL,
                 (_, ControlReply::Disconnected) => ret.status = STATUS_NO_DEVICE,
+                (_, ControlReply::NoResponse) => return None,
             }
         }
         _ => ret.status = STATUS_STALL,
     }
-    ret
+    Some(ret)
 }

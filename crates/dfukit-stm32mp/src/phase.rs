@@ -1,0 +1,333 @@
+//! The STM32MP programming protocol's shared vocabulary: partition Ids with a
+//! fixed meaning, the phase record of the virtual partition 0xF1, and the
+//! alternate-setting names ROM code, TF-A and U-Boot give their partitions.
+//!
+//! Host and simulated board both use this module, so a change of the wire
+//! format is made in one place. Sources: U-Boot `arch/arm/mach-stm32mp/cmd_stm32prog/
+//! stm32prog_usb.c` (`stm32prog_cmd_read`, `stm32prog_cmd_write`) and
+//! `stm32prog.c` (`stm32prog_get_alt_name`); TF-A `plat/st/common/
+//! stm32cubeprogrammer_usb.c`.
+
+use std::fmt;
+
+/// USB vendor Id of the ROM code, TF-A and U-Boot's DFU gadget.
+pub const USB_VID: u16 = 0x0483;
+/// USB product Id in all three stages.
+pub const USB_PID: u16 = 0xDF11;
+
+/// Id of the flashlayout (U-Boot's first enumeration, alt 0).
+pub const ID_FLASHLAYOUT: u8 = 0x00;
+/// Id of the FSBL (TF-A) the ROM code loads to SYSRAM.
+pub const ID_FSBL: u8 = 0x01;
+/// Id of the SSBL / FIP that TF-A loads to DDR.
+pub const ID_SSBL: u8 = 0x03;
+/// Id of the virtual command partition that holds the phase record.
+pub const ID_CMD: u8 = 0xF1;
+/// Id of the OTP virtual partition.
+pub const ID_OTP: u8 = 0xF2;
+/// Id of the SSP virtual partition (ST's TF-A fork).
+pub const ID_SSP: u8 = 0xF3;
+/// Id of the PMIC NVM virtual partition.
+pub const ID_PMIC: u8 = 0xF4;
+/// Phase value: everything is programmed.
+pub const PHASE_END: u8 = 0xFE;
+/// Phase value: error (the record carries the message); U-Boot resets.
+pub const PHASE_ERROR: u8 = 0xFF;
+/// Address field meaning "no destination".
+pub const NO_ADDRESS: u32 = 0xFFFF_FFFF;
+/// The ToC header a FIP starts with (TF-A checks it before detaching).
+pub const FIP_TOC_HEADER: u32 = 0xAA64_0001;
+
+/// What the device reports when the host reads block 0 of 0xF1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseRecord {
+    /// The Id of the partition the device wants next, [`PHASE_END`] or
+    /// [`PHASE_ERROR`].
+    pub phase: u8,
+    /// Destination address ([`NO_ADDRESS`], or the load address).
+    pub address: u32,
+    /// Offset to resume the download at.
+    pub offset: u32,
+    /// Bytes after the first nine: phase 0 under U-Boot, one byte "a
+    /// layout is present"; phase 0 under TF-A after the FIP, one byte 0x01
+    /// "send DETACH"; phase 0xFF, the error message.
+    pub extra: Vec<u8>,
+}
+
+/// Why a phase record could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("phase record too short: {len} bytes, at least 9 expected")]
+pub struct PhaseRecordError {
+    /// Bytes received.
+    pub len: usize,
+}
+
+impl PhaseRecord {
+    /// A record without extra bytes.
+    pub fn new(phase: u8, address: u32, offset: u32) -> Self {
+        PhaseRecord {
+            phase,
+            address,
+            offset,
+            extra: Vec::new(),
+        }
+    }
+
+    /// The error record U-Boot serves after `stm32prog_err`.
+    pub fn error(message: &str) -> Self {
+        PhaseRecord {
+            phase: PHASE_ERROR,
+            address: NO_ADDRESS,
+            offset: 0,
+            extra: message.as_bytes().to_vec(),
+        }
+    }
+
+    /// The wire form (little-endian address and offset).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(9 + self.extra.len());
+        v.push(self.phase);
+        v.extend_from_slice(&self.address.to_le_bytes());
+        v.extend_from_slice(&self.offset.to_le_bytes());
+        v.extend_from_slice(&self.extra);
+        v
+    }
+
+    /// Decodes an UPLOAD of 0xF1.
+    pub fn decode(b: &[u8]) -> Result<Self, PhaseRecordError> {
+        if b.len() < 9 {
+            return Err(PhaseRecordError { len: b.len() });
+        }
+        Ok(PhaseRecord {
+            phase: b[0],
+            address: u32::from_le_bytes([b[1], b[2], b[3], b[4]]),
+            offset: u32::from_le_bytes([b[5], b[6], b[7], b[8]]),
+            extra: b[9..].to_vec(),
+        })
+    }
+
+    /// Whether the device asks the host to send DETACH (TF-A after the FIP:
+    /// phase 0, extra byte 0x01).
+    pub fn detach_requested(&self) -> bool {
+        self.phase == ID_FLASHLAYOUT && self.extra.first() == Some(&1)
+    }
+
+    /// The error message of a [`PHASE_ERROR`] record (NUL and trailing
+    /// whitespace stripped).
+    pub fn error_message(&self) -> Option<String> {
+        if self.phase != PHASE_ERROR {
+            return None;
+        }
+        let end = self
+            .extra
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(self.extra.len());
+        Some(
+            String::from_utf8_lossy(&self.extra[..end])
+                .trim_end()
+                .to_string(),
+        )
+    }
+}
+
+impl fmt::Display for PhaseRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.phase {
+            PHASE_END => f.write_str("phase END (0xfe)"),
+            PHASE_ERROR => write!(
+                f,
+                "phase ERROR (0xff): {}",
+                self.error_message().unwrap_or_default()
+            ),
+            p => {
+                write!(f, "phase {p:#04x}")?;
+                if self.address != NO_ADDRESS {
+                    write!(f, " at {:#010x}", self.address)?;
+                }
+                if self.offset != 0 {
+                    write!(f, ", offset {:#x}", self.offset)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The 5-byte DNLOAD to 0xF1 that sets the phase and address (big-endian
+/// address, as `stm32prog_cmd_write` reads it). Phase 0xFF means "jump to
+/// `address`".
+pub fn encode_command(phase: u8, address: u32) -> [u8; 5] {
+    let a = address.to_be_bytes();
+    [phase, a[0], a[1], a[2], a[3]]
+}
+
+/// Decodes [`encode_command`]'s bytes.
+pub fn decode_command(b: &[u8]) -> Option<(u8, u32)> {
+    if b.len() < 5 {
+        return None;
+    }
+    Some((b[0], u32::from_be_bytes([b[1], b[2], b[3], b[4]])))
+}
+
+/// One alternate-setting name: `@name/0xID/1*SIZE{M,K,B}{e,a}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AltName {
+    /// Partition name (may carry trailing blanks in TF-A's names).
+    pub name: String,
+    /// Partition Id.
+    pub id: u8,
+    /// Size in bytes.
+    pub size: u64,
+    /// `a` (read-only: `E` rows and virtual partitions) rather than `e`.
+    pub read_only: bool,
+}
+
+impl AltName {
+    /// U-Boot's naming (`stm32prog_get_alt_name`): the size in MiB when it
+    /// divides evenly, else in KiB, else in bytes.
+    pub fn format(&self) -> String {
+        const MIB: u64 = 1 << 20;
+        const KIB: u64 = 1 << 10;
+        let (n, unit) = if self.size != 0 && self.size % MIB == 0 {
+            (self.size / MIB, 'M')
+        } else if self.size != 0 && self.size % KIB == 0 {
+            (self.size / KIB, 'K')
+        } else {
+            (self.size, 'B')
+        };
+        let kind = if self.read_only { 'a' } else { 'e' };
+        format!("@{}/0x{:02x}/1*{n}{unit}{kind}", self.name, self.id)
+    }
+
+    /// Parses a name in that form (any case of the hex Id, blanks around the
+    /// name allowed, as TF-A's `@FSBL /0x01/1*1Me`).
+    pub fn parse(s: &str) -> Option<AltName> {
+        let s = s.trim().strip_prefix('@')?;
+        let mut it = s.splitn(3, '/');
+        let name = it.next()?.trim().to_string();
+        let id_s = it.next()?.trim();
+        let id_hex = id_s
+            .strip_prefix("0x")
+            .or_else(|| id_s.strip_prefix("0X"))?;
+        let id = u8::from_str_radix(id_hex, 16).ok()?;
+        let sect = it.next()?.trim();
+        let (count, rest) = sect.split_once('*')?;
+        let count: u64 = count.trim().parse().ok()?;
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let n: u64 = rest[..digits].parse().ok()?;
+        let mut tail = rest[digits..].chars();
+        let mut c = tail.next();
+        let mult = match c {
+            Some('M') => 1 << 20,
+            Some('K') => 1 << 10,
+            Some('B') => 1,
+            _ => return None,
+        };
+        c = tail.next();
+        let read_only = match c {
+            Some('a') => true,
+            Some(_) => false,
+            None => return None,
+        };
+        Some(AltName {
+            name,
+            id,
+            size: count * n * mult,
+            read_only,
+        })
+    }
+}
+
+/// The alt whose name carries partition Id `id` (the host's lookup, as
+/// STM32CubeProgrammer does: "find the alt containing `/0x<id>/`").
+pub fn find_alt<'a>(alts: impl IntoIterator<Item = (u8, &'a str)>, id: u8) -> Option<u8> {
+    alts.into_iter()
+        .find(|(_, name)| AltName::parse(name).is_some_and(|a| a.id == id))
+        .map(|(alt, _)| alt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trips_and_uses_little_endian() {
+        let r = PhaseRecord::new(ID_SSBL, 0xC000_0000, 0x1234);
+        let b = r.encode();
+        assert_eq!(b, [3, 0, 0, 0, 0xC0, 0x34, 0x12, 0, 0]);
+        assert_eq!(PhaseRecord::decode(&b).unwrap(), r);
+        assert_eq!(
+            PhaseRecord::decode(&b[..8]),
+            Err(PhaseRecordError { len: 8 })
+        );
+    }
+
+    #[test]
+    fn error_and_detach_records() {
+        let mut e = PhaseRecord::error("mmc device 1 not found");
+        e.extra.push(0);
+        let e = PhaseRecord::decode(&e.encode()).unwrap();
+        assert_eq!(e.error_message().as_deref(), Some("mmc device 1 not found"));
+        assert!(e.to_string().contains("mmc device 1 not found"));
+        let mut d = PhaseRecord::new(0, NO_ADDRESS, 0);
+        assert!(!d.detach_requested());
+        d.extra.push(1);
+        assert!(d.detach_requested());
+        assert_eq!(d.error_message(), None);
+    }
+
+    #[test]
+    fn command_is_big_endian() {
+        assert_eq!(encode_command(0x10, 0x0102_0304), [0x10, 1, 2, 3, 4]);
+        assert_eq!(decode_command(&[0x10, 1, 2, 3, 4]), Some((0x10, 0x0102_0304)));
+        assert_eq!(decode_command(&[1, 2]), None);
+    }
+
+    #[test]
+    fn alt_names_format_like_u_boot_and_parse_tf_a_names() {
+        let a = AltName {
+            name: "fsbl1".into(),
+            id: 4,
+            size: 256 << 10,
+            read_only: false,
+        };
+        assert_eq!(a.format(), "@fsbl1/0x04/1*256Ke");
+        assert_eq!(AltName::parse(&a.format()), Some(a));
+        let v = AltName {
+            name: "virtual".into(),
+            id: ID_CMD,
+            size: 512,
+            read_only: true,
+        };
+        assert_eq!(v.format(), "@virtual/0xf1/1*512Ba");
+        let rootfs = AltName {
+            name: "rootfs".into(),
+            id: 0x12,
+            size: 3 << 30,
+            read_only: false,
+        };
+        assert_eq!(rootfs.format(), "@rootfs/0x12/1*3072Me");
+        let t = AltName::parse("@FSBL /0x01/1*1Me").unwrap();
+        assert_eq!((t.name.as_str(), t.id, t.size), ("FSBL", 1, 1 << 20));
+        let t = AltName::parse("@virtual /0xF1/1*512Ba").unwrap();
+        assert!(t.read_only);
+        assert_eq!(t.id, 0xF1);
+        assert_eq!(AltName::parse("@Internal Flash /0x08000000/04*016Kg"), None);
+        assert_eq!(AltName::parse("no at sign"), None);
+    }
+
+    #[test]
+    fn find_alt_matches_ids_in_either_case() {
+        let alts = [
+            (0u8, "@Partition0 /0x00/1*256Ke"),
+            (1, "@FSBL /0x01/1*1Me"),
+            (5, "@virtual /0xF1/1*512Ba"),
+        ];
+        assert_eq!(find_alt(alts, ID_CMD), Some(5));
+        assert_eq!(find_alt(alts, ID_FSBL), Some(1));
+        assert_eq!(find_alt(alts, 0x12), None);
+    }
+}
