@@ -17,17 +17,24 @@
 //!   (`Binary(N)` only for NAND `fsbl*` rows, `boot1`/`boot2` only on MMC).
 //! * [`check`] checks each device: offsets strictly increasing in file order,
 //!   aligned, clear of the GPT on MMC, inside the device when its size is
-//!   known (`init_device`), and each binary present and small enough for
-//!   its partition.
+//!   known (`init_device`), each row that downloads something naming a
+//!   binary, and each binary present and small enough for its partition
+//!   (for `Binary(N)`, for one N-th of it).
 //!
-//! [`load`] reads a file and runs both, reporting every error found (not
-//! just the first, unlike U-Boot) with its file, line and column.
+//! [`parse_bytes`] accepts the file as U-Boot does: plain text, or text
+//! wrapped in an STM32 image header whose checksum must match
+//! (`stm32prog_header_check` in `parse_flash_layout`). [`load`] reads a
+//! file, decodes it with the same rules and runs both stages, reporting
+//! every error found (not just the first, unlike U-Boot) with its file,
+//! line and column.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
+
+use crate::image::{self, ImageError};
 
 /// Highest Id allowed in a layout (`PHASE_LAST_USER`); 0xF1.. are virtual
 /// alternate settings (command, OTP, PMIC, ...).
@@ -276,6 +283,9 @@ pub struct Partition {
     /// 1-based start column of each of the 7 fields (0 when absent: the
     /// `Binary` column of a 6-column layout). Columns count characters.
     pub columns: [usize; 7],
+    /// 1-based column just past the end of the row (trailing tabs and CR
+    /// excluded): where a missing `Binary` column is reported.
+    pub end_column: usize,
     /// The `Opt` column.
     pub opt: Opt,
     /// The `Id` column (the DFU alternate setting is looked up by it).
@@ -622,6 +632,67 @@ pub enum LayoutErrorKind {
         /// What limits it (e.g. " up to 'rootfs' on line 12").
         until: String,
     },
+    /// A `Binary(N)` image larger than one N-th of its partition: U-Boot
+    /// writes it N times, one copy after the other, inside the partition
+    /// (`stm32prog_copy_fsbl`).
+    #[error(
+        "binary '{path}' ({size} bytes) does not fit {copies} times in partition '{name}': {space} bytes{until} / {copies} copies = {per_copy} bytes per copy"
+    )]
+    BinaryCopiesTooLarge {
+        /// The resolved path.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The partition name.
+        name: String,
+        /// N in `Binary(N)`.
+        copies: u32,
+        /// The whole partition size.
+        space: u64,
+        /// Room for one copy: `space / copies`, rounded down.
+        per_copy: u64,
+        /// What limits the partition (e.g. " up to 'fsbl2' on line 4").
+        until: String,
+    },
+    /// A row that downloads a file (`Opt` has `P` but not `E`) has no
+    /// binary: `Binary` is `none` or the column is absent. The host would
+    /// have nothing to send for the partition U-Boot waits for.
+    #[error(
+        "partition '{name}' has option '{opt}', so a file is written to it, but {}",
+        if *absent { "the Binary column is missing" } else { "its Binary is 'none'" }
+    )]
+    NoBinary {
+        /// The partition name.
+        name: String,
+        /// The `Opt` column.
+        opt: String,
+        /// True when the row has no `Binary` column (6 columns), false for
+        /// an explicit `none`.
+        absent: bool,
+    },
+    /// The layout starts with the STM32 image magic but the header around
+    /// it is unusable (truncated, unknown version, length beyond the file).
+    #[error("Layout: invalid STM32 image header: {message}")]
+    InvalidHeader {
+        /// What [`image::parse`] found wrong.
+        message: String,
+    },
+    /// The payload of a layout wrapped in an STM32 image header does not
+    /// sum to the header's checksum (U-Boot's message, same wording).
+    #[error("Layout: invalid checksum : {computed:#x} expected {expected:#x}")]
+    InvalidChecksum {
+        /// Checksum of the payload bytes.
+        computed: u32,
+        /// Checksum stored in the header.
+        expected: u32,
+    },
+    /// The layout text is not UTF-8.
+    #[error("invalid UTF-8 at byte offset {offset} ({offset:#x}) of the file")]
+    NotUtf8 {
+        /// Offset of the first invalid byte in the file (header included
+        /// for a wrapped layout).
+        offset: usize,
+    },
 }
 
 impl LayoutErrorKind {
@@ -657,6 +728,11 @@ impl LayoutErrorKind {
             BeyondDevice { .. } => "move the partition below the end of the device, or check the device size given".into(),
             MissingBinary { .. } => "check the path, relative to the layout's directory, or write 'none' with option PE to create the partition empty".into(),
             BinaryTooLarge { .. } => "move the following partition up, or shrink the image".into(),
+            BinaryCopiesTooLarge { copies, size, .. } => format!("Binary({copies}) writes the image {copies} times into the partition: make the partition at least {} bytes (move the next one up), shrink the image, or lower the number of copies", size.saturating_mul(u64::from(*copies))),
+            NoBinary { .. } => "give the file to write, or add E to create the partition empty".into(),
+            InvalidHeader { .. } => "wrap the layout with a complete STM32 image header (e.g. `mkimage -T stm32image`), or give the plain TSV text".into(),
+            InvalidChecksum { .. } => "the file is corrupted or was edited after wrapping: wrap the layout again, or give the plain TSV text".into(),
+            NotUtf8 { .. } => "save the layout as plain text (ASCII or UTF-8); names and paths must not contain other encodings".into(),
         }
     }
 }
@@ -745,10 +821,82 @@ pub fn parse(text: &str, path: &Path) -> Result<Layout, LayoutErrors> {
     }
 }
 
-/// Reads `path`, then [`parse`]s and [`check`]s it, returning every error.
+/// Parses the content of a layout file (`bytes`, read from `path`) the
+/// way U-Boot's `parse_flash_layout` takes it, then as [`parse`].
+///
+/// Bytes starting with the STM32 image magic are an STM32 image: the
+/// header (v1, the one U-Boot documents for layouts; a v2 header that
+/// [`image::parse`] reads is taken too) must be complete and its checksum
+/// must match the payload, which is the layout text; bytes after the
+/// payload are ignored. Anything else is the text
+/// itself. The text must be UTF-8. A bad header, checksum or encoding is a
+/// single error located at line 1, column 1 (or, for bad UTF-8, where the
+/// invalid byte is); line and column of the other errors count in the text.
+pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Layout, LayoutErrors> {
+    let text = decode(bytes, path)?;
+    parse(text, path)
+}
+
+/// The layout text inside `bytes` (see [`parse_bytes`]); the error is
+/// always a single one.
+fn decode<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a str, LayoutErrors> {
+    let error = |line, column, kind| {
+        LayoutErrors(vec![LayoutError {
+            path: path.to_path_buf(),
+            line,
+            column,
+            kind,
+        }])
+    };
+    // A valid layout's text never starts with "STM2" (that would be its
+    // Opt column), so the magic alone decides whether a header is there.
+    let (text, text_start) = if bytes.starts_with(&image::MAGIC.to_le_bytes()) {
+        match image::verify(bytes) {
+            Ok(v) => (v.payload(bytes).unwrap_or_default(), v.header.header_len),
+            Err(ImageError::ChecksumMismatch {
+                expected, computed, ..
+            }) => {
+                return Err(error(
+                    1,
+                    1,
+                    LayoutErrorKind::InvalidChecksum { computed, expected },
+                ))
+            }
+            Err(e) => {
+                return Err(error(
+                    1,
+                    1,
+                    LayoutErrorKind::InvalidHeader {
+                        message: e.to_string(),
+                    },
+                ))
+            }
+        }
+    } else {
+        (bytes, 0)
+    };
+    std::str::from_utf8(text).map_err(|e| {
+        let good = e.valid_up_to();
+        // The prefix before the first bad byte is valid UTF-8 by definition.
+        let prefix = std::str::from_utf8(&text[..good]).unwrap_or_default();
+        let line = prefix.matches('\n').count() + 1;
+        let column = prefix.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+        error(
+            line,
+            column,
+            LayoutErrorKind::NotUtf8 {
+                offset: text_start + good,
+            },
+        )
+    })
+}
+
+/// Reads `path`, decodes it as [`parse_bytes`] does (plain or wrapped in an
+/// STM32 image header), then [`parse`]s and [`check`]s it, returning every
+/// error.
 pub fn load(path: &Path, options: &CheckOptions) -> Result<Layout, LayoutErrors> {
-    let text = match std::fs::read(path) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
         Err(e) => {
             return Err(LayoutErrors(vec![LayoutError {
                 path: path.to_path_buf(),
@@ -760,7 +908,8 @@ pub fn load(path: &Path, options: &CheckOptions) -> Result<Layout, LayoutErrors>
             }]))
         }
     };
-    let (mut layout, mut errors) = parse_partial(&text, path);
+    let text = decode(&bytes, path)?;
+    let (mut layout, mut errors) = parse_partial(text, path);
     // Rows with errors were dropped, so the device checks still see a
     // consistent list and report their own problems in the same pass.
     errors.extend(check(&mut layout, options));
@@ -1054,6 +1203,7 @@ fn parse_partial(text: &str, path: &Path) -> (Layout, Vec<LayoutError>) {
         parts.push(Partition {
             line,
             columns,
+            end_column: raw.trim_end_matches(['\r', '\t']).chars().count() + 1,
             opt,
             id,
             name: name.into(),
@@ -1246,6 +1396,15 @@ fn opt_text(o: &Opt) -> String {
 ///   ("invalid address (max=..)").
 ///
 /// `ram` and `none` rows are not checked (their offsets are addresses).
+///
+/// Unless [`CheckOptions::skip_files`] is set, on every row:
+///
+/// * a row that downloads a file ([`Opt::downloads`]: `P` without `E`)
+///   names one — `none` or no `Binary` column is an error there, while
+///   `-`, `PE` and `PED` rows need none;
+/// * the binary exists and fits its partition; a `Binary(N)` image must
+///   fit in one N-th of the partition, since U-Boot writes N copies of it
+///   one after the other (`stm32prog_copy_fsbl`).
 pub fn check(layout: &mut Layout, options: &CheckOptions) -> Vec<LayoutError> {
     let mut sink = Sink {
         path: &layout.path,
@@ -1395,15 +1554,52 @@ pub fn check(layout: &mut Layout, options: &CheckOptions) -> Vec<LayoutError> {
             continue;
         }
         let Some(bin) = p.binary.clone() else {
+            // stm32prog_next_phase stops on this row waiting for data the
+            // host cannot send; only E rows are created without a file.
+            if p.opt.downloads() {
+                let absent = p.columns[COL_BINARY] == 0;
+                sink.push(
+                    p.line,
+                    if absent {
+                        p.end_column.max(1)
+                    } else {
+                        p.col(COL_BINARY)
+                    },
+                    LayoutErrorKind::NoBinary {
+                        name: p.name.clone(),
+                        opt: opt_text(&p.opt),
+                        absent,
+                    },
+                );
+            }
             continue;
         };
         let col = p.col(COL_BINARY);
+        let copies = match p.kind {
+            PartType::Binary { copies } => copies.max(1),
+            _ => 1,
+        };
         match std::fs::metadata(&bin) {
             Ok(m) if m.is_file() => {
                 let len = m.len();
                 p.binary_size = Some(len);
                 if let Some(space) = size {
-                    if len > space {
+                    let per_copy = space / u64::from(copies);
+                    if copies > 1 && len > per_copy {
+                        sink.push(
+                            p.line,
+                            col,
+                            LayoutErrorKind::BinaryCopiesTooLarge {
+                                path: bin,
+                                size: len,
+                                name: p.name.clone(),
+                                copies,
+                                space,
+                                per_copy,
+                                until,
+                            },
+                        );
+                    } else if len > space {
                         sink.push(
                             p.line,
                             col,

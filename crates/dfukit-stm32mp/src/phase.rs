@@ -189,9 +189,9 @@ impl AltName {
     pub fn format(&self) -> String {
         const MIB: u64 = 1 << 20;
         const KIB: u64 = 1 << 10;
-        let (n, unit) = if self.size != 0 && self.size % MIB == 0 {
+        let (n, unit) = if self.size != 0 && self.size.is_multiple_of(MIB) {
             (self.size / MIB, 'M')
-        } else if self.size != 0 && self.size % KIB == 0 {
+        } else if self.size != 0 && self.size.is_multiple_of(KIB) {
             (self.size / KIB, 'K')
         } else {
             (self.size, 'B')

@@ -4,8 +4,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use dfukit_stm32mp::image::{self as stm32image, WriteParams};
 use dfukit_stm32mp::layout::{
-    self, CheckOptions, DeviceGeometry, Ip, IpKind, Layout, Offset, PartType,
+    self, CheckOptions, DeviceGeometry, Ip, IpKind, Layout, LayoutErrorKind, Offset, PartType,
 };
 use proptest::prelude::*;
 
@@ -266,6 +267,15 @@ fn malformed_layouts() {
         case("empty field shifts columns", "P\t0x10\tfs\t\tmmc0\t0x4400\ta.bin\n", 2, 12, "unknown type 'mmc0'"),
         case("empty layout", "# nothing\n\n", 1, 1, "no partition found"),
         case("empty field shifts columns (7)", "P\t0x10\t\tFileSystem\tmmc0\t0x4400\ta.bin\n", 2, 20, "unknown type 'mmc0'"),
+        case("P row with Binary none", "P\t0x10\tfs\tFileSystem\tmmc0\t0x4400\tnone\n", 2, 34, "partition 'fs' has option 'P', so a file is written to it, but its Binary is 'none'"),
+        case("PD row without Binary column", "PD\t0x10\tfs\tFileSystem\tmmc0\t0x4400\t\r\n", 2, 34, "option 'PD', so a file is written to it, but the Binary column is missing"),
+        case("RawImage P row with Binary none", "P\t0x10\tall\tRawImage\tmmc0\t0x0\tnone\n", 2, 30, "but its Binary is 'none'"),
+        case(
+            "Binary(3) copies do not fit",
+            "P\t0x04\tfsbl1\tBinary(3)\tnand0\t0x0\tbig.bin\nP\t0x10\tfs\tFileSystem\tnand0\t0x20000\ta.bin\n",
+            2, 34,
+            "(65536 bytes) does not fit 3 times in partition 'fsbl1': 131072 bytes up to 'fs' on line 3 / 3 copies = 43690 bytes per copy",
+        ),
     ];
     assert!(cases.len() >= 25);
     for c in &cases {
@@ -314,8 +324,14 @@ fn all_errors_are_reported_with_locations() {
     let p = dir.path().join("l.tsv");
     fs::write(&p, &text).unwrap();
     let errs = layout::load(&p, &CheckOptions::default()).unwrap_err();
-    assert_eq!(errs.0.len(), 4, "{errs}");
+    assert_eq!(errs.0.len(), 5, "{errs}");
     assert_eq!((errs.0[3].line, errs.0[3].column), (5, 22));
+    // Row 'd' is 'P' with Binary 'none': nothing to download.
+    assert_eq!((errs.0[4].line, errs.0[4].column), (5, 29));
+    assert!(
+        matches!(&errs.0[4].kind, LayoutErrorKind::NoBinary { name, absent: false, .. } if name == "d"),
+        "{errs}"
+    );
 }
 
 #[test]
@@ -330,6 +346,301 @@ fn skip_files_option() {
     };
     let l = layout::load(&p, &o).unwrap();
     assert_eq!(l.partitions[0].binary_size, None);
+}
+
+/// Writes `bytes` as `name` in `dir` and loads it.
+fn load_bytes(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    o: &CheckOptions,
+) -> Result<Layout, layout::LayoutErrors> {
+    let p = dir.join(name);
+    fs::write(&p, bytes).unwrap();
+    layout::load(&p, o)
+}
+
+#[test]
+fn download_rows_need_a_binary() {
+    // '-' rows (RAM-loaded, or kept on a partial update), PE and PED rows
+    // download nothing, so 'none' or no Binary column is fine there.
+    let text = format!(
+        "{H}-\t0x01\tfsbl-boot\tBinary\tnone\t0x0\tnone\n\
+         -\t0x03\tfip-boot\tFIP\tnone\t0x0\n\
+         PE\t0x10\ta\tBinary\tmmc0\t0x4400\tnone\n\
+         PED\t0x11\tb\tFileSystem\tmmc0\t0x8400\n\
+         -\t0x12\tc\tFileSystem\tmmc0\t0xC400\tnone\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let l = load_bytes(
+        dir.path(),
+        "ok.tsv",
+        text.as_bytes(),
+        &CheckOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(l.partitions.len(), 5);
+    assert!(l.partitions.iter().all(|p| p.binary.is_none()));
+
+    // P and PD rows do; every such row is reported, at its Binary column
+    // or, when the column is missing, just past the end of the row.
+    let bad = format!(
+        "{H}P\t0x10\ta\tBinary\tmmc0\t0x4400\tnone\n\
+         PD\t0x11\tb\tFileSystem\tmmc0\t0x8400\n"
+    );
+    let errs = load_bytes(
+        dir.path(),
+        "bad.tsv",
+        bad.as_bytes(),
+        &CheckOptions::default(),
+    )
+    .unwrap_err();
+    let got: Vec<_> = errs
+        .0
+        .iter()
+        .map(|e| (e.line, e.column, e.kind.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                2,
+                29,
+                LayoutErrorKind::NoBinary {
+                    name: "a".into(),
+                    opt: "P".into(),
+                    absent: false
+                }
+            ),
+            (
+                3,
+                33,
+                LayoutErrorKind::NoBinary {
+                    name: "b".into(),
+                    opt: "PD".into(),
+                    absent: true
+                }
+            ),
+        ],
+        "{errs}"
+    );
+    assert_eq!(
+        errs.0[0].help(),
+        "give the file to write, or add E to create the partition empty"
+    );
+    // Only the layout at hand: no file checks, so no complaint.
+    let o = CheckOptions {
+        skip_files: true,
+        ..Default::default()
+    };
+    assert!(load_bytes(dir.path(), "bad.tsv", bad.as_bytes(), &o).is_ok());
+    // parse alone never looks at binaries.
+    assert!(layout::parse(&bad, Path::new("bad.tsv")).is_ok());
+}
+
+#[test]
+fn binary_copies_must_fit_one_nth_of_the_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("fsbl.bin"), vec![0u8; 0x10000]).unwrap();
+    fs::write(dir.path().join("fsbl1.bin"), vec![0u8; 0x10001]).unwrap();
+    // fsbl1 spans 0x20000 (one 128 KiB NAND block, up to fs).
+    let layout_with = |copies: u32, bin: &str| {
+        format!(
+            "{H}P\t0x04\tfsbl1\tBinary({copies})\tnand0\t0x0\t{bin}\n\
+             PE\t0x10\tfs\tFileSystem\tnand0\t0x20000\tnone\n"
+        )
+    };
+    let o = CheckOptions::default();
+    // Exactly half the partition: two copies fit.
+    let l = load_bytes(
+        dir.path(),
+        "l.tsv",
+        layout_with(2, "fsbl.bin").as_bytes(),
+        &o,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(l.partitions[0].size(), Some(0x20000));
+    assert_eq!(l.partitions[0].binary_size, Some(0x10000));
+    // One byte more does not, although it fits the whole partition.
+    let errs = load_bytes(
+        dir.path(),
+        "l.tsv",
+        layout_with(2, "fsbl1.bin").as_bytes(),
+        &o,
+    )
+    .unwrap_err();
+    assert_eq!(errs.0.len(), 1, "{errs}");
+    let e = &errs.0[0];
+    assert_eq!((e.line, e.column), (2, 34));
+    assert_eq!(
+        e.kind,
+        LayoutErrorKind::BinaryCopiesTooLarge {
+            path: dir.path().join("fsbl1.bin"),
+            size: 0x10001,
+            name: "fsbl1".into(),
+            copies: 2,
+            space: 0x20000,
+            per_copy: 0x10000,
+            until: " up to 'fs' on line 3".into(),
+        }
+    );
+    let msg = e.kind.to_string();
+    assert!(
+        msg.contains("(65537 bytes) does not fit 2 times")
+            && msg.contains("131072 bytes up to 'fs' on line 3 / 2 copies = 65536 bytes per copy"),
+        "{msg}"
+    );
+    assert!(e.help().contains("at least 131074 bytes"), "{}", e.help());
+    // Plain Binary keeps the whole-partition rule.
+    let text = layout_with(1, "fsbl1.bin").replace("Binary(1)", "Binary");
+    assert!(load_bytes(dir.path(), "l.tsv", text.as_bytes(), &o).is_ok());
+    // Unknown partition size (last row of a device of unknown size):
+    // nothing to check against.
+    let last = format!("{H}P\t0x04\tfsbl1\tBinary(4)\tnand0\t0x0\tfsbl1.bin\n");
+    assert!(load_bytes(dir.path(), "l.tsv", last.as_bytes(), &o).is_ok());
+}
+
+#[test]
+fn wrapped_layout_round_trip() {
+    for params in [WriteParams::v1(0), WriteParams::v2(0)] {
+        let wrapped = stm32image::write(&params, SDCARD.as_bytes());
+        let path = Path::new("/boards/FlashLayout.stm32");
+        let from_image = layout::parse_bytes(&wrapped, path).unwrap_or_else(|e| panic!("{e}"));
+        let from_text = layout::parse(SDCARD, path).unwrap();
+        assert_eq!(from_image, from_text);
+        assert_eq!(from_image.partitions.len(), 13);
+        // Bytes after the payload (padding some tools add) are ignored.
+        let mut padded = wrapped.clone();
+        padded.extend_from_slice(&[0xFF; 16]);
+        assert_eq!(layout::parse_bytes(&padded, path).unwrap(), from_text);
+    }
+    // Plain text goes straight to the parser.
+    assert_eq!(
+        layout::parse_bytes(SDCARD.as_bytes(), Path::new("l.tsv")).unwrap(),
+        layout::parse(SDCARD, Path::new("l.tsv")).unwrap()
+    );
+
+    // load reads a wrapped file too, and runs the file checks.
+    let dir = tempfile::tempdir().unwrap();
+    let wrapped = stm32image::write(&WriteParams::v1(0), format!("{H}{ROW}").as_bytes());
+    let o = CheckOptions::default();
+    let errs = load_bytes(dir.path(), "l.stm32", &wrapped, &o).unwrap_err();
+    assert!(
+        matches!(&errs.0[..], [e] if e.line == 2 && e.column == 34
+            && matches!(e.kind, LayoutErrorKind::MissingBinary { .. })),
+        "{errs}"
+    );
+    fs::write(dir.path().join("a.bin"), b"data").unwrap();
+    let l = load_bytes(dir.path(), "l.stm32", &wrapped, &o).unwrap();
+    assert_eq!(l.partitions[0].binary_size, Some(4));
+    assert_eq!(l.path, dir.path().join("l.stm32"));
+}
+
+#[test]
+fn wrapped_layout_with_bad_checksum() {
+    let mut wrapped = stm32image::write(&WriteParams::v1(0), SDCARD.as_bytes());
+    let stored = stm32image::checksum(SDCARD.as_bytes());
+    // Corrupt one payload byte: 'P' (0x50) becomes 'Q', one more in the sum.
+    let at = stm32image::V1_HEADER_LEN + SDCARD.find("\nP\t").unwrap() + 1;
+    assert_eq!(wrapped[at], b'P');
+    wrapped[at] = b'Q';
+    let path = Path::new("FlashLayout.stm32");
+    let errs = layout::parse_bytes(&wrapped, path).unwrap_err();
+    assert_eq!(errs.0.len(), 1, "{errs}");
+    let e = &errs.0[0];
+    assert_eq!(
+        e.kind,
+        LayoutErrorKind::InvalidChecksum {
+            computed: stored + 1,
+            expected: stored,
+        }
+    );
+    assert_eq!((e.line, e.column), (1, 1));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "FlashLayout.stm32:1:1: Layout: invalid checksum : {:#x} expected {stored:#x}",
+            stored + 1
+        )
+    );
+    assert!(!e.help().is_empty());
+
+    // A corrupted checksum field is the same error, through load as well.
+    let mut wrapped = stm32image::write(&WriteParams::v1(0), SDCARD.as_bytes());
+    let field = stm32image::offsets::CHECKSUM;
+    wrapped[field..field + 4].copy_from_slice(&0xDEAD_BEEFu32.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let errs = load_bytes(dir.path(), "l.stm32", &wrapped, &CheckOptions::default()).unwrap_err();
+    assert_eq!(
+        errs.0.iter().map(|e| e.kind.clone()).collect::<Vec<_>>(),
+        vec![LayoutErrorKind::InvalidChecksum {
+            computed: stored,
+            expected: 0xDEAD_BEEF
+        }]
+    );
+    assert!(
+        errs.to_string().contains(&format!(
+            "invalid checksum : {stored:#x} expected 0xdeadbeef"
+        )),
+        "{errs}"
+    );
+}
+
+#[test]
+fn wrapped_layout_with_bad_header() {
+    let wrapped = stm32image::write(&WriteParams::v1(0), SDCARD.as_bytes());
+    // Truncated: the declared payload goes past the end of the file.
+    let errs = layout::parse_bytes(&wrapped[..wrapped.len() - 1], Path::new("l")).unwrap_err();
+    assert!(
+        matches!(&errs.0[..], [e] if (e.line, e.column) == (1, 1)
+            && matches!(&e.kind, LayoutErrorKind::InvalidHeader { message } if message.contains("goes beyond the file"))),
+        "{errs}"
+    );
+    // Only the magic.
+    let errs = layout::parse_bytes(b"STM\x32", Path::new("l")).unwrap_err();
+    assert!(
+        errs.to_string()
+            .starts_with("l:1:1: Layout: invalid STM32 image header: file too short"),
+        "{errs}"
+    );
+}
+
+#[test]
+fn non_utf8_layouts() {
+    // 0xFF in the Name column of line 3, after the "g" at column 8.
+    let mut bytes = format!("{H}{ROW}").into_bytes();
+    let row3 = bytes.len();
+    bytes.extend_from_slice(b"P\t0x11\tg\xFFs\tFileSystem\tmmc0\t0x8400\ta.bin\n");
+    let errs = layout::parse_bytes(&bytes, Path::new("l.tsv")).unwrap_err();
+    let offset = row3 + 8;
+    assert_eq!(bytes[offset], 0xFF);
+    assert_eq!(errs.0.len(), 1, "{errs}");
+    let e = &errs.0[0];
+    assert_eq!(e.kind, LayoutErrorKind::NotUtf8 { offset });
+    assert_eq!((e.line, e.column), (3, 9));
+    assert!(
+        e.to_string().contains(&format!(
+            "invalid UTF-8 at byte offset {offset} ({offset:#x})"
+        )),
+        "{e}"
+    );
+    // load reports it instead of parsing a lossy copy.
+    let dir = tempfile::tempdir().unwrap();
+    let errs = load_bytes(dir.path(), "l.tsv", &bytes, &CheckOptions::default()).unwrap_err();
+    assert_eq!(errs.0.len(), 1, "{errs}");
+    assert_eq!(errs.0[0].kind, LayoutErrorKind::NotUtf8 { offset });
+
+    // Inside a wrapped layout, the offset counts from the start of the
+    // file and the line and column from the start of the text.
+    let wrapped = stm32image::write(&WriteParams::v1(0), &bytes);
+    let errs = layout::parse_bytes(&wrapped, Path::new("l.stm32")).unwrap_err();
+    assert_eq!(
+        errs.0[0].kind,
+        LayoutErrorKind::NotUtf8 {
+            offset: stm32image::V1_HEADER_LEN + offset
+        }
+    );
+    assert_eq!((errs.0[0].line, errs.0[0].column), (3, 9));
 }
 
 #[test]

@@ -547,9 +547,9 @@ fn urb_worker(conn: &Conn, device: &SharedDevice) {
         };
         let Some(ret) = ret else {
             // The device NAKs forever: the URB completes only by being
-            // unlinked (the reader answers the CMD_UNLINK) or by the
-            // connection ending.
-            if !wait_for_unlink(conn, cmd.seqnum) {
+            // unlinked (the reader answers the CMD_UNLINK), by the device
+            // detaching, or by the connection ending.
+            if !wait_for_unlink(conn, device, cmd.seqnum) {
                 return;
             }
             continue;
@@ -572,8 +572,10 @@ fn urb_worker(conn: &Conn, device: &SharedDevice) {
 }
 
 /// Waits until URB `seqnum`, which the device will never complete, is unlinked. Returns false
-/// when the connection ends first.
-fn wait_for_unlink(conn: &Conn, seqnum: u32) -> bool {
+/// when the connection ends first, or when the device detaches meanwhile: then the connection
+/// is closed, as for a device that detaches while idle, so the client sees the device gone at
+/// once instead of only when its timeout expires (never, for a libusb timeout of 0).
+fn wait_for_unlink(conn: &Conn, device: &SharedDevice, seqnum: u32) -> bool {
     let mut st = lock(&conn.state);
     loop {
         if st.cancelled.remove(&seqnum) {
@@ -588,6 +590,16 @@ fn wait_for_unlink(conn: &Conn, seqnum: u32) -> bool {
             .wait_timeout(st, POLL)
             .unwrap_or_else(PoisonError::into_inner);
         st = g;
+        if !st.cancelled.contains(&seqnum) {
+            // Never hold the state lock while taking the device's: the device may be locked
+            // by its owner for a while, and the reader needs the state to answer unlinks.
+            drop(st);
+            if !lock(device).attached() {
+                conn.close();
+                return false;
+            }
+            st = lock(&conn.state);
+        }
     }
 }
 
