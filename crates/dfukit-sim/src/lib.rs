@@ -9,7 +9,10 @@
 //! - [`power`]: power cuts counted in flash operations across a board
 //!   ([`PowerSupply`], [`PowerCutPlan`]), MCUboot's exhaustive method;
 //! - [`storage`]: a chip's bytes in memory or in a write-through file;
-//! - [`state`]: a board's state directory (images, `board.json`, event log).
+//! - [`state`]: a board's state directory (images, `board.json`, event log);
+//! - [`usb_link`]: a USB cable in virtual time ([`usb_link::SimUsb`]), with
+//!   control-transfer bus time from the USB 2.0 limits;
+//! - [`stm32f4`], [`stm32mp1`], [`nrf52840`]: the simulated boards.
 //!
 //! The simulator is host-only (std). Only [`storage`] and [`state`] touch
 //! the file system; nothing here reads the host clock except
@@ -35,4 +38,6 @@ pub mod link;
 pub mod nrf52840;
 pub mod pty;
 pub mod stm32f4;
+pub mod stm32mp1;
 pub mod synthetic;
+pub mod usb_link;

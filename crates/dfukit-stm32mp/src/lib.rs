@@ -6,4 +6,5 @@ pub mod connect;
 pub mod image;
 pub mod layout;
 pub mod phase;
+pub mod program;
 pub mod sdcard;

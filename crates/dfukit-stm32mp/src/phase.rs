@@ -282,7 +282,10 @@ mod tests {
     #[test]
     fn command_is_big_endian() {
         assert_eq!(encode_command(0x10, 0x0102_0304), [0x10, 1, 2, 3, 4]);
-        assert_eq!(decode_command(&[0x10, 1, 2, 3, 4]), Some((0x10, 0x0102_0304)));
+        assert_eq!(
+            decode_command(&[0x10, 1, 2, 3, 4]),
+            Some((0x10, 0x0102_0304))
+        );
         assert_eq!(decode_command(&[1, 2]), None);
     }
 

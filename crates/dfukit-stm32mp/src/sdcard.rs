@@ -514,11 +514,6 @@ pub fn build(
         path: out.to_path_buf(),
         source,
     };
-    let gpt_err = |e: &dyn std::fmt::Display| SdError::Gpt {
-        path: out.to_path_buf(),
-        message: e.to_string(),
-    };
-
     let mut file = File::options()
         .read(true)
         .write(true)
@@ -528,24 +523,11 @@ pub fn build(
         .map_err(out_err)?;
     file.set_len(opts.size_bytes).map_err(out_err)?;
 
-    // Protective MBR covering the whole disk (capped at 2^32 - 1 sectors).
-    let sectors = opts.size_bytes / SECTOR_SIZE;
-    let mbr_len = u32::try_from(sectors - 1).unwrap_or(u32::MAX);
-    gpt::mbr::ProtectiveMBR::with_lb_size(mbr_len)
-        .overwrite_lba0(&mut file)
-        .map_err(|e| gpt_err(&e))?;
-
     let disk_guid = opts
         .disk_guid
         .map(Uuid::from_bytes)
         .unwrap_or_else(Uuid::new_v4);
-    let mut disk = gpt::GptConfig::new()
-        .writable(true)
-        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
-        .create_from_device(&mut file, Some(disk_guid))
-        .map_err(|e| gpt_err(&e))?;
-
-    let mut table = BTreeMap::new();
+    let mut entries = Vec::with_capacity(planned.len());
     let mut summary = Vec::with_capacity(planned.len());
     for (i, pl) in planned.iter().enumerate() {
         let number = u32::try_from(i + 1).expect("at most 128 partitions");
@@ -559,20 +541,14 @@ pub fn build(
         } else {
             0
         };
-        table.insert(
-            number,
-            gpt::partition::Partition {
-                part_type_guid: Type {
-                    guid: Uuid::from_bytes(pl.part.kind.type_guid()),
-                    os: OperatingSystem::None,
-                },
-                part_guid,
-                first_lba: pl.start_lba,
-                last_lba: pl.end_lba,
-                flags: attributes,
-                name: pl.part.name.clone(),
-            },
-        );
+        entries.push(GptEntry {
+            name: pl.part.name.clone(),
+            first_lba: pl.start_lba,
+            last_lba: pl.end_lba,
+            type_guid: pl.part.kind.type_guid(),
+            attributes,
+            partuuid: *part_guid.as_bytes(),
+        });
         summary.push(SdPartitionSummary {
             number,
             name: pl.part.name.clone(),
@@ -584,12 +560,13 @@ pub fn build(
             bytes_written: 0,
         });
     }
-    disk.update_partitions(table).map_err(|e| gpt_err(&e))?;
-    let (first_usable_lba, last_usable_lba) = {
-        let h = disk.header();
-        (h.first_usable, h.last_usable)
-    };
-    disk.write().map_err(|e| gpt_err(&e))?;
+    let (first_usable_lba, last_usable_lba) =
+        write_gpt(&mut file, opts.size_bytes, *disk_guid.as_bytes(), &entries).map_err(
+            |message| SdError::Gpt {
+                path: out.to_path_buf(),
+                message,
+            },
+        )?;
 
     for (pl, s) in planned.iter().zip(summary.iter_mut()) {
         if let (true, Some(path)) = (pl.part.program, &pl.part.binary) {
@@ -607,6 +584,76 @@ pub fn build(
         last_usable_lba,
         partitions: summary,
     })
+}
+
+/// One entry of a GPT written by [`write_gpt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GptEntry {
+    /// Partition name (at most [`MAX_NAME_UTF16`] UTF-16 code units).
+    pub name: String,
+    /// First LBA (512-byte sectors).
+    pub first_lba: u64,
+    /// Last LBA, inclusive.
+    pub last_lba: u64,
+    /// Partition type GUID, in textual byte order.
+    pub type_guid: [u8; 16],
+    /// Attribute bits (e.g. [`ATTR_LEGACY_BIOS_BOOTABLE`]).
+    pub attributes: u64,
+    /// Unique partition GUID, in textual byte order.
+    pub partuuid: [u8; 16],
+}
+
+/// Writes a protective MBR, the primary GPT (header and 128 entries at LBA
+/// 1–33) and the backup GPT (in the last 33 sectors) onto `file`, a disk of
+/// `size_bytes` (a multiple of 512), with partitions numbered from 1 in the
+/// order of `entries`. Nothing else of the file is touched. Returns the
+/// first and last usable LBA, or the GPT library's message.
+///
+/// [`build`] writes SD-card images with it, and the simulated STM32MP1
+/// writes the GPT of its eMMC and SD card the same way when `stm32prog`
+/// does a full update.
+pub fn write_gpt(
+    file: &mut File,
+    size_bytes: u64,
+    disk_guid: [u8; 16],
+    entries: &[GptEntry],
+) -> Result<(u64, u64), String> {
+    // Protective MBR covering the whole disk (capped at 2^32 - 1 sectors).
+    let sectors = size_bytes / SECTOR_SIZE;
+    let mbr_len = u32::try_from(sectors.saturating_sub(1)).unwrap_or(u32::MAX);
+    gpt::mbr::ProtectiveMBR::with_lb_size(mbr_len)
+        .overwrite_lba0(&mut *file)
+        .map_err(|e| e.to_string())?;
+    let mut disk = gpt::GptConfig::new()
+        .writable(true)
+        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+        .create_from_device(&mut *file, Some(Uuid::from_bytes(disk_guid)))
+        .map_err(|e| e.to_string())?;
+    let mut table = BTreeMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        let number = u32::try_from(i + 1).map_err(|e| e.to_string())?;
+        table.insert(
+            number,
+            gpt::partition::Partition {
+                part_type_guid: Type {
+                    guid: Uuid::from_bytes(e.type_guid),
+                    os: OperatingSystem::None,
+                },
+                part_guid: Uuid::from_bytes(e.partuuid),
+                first_lba: e.first_lba,
+                last_lba: e.last_lba,
+                flags: e.attributes,
+                name: e.name.clone(),
+            },
+        );
+    }
+    disk.update_partitions(table).map_err(|e| e.to_string())?;
+    let usable = {
+        let h = disk.header();
+        (h.first_usable, h.last_usable)
+    };
+    disk.write().map_err(|e| e.to_string())?;
+    Ok(usable)
 }
 
 /// Copies `path` into `img` at `offset`, seeking over all-zero blocks.

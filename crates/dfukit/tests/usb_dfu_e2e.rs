@@ -69,21 +69,6 @@ impl Drop for Board {
     }
 }
 
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists());
-    if found.is_none() {
-        assert!(
-            std::env::var("DFUKIT_REQUIRE_PEERS").as_deref() != Ok("1"),
-            "DFUKIT_REQUIRE_PEERS=1 but {name} is missing (scripts/install-peers installs it)"
-        );
-        eprintln!("skipped: {name} not installed");
-    }
-    found
-}
-
 /// dfu-util, unmodified, with dfukit's shim as its libusb.
 fn dfu_util(board: &Board, args: &[&str]) -> Output {
     let shim = ok(&["usb", "shim-dir"]);

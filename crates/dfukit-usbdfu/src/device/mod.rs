@@ -17,6 +17,7 @@
 //! dfuERROR/errCHECK_ERASED instead.
 
 mod config;
+pub mod stream;
 
 pub use config::{
     AltSetting, ConfigError, DeviceConfig, Dialect, FlashTiming, MAX_ALTS, MAX_TRANSFER_SIZE,

@@ -8,6 +8,7 @@ pub mod nordic_pkg;
 pub mod progress;
 pub mod sim;
 pub mod stm32mp;
+pub mod stm32mp_flash;
 pub mod usb;
 
 use clap::Subcommand;

@@ -15,6 +15,10 @@ pub enum SimCommand {
     Nrf52840(Nrf52840Args),
     /// Run a virtual STM32F405 in its ROM DFU bootloader (DfuSe), exported over USB/IP.
     Stm32f4(Stm32f4Args),
+    /// Run a virtual STM32MP157 in USB serial boot (ROM code, TF-A, U-Boot
+    /// stm32prog), exported over USB/IP; its eMMC, SD card, NAND and NOR are
+    /// image files in the state directory.
+    Stm32mp1(Stm32mp1Args),
     /// Show a board's flash as its bootloader would see it.
     Inspect(InspectArgs),
 }
@@ -106,6 +110,51 @@ fn parse_usb_fault(s: &str) -> Result<dfukit_sim::stm32f4::UsbFault, String> {
     }
 }
 
+/// Options of `sim stm32mp1`.
+#[derive(Args)]
+pub struct Stm32mp1Args {
+    /// Address to export the board on (USB/IP server; the first line of
+    /// output is `usbip: HOST:PORT`). Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:3240")]
+    pub usbip: String,
+    /// Directory holding the storage images (emmc-user.img, sdcard.img,
+    /// nand.img, ...) and board.json (kept across runs).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Complete storage writes and erases at once instead of after their
+    /// modelled times.
+    #[arg(long)]
+    pub no_flash_timing: bool,
+    /// eMMC user-area size in MiB (a board with a smaller part than the
+    /// layout expects).
+    #[arg(long)]
+    pub emmc_size_mib: Option<u64>,
+    /// NAND blocks marked bad at the factory, e.g. `3,17`.
+    #[arg(long, value_delimiter = ',')]
+    pub nand_bad_blocks: Vec<u64>,
+    /// Reproduce a field failure: `tfa-no-usb` (TF-A never answers USB after
+    /// the ROM code starts it), `uboot-no-reconnect` (U-Boot does not come
+    /// back after the flashlayout), `nand-erase-failure=N` (NAND erases fail
+    /// after the first N).
+    #[arg(long, value_parser = parse_mp1_fault)]
+    pub fault: Option<dfukit_sim::stm32mp1::Stm32mp1Fault>,
+}
+
+fn parse_mp1_fault(s: &str) -> Result<dfukit_sim::stm32mp1::Stm32mp1Fault, String> {
+    use dfukit_sim::stm32mp1::Stm32mp1Fault;
+    match s.split_once('=') {
+        None if s == "tfa-no-usb" => Ok(Stm32mp1Fault::TfaNoUsb),
+        None if s == "uboot-no-reconnect" => Ok(Stm32mp1Fault::UbootNoReconnect),
+        Some(("nand-erase-failure", n)) => n
+            .parse()
+            .map(|after| Stm32mp1Fault::NandEraseFailure { after })
+            .map_err(|e| format!("nand-erase-failure needs a number of erases: {e}")),
+        _ => Err(format!(
+            "unknown fault {s:?}; known: tfa-no-usb, uboot-no-reconnect, nand-erase-failure=N"
+        )),
+    }
+}
+
 /// Options of `sim inspect`.
 #[derive(Args)]
 pub struct InspectArgs {
@@ -122,6 +171,7 @@ pub fn run(cmd: SimCommand) -> miette::Result<()> {
     match cmd {
         SimCommand::Nrf52840(a) => Ok(nrf52840(a)?),
         SimCommand::Stm32f4(a) => Ok(stm32f4(a)?),
+        SimCommand::Stm32mp1(a) => Ok(stm32mp1(a)?),
         SimCommand::Inspect(a) => Ok(inspect(a)?),
     }
 }
@@ -248,23 +298,7 @@ fn stm32f4(a: Stm32f4Args) -> Result<(), Diag> {
     cfg.fault = a.fault.or(cfg.fault);
     let board = Stm32f4::open(&state, Some(cfg)).map_err(|e| state_error(&dir, e))?;
     let board = Arc::new(Mutex::new(board));
-    let usbip_error = |e: &dyn std::fmt::Display| {
-        Diag::new(
-            "dfukit::sim::usbip",
-            format!("cannot export the board on {}: {e}", a.usbip),
-            "pick a free port (or port 0), or stop the program that holds it (another usbipd?)",
-        )
-    };
-    let server = dfukit_usbip::Server::bind(&a.usbip).map_err(|e| usbip_error(&e))?;
-    server
-        .add_shared("1-1", board.clone())
-        .map_err(|e| usbip_error(&e))?;
-    server.spawn().map_err(|e| usbip_error(&e))?;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "usbip: {}", server.local_addr());
-    let _ = writeln!(out, "state: {}", dir.display());
-    let _ = out.flush();
-    drop(out);
+    let _server = export_usbip(&a.usbip, board.clone(), &dir)?;
     // After `:leave` the ROM jumps to the application and drops off the bus;
     // the board comes back as if reset with BOOT0 held, so that a host can
     // check what it wrote and a test can go on.
@@ -280,6 +314,63 @@ fn stm32f4(a: Stm32f4Args) -> Result<(), Diag> {
             }
             _ => {}
         }
+    }
+}
+
+/// Exports `board` on `addr` under busid 1-1 and prints the contract lines
+/// (`usbip: HOST:PORT`, `state: DIR`).
+fn export_usbip<D: dfukit_usbip::UsbDevice + 'static>(
+    addr: &str,
+    board: std::sync::Arc<std::sync::Mutex<D>>,
+    dir: &Path,
+) -> Result<dfukit_usbip::Server, Diag> {
+    let usbip_error = |e: &dyn std::fmt::Display| {
+        Diag::new(
+            "dfukit::sim::usbip",
+            format!("cannot export the board on {addr}: {e}"),
+            "pick a free port (or port 0), or stop the program that holds it (another usbipd?)",
+        )
+    };
+    let server = dfukit_usbip::Server::bind(addr).map_err(|e| usbip_error(&e))?;
+    server
+        .add_shared("1-1", board)
+        .map_err(|e| usbip_error(&e))?;
+    server.spawn().map_err(|e| usbip_error(&e))?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "usbip: {}", server.local_addr());
+    let _ = writeln!(out, "state: {}", dir.display());
+    let _ = out.flush();
+    Ok(server)
+}
+
+fn stm32mp1(a: Stm32mp1Args) -> Result<(), Diag> {
+    use dfukit_sim::stm32mp1::{Stm32mp1, Stm32mp1Config};
+    use std::sync::{Arc, Mutex};
+    let (dir, state, mut cfg) =
+        open_state::<Stm32mp1Config>(a.state.as_deref(), "dfukit-stm32mp1-")?;
+    if a.no_flash_timing {
+        cfg.flash_timing = false;
+    }
+    if let (Some(mib), Some(emmc)) = (a.emmc_size_mib, cfg.emmc.as_mut()) {
+        emmc.size = mib << 20;
+    }
+    if let (false, Some(nand)) = (a.nand_bad_blocks.is_empty(), cfg.nand.as_mut()) {
+        nand.factory_bad_blocks = a.nand_bad_blocks.clone();
+    }
+    cfg.fault = a.fault.or(cfg.fault);
+    let board = Stm32mp1::open(&state, Some(cfg)).map_err(|e| {
+        Diag::new(
+            "dfukit::sim::state",
+            format!("cannot build the board in {}: {e}", dir.display()),
+            "check the directory is writable and board.json is valid (or start with a new --state)",
+        )
+    })?;
+    let board = Arc::new(Mutex::new(board));
+    let _server = export_usbip(&a.usbip, board, &dir)?;
+    // The board changes personality by itself (ROM → TF-A → U-Boot) on its
+    // own clock; the server thread serves it until the process is killed.
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
     }
 }
 

@@ -25,6 +25,9 @@ pub enum Stm32mpCommand {
     /// Build a raw SD-card image from a flashlayout, as ST's
     /// create_sdcard_from_flashlayout.sh does.
     Sdcard(SdcardArgs),
+    /// Program a board from a flashlayout, as STM32CubeProgrammer does:
+    /// ROM code, TF-A, then U-Boot's stm32prog, partition by partition.
+    Flash(super::stm32mp_flash::FlashArgs),
 }
 
 /// Options of `sdcard`.
@@ -46,6 +49,7 @@ pub fn run(cmd: Stm32mpCommand) -> miette::Result<()> {
         Stm32mpCommand::Check { layout } => Ok(check(&layout).map(|_| ())?),
         Stm32mpCommand::ImageInfo { file, json } => Ok(image_info(&file, json)?),
         Stm32mpCommand::Sdcard(a) => Ok(sd(&a)?),
+        Stm32mpCommand::Flash(a) => Ok(super::stm32mp_flash::flash(&a)?),
     }
 }
 

@@ -347,11 +347,11 @@ fn no_server(addr: &str, e: impl std::fmt::Display) -> Diag {
 }
 
 /// A selected device, imported and probed.
-struct Opened {
-    busid: String,
-    devnum: u32,
-    dfu: DfuInterface,
-    transfer: AnyTransfer,
+pub(crate) struct Opened {
+    pub(crate) busid: String,
+    pub(crate) devnum: u32,
+    pub(crate) dfu: DfuInterface,
+    pub(crate) transfer: AnyTransfer,
 }
 
 /// `HOST[:PORT]` with the USB/IP port filled in.
@@ -379,7 +379,7 @@ fn wanted(t: &Target, dfu: &DfuInterface) -> bool {
 }
 
 /// The DFU devices that match `t`, over USB/IP or on local USB.
-fn dfu_devices(t: &Target) -> Result<Vec<Opened>, Diag> {
+pub(crate) fn dfu_devices(t: &Target) -> Result<Vec<Opened>, Diag> {
     let Some(addr) = &t.usbip else {
         return local_dfu_devices(t);
     };

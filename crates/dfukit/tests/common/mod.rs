@@ -143,3 +143,21 @@ pub fn crc(b: &[u8]) -> u32 {
     c.update(b);
     c.value()
 }
+
+/// A peer tool from the system directories, or `None` (test skipped) when it
+/// is not installed and peers are not required. With
+/// `DFUKIT_REQUIRE_PEERS=1` a missing tool fails the test.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var("DFUKIT_REQUIRE_PEERS").as_deref() != Ok("1"),
+            "DFUKIT_REQUIRE_PEERS=1 but {name} is missing (scripts/install-peers installs it)"
+        );
+        eprintln!("skipped: {name} not installed");
+    }
+    found
+}

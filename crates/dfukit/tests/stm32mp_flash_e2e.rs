@@ -1,0 +1,387 @@
+//! STM32MP programming across real boundaries: a `dfukit sim stm32mp1`
+//! process exports the simulated STM32MP157 over USB/IP; `dfukit stm32mp
+//! flash` programs it from a TSV layout; `sfdisk --json` reads the GPT U-Boot
+//! wrote on the eMMC image; unmodified dfu-util drives the ROM code and TF-A
+//! through dfukit's libusb shim, as ST documents for loading U-Boot without
+//! STM32CubeProgrammer.
+
+mod common;
+
+use common::*;
+use dfukit_stm32mp::image::{self, WriteParams};
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `dfukit sim stm32mp1 --usbip 127.0.0.1:0` process; killed when dropped.
+struct Board {
+    child: Child,
+    _stdout: BufReader<std::process::ChildStdout>,
+    addr: String,
+}
+
+impl Board {
+    fn start(state: &Path, extra: &[&str]) -> Board {
+        let mut child = dfukit()
+            .args([
+                "sim",
+                "stm32mp1",
+                "--usbip",
+                "127.0.0.1:0",
+                "--no-flash-timing",
+                "--state",
+            ])
+            .arg(state)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sim starts");
+        let mut first = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut first).unwrap();
+        let addr = first
+            .trim()
+            .strip_prefix("usbip: ")
+            .unwrap_or_else(|| panic!("first line is not `usbip: ADDR`: {first:?}"))
+            .to_string();
+        Board {
+            child,
+            _stdout: stdout,
+            addr,
+        }
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn data(seed: u32, len: usize) -> Vec<u8> {
+    dfukit_core::synthetic::bytes(seed).take(len).collect()
+}
+
+const TSV: &str = "#Opt\tId\tName\tType\tIP\tOffset\tBinary
+-\t0x01\tfsbl-boot\tBinary\tnone\t0x0\ttf-a-usb.stm32
+-\t0x03\tfip-boot\tFIP\tnone\t0x0\tfip.bin
+P\t0x04\tfsbl1\tBinary\tmmc1\tboot1\ttf-a-emmc.stm32
+P\t0x05\tfsbl2\tBinary\tmmc1\tboot2\ttf-a-emmc.stm32
+P\t0x08\tfip-a\tFIP\tmmc1\t0x00080000\tfip.bin
+PED\t0x09\tu-boot-env\tENV\tmmc1\t0x00480000\tnone
+P\t0x10\tbootfs\tSystem\tmmc1\t0x00500000\tbootfs.ext4
+P\t0x12\trootfs\tFileSystem\tmmc1\t0x02500000\trootfs.ext4
+";
+
+/// The layout and its binaries in `dir`; returns the layout's path.
+fn layout(dir: &Path) -> PathBuf {
+    let mut fip = dfukit_stm32mp::phase::FIP_TOC_HEADER.to_le_bytes().to_vec();
+    fip.extend(data(3, 600 * 1024));
+    let files: [(&str, Vec<u8>); 5] = [
+        (
+            "tf-a-usb.stm32",
+            image::write(&WriteParams::v1(0x2FFC_2500), &data(1, 96 * 1024)),
+        ),
+        (
+            "tf-a-emmc.stm32",
+            image::write(&WriteParams::v1(0x2FFC_2500), &data(2, 110 * 1024)),
+        ),
+        ("fip.bin", fip),
+        ("bootfs.ext4", data(4, 2 * 1024 * 1024 + 5)),
+        ("rootfs.ext4", data(5, 3 * 1024 * 1024 + 11)),
+    ];
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let p = dir.join("FlashLayout_emmc.tsv");
+    std::fs::write(&p, TSV).unwrap();
+    p
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+}
+
+fn flash(board: &Board, tsv: &Path, extra: &[&str]) -> (Output, Duration) {
+    let t = Instant::now();
+    let out = dfukit()
+        .args(["stm32mp", "flash"])
+        .arg(tsv)
+        .args(["--usbip", &board.addr])
+        .args(extra)
+        .output()
+        .unwrap();
+    (out, t.elapsed())
+}
+
+fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
+    let f = std::fs::File::open(path).unwrap();
+    let mut b = vec![0; len];
+    f.read_exact_at(&mut b, offset).unwrap();
+    b
+}
+
+#[test]
+fn emmc_layout_flashed_over_usbip_matches_sfdisk_and_the_binaries() {
+    let Some(sfdisk) = tool("sfdisk") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = layout(dir.path());
+    let state = dir.path().join("board");
+    let board = Board::start(&state, &[]);
+    let (out, _) = flash(&board, &tsv, &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    for name in [
+        "fsbl-boot",
+        "fip-boot",
+        "fsbl1",
+        "fsbl2",
+        "fip-a",
+        "bootfs",
+        "rootfs",
+    ] {
+        assert!(t.contains(name), "summary lacks {name}: {t}");
+    }
+    assert!(t.contains("done: "), "{t}");
+
+    // The GPT U-Boot wrote, as Linux tools read it.
+    let json = Command::new(sfdisk)
+        .arg("--json")
+        .arg(state.join("emmc-user.img"))
+        .output()
+        .unwrap();
+    assert!(json.status.success(), "{}", text(&json));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let parts = v["partitiontable"]["partitions"].as_array().unwrap();
+    let got: Vec<(String, u64, u64)> = parts
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["start"].as_u64().unwrap(),
+                p["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let lba = |b: u64| b / 512;
+    assert_eq!(v["partitiontable"]["label"], "gpt");
+    assert_eq!(
+        got[..3],
+        [
+            ("fip-a".to_string(), lba(0x80000), lba(0x480000 - 0x80000)),
+            (
+                "u-boot-env".to_string(),
+                lba(0x480000),
+                lba(0x500000 - 0x480000)
+            ),
+            (
+                "bootfs".to_string(),
+                lba(0x500000),
+                lba(0x2500000 - 0x500000)
+            ),
+        ]
+    );
+    assert_eq!(got[3].0, "rootfs");
+    assert_eq!(got[3].1, lba(0x2500000));
+    assert_eq!(got.len(), 4);
+    assert_eq!(
+        parts[0]["type"].as_str().unwrap().to_uppercase(),
+        "19D5DF83-11B0-457B-BE2C-7559C13142A5"
+    );
+
+    // Every partition holds its binary byte for byte.
+    for (file, image_name, offset) in [
+        ("tf-a-emmc.stm32", "emmc-boot1.img", 0u64),
+        ("tf-a-emmc.stm32", "emmc-boot2.img", 0),
+        ("fip.bin", "emmc-user.img", 0x80000),
+        ("bootfs.ext4", "emmc-user.img", 0x500000),
+        ("rootfs.ext4", "emmc-user.img", 0x2500000),
+    ] {
+        let want = std::fs::read(dir.path().join(file)).unwrap();
+        assert_eq!(
+            read_at(&state.join(image_name), offset, want.len()),
+            want,
+            "{file} in {image_name} at {offset:#x}"
+        );
+    }
+}
+
+/// The user report: TF-A stops serving USB after the ROM hands over. dfukit
+/// stops within its bounds and names the phase and the causes.
+#[test]
+fn tf_a_silent_after_the_rom_hand_over_is_diagnosed_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = layout(dir.path());
+    let board = Board::start(&dir.path().join("board"), &["--fault", "tfa-no-usb"]);
+    let (out, took) = flash(
+        &board,
+        &tsv,
+        &["--tfa-timeout", "3", "--transfer-timeout", "1"],
+    );
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("dfukit::stm32mp::tfa_silent"), "{t}");
+    assert!(t.contains("TF-A"), "{t}");
+    for needle in ["UART", "usb", "DDR", "OTG"] {
+        assert!(t.contains(needle), "{needle} missing: {t}");
+    }
+    assert!(t.contains("last device report"), "{t}");
+    // 3 s budget + one 1 s transfer + process start and the FSBL download.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(took >= Duration::from_secs(3), "took {took:?}");
+}
+
+#[test]
+fn u_boot_that_never_reconnects_is_diagnosed_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = layout(dir.path());
+    let board = Board::start(
+        &dir.path().join("board"),
+        &["--fault", "uboot-no-reconnect"],
+    );
+    let (out, took) = flash(&board, &tsv, &["--reenumerate-timeout", "2"]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("dfukit::stm32mp::uboot_no_reconnect"), "{t}");
+    assert!(t.contains("force-b-session-valid"), "{t}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn partition_too_small_on_a_smaller_emmc_is_reported_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = layout(dir.path());
+    // rootfs at 37 MiB gets about 1 MiB on a 38 MiB eMMC: less than its image.
+    let board = Board::start(&dir.path().join("board"), &["--emmc-size-mib", "38"]);
+    let (out, _) = flash(&board, &tsv, &[]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("rootfs"), "{t}");
+    assert!(t.contains("U-Boot (partitions)"), "{t}");
+    assert!(t.contains("partition"), "{t}");
+}
+
+#[test]
+fn malformed_layout_is_refused_before_the_board_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = layout(dir.path());
+    let bad = std::fs::read_to_string(&tsv)
+        .unwrap()
+        .replace("0x00500000\tbootfs.ext4", "0x00480000\tbootfs.ext4");
+    std::fs::write(&tsv, bad).unwrap();
+    let state = dir.path().join("board");
+    let board = Board::start(&state, &[]);
+    let (out, _) = flash(&board, &tsv, &[]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("FlashLayout_emmc.tsv:8:"), "{t}");
+    assert!(t.contains("nothing was sent"), "{t}");
+    // The board is still in its ROM code, untouched.
+    let listed = dfukit()
+        .args(["usb", "list", "--usbip", &board.addr])
+        .output()
+        .unwrap();
+    assert!(
+        text(&listed).contains("@FSBL /0x01/1*1Me"),
+        "{}",
+        text(&listed)
+    );
+}
+
+/// dfu-util, unmodified, with dfukit's shim as its libusb.
+fn dfu_util(board: &Board, args: &[&str]) -> Output {
+    let shim = ok(&["usb", "shim-dir"]);
+    Command::new("dfu-util")
+        .args(args)
+        .env("LD_LIBRARY_PATH", shim.trim())
+        .env("DFUKIT_USBIP", &board.addr)
+        .output()
+        .unwrap()
+}
+
+/// ST's "How to load U-Boot with dfu-util": the FSBL to alt 1 (ROM code),
+/// the FIP to alt 3 (TF-A), DETACH; then U-Boot's stm32prog enumerates.
+#[test]
+fn dfu_util_loads_tf_a_and_the_fip_through_the_shim() {
+    if tool("dfu-util").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    layout(dir.path());
+    let board = Board::start(&dir.path().join("board"), &[]);
+    let listed = text(&dfu_util(&board, &["-l"]));
+    assert!(listed.contains("name=\"@FSBL /0x01/1*1Me\""), "{listed}");
+    assert!(
+        listed.contains("name=\"@virtual /0xF1/1*512Ba\""),
+        "{listed}"
+    );
+
+    // The ROM's phase record: it wants the FSBL (phase 1).
+    let phase_file = dir.path().join("phase.bin");
+    let out = dfu_util(
+        &board,
+        &[
+            "-d",
+            "0483:df11",
+            "-a",
+            "5",
+            "-U",
+            phase_file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read(&phase_file).unwrap()[0], 0x01);
+
+    let fsbl = dir.path().join("tf-a-usb.stm32");
+    let out = dfu_util(
+        &board,
+        &["-d", "0483:df11", "-a", "1", "-D", fsbl.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // TF-A now answers on the ROM's enumeration and wants the FIP.
+    std::fs::remove_file(&phase_file).unwrap();
+    let out = dfu_util(
+        &board,
+        &[
+            "-d",
+            "0483:df11",
+            "-a",
+            "5",
+            "-U",
+            phase_file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read(&phase_file).unwrap()[0], 0x03);
+
+    let fip = dir.path().join("fip.bin");
+    let out = dfu_util(
+        &board,
+        &["-d", "0483:df11", "-a", "3", "-D", fip.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = dfu_util(&board, &["-d", "0483:df11", "-a", "3", "-e"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // U-Boot's stm32prog enumerates with the flashlayout alternate.
+    let start = Instant::now();
+    loop {
+        let l = text(&dfu_util(&board, &["-l"]));
+        if l.contains("@FlashLayout/0x00/1*256Ke") {
+            assert!(
+                l.contains("USB download gadget") || l.contains("0483:df11"),
+                "{l}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "U-Boot never enumerated: {l}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
