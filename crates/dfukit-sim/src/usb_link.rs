@@ -108,6 +108,12 @@ pub trait VirtualUsbDevice: UsbDevice {
     /// When the board next changes by itself (a completion, a
     /// re-enumeration), if it will.
     fn next_wakeup(&self) -> Option<Instant>;
+    /// When the reply to the last request completed, if later than the
+    /// request: the device NAKed while its CPU was busy (U-Boot writes a
+    /// DFU block inside the request handler).
+    fn reply_at(&self) -> Option<Instant> {
+        None
+    }
 }
 
 impl VirtualUsbDevice for Stm32f4 {
@@ -264,11 +270,15 @@ impl<D: VirtualUsbDevice> SimTransport<D> {
         // The device sees the setup stage exactly as the host put it on the
         // wire.
         let wire = SetupPacket::from_bytes(setup.to_bytes());
-        let reply = {
+        let (reply, reply_at) = {
             let mut d = lock(&self.device);
             d.set_time(now);
-            d.control(&wire, data_out)
+            let r = d.control(&wire, data_out);
+            (r, d.reply_at())
         };
+        if let Some(at) = reply_at.filter(|&at| at > now) {
+            advance(&self.clock, &self.device, at.saturating_duration_since(now));
+        }
         match reply {
             ControlReply::Data(d) => Ok(ControlReply::Data(d)),
             ControlReply::Stall => Err(TransferError::Stall),

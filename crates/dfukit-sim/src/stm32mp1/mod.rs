@@ -110,8 +110,10 @@ const ROM_DIALECT: Dialect = Dialect {
     name: "STM32MP ROM/TF-A",
     ..Dialect::TF_A
 };
-const ROM_TRANSFER_SIZE: u16 = 1024;
-const UBOOT_TRANSFER_SIZE: u16 = 4096;
+/// wTransferSize of the ROM code and TF-A (one enumeration on MP15).
+pub const ROM_TRANSFER_SIZE: u16 = 1024;
+/// wTransferSize of U-Boot's DFU gadget.
+pub const UBOOT_TRANSFER_SIZE: u16 = 4096;
 
 /// Which firmware is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -408,6 +410,9 @@ pub struct Stm32mp1 {
     /// The next enumeration: when, and as what.
     enumerate_at: Option<(Instant, Stage)>,
     clock: Clock,
+    /// When the reply to the last request completed (see
+    /// [`VirtualUsbDevice::reply_at`]).
+    reply_at: Instant,
     log: Option<EventLog>,
     root: PathBuf,
     reply: Vec<u8>,
@@ -525,6 +530,7 @@ impl Stm32mp1 {
             usb: None,
             enumerate_at: None,
             clock: Clock::Wall(std::time::Instant::now()),
+            reply_at: Instant::ZERO,
             log: Some(log),
             root,
             reply: vec![0; UBOOT_TRANSFER_SIZE as usize],
@@ -671,7 +677,10 @@ impl Stm32mp1 {
     fn usb_side(&self, stage: Stage) -> UsbSide {
         let uboot = matches!(stage, Stage::UBootLayout | Stage::UBootProgram);
         let dev = if uboot {
-            StreamDevice::new(Dialect::U_BOOT, 0, UBOOT_TRANSFER_SIZE, 255)
+            let mut d = StreamDevice::new(Dialect::U_BOOT, 0, UBOOT_TRANSFER_SIZE, 255);
+            // f_dfu writes each block in the request's completion handler.
+            d.set_synchronous_writes(true);
+            d
         } else {
             StreamDevice::new(ROM_DIALECT, 0, ROM_TRANSFER_SIZE, 255)
         };
@@ -831,6 +840,12 @@ impl UsbDevice for Stm32mp1 {
             // Keep the standard-request bookkeeping (GET_INTERFACE) in step.
             let _ = usb.descriptors.handle(setup, data_out);
         }
+        let reply_at = usb.dev.reply_at();
+        if let (Clock::Wall(_), true) = (&self.clock, reply_at > now) {
+            // Served over USB/IP: hold the reply as the busy device NAKs.
+            std::thread::sleep(reply_at.saturating_duration_since(now));
+        }
+        self.reply_at = reply_at;
         let mut detach = false;
         while let Some(e) = usb.dev.poll_event() {
             detach |= matches!(e, DeviceEvent::Detach { .. });
@@ -869,6 +884,9 @@ impl VirtualUsbDevice for Stm32mp1 {
     }
     fn next_wakeup(&self) -> Option<Instant> {
         Stm32mp1::next_wakeup(self)
+    }
+    fn reply_at(&self) -> Option<Instant> {
+        Some(self.reply_at)
     }
 }
 

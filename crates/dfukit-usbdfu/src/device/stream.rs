@@ -82,6 +82,11 @@ pub struct StreamDevice {
     offset: u64,
     /// End of the work in progress (dfuDNBUSY, dfuMANIFEST).
     busy_until: Instant,
+    /// Write each block inside the request that reports on it (see
+    /// [`StreamDevice::set_synchronous_writes`]).
+    synchronous_writes: bool,
+    /// When the reply to the last request can complete.
+    reply_at: Instant,
     events: Deque<DeviceEvent, 8>,
 }
 
@@ -109,8 +114,28 @@ impl StreamDevice {
             block: 0,
             offset: 0,
             busy_until: Instant::ZERO,
+            synchronous_writes: false,
+            reply_at: Instant::ZERO,
             events: Deque::new(),
         }
+    }
+
+    /// Writes each block while the GETSTATUS that follows it is pending
+    /// instead of in dfuDNBUSY. U-Boot's `f_dfu` does this: it calls
+    /// `dfu_write` from the request's completion handler, so its CPU is busy
+    /// and the controller NAKs the host until the block is stored; then it
+    /// answers dfuDNLOAD-IDLE with bwPollTimeout 0. That avoids the 1 ms
+    /// granularity of bwPollTimeout, which would otherwise cap a 4 KiB
+    /// block at one per millisecond. The environment delays the reply until
+    /// [`StreamDevice::reply_at`].
+    pub fn set_synchronous_writes(&mut self, on: bool) {
+        self.synchronous_writes = on;
+    }
+
+    /// When the reply to the request just handled completes: later than the
+    /// request's arrival while a synchronous write runs (the device NAKs).
+    pub fn reply_at(&self) -> Instant {
+        self.reply_at
     }
 
     /// The functional descriptor to put in the configuration descriptor.
@@ -382,7 +407,10 @@ impl StreamDevice {
                     Ok(d) => {
                         self.offset += len as u64;
                         self.sync = Sync::Done;
-                        if d.is_zero() {
+                        if self.synchronous_writes {
+                            self.reply_at = now + d;
+                            self.state = State::DfuDnloadIdle;
+                        } else if d.is_zero() {
                             self.state = State::DfuDnloadIdle;
                         } else {
                             self.state = State::DfuDnbusy;
@@ -560,6 +588,29 @@ mod tests {
         assert_eq!(status(&mut d, &mut b, t(29)).state, State::DfuIdle);
         assert_eq!(d.poll_event(), Some(DeviceEvent::Manifested));
         assert_eq!(&b.alts[0][..], b"0123456789abcdefxyz");
+    }
+
+    #[test]
+    fn synchronous_writes_hold_the_reply_instead_of_reporting_busy() {
+        let mut d = dev(Dialect::U_BOOT);
+        d.set_synchronous_writes(true);
+        let mut b = VecBackend::new(3);
+        assert_eq!(
+            req(&mut d, &mut b, t(0), Request::Dnload, 0, &[1; 16]),
+            Reply::Ack
+        );
+        let s = status(&mut d, &mut b, t(1));
+        // Written inside the request: idle at once, poll timeout 0, and the
+        // reply completes when the 3 ms write does.
+        assert_eq!((s.state, s.poll_timeout_ms), (State::DfuDnloadIdle, 0));
+        assert_eq!(d.reply_at(), t(4));
+        assert_eq!(b.alts[0], [1; 16]);
+        assert_eq!(
+            req(&mut d, &mut b, t(4), Request::Dnload, 1, &[2; 16]),
+            Reply::Ack
+        );
+        assert_eq!(status(&mut d, &mut b, t(4)).state, State::DfuDnloadIdle);
+        assert_eq!(b.alts[0].len(), 32);
     }
 
     #[test]

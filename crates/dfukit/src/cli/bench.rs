@@ -31,6 +31,10 @@ enum BenchWhat {
     /// DfuSe download with the STM32F4 flash timing on, in virtual time:
     /// achieved time against the flash model's bound.
     UsbFlash(UsbFlashBench),
+    /// STM32MP programming (ROM code, TF-A, U-Boot) of an eMMC layout with a
+    /// large rootfs, in virtual time with USB high-speed and eMMC models:
+    /// each phase against the models' bound.
+    Stm32mp(super::bench_stm32mp::Stm32mpBench),
 }
 
 #[derive(Args)]
@@ -107,6 +111,7 @@ pub fn run(a: BenchArgs) -> miette::Result<()> {
         BenchWhat::Serial(s) => Ok(serial(s)?),
         BenchWhat::Usb(u) => Ok(usb(u)?),
         BenchWhat::UsbFlash(u) => Ok(usb_flash(u)?),
+        BenchWhat::Stm32mp(m) => Ok(super::bench_stm32mp::run(&m)?),
     }
 }
 
@@ -421,54 +426,10 @@ fn usb(a: UsbBench) -> Result<(), Diag> {
     Ok(())
 }
 
-/// The board driven directly by the host in virtual time: each bwPollTimeout
-/// the host sleeps advances the board's clock instead of the wall clock.
-struct VirtualBoard {
-    board: dfukit_sim::stm32f4::Stm32f4,
-    now: dfukit_core::Instant,
-}
-
-impl dfukit_usbdfu::host::ControlTransfer for VirtualBoard {
-    fn control_in(
-        &mut self,
-        s: dfukit_core::usb::SetupPacket,
-        buf: &mut [u8],
-        _: Duration,
-    ) -> Result<usize, dfukit_usbdfu::host::TransferError> {
-        use dfukit_usbip::UsbDevice;
-        match self.board.control(&s, &[]) {
-            dfukit_usbip::ControlReply::Data(d) => {
-                let n = d.len().min(buf.len());
-                buf[..n].copy_from_slice(&d[..n]);
-                Ok(n)
-            }
-            dfukit_usbip::ControlReply::Stall => Err(dfukit_usbdfu::host::TransferError::Stall),
-            _ => Err(dfukit_usbdfu::host::TransferError::Disconnected),
-        }
-    }
-
-    fn control_out(
-        &mut self,
-        s: dfukit_core::usb::SetupPacket,
-        data: &[u8],
-        _: Duration,
-    ) -> Result<usize, dfukit_usbdfu::host::TransferError> {
-        use dfukit_usbip::UsbDevice;
-        match self.board.control(&s, data) {
-            dfukit_usbip::ControlReply::Data(_) => Ok(data.len()),
-            dfukit_usbip::ControlReply::Stall => Err(dfukit_usbdfu::host::TransferError::Stall),
-            _ => Err(dfukit_usbdfu::host::TransferError::Disconnected),
-        }
-    }
-
-    fn sleep(&mut self, d: Duration) {
-        self.now += d;
-        self.board.set_time(self.now);
-    }
-}
-
 fn usb_flash(a: UsbFlashBench) -> Result<(), Diag> {
     use dfukit_sim::stm32f4::{Stm32f4, Stm32f4Config};
+    use dfukit_sim::usb_link::{SimUsb, UsbLinkModel};
+    use dfukit_stm32mp::connect::Connector;
     use dfukit_usbdfu::dfuse::MemoryLayout;
     use dfukit_usbdfu::host::{DfuHost, Options};
     let len = a.size_kib * 1024;
@@ -493,23 +454,24 @@ fn usb_flash(a: UsbFlashBench) -> Result<(), Diag> {
     let erase: Duration = touched.map(|s| s.erase_typ).sum();
     let program = Duration::from_micros(16) * (len as u32).div_ceil(4);
     let bound = erase + program;
-    let t = VirtualBoard {
-        board,
-        now: dfukit_core::Instant::ZERO,
-    };
+    // No USB link time: this figure isolates the flash (the bound).
+    let mut usb = SimUsb::new(board, UsbLinkModel::instant());
+    let t = usb
+        .connect(Duration::ZERO)
+        .map_err(|e| diag(e.to_string()))?;
     let mut host = DfuHost::new(t, 0, cfg.descriptor(), Options::default());
     host.set_alt(0).map_err(|e| diag(e.to_string()))?;
     host.dfuse_download(&layout, 0x0800_0000, &fw, false, &mut |_| {})
         .map_err(|e| diag(e.to_string()))?;
-    let t = host.into_inner();
-    if t.board.flash()[..len] != fw[..] {
+    let board = usb.device();
+    if board.lock().map_err(|e| diag(e.to_string()))?.flash()[..len] != fw[..] {
         return Err(Diag::new(
             "dfukit::bench::failed",
             "the board does not hold the image",
             "a benchmark run failed",
         ));
     }
-    let transfer = Duration::from_micros(t.now.as_micros());
+    let transfer = Duration::from_micros(usb.now().as_micros());
     let r = UsbFlashResult {
         image_bytes: len,
         transfer_s: transfer.as_secs_f64(),

@@ -1,6 +1,7 @@
 //! Command-line front ends over the libraries.
 
 pub mod bench;
+pub mod bench_stm32mp;
 pub mod demo;
 pub mod dfu;
 pub mod diag;
