@@ -23,6 +23,7 @@
 //! (served over USB/IP) or in virtual time ([`Stm32mp1::use_virtual_time`]).
 
 mod config;
+pub mod sample;
 mod storage;
 mod uboot;
 

@@ -7,13 +7,12 @@
 use super::diag::Diag;
 use clap::Args;
 use dfukit_sim::stm32mp1::{
-    EmmcConfig, Stm32mp1, Stm32mp1Config, ROM_TRANSFER_SIZE, UBOOT_TRANSFER_SIZE,
+    sample, EmmcConfig, Stm32mp1, Stm32mp1Config, EMMC_USER_IMAGE, ROM_TRANSFER_SIZE,
+    UBOOT_TRANSFER_SIZE,
 };
 use dfukit_sim::usb_link::{SimUsb, UsbLinkModel};
 use dfukit_sim::StateDir;
-use dfukit_stm32mp::image::{self, WriteParams};
 use dfukit_stm32mp::layout::{self, CheckOptions, IpKind};
-use dfukit_stm32mp::phase::FIP_TOC_HEADER;
 use dfukit_stm32mp::program::{self, Options};
 use serde::Serialize;
 use std::time::Duration;
@@ -62,10 +61,6 @@ struct Result {
     ratio: f64,
 }
 
-fn data(seed: u32, len: usize) -> Vec<u8> {
-    dfukit_core::synthetic::bytes(seed).take(len).collect()
-}
-
 fn diag(e: impl std::fmt::Display) -> Diag {
     Diag::new(
         "dfukit::bench::stm32mp",
@@ -96,42 +91,9 @@ fn bound(
 pub fn run(a: &Stm32mpBench) -> std::result::Result<(), Diag> {
     let dir = tempfile::tempdir().map_err(diag)?;
     let rootfs_len = a.rootfs_mib << 20;
-    let mut fip = FIP_TOC_HEADER.to_le_bytes().to_vec();
-    fip.extend(data(3, (1 << 20) + 123 * 1024));
-    // Sizes of an OpenSTLinux build: TF-A ~230 KiB, FIP ~1.1 MiB, bootfs
-    // 16 MiB (kernel, DTBs, initrd).
-    let files: [(&str, Vec<u8>); 5] = [
-        (
-            "tf-a-usb.stm32",
-            image::write(&WriteParams::v1(0x2FFC_2500), &data(1, 230 * 1024)),
-        ),
-        (
-            "tf-a-emmc.stm32",
-            image::write(&WriteParams::v1(0x2FFC_2500), &data(2, 230 * 1024)),
-        ),
-        ("fip.bin", fip),
-        ("bootfs.ext4", data(4, 16 << 20)),
-        ("rootfs.ext4", data(5, rootfs_len)),
-    ];
-    for (name, bytes) in &files {
-        std::fs::write(dir.path().join(name), bytes).map_err(diag)?;
-    }
-    // userfs is created empty (E): the rootfs needs a next row to end at.
-    let rootfs_end = 0x0280_0000u64 + ((rootfs_len as u64 + (1 << 20)) & !0xF_FFFF);
-    let tsv = format!(
-        "#Opt\tId\tName\tType\tIP\tOffset\tBinary
--\t0x01\tfsbl-boot\tBinary\tnone\t0x0\ttf-a-usb.stm32
--\t0x03\tfip-boot\tFIP\tnone\t0x0\tfip.bin
-P\t0x04\tfsbl1\tBinary\tmmc1\tboot1\ttf-a-emmc.stm32
-P\t0x05\tfsbl2\tBinary\tmmc1\tboot2\ttf-a-emmc.stm32
-P\t0x08\tfip-a\tFIP\tmmc1\t0x00080000\tfip.bin
-P\t0x10\tbootfs\tSystem\tmmc1\t0x00800000\tbootfs.ext4
-P\t0x12\trootfs\tFileSystem\tmmc1\t0x02800000\trootfs.ext4
-PE\t0x13\tuserfs\tFileSystem\tmmc1\t{rootfs_end:#010x}\tnone
-"
-    );
-    let path = dir.path().join("FlashLayout_emmc.tsv");
-    std::fs::write(&path, &tsv).map_err(diag)?;
+    let (path, rootfs_offset) =
+        sample::write_emmc_layout(dir.path(), 16 << 20, rootfs_len).map_err(diag)?;
+    let layout_bytes = std::fs::read(&path).map_err(diag)?;
     let layout = layout::load(&path, &CheckOptions::default()).map_err(diag)?;
 
     let cfg = Stm32mp1Config {
@@ -150,7 +112,7 @@ PE\t0x13\tuserfs\tFileSystem\tmmc1\t{rootfs_end:#010x}\tnone
     let summary = program::program(
         &mut usb,
         &layout,
-        tsv.as_bytes(),
+        &layout_bytes,
         &Options::default(),
         &mut |_| {},
     )
@@ -189,16 +151,11 @@ PE\t0x13\tuserfs\tFileSystem\tmmc1\t{rootfs_end:#010x}\tnone
         });
     }
     // The image really is on the eMMC: a benchmark of a wrong run is no figure.
-    let rootfs = &files[4].1;
-    let user = std::fs::File::open(
-        dir.path()
-            .join("board")
-            .join(dfukit_sim::stm32mp1::EMMC_USER_IMAGE),
-    )
-    .map_err(diag)?;
+    let rootfs = std::fs::read(dir.path().join(sample::ROOTFS_FILE)).map_err(diag)?;
+    let user = std::fs::File::open(dir.path().join("board").join(EMMC_USER_IMAGE)).map_err(diag)?;
     let mut back = vec![0; rootfs.len()];
-    std::os::unix::fs::FileExt::read_exact_at(&user, &mut back, 0x0280_0000).map_err(diag)?;
-    if &back != rootfs {
+    std::os::unix::fs::FileExt::read_exact_at(&user, &mut back, rootfs_offset).map_err(diag)?;
+    if back != rootfs {
         return Err(diag("the eMMC does not hold the rootfs"));
     }
     let bound_s: f64 = phases.iter().map(|p| p.bound_s).sum();

@@ -235,6 +235,8 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
         result: "accepted".into(),
     });
 
+    stm32mp1(&dir, &mut rows)?;
+
     println!("\nsummary");
     println!(
         "{:<30} {:<14} {:>9} {:>8} {:>10}  result",
@@ -300,4 +302,112 @@ fn make_package(
     };
     package::generate_to_file(&opts, &out).map_err(|e| io_diag(&out, e))?;
     Ok((out, len.div_ceil(4) * 4))
+}
+
+/// Steps 6 and 7: STM32CubeProgrammer's TSV job against the simulated
+/// STM32MP157 over USB/IP, first on a board whose TF-A never answers USB
+/// (the ST community report), then on a good board.
+fn stm32mp1(dir: &Path, rows: &mut Vec<Row>) -> Result<(), Diag> {
+    use dfukit_sim::stm32mp1::{sample, Stm32mp1, Stm32mp1Config, Stm32mp1Fault};
+    let work = dir.join("stm32mp1");
+    std::fs::create_dir_all(&work).map_err(|e| io_diag(&work, e))?;
+    let (layout, _) =
+        sample::write_emmc_layout(&work, 4 << 20, 8 << 20).map_err(|e| io_diag(&work, e))?;
+    let export = |name: &str, fault: Option<Stm32mp1Fault>| -> Result<_, Diag> {
+        let state_dir = work.join(name);
+        let state = StateDir::open(&state_dir).map_err(|e| io_diag(&state_dir, e))?;
+        let cfg = Stm32mp1Config {
+            fault,
+            ..Stm32mp1Config::default()
+        };
+        let board = Stm32mp1::open(&state, Some(cfg)).map_err(|e| io_diag(&state_dir, e))?;
+        let server = dfukit_usbip::Server::bind("127.0.0.1:0").map_err(|e| io_diag(dir, e))?;
+        server
+            .add_shared("1-1", std::sync::Arc::new(std::sync::Mutex::new(board)))
+            .map_err(|e| io_diag(dir, e))?;
+        server.spawn().map_err(|e| io_diag(dir, e))?;
+        Ok((server, state_dir))
+    };
+    let args = |server: &dfukit_usbip::Server| super::stm32mp_flash::FlashArgs {
+        layout: layout.clone(),
+        usbip: Some(server.local_addr().to_string()),
+        serial: None,
+        connect_timeout: 5.0,
+        transfer_timeout: 1.0,
+        tfa_timeout: 3.0,
+        reenumerate_timeout: 15.0,
+    };
+
+    println!("\n6. STM32MP157 in USB boot whose TF-A never answers after the ROM code starts it");
+    println!(
+        "   (the ST community report: CubeProgrammer looped on errUNKNOWN/dfuERROR for 45 minutes)"
+    );
+    let (server, _) = export("stm32mp1-tfa-hung", Some(Stm32mp1Fault::TfaNoUsb))?;
+    println!(
+        "   `dfukit stm32mp flash {} --usbip {} --tfa-timeout 3`",
+        layout.display(),
+        server.local_addr()
+    );
+    let started = std::time::Instant::now();
+    let err = super::stm32mp_flash::flash(&args(&server))
+        .err()
+        .ok_or_else(|| {
+            Diag::new(
+                "dfukit::demo::failed",
+                "the hung board was reported programmed",
+                "this is a dfukit bug",
+            )
+        })?;
+    let waited = started.elapsed();
+    server.stop();
+    println!(
+        "   dfukit stopped after {:.1} s and reported:\n     error[{}]: {}\n{}",
+        waited.as_secs_f64(),
+        err.code,
+        err.message,
+        indent(&format!("help: {}", err.help.clone().unwrap_or_default()))
+    );
+    rows.push(Row {
+        board: "STM32MP157, TF-A hung".into(),
+        step: "TSV flashing".into(),
+        bytes: 0,
+        secs: waited.as_secs_f64(),
+        result: "diagnosed: TF-A silent".into(),
+    });
+
+    println!("\n7. the same layout on a good STM32MP157 (eMMC timing on)");
+    let (server, state_dir) = export("stm32mp1", None)?;
+    println!(
+        "   `dfukit stm32mp flash {} --usbip {}`",
+        layout.display(),
+        server.local_addr()
+    );
+    let started = std::time::Instant::now();
+    super::stm32mp_flash::flash(&args(&server))?;
+    let secs = started.elapsed().as_secs_f64();
+    server.stop();
+    println!(
+        "   the board's storage is image files: `sfdisk -l {}/emmc-user.img` shows the GPT U-Boot wrote (keep them with `dfukit demo --keep DIR`)",
+        state_dir.display()
+    );
+    let bytes: usize = [
+        "tf-a-usb.stm32",
+        "fip.bin",
+        "tf-a-emmc.stm32",
+        "tf-a-emmc.stm32",
+        "fip.bin",
+        "bootfs.ext4",
+        sample::ROOTFS_FILE,
+    ]
+    .iter()
+    .map(|f| std::fs::metadata(work.join(f)).map_or(0, |m| m.len() as usize))
+    .sum();
+    rows.push(Row {
+        board: "STM32MP157, USB/IP".into(),
+        step: "TSV flashing".into(),
+        bytes,
+        secs,
+        result: "accepted".into(),
+    });
+    Ok(())
 }
