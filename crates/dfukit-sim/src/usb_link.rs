@@ -324,6 +324,10 @@ impl<D: VirtualUsbDevice> ControlTransfer for SimTransport<D> {
     fn sleep(&mut self, d: Duration) {
         advance(&self.clock, &self.device, d);
     }
+
+    fn elapsed(&self) -> Duration {
+        Duration::from_micros(lock(&self.clock).as_micros())
+    }
 }
 
 #[cfg(test)]

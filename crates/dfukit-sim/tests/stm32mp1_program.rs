@@ -178,6 +178,16 @@ fn emmc_layout_is_programmed_end_to_end() {
     assert_eq!(parts[0].first_lba, 0x80000 / 512);
     assert_eq!(parts[0].last_lba, 0x480000 / 512 - 1);
     assert_eq!(parts[2].first_lba, 0x880000 / 512);
+    // rootfs on mmc1 gets U-Boot's fixed GUID for the eMMC (ROOTFS_MMC1_UUID),
+    // fip-a the FWU bank A GUID.
+    assert_eq!(
+        parts[3].part_guid.to_string(),
+        "491f6117-415d-4f53-88c9-6e0de54deac6"
+    );
+    assert_eq!(
+        parts[0].part_guid.to_string(),
+        "4fd84c93-54ef-463f-a7ef-ae25ff887087"
+    );
     // bootfs is `System`: legacy-bootable attribute.
     assert_ne!(parts[2].flags & (1 << 2), 0);
     assert_eq!(
@@ -220,8 +230,7 @@ fn nand_layout_skips_bad_blocks_and_copies_the_fsbl() {
     let cfg = Stm32mp1Config {
         emmc: None,
         sdcard: None,
-        // Block 1 (second FSBL copy's first block would be 4) and a block in
-        // the middle of ubifs are bad from the factory.
+        // A block in the middle of ubifs is bad from the factory.
         nand: Some(NandConfig {
             factory_bad_blocks: vec![30],
             ..NandConfig::default()
@@ -238,10 +247,10 @@ fn nand_layout_skips_bad_blocks_and_copies_the_fsbl() {
     assert!(b.model_errors().is_empty(), "{:?}", b.model_errors());
     assert_eq!(b.nand_bad_blocks(), vec![30]);
     let fsbl = std::fs::read(dir.path().join("tf-a-flash.stm32")).unwrap();
-    // Binary(2): the FSBL at 0 and again in the second half of the 2 MiB
-    // partition (1 MiB = 4 blocks per copy).
+    // Binary(2): the FSBL at 0 and again right after it, rounded up to a
+    // whole erase block (U-Boot's stm32prog_copy_fsbl).
     assert_eq!(b.read_nand(0, fsbl.len()).unwrap(), fsbl);
-    assert_eq!(b.read_nand(4 * block, fsbl.len()).unwrap(), fsbl);
+    assert_eq!(b.read_nand(block, fsbl.len()).unwrap(), fsbl);
     // ubifs starts at block 24; block 30 is skipped, so the data from its
     // position on sits one block later.
     let rootfs = std::fs::read(dir.path().join("rootfs.ext4")).unwrap();
@@ -322,8 +331,7 @@ fn partition_too_small_for_its_image_names_the_partition() {
     };
     assert!(message.contains("rootfs"), "{message}");
     let causes = e.causes().join(" ");
-    assert!(causes.contains("partition"), "{causes}");
-    // The partitions before it were written; nothing claims rootfs was.
+    assert!(causes.contains("enlarge it in the TSV"), "{causes}");
     let b = usb.device();
     assert!(b.lock().unwrap().phase_error().is_some());
 }
@@ -368,4 +376,55 @@ fn two_runs_take_the_same_virtual_time() {
         totals.push((s.total, usb.now()));
     }
     assert_eq!(totals[0], totals[1]);
+}
+
+/// Brings the board through ROM code, TF-A and U-Boot's layout stage with
+/// `tsv`, the way a host that stopped half-way would have left it.
+fn leave_in_programming_stage(usb: &mut SimUsb<Stm32mp1>, dir: &Path, tsv: &str) {
+    use dfukit_stm32mp::connect::Connector;
+    use dfukit_stm32mp::phase::{find_alt, ID_FLASHLAYOUT, ID_FSBL, ID_SSBL};
+    use dfukit_usbdfu::host::probe::probe;
+    use dfukit_usbdfu::host::DfuHost;
+    let step = |usb: &mut SimUsb<Stm32mp1>, id: u8, bytes: &[u8]| {
+        let mut t = usb.connect(Duration::from_secs(5)).unwrap();
+        let dfu = probe(&mut t).unwrap();
+        let alt = find_alt(dfu.alts.iter().map(|(a, n)| (*a, n.as_str())), id).unwrap();
+        let mut host = DfuHost::new(t, 0, dfu.functional, Default::default());
+        host.set_alt(alt).unwrap();
+        host.download(bytes, &mut |_| {}).unwrap();
+        host
+    };
+    step(
+        usb,
+        ID_FSBL,
+        &std::fs::read(dir.join("tf-a-usb.stm32")).unwrap(),
+    );
+    step(usb, ID_SSBL, &std::fs::read(dir.join("fip.bin")).unwrap())
+        .detach()
+        .unwrap();
+    step(usb, ID_FLASHLAYOUT, tsv.as_bytes()).detach().unwrap();
+}
+
+/// A board still holding an earlier run's layout programs that layout's
+/// rows and reports END: dfukit must not call that a success for this one.
+#[test]
+fn end_without_this_layouts_rows_is_not_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, bytes) = write_files(dir.path(), EMMC_TSV, &boot_files());
+    // The earlier run's layout: only fsbl1.
+    let earlier: String = EMMC_TSV
+        .lines()
+        .filter(|l| !l.starts_with('P') || l.contains("fsbl1"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut usb = board(dir.path(), emmc_only());
+    leave_in_programming_stage(&mut usb, dir.path(), &earlier);
+    let (r, _) = run(&mut usb, &layout, &bytes);
+    let e = r.unwrap_err();
+    let FailureKind::NotAllWritten { missing } = &e.kind else {
+        panic!("{e}");
+    };
+    assert!(missing.iter().any(|m| m.contains("rootfs")), "{missing:?}");
+    assert!(!missing.iter().any(|m| m.contains("fsbl1")), "{missing:?}");
+    assert_eq!(e.code(), "dfukit::stm32mp::not_all_written");
 }

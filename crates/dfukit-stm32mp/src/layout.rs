@@ -636,7 +636,7 @@ pub enum LayoutErrorKind {
     /// writes it N times, one copy after the other, inside the partition
     /// (`stm32prog_copy_fsbl`).
     #[error(
-        "binary '{path}' ({size} bytes) does not fit {copies} times in partition '{name}': {space} bytes{until} / {copies} copies = {per_copy} bytes per copy"
+        "binary '{path}' ({size} bytes) does not fit {copies} times in partition '{name}': {space} bytes{until} / {copies} copies, each in whole erase blocks = {per_copy} bytes per copy"
     )]
     BinaryCopiesTooLarge {
         /// The resolved path.
@@ -649,8 +649,11 @@ pub enum LayoutErrorKind {
         copies: u32,
         /// The whole partition size.
         space: u64,
-        /// Room for one copy: `space / copies`, rounded down.
+        /// Room for one copy: `space / copies`, rounded down to whole erase
+        /// blocks.
         per_copy: u64,
+        /// The device's erase-block size the copies are aligned on.
+        erase_size: u64,
         /// What limits the partition (e.g. " up to 'fsbl2' on line 4").
         until: String,
     },
@@ -728,7 +731,7 @@ impl LayoutErrorKind {
             BeyondDevice { .. } => "move the partition below the end of the device, or check the device size given".into(),
             MissingBinary { .. } => "check the path, relative to the layout's directory, or write 'none' with option PE to create the partition empty".into(),
             BinaryTooLarge { .. } => "move the following partition up, or shrink the image".into(),
-            BinaryCopiesTooLarge { copies, size, .. } => format!("Binary({copies}) writes the image {copies} times into the partition: make the partition at least {} bytes (move the next one up), shrink the image, or lower the number of copies", size.saturating_mul(u64::from(*copies))),
+            BinaryCopiesTooLarge { copies, size, erase_size, .. } => format!("Binary({copies}) writes the image {copies} times into the partition, each copy in whole erase blocks: make the partition at least {} bytes (move the next one up), shrink the image, or lower the number of copies", size.next_multiple_of((*erase_size).max(1)).saturating_mul(u64::from(*copies))),
             NoBinary { .. } => "give the file to write, or add E to create the partition empty".into(),
             InvalidHeader { .. } => "wrap the layout with a complete STM32 image header (e.g. `mkimage -T stm32image`), or give the plain TSV text".into(),
             InvalidChecksum { .. } => "the file is corrupted or was edited after wrapping: wrap the layout again, or give the plain TSV text".into(),
@@ -1584,7 +1587,16 @@ pub fn check(layout: &mut Layout, options: &CheckOptions) -> Vec<LayoutError> {
                 let len = m.len();
                 p.binary_size = Some(len);
                 if let Some(space) = size {
-                    let per_copy = space / u64::from(copies);
+                    // U-Boot's stm32prog_copy_fsbl writes each copy right after
+                    // the previous one, rounded up to whole erase blocks: a
+                    // copy gets the whole erase blocks of space / N.
+                    let erase = options
+                        .devices
+                        .get(&p.ip)
+                        .and_then(|g| g.erase_size)
+                        .unwrap_or_else(|| p.ip.default_erase_size())
+                        .max(1);
+                    let per_copy = space / u64::from(copies) / erase * erase;
                     if copies > 1 && len > per_copy {
                         sink.push(
                             p.line,
@@ -1596,6 +1608,7 @@ pub fn check(layout: &mut Layout, options: &CheckOptions) -> Vec<LayoutError> {
                                 copies,
                                 space,
                                 per_copy,
+                                erase_size: erase,
                                 until,
                             },
                         );

@@ -235,7 +235,7 @@ impl AltName {
         Some(AltName {
             name,
             id,
-            size: count * n * mult,
+            size: count.checked_mul(n)?.checked_mul(mult)?,
             read_only,
         })
     }
@@ -320,6 +320,9 @@ mod tests {
         assert_eq!(t.id, 0xF1);
         assert_eq!(AltName::parse("@Internal Flash /0x08000000/04*016Kg"), None);
         assert_eq!(AltName::parse("no at sign"), None);
+        // A size from the device that does not fit 64 bits is refused, not
+        // wrapped.
+        assert_eq!(AltName::parse("@x/0x10/99999999*99999999999M e"), None);
     }
 
     #[test]

@@ -336,6 +336,13 @@ pub enum FailureKind {
         /// Layout name.
         name: String,
     },
+    /// U-Boot reported END, but rows of this layout that need a download
+    /// were not written in this run.
+    #[error("U-Boot reported the end of programming, but these rows were not written: {}", .missing.join(", "))]
+    NotAllWritten {
+        /// `0xID name` of each row not written.
+        missing: Vec<String>,
+    },
     /// A binary named in the layout could not be read.
     #[error("cannot read {} (Id {id:#04x}): {error}", .path.display())]
     BinaryUnreadable {
@@ -370,6 +377,7 @@ impl FailureKind {
             FailureKind::MissingBinary { .. } => "dfukit::stm32mp::missing_binary",
             FailureKind::NotInLayout { .. } => "dfukit::stm32mp::not_in_layout",
             FailureKind::PhaseRepeated { .. } => "dfukit::stm32mp::phase_repeated",
+            FailureKind::NotAllWritten { .. } => "dfukit::stm32mp::not_all_written",
             FailureKind::BinaryUnreadable { .. } => "dfukit::stm32mp::binary_unreadable",
             FailureKind::Protocol { .. } => "dfukit::stm32mp::protocol",
         }
@@ -497,6 +505,10 @@ impl ProgramError {
                 ID_FSBL | ID_SSBL => "The layout needs the two RAM-loaded boot rows: `-  0x01  fsbl-boot  Binary  none  0x0  <tf-a-…-usb.stm32>` and `-  0x03  fip-boot  FIP  none  0x0  <fip-….bin>`.".into(),
                 _ => "U-Boot works from another layout than the one given here: the board kept a layout from an earlier run, or the file was edited after it was sent. Reset the board into USB boot and run again.".into(),
             }],
+            FailureKind::NotAllWritten { .. } => vec![
+                "The board was already in U-Boot's programming stage with a layout from an earlier run, so U-Boot programmed that layout's rows, not these.".into(),
+                "U-Boot skipped rows it could not program without reporting an error: read the U-Boot console.".into(),
+            ],
             FailureKind::PhaseRepeated { .. } => vec![
                 "U-Boot asked for the partition again right after accepting it: its end-of-download step (stm32prog_end_phase: eMMC boot-partition switch, NAND FSBL copies) failed without reporting. Read the U-Boot console.".into(),
                 "The board's U-Boot and this host disagree on the phase protocol (an old or modified stm32prog): use U-Boot from the same OpenSTLinux release as the layout.".into(),
@@ -531,6 +543,7 @@ impl ProgramError {
             FailureKind::MissingBinary { .. } => "give the row a file in the Binary column, or do not select it".into(),
             FailureKind::NotInLayout { .. } => "add the row to the flashlayout, or reset the board and run again with the same file".into(),
             FailureKind::PhaseRepeated { .. } => "read the U-Boot console for the error that made it ask again".into(),
+            FailureKind::NotAllWritten { .. } => "reset the board into USB boot and run again from the ROM code, so U-Boot gets this layout".into(),
             FailureKind::BinaryUnreadable { .. } => "fix the path in the Binary column".into(),
             FailureKind::Protocol { .. } => "use ROM code, TF-A and U-Boot from one STM32MP release, and compare the device's alternate settings with the layout".into(),
         }
@@ -738,6 +751,10 @@ impl<C: Connector> ControlTransfer for Link<'_, C> {
             None => d,
         };
         self.inner.sleep(d)
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.clock.elapsed()
     }
 }
 
@@ -1182,7 +1199,11 @@ impl<'a> Run<'a> {
             // Once the zero-length DNLOAD went out the ROM code may already
             // be running TF-A, which answers only when it is ready: a
             // failed status poll belongs to the hand-off, not to the ROM.
-            Err(_) if handoff_start.is_some() => {}
+            Err(e) if handoff_start.is_some() => {
+                // Kept: if TF-A never answers, this is what the ROM code
+                // said last (a stall here can be the ROM refusing the image).
+                self.last_error = Some(e.to_string());
+            }
             Err(source) => return Err(FailureKind::Transfer { source }),
         }
         self.done(written);
@@ -1388,6 +1409,25 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// At END: every row of the layout that U-Boot must be sent (`P`
+    /// without `E`, on a device) was written in this run. A board that kept
+    /// an earlier run's layout reports END for that layout, not this one.
+    fn check_all_written(&self) -> Result<(), FailureKind> {
+        let missing: Vec<String> = self
+            .layout
+            .partitions
+            .iter()
+            .filter(|p| p.opt.downloads() && p.ip.kind != crate::layout::IpKind::None)
+            .filter(|p| !self.written.iter().any(|w| w.id == p.id))
+            .map(|p| format!("{:#04x} {}", p.id, p.name))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(FailureKind::NotAllWritten { missing })
+        }
+    }
+
     /// U-Boot's programming enumeration: the rows it asks for, until END,
     /// then DETACH so U-Boot finishes.
     fn partitions<C: Connector>(
@@ -1395,10 +1435,15 @@ impl<'a> Run<'a> {
         dev: &mut Dev<'_, C>,
         mut rec: PhaseRecord,
     ) -> Result<(), FailureKind> {
-        let mut last: Option<u8> = None;
+        // Every Id U-Boot asked for and got: asking again for any of them
+        // (not only the last) would loop for ever.
+        let mut done_ids = std::collections::BTreeSet::new();
         loop {
             match rec.phase {
-                PHASE_END => break,
+                PHASE_END => {
+                    self.check_all_written()?;
+                    break;
+                }
                 PHASE_ERROR => {
                     return Err(FailureKind::DeviceReported {
                         message: rec.error_message().unwrap_or_default(),
@@ -1406,7 +1451,7 @@ impl<'a> Run<'a> {
                     })
                 }
                 id => {
-                    if last == Some(id) {
+                    if done_ids.contains(&id) {
                         let name = self
                             .layout
                             .by_id(id)
@@ -1432,7 +1477,7 @@ impl<'a> Run<'a> {
                         return Err(self.download_failure(dev, source));
                     }
                     self.done(written);
-                    last = Some(id);
+                    done_ids.insert(id);
                 }
             }
             // The partition stays the context: an error reported now comes

@@ -274,7 +274,7 @@ fn malformed_layouts() {
             "Binary(3) copies do not fit",
             "P\t0x04\tfsbl1\tBinary(3)\tnand0\t0x0\tbig.bin\nP\t0x10\tfs\tFileSystem\tnand0\t0x20000\ta.bin\n",
             2, 34,
-            "(65536 bytes) does not fit 3 times in partition 'fsbl1': 131072 bytes up to 'fs' on line 3 / 3 copies = 43690 bytes per copy",
+            "(65536 bytes) does not fit 3 times in partition 'fsbl1': 131072 bytes up to 'fs' on line 3 / 3 copies, each in whole erase blocks = 0 bytes per copy",
         ),
     ];
     assert!(cases.len() >= 25);
@@ -441,13 +441,14 @@ fn download_rows_need_a_binary() {
 #[test]
 fn binary_copies_must_fit_one_nth_of_the_partition() {
     let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("fsbl.bin"), vec![0u8; 0x10000]).unwrap();
-    fs::write(dir.path().join("fsbl1.bin"), vec![0u8; 0x10001]).unwrap();
-    // fsbl1 spans 0x20000 (one 128 KiB NAND block, up to fs).
+    fs::write(dir.path().join("fsbl.bin"), vec![0u8; 0x40000]).unwrap();
+    fs::write(dir.path().join("fsbl1.bin"), vec![0u8; 0x40001]).unwrap();
+    // fsbl1 spans 0x80000 (four 128 KiB NAND blocks, up to fs). U-Boot
+    // writes each copy in whole erase blocks, so a copy gets two blocks.
     let layout_with = |copies: u32, bin: &str| {
         format!(
             "{H}P\t0x04\tfsbl1\tBinary({copies})\tnand0\t0x0\t{bin}\n\
-             PE\t0x10\tfs\tFileSystem\tnand0\t0x20000\tnone\n"
+             PE\t0x10\tfs\tFileSystem\tnand0\t0x80000\tnone\n"
         )
     };
     let o = CheckOptions::default();
@@ -459,8 +460,8 @@ fn binary_copies_must_fit_one_nth_of_the_partition() {
         &o,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(l.partitions[0].size(), Some(0x20000));
-    assert_eq!(l.partitions[0].binary_size, Some(0x10000));
+    assert_eq!(l.partitions[0].size(), Some(0x80000));
+    assert_eq!(l.partitions[0].binary_size, Some(0x40000));
     // One byte more does not, although it fits the whole partition.
     let errs = load_bytes(
         dir.path(),
@@ -476,21 +477,23 @@ fn binary_copies_must_fit_one_nth_of_the_partition() {
         e.kind,
         LayoutErrorKind::BinaryCopiesTooLarge {
             path: dir.path().join("fsbl1.bin"),
-            size: 0x10001,
+            size: 0x40001,
             name: "fsbl1".into(),
             copies: 2,
-            space: 0x20000,
-            per_copy: 0x10000,
+            space: 0x80000,
+            per_copy: 0x40000,
+            erase_size: 0x20000,
             until: " up to 'fs' on line 3".into(),
         }
     );
     let msg = e.kind.to_string();
     assert!(
-        msg.contains("(65537 bytes) does not fit 2 times")
-            && msg.contains("131072 bytes up to 'fs' on line 3 / 2 copies = 65536 bytes per copy"),
+        msg.contains("(262145 bytes) does not fit 2 times")
+            && msg.contains("524288 bytes up to 'fs' on line 3 / 2 copies, each in whole erase blocks = 262144 bytes per copy"),
         "{msg}"
     );
-    assert!(e.help().contains("at least 131074 bytes"), "{}", e.help());
+    // Two copies of three 128 KiB blocks each.
+    assert!(e.help().contains("at least 786432 bytes"), "{}", e.help());
     // Plain Binary keeps the whole-partition rule.
     let text = layout_with(1, "fsbl1.bin").replace("Binary(1)", "Binary");
     assert!(load_bytes(dir.path(), "l.tsv", text.as_bytes(), &o).is_ok());

@@ -63,13 +63,10 @@ impl Row {
         .format()
     }
 
-    /// Bytes the first copy may take: the partition, or one span of it for
-    /// `Binary(N)` on NAND.
+    /// Bytes the download may take: the partition (for `Binary(N)` the
+    /// copies are checked when they are made).
     fn limit(&self) -> u64 {
-        match self.kind {
-            PartType::Binary { copies } if copies > 1 => self.size / u64::from(copies),
-            _ => self.size,
-        }
+        self.size
     }
 
     fn label(&self) -> String {
@@ -378,7 +375,7 @@ impl Machine {
                     } else {
                         0
                     },
-                    partuuid: sdcard::st_default_partuuid(&p.name)
+                    partuuid: uboot_partuuid(ip.instance, &p.name, p.kind)
                         .unwrap_or_else(|| derived_guid(&format!("{ip}/{}", p.name))),
                 })
             })
@@ -566,10 +563,11 @@ impl Machine {
         Ok(time)
     }
 
-    /// `Binary(N)` on NAND: the image just written into the first span is
-    /// copied into the N-1 following spans.
+    /// `Binary(N)` on NAND: the image just written is copied N-1 times,
+    /// each copy right after the previous one and rounded up to whole erase
+    /// blocks, as U-Boot's `stm32prog_copy_fsbl` does. Copies that would
+    /// not fit in the partition fail ("copy of fsbl failed").
     fn nand_copies(&mut self, r: &Row, copies: u32, total: u64) -> Result<Duration, Status> {
-        let span = r.limit();
         let start = match r.offset {
             Offset::Bytes(b) => b,
             _ => 0,
@@ -578,6 +576,16 @@ impl Machine {
         let Some(nand) = self.dev.nand.as_mut() else {
             return Err(Status::ErrTarget);
         };
+        let block = nand.block_size();
+        let span = (self.prog.base + total).next_multiple_of(block);
+        if span * u64::from(copies) > r.size {
+            self.prog_error(format!(
+                "{}: copy of fsbl failed: {copies} copies of {span} bytes do not fit in {} bytes",
+                r.label(),
+                r.size
+            ));
+            return Err(Status::ErrWrite);
+        }
         // The whole image, including what an earlier, resumed download
         // wrote before `base`.
         let mut img = vec![0u8; (self.prog.base + total) as usize];
@@ -587,7 +595,7 @@ impl Machine {
         img.truncate(n);
         for k in 1..u64::from(copies) {
             let s = start + k * span;
-            let mut w = MtdWriter::new(s, s + span);
+            let mut w = MtdWriter::new(s, start + r.size);
             let res = nand
                 .write(&mut w, &img, &mut self.model_errors)
                 .and_then(|t| Ok(t + nand.finish(&mut w, &mut self.model_errors)?));
@@ -726,4 +734,23 @@ pub(crate) fn derived_guid(seed: &str) -> [u8; 16] {
     out[6] = (out[6] & 0x0F) | 0x40;
     out[8] = (out[8] & 0x3F) | 0x80;
     out
+}
+
+/// The fixed unique GUIDs U-Boot's stm32prog gives partitions so that boot
+/// commands can name them: `rootfs` gets one per MMC instance (ROOTFS_MMC0/1/2_UUID,
+/// so `root=PARTUUID=` differs between SD card and eMMC), and the FIP rows
+/// named exactly `fip-a` and `fip-b` get the FWU bank GUIDs.
+fn uboot_partuuid(mmc: u8, name: &str, kind: PartType) -> Option<[u8; 16]> {
+    const ROOTFS_MMC: [&str; 3] = [
+        "e91c4e10-16e6-4c0e-bd0e-77becf4a3582",
+        "491f6117-415d-4f53-88c9-6e0de54deac6",
+        "fd58f1c7-be0d-4338-88e9-ad8f050aeb18",
+    ];
+    let guid = |s: &str| *uuid::Uuid::parse_str(s).expect("constant GUID").as_bytes();
+    match (name, kind) {
+        ("rootfs", _) => ROOTFS_MMC.get(usize::from(mmc)).map(|s| guid(s)),
+        ("fip-a", PartType::Fip) => Some(sdcard::FIP_A_PARTUUID),
+        ("fip-b", PartType::Fip) => Some(sdcard::FIP_B_PARTUUID),
+        _ => None,
+    }
 }

@@ -194,6 +194,10 @@ impl StreamDevice {
             if busy {
                 return self.stall_error();
             }
+            if self.state == State::DfuManifestWaitReset {
+                // Only a USB reset gets the device out.
+                return Reply::Stall;
+            }
             let alt = u8::try_from(setup.value).ok();
             return match alt {
                 Some(a) if setup.index == self.interface && a < backend.alt_count() => {
@@ -246,12 +250,11 @@ impl StreamDevice {
                 }
                 Reply::Ack
             }
+            // DFU 1.1 allows ABORT only where no work is pending: in
+            // dfuMANIFEST-SYNC it would drop the manifestation (U-Boot's
+            // end-of-partition step) without a word.
             Request::Abort => match self.state {
-                State::DfuIdle
-                | State::DfuDnloadSync
-                | State::DfuDnloadIdle
-                | State::DfuManifestSync
-                | State::DfuUploadIdle => {
+                State::DfuIdle | State::DfuDnloadIdle | State::DfuUploadIdle => {
                     self.state = State::DfuIdle;
                     self.sync = Sync::Done;
                     self.offset = 0;
@@ -317,8 +320,12 @@ impl StreamDevice {
         self.sync = Sync::Done;
     }
 
-    /// A request that is not valid in this state: STALL and dfuERROR.
+    /// A request that is not valid in this state: STALL and dfuERROR. In
+    /// dfuERROR already, the status that explains the error is kept.
     fn stall_error(&mut self) -> Reply {
+        if self.state == State::DfuError {
+            return Reply::Stall;
+        }
         self.fail(Status::ErrStalledPkt);
         Reply::Stall
     }
@@ -588,6 +595,69 @@ mod tests {
         assert_eq!(status(&mut d, &mut b, t(29)).state, State::DfuIdle);
         assert_eq!(d.poll_event(), Some(DeviceEvent::Manifested));
         assert_eq!(&b.alts[0][..], b"0123456789abcdefxyz");
+    }
+
+    #[test]
+    fn abort_cannot_drop_a_pending_manifestation_and_errors_keep_their_status() {
+        let mut d = dev(Dialect::U_BOOT);
+        let mut b = VecBackend::new(0);
+        assert_eq!(
+            req(&mut d, &mut b, t(0), Request::Dnload, 0, &[1; 16]),
+            Reply::Ack
+        );
+        assert_eq!(status(&mut d, &mut b, t(0)).state, State::DfuDnloadIdle);
+        assert_eq!(
+            req(&mut d, &mut b, t(0), Request::Dnload, 1, &[]),
+            Reply::Ack
+        );
+        assert_eq!(d.state(), State::DfuManifestSync);
+        // ABORT here would skip the manifestation: refused.
+        assert_eq!(
+            req(&mut d, &mut b, t(0), Request::Abort, 0, &[]),
+            Reply::Stall
+        );
+        assert_eq!(
+            (d.state(), d.status()),
+            (State::DfuError, Status::ErrStalledPkt)
+        );
+        assert!(b.manifested.is_empty());
+        // A second bad request keeps the first status.
+        assert_eq!(
+            req(&mut d, &mut b, t(0), Request::Detach, 0, &[]),
+            Reply::Stall
+        );
+        assert_eq!(d.status(), Status::ErrStalledPkt);
+
+        let mut d = dev(Dialect::ST_ROM);
+        let mut b = VecBackend::new(0);
+        assert_eq!(
+            req(&mut d, &mut b, t(0), Request::Dnload, 0, &[1; 16]),
+            Reply::Ack
+        );
+        status(&mut d, &mut b, t(0));
+        req(&mut d, &mut b, t(0), Request::Dnload, 1, &[]);
+        status(&mut d, &mut b, t(0));
+        // Manifestation (7 ms) is over: the device waits for a reset and
+        // answers nothing.
+        assert_eq!(
+            req(&mut d, &mut b, t(10), Request::GetStatus, 0, &[]),
+            Reply::Stall
+        );
+        assert_eq!(d.state(), State::DfuManifestWaitReset);
+        // Only a USB reset leaves dfuMANIFEST-WAIT-RESET, not SET_INTERFACE.
+        let mut buf = [0u8; 8];
+        let set_interface = SetupPacket {
+            request_type: REQUEST_TYPE_STANDARD_INTERFACE_OUT,
+            request: SET_INTERFACE,
+            value: 1,
+            index: 0,
+            length: 0,
+        };
+        assert_eq!(
+            d.control(t(10), &set_interface, &[], &mut buf, &mut b),
+            Reply::Stall
+        );
+        assert_eq!(d.state(), State::DfuManifestWaitReset);
     }
 
     #[test]

@@ -44,6 +44,13 @@ pub trait ControlTransfer {
     fn sleep(&mut self, d: Duration) {
         std::thread::sleep(d)
     }
+    /// The transport's clock, for the host's time limits: time since an
+    /// arbitrary fixed origin. The default is the wall clock; a simulated
+    /// transport returns its virtual time, so limits hold in both.
+    fn elapsed(&self) -> Duration {
+        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        ORIGIN.get_or_init(std::time::Instant::now).elapsed()
+    }
 }
 
 /// Progress, reported as it happens.
@@ -293,7 +300,7 @@ impl<T: ControlTransfer> DfuHost<T> {
     pub fn abort_to_idle(&mut self) -> Result<GetStatus, HostError> {
         let mut st = self.status_in(Phase::Setup, None)?;
         for _ in 0..3 {
-            self.t.sleep(self.poll_delay(&st));
+            self.t.sleep(self.poll_delay(&st).min(self.opts.busy_limit));
             match st.state {
                 State::DfuIdle => return Ok(st),
                 State::AppIdle | State::AppDetach => break,
@@ -324,12 +331,16 @@ impl<T: ControlTransfer> DfuHost<T> {
         address: Option<u32>,
         min_poll: Option<Duration>,
     ) -> Result<GetStatus, HostError> {
-        let mut waited = Duration::ZERO;
+        // The limit is on the transport's clock, not on the sum of sleeps:
+        // a device that answers each poll slowly must not stretch it.
+        let start = self.t.elapsed();
         let mut polls = 0u32;
         let mut zero_polls = 0u32;
         let mut stalls = 0u32;
         let mut last_delay = Duration::from_millis(5);
         loop {
+            let waited = self.t.elapsed().saturating_sub(start);
+            let remaining = self.opts.busy_limit.saturating_sub(waited);
             let st = match self.status_in(phase, address) {
                 Ok(st) => st,
                 Err(HostError::Transfer {
@@ -338,8 +349,7 @@ impl<T: ControlTransfer> DfuHost<T> {
                 }) if stalls < self.opts.stall_retries => {
                     // STM32L4: stalls when polled early; wait as long again.
                     stalls += 1;
-                    self.t.sleep(last_delay);
-                    waited += last_delay;
+                    self.t.sleep(last_delay.min(remaining));
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -357,8 +367,9 @@ impl<T: ControlTransfer> DfuHost<T> {
             if let Some(m) = min_poll {
                 delay = delay.max(m);
             }
-            self.t.sleep(delay);
-            waited += delay;
+            // A bwPollTimeout beyond the limit (up to 4.6 h on the wire) is
+            // slept only until the limit.
+            self.t.sleep(delay.min(remaining));
             last_delay = delay.max(Duration::from_millis(1));
             if !matches!(st.state, State::DfuDnbusy | State::DfuDnloadSync) {
                 return Ok(st);
@@ -366,6 +377,7 @@ impl<T: ControlTransfer> DfuHost<T> {
             if delay.is_zero() {
                 zero_polls += 1;
             }
+            let waited = self.t.elapsed().saturating_sub(start);
             if zero_polls >= self.opts.max_zero_polls || waited > self.opts.busy_limit {
                 return Err(HostError::Stuck {
                     phase,
@@ -425,7 +437,19 @@ impl<T: ControlTransfer> DfuHost<T> {
     fn manifest(&mut self, events: Ev<'_>) -> Result<(), HostError> {
         let tolerant = self.desc.manifestation_tolerant();
         let mut announced = false;
-        for _ in 0..1000 {
+        let start = self.t.elapsed();
+        let mut polls = 0u32;
+        loop {
+            let waited = self.t.elapsed().saturating_sub(start);
+            if waited > self.opts.busy_limit {
+                return Err(HostError::Stuck {
+                    phase: Phase::Manifest,
+                    address: None,
+                    waited,
+                    polls,
+                });
+            }
+            polls += 1;
             let st = match self.status_in(Phase::Manifest, None) {
                 Ok(st) => st,
                 // A device that is not tolerant stops answering (stalls) in
@@ -445,7 +469,8 @@ impl<T: ControlTransfer> DfuHost<T> {
                     address: None,
                 });
             }
-            self.t.sleep(self.poll_delay(&st));
+            let remaining = self.opts.busy_limit.saturating_sub(waited);
+            self.t.sleep(self.poll_delay(&st).min(remaining));
             match st.state {
                 State::DfuManifest | State::DfuManifestSync => {
                     // Keep polling: a failure may still be reported, and a
@@ -470,12 +495,6 @@ impl<T: ControlTransfer> DfuHost<T> {
                 }
             }
         }
-        Err(HostError::Stuck {
-            phase: Phase::Manifest,
-            address: None,
-            waited: Duration::ZERO,
-            polls: 1000,
-        })
     }
 
     /// Uploads as plain DFU 1.1 (blocks 0, 1, … until a short frame), at

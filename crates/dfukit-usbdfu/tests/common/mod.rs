@@ -282,6 +282,10 @@ impl ControlTransfer for Sim {
         self.now += d;
         self.service();
     }
+
+    fn elapsed(&self) -> Duration {
+        Duration::from_micros(self.now.as_micros())
+    }
 }
 
 /// A deterministic test image.

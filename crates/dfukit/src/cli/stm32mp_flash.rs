@@ -52,14 +52,21 @@ impl Connector for CliConnector {
 
     fn connect(&mut self, timeout: Duration) -> Result<AnyTransfer, ConnectError> {
         let deadline = Instant::now() + timeout;
+        let mut last_error: Option<String>;
         loop {
+            // An error can be passing (the server restarting, udev not yet
+            // done with a re-enumerated device's permissions): retried
+            // until the deadline, then reported.
             match dfu_devices(&self.target) {
                 Ok(mut found) if !found.is_empty() => return Ok(found.remove(0).transfer),
-                Ok(_) => {}
-                Err(d) => return Err(ConnectError::Io(d.message)),
+                Ok(_) => last_error = None,
+                Err(d) => last_error = Some(d.message),
             }
             if Instant::now() >= deadline {
-                return Err(ConnectError::NotFound { waited: timeout });
+                return Err(match last_error {
+                    Some(m) => ConnectError::Io(m),
+                    None => ConnectError::NotFound { waited: timeout },
+                });
             }
             // Enumeration takes hundreds of milliseconds; polling faster
             // only loads the server.

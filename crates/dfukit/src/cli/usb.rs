@@ -437,6 +437,15 @@ fn local_dfu_devices(t: &Target) -> Result<Vec<Opened>, Diag> {
         if t.path.as_deref().is_some_and(|p| p != path) {
             continue;
         }
+        // Filter on the IDs before opening: devices the user may not open
+        // (hubs, other people's gadgets) must not turn into an error.
+        let ids = format!("{:04x}:{:04x}", info.vendor_id(), info.product_id());
+        if t.device
+            .as_ref()
+            .is_some_and(|want| want.to_lowercase() != ids)
+        {
+            continue;
+        }
         let device = match info.open().wait() {
             Ok(d) => d,
             Err(e) => {

@@ -1,0 +1,139 @@
+//! The host's time limits hold on the transport's clock: a device that
+//! stays busy, answers slowly or asks for absurd poll timeouts is given up
+//! on after `busy_limit`, not after hours.
+
+use dfukit_usbdfu::host::{ControlTransfer, DfuHost, HostError, Options, TransferError};
+use dfukit_usbdfu::wire::{FunctionalDescriptor, GetStatus, SetupPacket, State, Status};
+use std::time::Duration;
+
+/// A device that is idle until a DNLOAD, then reports `after_block` after
+/// data blocks and `after_end` after the zero-length one, with `poll_ms`,
+/// each control transfer costing `per_transfer` of virtual time.
+struct ForeverBusy {
+    now: Duration,
+    per_transfer: Duration,
+    state: State,
+    after_block: State,
+    after_end: State,
+    poll_ms: u32,
+}
+
+impl ControlTransfer for ForeverBusy {
+    fn control_in(
+        &mut self,
+        setup: SetupPacket,
+        buf: &mut [u8],
+        _timeout: Duration,
+    ) -> Result<usize, TransferError> {
+        self.now += self.per_transfer;
+        // GETSTATUS (3).
+        if setup.request == 3 {
+            let st = GetStatus {
+                status: Status::Ok,
+                poll_timeout_ms: self.poll_ms,
+                state: self.state,
+                string_index: 0,
+            };
+            buf[..GetStatus::LEN].copy_from_slice(&st.to_bytes());
+            Ok(GetStatus::LEN)
+        } else {
+            Err(TransferError::Stall)
+        }
+    }
+
+    fn control_out(
+        &mut self,
+        _setup: SetupPacket,
+        data: &[u8],
+        _timeout: Duration,
+    ) -> Result<usize, TransferError> {
+        self.now += self.per_transfer;
+        self.state = if data.is_empty() {
+            self.after_end
+        } else {
+            self.after_block
+        };
+        Ok(data.len())
+    }
+
+    fn sleep(&mut self, d: Duration) {
+        self.now += d;
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.now
+    }
+}
+
+fn desc() -> FunctionalDescriptor {
+    FunctionalDescriptor {
+        attributes: 0x0F,
+        detach_timeout_ms: 255,
+        transfer_size: 16,
+        dfu_version: 0x0110,
+    }
+}
+
+fn run(
+    per_transfer: Duration,
+    after_block: State,
+    after_end: State,
+    poll_ms: u32,
+) -> (HostError, Duration) {
+    let t = ForeverBusy {
+        now: Duration::ZERO,
+        per_transfer,
+        state: State::DfuIdle,
+        after_block,
+        after_end,
+        poll_ms,
+    };
+    let opts = Options {
+        busy_limit: Duration::from_secs(30),
+        ..Options::default()
+    };
+    let mut host = DfuHost::new(t, 0, desc(), opts);
+    let e = host.download(&[0u8; 16], &mut |_| {}).unwrap_err();
+    (e, host.transport().now)
+}
+
+#[test]
+fn slow_busy_answers_are_bounded_by_the_clock() {
+    let (e, now) = run(
+        Duration::from_millis(1900),
+        State::DfuDnbusy,
+        State::DfuDnbusy,
+        1,
+    );
+    assert!(matches!(e, HostError::Stuck { .. }), "{e}");
+    // Each wait (the idle check, the block, manifestation) ends within
+    // busy_limit (30 s) even when the device asks for 4.6 hours.
+    assert!(now < Duration::from_secs(100), "gave up after {now:?}");
+}
+
+#[test]
+fn an_absurd_poll_timeout_is_not_slept_in_full() {
+    let (e, now) = run(
+        Duration::from_millis(1),
+        State::DfuDnbusy,
+        State::DfuDnbusy,
+        0xFF_FFFF,
+    );
+    assert!(matches!(e, HostError::Stuck { .. }), "{e}");
+    // Each wait (the idle check, the block, manifestation) ends within
+    // busy_limit (30 s) even when the device asks for 4.6 hours.
+    assert!(now < Duration::from_secs(100), "gave up after {now:?}");
+}
+
+#[test]
+fn endless_manifestation_is_bounded() {
+    // A device that takes the block, then manifests forever.
+    let (e, now) = run(
+        Duration::from_millis(1),
+        State::DfuDnloadIdle,
+        State::DfuManifest,
+        0xFF_FFFF,
+    );
+    assert!(matches!(e, HostError::Stuck { .. }), "{e}");
+    assert!(now < Duration::from_secs(100), "{e}: {now:?}");
+}
