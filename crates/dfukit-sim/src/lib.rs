@@ -12,6 +12,14 @@
 //! - [`state`]: a board's state directory (images, `board.json`, event log);
 //! - [`usb_link`]: a USB cable in virtual time ([`usb_link::SimUsb`]), with
 //!   control-transfer bus time from the USB 2.0 limits;
+//! - [`uart`]: UART line time for SLIP frames ([`uart::UartModel`]), which
+//!   [`link::BoardLink::with_uart`] applies to the serial link;
+//! - [`ble`]: a BLE link model ([`ble::BleParams`]): air time per LL packet,
+//!   packets per connection event and the throughput bound they give, from
+//!   the Bluetooth Core specification;
+//! - [`ble_link`]: a BLE connection to the simulated nRF52840 in virtual
+//!   time ([`ble_link::BleBoardLink`]), dropping Packet writes the board has
+//!   no receive buffer for, as the nRF5 SDK does;
 //! - [`stm32f4`], [`stm32mp1`], [`nrf52840`]: the simulated boards.
 //!
 //! The simulator is host-only (std). Only [`storage`] and [`state`] touch
@@ -34,10 +42,13 @@ pub use power::{OpOutcome, PowerCutPlan, PowerGate, PowerSupply};
 pub use state::{EventLog, LogTime, StateDir, StateError};
 pub use storage::{Storage, StorageError, ERASED};
 
+pub mod ble;
+pub mod ble_link;
 pub mod link;
 pub mod nrf52840;
 pub mod pty;
 pub mod stm32f4;
 pub mod stm32mp1;
 pub mod synthetic;
+pub mod uart;
 pub mod usb_link;

@@ -5,23 +5,126 @@
 //! busy, as serial flow control would), and waiting for a response advances
 //! the board's clock to its next event instead of sleeping. A run is
 //! therefore deterministic and takes no wall time for modelled flash time.
+//!
+//! [`BoardLink::new`] moves frames instantly; [`BoardLink::with_uart`] gives
+//! the line a [`UartModel`]: a request occupies the host-to-board line for
+//! its SLIP-encoded time before the board sees it, and each response the
+//! board-to-host line for its own, in order, after the board made it.
 
 use crate::nrf52840::Nrf52840;
+use crate::uart::UartModel;
 use dfukit_core::Instant;
 use dfukit_nordic::host::Link;
 use dfukit_nordic::proto::Request;
+use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
 /// A [`Link`] that drives a board in virtual time.
 pub struct BoardLink<'a> {
     board: &'a mut Nrf52840,
+    uart: Option<UartLine>,
+}
+
+/// A modelled UART. The host-to-board direction needs no state: `send`
+/// returns only once its frame is through, so the line is free at each call.
+struct UartLine {
+    model: UartModel,
+    /// When the board-to-host line is next free.
+    rx_free: Instant,
+    /// Responses on their way, with the time their last byte arrives.
+    inbox: VecDeque<(Instant, Vec<u8>)>,
 }
 
 impl<'a> BoardLink<'a> {
-    /// Links to `board`.
+    /// Links to `board`; frames take no time on the line.
     pub fn new(board: &'a mut Nrf52840) -> Self {
-        BoardLink { board }
+        BoardLink { board, uart: None }
+    }
+
+    /// Links to `board` over a UART: frames take their line time.
+    pub fn with_uart(board: &'a mut Nrf52840, model: UartModel) -> Self {
+        let now = board.now();
+        BoardLink {
+            board,
+            uart: Some(UartLine {
+                model,
+                rx_free: now,
+                inbox: VecDeque::new(),
+            }),
+        }
+    }
+
+    /// Puts the board's new responses on the board-to-host line: each
+    /// starts when it was made or when the previous one finished.
+    fn collect(&mut self) {
+        let Some(line) = &mut self.uart else {
+            return;
+        };
+        while let Some(r) = self.board.take_response() {
+            let mut frame = Vec::with_capacity(24);
+            r.encode(&mut |b| frame.extend_from_slice(b));
+            let arrival = line.rx_free.max(self.board.now()) + line.model.frame_time(&frame);
+            line.rx_free = arrival;
+            line.inbox.push_back((arrival, frame));
+        }
+    }
+
+    /// Sends a request frame over the modelled UART: it is on the line for
+    /// its time, then offered to the board (which may hold it off, as
+    /// flow control would, keeping the line busy).
+    fn send_uart(&mut self, frame: &[u8]) -> io::Result<()> {
+        let time = self
+            .uart
+            .as_ref()
+            .map_or(Duration::ZERO, |l| l.model.frame_time(frame));
+        let end = self.board.now() + time;
+        while self.board.now() < end {
+            self.step(end);
+            self.collect();
+        }
+        let give_up = end + Duration::from_secs(60);
+        loop {
+            let now = self.board.now();
+            if self.board.receive(now, frame).is_ok() {
+                self.collect();
+                return Ok(());
+            }
+            let progressed = self.step(give_up);
+            self.collect();
+            if !progressed && self.board.now() >= give_up {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "simulated board held off input for 60 s of virtual time",
+                ));
+            }
+        }
+    }
+
+    /// Waits for the next response to arrive over the modelled UART.
+    fn recv_uart(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
+        let deadline = self.board.now() + timeout;
+        loop {
+            self.collect();
+            let next = self
+                .uart
+                .as_ref()
+                .and_then(|l| l.inbox.front().map(|&(t, _)| t));
+            if let Some(t) = next {
+                if t <= self.board.now() {
+                    return Ok(self
+                        .uart
+                        .as_mut()
+                        .and_then(|l| l.inbox.pop_front())
+                        .map(|(_, f)| f));
+                }
+            }
+            if self.board.now() >= deadline {
+                return Ok(None);
+            }
+            let limit = next.map_or(deadline, |t| t.min(deadline));
+            self.step(limit);
+        }
     }
 
     /// Advances the board to its next event, at most to `limit`. False when
@@ -51,6 +154,9 @@ impl Link for BoardLink<'_> {
     fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
         let mut frame = Vec::with_capacity(8);
         req.encode(&mut |b| frame.extend_from_slice(b));
+        if self.uart.is_some() {
+            return self.send_uart(&frame);
+        }
         // Flow control: a frame the board cannot take yet waits on the line.
         let give_up = self.board.now() + Duration::from_secs(60);
         loop {
@@ -68,6 +174,9 @@ impl Link for BoardLink<'_> {
     }
 
     fn recv(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
+        if self.uart.is_some() {
+            return self.recv_uart(timeout);
+        }
         let deadline = self.board.now() + timeout;
         loop {
             if let Some(r) = self.board.take_response() {
@@ -85,5 +194,14 @@ impl Link for BoardLink<'_> {
     fn max_write(&self, device_mtu: u16) -> usize {
         // The board speaks serial SLIP: the same limit as a real port.
         dfukit_nordic::slip::max_payload(device_mtu)
+    }
+
+    /// The host waits: the board runs on for `d` of virtual time.
+    fn sleep(&mut self, d: Duration) {
+        let until = self.board.now() + d;
+        while self.board.now() < until {
+            self.step(until);
+            self.collect();
+        }
     }
 }

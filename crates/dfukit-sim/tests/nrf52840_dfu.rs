@@ -20,6 +20,7 @@ fn opts() -> Options {
         response_timeout: Duration::from_secs(3),
         connect_timeout: Duration::from_millis(500),
         object_retries: 3,
+        ..Options::default()
     }
 }
 

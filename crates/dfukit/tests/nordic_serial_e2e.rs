@@ -395,3 +395,79 @@ fn bench_serial_reports_figures() {
         assert!(v[field].as_f64().is_some_and(|x| x > 0.0), "{field}: {v}");
     }
 }
+
+/// `dfu ble --sim`: the same host core over the BLE link model to a
+/// simulated board that trusts the package's key; the app is activated.
+/// Another key is refused, and says so.
+#[test]
+fn ble_sim_update_runs_and_a_foreign_key_is_refused() {
+    let w = Work::new();
+    let key = w.path("key.pem");
+    ok(&["nordic", "keys", "generate", &key]);
+    w.package("app", &key, 20_000, 2);
+    let pkg = w.path("app.zip");
+    let out = ok(&[
+        "nordic",
+        "dfu",
+        "ble",
+        "--sim",
+        "--package",
+        &pkg,
+        "--public-key",
+        &key,
+    ]);
+    assert!(out.contains("20000 bytes in"), "{out}");
+    assert!(out.contains("activated in"), "{out}");
+    assert!(out.contains("0 dropped"), "{out}");
+    let other = w.path("other.pem");
+    ok(&["nordic", "keys", "generate", &other]);
+    let r = run(&[
+        "nordic",
+        "dfu",
+        "ble",
+        "--sim",
+        "--package",
+        &pkg,
+        "--public-key",
+        &other,
+    ]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.to_lowercase().contains("signature"), "{err}");
+}
+
+/// `bench ble --json`: one object with an entry per link setting holding the
+/// fields the issue names; each ratio is a fraction of the bound (a transfer
+/// cannot beat its link's bound) and every run activated the app.
+#[test]
+fn bench_ble_reports_an_entry_per_link() {
+    let out = ok(&["bench", "ble", "--size", "40000", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    for link in [
+        "ble-2m-ci15ms",
+        "ble-2m-ci7.5ms",
+        "uart-115200",
+        "uart-1000000",
+    ] {
+        let e = &v[link];
+        assert_eq!(e["image_bytes"], 40000, "{link}: {e}");
+        for field in [
+            "transfer_s",
+            "bound_s",
+            "baseline_transfer_s",
+            "activation_s",
+        ] {
+            assert!(
+                e[field].as_f64().is_some_and(|x| x > 0.0),
+                "{link}.{field}: {e}"
+            );
+        }
+        let ratio = e["ratio"].as_f64().unwrap();
+        assert!(ratio > 0.0 && ratio <= 1.0, "{link}: ratio {ratio}");
+        assert!(e["link"].as_str().is_some_and(|s| !s.is_empty()));
+        assert!(
+            e["baseline_transfer_s"].as_f64() > e["transfer_s"].as_f64(),
+            "{link}: the phone profile cannot be faster: {e}"
+        );
+    }
+}

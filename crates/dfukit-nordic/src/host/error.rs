@@ -97,6 +97,21 @@ pub enum HostError {
         /// Device's CRC.
         device_crc: u32,
     },
+    /// The device kept dropping writes: after the allowed number of resends
+    /// it still held fewer bytes than were sent.
+    #[error("{phase}: the device dropped written data{obj}: sent up to image offset {sent}, device holds up to {device_offset} ({lost} bytes lost) after {recoveries} resends", obj = obj_suffix(.object), lost = .sent - .device_offset)]
+    BytesLost {
+        /// Phase.
+        phase: Phase,
+        /// Data object index.
+        object: Option<u32>,
+        /// Offset the host had sent up to.
+        sent: u32,
+        /// Offset the device holds.
+        device_offset: u32,
+        /// Resends made for this object before giving up.
+        recoveries: u32,
+    },
     /// A response did not have the expected form.
     #[error("{phase}: malformed response to {request:?}: {detail}")]
     BadResponse {
@@ -126,6 +141,7 @@ impl HostError {
             HostError::Timeout { .. } => "dfukit::nordic::dfu::timeout",
             HostError::Rejected { .. } => "dfukit::nordic::dfu::rejected",
             HostError::CrcMismatch { .. } => "dfukit::nordic::dfu::crc_mismatch",
+            HostError::BytesLost { .. } => "dfukit::nordic::dfu::bytes_lost",
             HostError::BadResponse { .. } => "dfukit::nordic::dfu::bad_response",
             HostError::InitPacketTooLarge { .. } => "dfukit::nordic::dfu::init_packet_too_large",
         }
@@ -141,6 +157,7 @@ impl HostError {
             HostError::Rejected { ext: Some(e), .. } => ext_help(*e).into(),
             HostError::Rejected { result, .. } => result_help(*result).into(),
             HostError::CrcMismatch { .. } => "bytes were lost or corrupted on the way to flash (link noise, a receive buffer pool that ran dry, or a flash write that never completed); the object was retried and still did not match".into(),
+            HostError::BytesLost { .. } => "the device's receive buffers keep running out (BLE drops Packet writes it cannot buffer): use a packet receipt notification interval (--prn) so the host paces its writes, or allow more resends (Options::max_recoveries); if the device's flash driver is slow or stalls, check its completion callback".into(),
             HostError::BadResponse { .. } => "the device does not speak nRF5 SDK Secure DFU as expected: check the bootloader version and that this is not a legacy-DFU bootloader".into(),
             HostError::InitPacketTooLarge { .. } => "the bootloader was built with a smaller INIT_COMMAND_MAX_SIZE: remove boot validation entries or sd_req entries from the package".into(),
         }

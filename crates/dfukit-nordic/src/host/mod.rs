@@ -11,6 +11,12 @@
 //! up), a transfer resumes from what the device reports (offset and CRC
 //! compared with the image), and an error names the phase, the object and
 //! the offset.
+//!
+//! With a PRN interval, receipt notifications are a flow-control window
+//! rather than stop-and-wait points (see [`Options::window`]). Writes the
+//! device dropped (BLE Packet writes when its buffers are full) are resent
+//! from the device's offset when what it holds is a prefix of the image,
+//! as the Android DFU library does, a bounded number of times per object.
 
 mod error;
 pub mod serial;
@@ -19,6 +25,7 @@ pub use error::{HostError, Phase};
 
 use crate::proto::{ExtError, ObjectType, Opcode, Payload, Request, Response, ResultCode};
 use dfukit_core::crc::crc32;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 /// A request/response channel to a Secure DFU bootloader.
@@ -26,12 +33,23 @@ pub trait Link {
     /// Sends one request. WRITE requests are sent without waiting.
     fn send(&mut self, req: &Request<'_>) -> std::io::Result<()>;
     /// Receives one response frame, or `Ok(None)` when none came within `timeout`.
+    ///
+    /// `Duration::ZERO` means "poll": return a frame that has already
+    /// arrived, or `Ok(None)` at once, without blocking or advancing time.
+    /// The host polls this way between pipelined writes to take packet
+    /// receipt notifications as they come.
     fn recv(&mut self, timeout: Duration) -> std::io::Result<Option<Vec<u8>>>;
     /// Largest WRITE payload the link can carry, given the device's MTU.
     fn max_write(&self, device_mtu: u16) -> usize;
     /// Whether PING and MTU_GET are available (serial) or not (BLE).
     fn is_serial(&self) -> bool {
         true
+    }
+    /// Lets `d` pass. The host never reads a clock, so every deliberate wait
+    /// goes through here: a virtual-time link must override this to advance
+    /// its clock (and its device) instead of sleeping the thread.
+    fn sleep(&mut self, d: Duration) {
+        std::thread::sleep(d);
     }
 }
 
@@ -40,21 +58,70 @@ pub trait Link {
 pub struct Options {
     /// Packet receipt notification interval (0 = CRC only at object ends).
     pub prn: u16,
+    /// How many WRITEs may be unacknowledged by a receipt notification
+    /// before the host stops sending and waits. 0 (the default) means twice
+    /// `prn`, so the device always has the next PRN batch queued while its
+    /// notification for the previous one travels back. Values below `prn`
+    /// are raised to `prn`: a smaller window would wait for a notification
+    /// the device never sends. Ignored when `prn` is 0.
+    pub window: u16,
     /// How long to wait for each response.
     pub response_timeout: Duration,
     /// How long to wait for the first PING answer.
     pub connect_timeout: Duration,
     /// How many times one object is re-created after a CRC mismatch.
     pub object_retries: u32,
+    /// How long the host waits with a full window before asking the device
+    /// for its offset (CRC_GET). Only spent when writes were dropped, which
+    /// leaves the device short of its next notification.
+    pub stall_timeout: Duration,
+    /// How many times per object the host resends after the device reports
+    /// fewer bytes than were sent (dropped writes) before giving up with
+    /// [`HostError::BytesLost`].
+    pub max_recoveries: u32,
+    /// Fixed wait after each data object CREATE, spent through
+    /// [`Link::sleep`]. Zero by default: the host has no fixed delays; only
+    /// [`Options::phone_baseline`] sets it, to emulate a phone library.
+    pub create_delay: Duration,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             prn: 0,
+            window: 0,
             response_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             object_retries: 3,
+            stall_timeout: Duration::from_secs(1),
+            max_recoveries: 8,
+            create_delay: Duration::ZERO,
+        }
+    }
+}
+
+impl Options {
+    /// An **emulation** of the baseline phone library of the user report
+    /// (Nordic's Android DFU library with its defaults of that time), for
+    /// benchmarks only; never use it for real updates. PRN 12 with
+    /// stop-and-wait (window = PRN: the host waits for every notification
+    /// before sending on), and `wait(400)` after each data object CREATE, as
+    /// in the report's log.
+    pub fn phone_baseline() -> Self {
+        Options {
+            prn: 12,
+            window: 12,
+            create_delay: Duration::from_millis(400),
+            ..Options::default()
+        }
+    }
+
+    /// The window in effect: see [`Options::window`].
+    fn effective_window(&self) -> u32 {
+        let prn = u32::from(self.prn);
+        match self.window {
+            0 => 2 * prn,
+            w => u32::from(w).max(prn),
         }
     }
 }
@@ -85,6 +152,16 @@ pub enum Event {
         done: u32,
         /// Image size.
         total: u32,
+    },
+    /// The device reported fewer bytes than were sent, and what it holds
+    /// matches the image: sending resumes at its offset in the same object.
+    Recovered {
+        /// Object index (`None` for the init packet).
+        object: Option<u32>,
+        /// Image offset (init packet offset) the device holds.
+        offset: u32,
+        /// Bytes sent beyond it that the device dropped.
+        lost: u32,
     },
     /// An object is sent again after a mismatch.
     Retry {
@@ -141,16 +218,10 @@ impl Session<'_> {
         self.response(req.opcode(), at)
     }
 
-    /// Waits for the response to `op`. A response to a WRITE that arrives
-    /// instead is the device refusing a write: reported as such.
+    /// Waits for the response to `op`.
     fn response(&mut self, op: Opcode, at: At) -> Result<Payload, HostError> {
         let frame = self
-            .link
-            .recv(self.opts.response_timeout)
-            .map_err(|e| HostError::Link {
-                phase: at.phase,
-                source: e,
-            })?
+            .recv_frame(self.opts.response_timeout, at)?
             .ok_or(HostError::Timeout {
                 phase: at.phase,
                 request: op,
@@ -158,28 +229,7 @@ impl Session<'_> {
                 offset: at.offset,
                 waited: self.opts.response_timeout,
             })?;
-        let write_refused = frame.get(1) == Some(&(Opcode::ObjectWrite as u8));
-        let expected = if write_refused {
-            Opcode::ObjectWrite
-        } else {
-            op
-        };
-        let r = Response::parse(&frame, expected).map_err(|e| HostError::BadResponse {
-            phase: at.phase,
-            request: op,
-            detail: format!("{e:?} in frame {frame:02x?}"),
-        })?;
-        if r.result == ResultCode::Success && !write_refused {
-            return Ok(r.payload);
-        }
-        Err(HostError::Rejected {
-            phase: at.phase,
-            request: expected,
-            result: r.result,
-            ext: r.ext,
-            object: at.object,
-            offset: at.offset,
-        })
+        parse(&frame, op, at)
     }
 
     fn connect(&mut self, events: &mut dyn FnMut(Event)) -> Result<(), HostError> {
@@ -311,44 +361,185 @@ impl Session<'_> {
             },
             at,
         )?;
-        self.stream(init, 0, 0, at)?;
+        self.stream(init, 0, 0, at, events)?;
         self.request(Request::Execute, at)?;
         events(Event::InitPacketSent { resumed: false });
         Ok(())
     }
 
-    /// Streams `data`, which starts at image offset `offset` with CRC `crc`
-    /// before it, then checks the device's offset and CRC.
+    /// Streams `data`, which starts at image offset `start` with CRC
+    /// `crc_before` before it, then checks the device's offset and CRC.
+    ///
+    /// With PRN on, receipt notifications are a flow-control window: the
+    /// host keeps up to `window` WRITEs unacknowledged, takes notifications
+    /// as they arrive, and blocks only when the window is full. When the
+    /// device holds fewer bytes than were sent but what it holds is a prefix
+    /// of `data` (BLE drops Packet writes when its buffers are full), the
+    /// rest is resent from its offset in the same object.
     fn stream(
         &mut self,
         data: &[u8],
-        mut offset: u32,
-        mut crc: u32,
+        start: u32,
+        crc_before: u32,
+        at: At,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<(), HostError> {
+        let prn = u32::from(self.opts.prn);
+        let window = self.opts.effective_window();
+        let end = start + data.len() as u32;
+        let mut w = Window {
+            start,
+            crc_before,
+            sent: start,
+            crc: crc_before,
+            in_flight: VecDeque::new(),
+            counter_unknown: false,
+        };
+        let mut recoveries = 0u32;
+        loop {
+            while w.sent < end {
+                if prn != 0 {
+                    // Take the notifications that are already here, without waiting.
+                    while let Some(frame) = self.recv_frame(Duration::ZERO, at)? {
+                        self.on_notification(&frame, data, &mut w, at)?;
+                    }
+                    if w.in_flight.len() as u32 >= window {
+                        match self.recv_frame(self.opts.stall_timeout, at)? {
+                            Some(frame) => {
+                                self.on_notification(&frame, data, &mut w, at)?;
+                                continue;
+                            }
+                            // Dropped writes leave the device short of its
+                            // next notification: ask where it is.
+                            None => break,
+                        }
+                    }
+                }
+                let from = (w.sent - start) as usize;
+                let chunk = &data[from..(from + self.chunk).min(data.len())];
+                self.link
+                    .send(&Request::Write(chunk))
+                    .map_err(|e| HostError::Link {
+                        phase: at.phase,
+                        source: e,
+                    })?;
+                w.crc = crc32(w.crc, chunk);
+                w.sent += chunk.len() as u32;
+                w.in_flight.push_back(w.sent);
+            }
+            let at_sent = At {
+                offset: w.sent,
+                ..at
+            };
+            let (o, c) = self.sync(data, &mut w, at_sent)?;
+            if !w.is_prefix(data, o, c) {
+                return check(at_sent, w.sent, w.crc, o, c);
+            }
+            if o == end {
+                return Ok(());
+            }
+            if o < w.sent {
+                recoveries += 1;
+                if recoveries > self.opts.max_recoveries {
+                    return Err(HostError::BytesLost {
+                        phase: at.phase,
+                        object: at.object,
+                        sent: w.sent,
+                        device_offset: o,
+                        recoveries: self.opts.max_recoveries,
+                    });
+                }
+                events(Event::Recovered {
+                    object: at.object,
+                    offset: o,
+                    lost: w.sent - o,
+                });
+                w.sent = o;
+                w.crc = c;
+            }
+            // Everything up to `o` is confirmed; nothing else is in flight.
+            w.in_flight.clear();
+        }
+    }
+
+    /// Receives one frame, mapping I/O errors.
+    fn recv_frame(&mut self, timeout: Duration, at: At) -> Result<Option<Vec<u8>>, HostError> {
+        self.link.recv(timeout).map_err(|e| HostError::Link {
+            phase: at.phase,
+            source: e,
+        })
+    }
+
+    /// Takes a receipt notification (or a refused WRITE, an error) that
+    /// arrived while streaming, and acknowledges the writes it covers.
+    fn on_notification(
+        &mut self,
+        frame: &[u8],
+        data: &[u8],
+        w: &mut Window,
         at: At,
     ) -> Result<(), HostError> {
-        let mut since_prn = 0u16;
-        for chunk in data.chunks(self.chunk) {
+        let at = At {
+            offset: w.sent,
+            ..at
+        };
+        match parse(frame, Opcode::CrcGet, at)? {
+            Payload::Crc { offset, crc } => {
+                if !w.is_prefix(data, offset, crc) {
+                    return check(at, w.sent, w.crc, offset, crc);
+                }
+                while w.in_flight.front().is_some_and(|&e| e <= offset) {
+                    w.in_flight.pop_front();
+                }
+                // The device resets its counter when it notifies: it now
+                // holds at most the writes still in flight.
+                w.counter_unknown = false;
+                Ok(())
+            }
+            other => Err(unexpected(at, Opcode::CrcGet, other)),
+        }
+    }
+
+    /// Asks the device for its offset and CRC once every write sent has
+    /// reached it. A CRC_GET answer looks exactly like a receipt
+    /// notification, so when a notification may still be on its way, a
+    /// SET_PRN goes first: its answer separates the notifications before it
+    /// from the CRC_GET answer after it, and it resets the device's counter.
+    fn sync(&mut self, data: &[u8], w: &mut Window, at: At) -> Result<(u32, u32), HostError> {
+        let prn = self.opts.prn;
+        if prn != 0 && (w.in_flight.len() >= usize::from(prn) || w.counter_unknown) {
             self.link
-                .send(&Request::Write(chunk))
+                .send(&Request::SetPrn(prn))
                 .map_err(|e| HostError::Link {
                     phase: at.phase,
                     source: e,
                 })?;
-            crc = crc32(crc, chunk);
-            offset += chunk.len() as u32;
-            since_prn += 1;
-            if self.opts.prn != 0 && since_prn == self.opts.prn {
-                since_prn = 0;
-                let at = At { offset, ..at };
-                match self.response(Opcode::CrcGet, at)? {
-                    Payload::Crc { offset: o, crc: c } => check(at, offset, crc, o, c)?,
-                    other => return Err(unexpected(at, Opcode::CrcGet, other)),
+            loop {
+                let frame =
+                    self.recv_frame(self.opts.response_timeout, at)?
+                        .ok_or(HostError::Timeout {
+                            phase: at.phase,
+                            request: Opcode::ReceiptNotifSet,
+                            object: at.object,
+                            offset: at.offset,
+                            waited: self.opts.response_timeout,
+                        })?;
+                if frame.get(1) == Some(&(Opcode::CrcGet as u8)) {
+                    self.on_notification(&frame, data, w, at)?;
+                } else {
+                    parse(&frame, Opcode::ReceiptNotifSet, at)?;
+                    break;
                 }
             }
+            w.counter_unknown = false;
+        } else if prn != 0 {
+            // No notification can be pending. The caller forgets the writes
+            // in flight after this, while the device's counter still holds
+            // those it took: until the next notification the host cannot
+            // tell when one is due.
+            w.counter_unknown = true;
         }
-        let at = At { offset, ..at };
-        let (o, c) = self.crc_get(at)?;
-        check(at, offset, crc, o, c)
+        self.crc_get(at)
     }
 
     fn send_image(&mut self, image: &[u8], events: &mut dyn FnMut(Event)) -> Result<(), HostError> {
@@ -423,7 +614,12 @@ impl Session<'_> {
                     },
                     at,
                 )?;
-                match self.stream(data, offset, crc_before, at) {
+                // Emulation only (see `Options::phone_baseline`): a fixed wait
+                // after CREATE, spent through the link so virtual time advances.
+                if !self.opts.create_delay.is_zero() {
+                    self.link.sleep(self.opts.create_delay);
+                }
+                match self.stream(data, offset, crc_before, at, events) {
                     Ok(()) => break,
                     // A mismatch, or a device that reports a failed flash
                     // write (it drops the object), is worth another try.
@@ -461,6 +657,64 @@ impl Session<'_> {
             });
         }
         Ok(())
+    }
+}
+
+/// Parses a response to `op`. A response to a WRITE that arrives instead
+/// is the device refusing a write: reported as such.
+fn parse(frame: &[u8], op: Opcode, at: At) -> Result<Payload, HostError> {
+    let write_refused = frame.get(1) == Some(&(Opcode::ObjectWrite as u8));
+    let expected = if write_refused {
+        Opcode::ObjectWrite
+    } else {
+        op
+    };
+    let r = Response::parse(frame, expected).map_err(|e| HostError::BadResponse {
+        phase: at.phase,
+        request: op,
+        detail: format!("{e:?} in frame {frame:02x?}"),
+    })?;
+    if r.result == ResultCode::Success && !write_refused {
+        return Ok(r.payload);
+    }
+    Err(HostError::Rejected {
+        phase: at.phase,
+        request: expected,
+        result: r.result,
+        ext: r.ext,
+        object: at.object,
+        offset: at.offset,
+    })
+}
+
+/// Streaming state of one object.
+struct Window {
+    /// Offset where the object starts.
+    start: u32,
+    /// CRC of everything before `start`.
+    crc_before: u32,
+    /// Offset up to which writes were sent.
+    sent: u32,
+    /// CRC up to `sent`.
+    crc: u32,
+    /// End offsets of the writes no notification has covered yet.
+    in_flight: VecDeque<u32>,
+    /// The device's PRN counter may hold writes the host cannot account for
+    /// (after a CRC_GET showed losses): the next sync must reset it.
+    counter_unknown: bool,
+}
+
+impl Window {
+    /// Whether the device's `offset` and `crc` describe a prefix of what was
+    /// sent in this object.
+    fn is_prefix(&self, data: &[u8], offset: u32, crc: u32) -> bool {
+        if offset < self.start || offset > self.sent {
+            return false;
+        }
+        if offset == self.sent {
+            return crc == self.crc;
+        }
+        crc == crc32(self.crc_before, &data[..(offset - self.start) as usize])
     }
 }
 

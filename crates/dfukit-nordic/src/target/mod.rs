@@ -246,6 +246,13 @@ pub struct Target {
     image_size: u32,
     image_hash: [u8; 32],
     fw_version: u32,
+    /// Bank-1 image range `[from, to)` erased ahead, when the previous
+    /// object was executed, and not written since. CREATE of an object
+    /// inside it needs no erase, so the erase ran while the host was busy
+    /// with EXECUTE and CREATE instead of while its writes arrive (over BLE
+    /// writes that find every receive buffer waiting for the flash are
+    /// lost). RAM only: after a reset everything is erased at CREATE again.
+    erased_ahead: Option<(u32, u32)>,
 }
 
 impl Target {
@@ -278,6 +285,7 @@ impl Target {
             image_size: 0,
             image_hash: [0; 32],
             fw_version: 0,
+            erased_ahead: None,
         };
         t.push(Job::Step(Step::Boot));
         t
@@ -837,6 +845,7 @@ impl Target {
                 // A new init packet restarts the whole update.
                 self.current = Current::Command;
                 self.init_accepted = false;
+                self.erased_ahead = None;
                 self.fault = self.fault.filter(|f| *f == FlashFault::CompletionTimeout);
                 self.settings.progress = Default::default();
                 self.settings.progress.command_size = size;
@@ -876,6 +885,12 @@ impl Target {
                 self.recv_offset = start;
                 self.object_end = start + size;
                 self.prn_count = 0;
+                // Erased ahead when the previous object was executed, and
+                // untouched since: nothing to erase.
+                let ahead = self.erased_ahead.take();
+                if ahead.is_some_and(|(from, to)| from == start && to >= start + size) {
+                    return Response::ok(OP, Payload::None);
+                }
                 // Erase the pages the object covers; the response does not wait.
                 let erase = self.bank1_erase_size();
                 let first = (self.bank1_addr + start) / erase * erase;
@@ -935,6 +950,11 @@ impl Target {
             OP,
             Payload::None,
         )))]);
+        // The first data object's pages, erased while the host reads the
+        // answer and creates the object. Queued behind the settings write:
+        // on a single-bank update the old app is given up in the settings
+        // before any of its pages is erased.
+        self.erase_ahead(self.settings.progress.firmware_image_offset_last);
         None
     }
 
@@ -1009,6 +1029,7 @@ impl Target {
             let sp = &mut self.settings.progress;
             sp.firmware_image_offset_last = sp.firmware_image_offset;
             sp.firmware_image_crc_last = sp.firmware_image_crc;
+            self.erase_ahead(p.firmware_image_offset);
             if self.cfg.save_progress_in_flash {
                 self.write_settings_then(&[Job::Step(Step::RespondIfStored(Response::ok(
                     OP,
@@ -1206,6 +1227,30 @@ impl Target {
             Bank1Location::External(e) => e.program_page,
             Bank1Location::Internal => self.cfg.layout.page_size,
         }
+    }
+
+    /// Queues the erase of the next data object's pages, from image offset
+    /// `start`, behind the work already queued. Objects are whole pages
+    /// (all but the last), so these pages hold nothing of the image yet.
+    /// Skipped when the queue lacks room: CREATE then erases as usual.
+    fn erase_ahead(&mut self, start: u32) {
+        let end = (start + DATA_OBJECT_MAX_SIZE).min(self.image_size);
+        let erase = self.bank1_erase_size();
+        let first = (self.bank1_addr + start) / erase * erase;
+        let last = (self.bank1_addr + end).div_ceil(erase) * erase;
+        let n = ((last - first) / erase) as usize;
+        if start >= end || first != self.bank1_addr + start || !self.has_room(n) {
+            return;
+        }
+        let mut a = first;
+        while a < last {
+            self.push(Job::Erase {
+                addr: a,
+                len: erase,
+            });
+            a += erase;
+        }
+        self.erased_ahead = Some((start, end));
     }
 
     fn bank1_erase_size(&self) -> u32 {

@@ -35,6 +35,10 @@ enum BenchWhat {
     /// large rootfs, in virtual time with USB high-speed and eMMC models:
     /// each phase against the models' bound.
     Stm32mp(super::bench_stm32mp::Stm32mpBench),
+    /// Secure DFU of the user report's image over the BLE link model (15 ms
+    /// and 7.5 ms) and UART (115200, 1000000 baud) in virtual time: dfukit
+    /// against the link's bound and against the phone-library baseline.
+    Ble(super::bench_ble::BleBench),
 }
 
 #[derive(Args)]
@@ -112,6 +116,7 @@ pub fn run(a: BenchArgs) -> miette::Result<()> {
         BenchWhat::Usb(u) => Ok(usb(u)?),
         BenchWhat::UsbFlash(u) => Ok(usb_flash(u)?),
         BenchWhat::Stm32mp(m) => Ok(super::bench_stm32mp::run(&m)?),
+        BenchWhat::Ble(b) => Ok(super::bench_ble::run(&b)?),
     }
 }
 

@@ -3,7 +3,7 @@
 use super::diag::Diag;
 use clap::{Args, Subcommand};
 use dfukit_nordic::host::serial::{Port, SlipLink};
-use dfukit_nordic::host::{self, Event, Options};
+use dfukit_nordic::host::{self, Event, Link, Options};
 use dfukit_nordic::package::Package;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,48 @@ use std::time::{Duration, Instant};
 pub enum DfuCommand {
     /// Update over a serial port (UART, USB CDC, or a simulated board's pty).
     Serial(SerialArgs),
+    /// Update over Bluetooth LE: a real device through this machine's
+    /// adapter (BlueZ), or `--sim` a simulated nRF52840 over the BLE link
+    /// model in virtual time.
+    Ble(BleArgs),
+}
+
+/// Options of `dfu ble`.
+#[derive(Args, Clone)]
+pub struct BleArgs {
+    /// The update package (.zip).
+    #[arg(long = "package", short = 'p', visible_alias = "pkg")]
+    pub package: PathBuf,
+    /// The device's Bluetooth address (AA:BB:CC:DD:EE:FF): the bootloader,
+    /// or with --buttonless the application.
+    #[arg(long, short = 'a', required_unless_present = "sim")]
+    pub address: Option<String>,
+    /// Enter the bootloader through the buttonless service (8EC90003)
+    /// first; the bootloader is then looked for at the same address and at
+    /// address + 1 (unbonded buttonless DFU).
+    #[arg(long)]
+    pub buttonless: bool,
+    /// Packet receipt notification interval (the flow-control window).
+    #[arg(long, default_value_t = 12)]
+    pub prn: u16,
+    /// ATT MTU to size Packet writes by (BlueZ negotiates it; the nRF5
+    /// SDK's bootloader accepts 247).
+    #[arg(long, default_value_t = 247)]
+    pub mtu: u16,
+    /// Seconds to scan for the device.
+    #[arg(long, default_value_t = 10.0)]
+    pub scan: f64,
+    /// Seconds to wait for each response.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout: f64,
+    /// Run against a simulated nRF52840 (bank 1 on QSPI) over the BLE link
+    /// model, in virtual time, instead of a radio.
+    #[arg(long, conflicts_with_all = ["address", "buttonless"])]
+    pub sim: bool,
+    /// With --sim: the key the simulated bootloader trusts (private or
+    /// public PEM); without it, it accepts unsigned packages.
+    #[arg(long, requires = "sim")]
+    pub public_key: Option<PathBuf>,
 }
 
 /// Options of `dfu serial`.
@@ -100,6 +142,7 @@ pub fn open_package(path: &Path) -> Result<Package, Diag> {
 pub fn run(cmd: DfuCommand) -> miette::Result<()> {
     match cmd {
         DfuCommand::Serial(a) => Ok(serial(&a).map(|_| ())?),
+        DfuCommand::Ble(a) => Ok(ble(&a)?),
     }
 }
 
@@ -119,6 +162,16 @@ pub fn serial(a: &SerialArgs) -> Result<Summary, Diag> {
         response_timeout: Duration::from_secs_f64(a.timeout.max(0.01)),
         ..Options::default()
     };
+    update_package(&mut link, &opts, &pkg, &a.package)
+}
+
+/// Sends every image of `pkg` over `link`, with a progress bar per image.
+pub fn update_package(
+    link: &mut impl Link,
+    opts: &Options,
+    pkg: &Package,
+    path: &Path,
+) -> Result<Summary, Diag> {
     let start = Instant::now();
     for img in &pkg.images {
         let Some(fw) = &img.firmware else {
@@ -126,14 +179,14 @@ pub fn serial(a: &SerialArgs) -> Result<Summary, Diag> {
                 "dfukit::nordic::pkg::no_firmware",
                 format!(
                     "{} holds only an init packet ({})",
-                    a.package.display(),
+                    path.display(),
                     img.dat_file
                 ),
                 "updates need a .zip package with the firmware image",
             ));
         };
         let bar = super::progress::bar(fw.len() as u64, img.kind.display_name());
-        let result = host::update(&mut link, &opts, &img.init_packet, fw, &mut |e| match e {
+        let result = host::update(link, opts, &img.init_packet, fw, &mut |e| match e {
             Event::Progress { done, .. } => bar.set_position(done as u64),
             Event::Resumed { offset } => bar.println(format!(
                 "resuming at byte {offset}: the device already holds the first part"
@@ -159,4 +212,65 @@ pub fn serial(a: &SerialArgs) -> Result<Summary, Diag> {
     Ok(Summary {
         elapsed: start.elapsed(),
     })
+}
+
+/// Runs `dfu ble`.
+pub fn ble(a: &BleArgs) -> Result<(), Diag> {
+    let pkg = open_package(&a.package)?;
+    let opts = Options {
+        prn: a.prn,
+        response_timeout: Duration::from_secs_f64(a.timeout.max(0.01)),
+        ..Options::default()
+    };
+    if a.sim {
+        let key = a
+            .public_key
+            .as_deref()
+            .map(super::sim::public_key_hex)
+            .transpose()?;
+        return super::ble_sim::run(&pkg, &a.package, &opts, key);
+    }
+    let address = a.address.as_deref().unwrap_or_default();
+    ble_radio(a, address, &pkg, &opts)
+}
+
+#[cfg(feature = "ble")]
+fn ble_radio(a: &BleArgs, address: &str, pkg: &Package, opts: &Options) -> Result<(), Diag> {
+    use super::ble::{next_address, BleError, BleLink};
+    let scan = Duration::from_secs_f64(a.scan.max(0.1));
+    let diag = |e: BleError| {
+        let help = match &e {
+            BleError::NoAdapter(_) => "this machine needs a Bluetooth adapter and BlueZ (bluetoothd) running; check `bluetoothctl show`",
+            BleError::BadAddress(_) => "give the address as six hex bytes separated by colons, e.g. C0:11:22:33:44:55",
+            BleError::NotFound { .. } => "check that the device advertises (in the bootloader, or its application with --buttonless) and is in range; `bluetoothctl scan on` lists what the adapter sees",
+            BleError::NoDfu { .. } => "the device does not run a Secure DFU bootloader (service 0xFE59); with an application running, use --buttonless",
+            BleError::Ble(_) | BleError::Runtime(_) => "check the adapter and BlueZ, then run again",
+        };
+        Diag::new("dfukit::nordic::dfu::ble", e.to_string(), help)
+    };
+    let mut link = if a.buttonless {
+        BleLink::enter_bootloader(address, scan).map_err(diag)?;
+        // An unbonded buttonless bootloader advertises at address + 1; a
+        // bonded one keeps the address.
+        let next = next_address(address).map_err(diag)?;
+        match BleLink::connect(&next, scan, a.mtu) {
+            Ok(l) => l,
+            Err(BleError::NotFound { .. }) => {
+                BleLink::connect(address, scan, a.mtu).map_err(diag)?
+            }
+            Err(e) => return Err(diag(e)),
+        }
+    } else {
+        BleLink::connect(address, scan, a.mtu).map_err(diag)?
+    };
+    update_package(&mut link, opts, pkg, &a.package).map(|_| ())
+}
+
+#[cfg(not(feature = "ble"))]
+fn ble_radio(_: &BleArgs, _: &str, _: &Package, _: &Options) -> Result<(), Diag> {
+    Err(Diag::new(
+        "dfukit::nordic::dfu::ble",
+        "this dfukit was built without Bluetooth support",
+        "build with the default features (`cargo build --release`), which include `ble`",
+    ))
 }

@@ -1,7 +1,11 @@
 //! Command-line front ends over the libraries.
 
 pub mod bench;
+pub mod bench_ble;
 pub mod bench_stm32mp;
+#[cfg(feature = "ble")]
+pub mod ble;
+pub mod ble_sim;
 pub mod demo;
 pub mod dfu;
 pub mod diag;

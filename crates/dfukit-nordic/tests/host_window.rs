@@ -1,0 +1,539 @@
+//! The host's PRN window, dropped-write recovery and phone-baseline profile,
+//! against the real device core behind a small in-test BLE-like link.
+//!
+//! Flash completes at once (the device core is real; its flash is not), and
+//! responses travel with a configurable latency counted in link operations,
+//! so that pipelining is observable without a clock.
+
+use dfukit_core::crc::crc32;
+use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
+use dfukit_nordic::host::{self, Event, HostError, Link, Options};
+use dfukit_nordic::init_packet::{self, FwType, Hash, HashType, InitCommand};
+use dfukit_nordic::proto::Request;
+use dfukit_nordic::target::{Bank1Location, Mode, Target, TargetConfig};
+use std::collections::VecDeque;
+use std::io;
+use std::time::Duration;
+
+/// Flat memory: 1 MiB internal at 0 and 8 MiB external at 0x1200_0000.
+struct Ram {
+    internal: Vec<u8>,
+    qspi: Vec<u8>,
+}
+
+impl Ram {
+    fn slice(&mut self, addr: u32, len: usize) -> &mut [u8] {
+        if addr >= 0x1200_0000 {
+            let a = (addr - 0x1200_0000) as usize;
+            &mut self.qspi[a..a + len]
+        } else {
+            &mut self.internal[addr as usize..addr as usize + len]
+        }
+    }
+}
+
+impl ReadFlash for Ram {
+    fn read(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), ReadError> {
+        let n = buf.len();
+        buf.copy_from_slice(self.slice(addr, n));
+        Ok(())
+    }
+}
+
+/// What the host did on the link, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    /// A WRITE was sent (`dropped`: the test link threw it away).
+    Write { dropped: bool },
+    /// Another request, by opcode byte.
+    Control(u8),
+    /// A receive returned a frame with this opcode byte (`poll`: zero timeout).
+    Got { op: u8, poll: bool },
+    /// A zero-timeout receive found nothing.
+    PollEmpty,
+    /// `Link::sleep`.
+    Sleep(Duration),
+}
+
+/// A BLE-like link: no PING/MTU, 244-byte writes, responses delivered after
+/// `latency` further link operations (or at once to a blocking receive), and
+/// chosen WRITEs dropped as a device with full buffers does.
+struct TestLink {
+    t: Target,
+    mem: Ram,
+    /// Response frames with the operation count at which they arrive.
+    transit: VecDeque<(u64, Vec<u8>)>,
+    ops_count: u64,
+    latency: u64,
+    /// Index (counted over all WRITEs) of the first write of a dropped burst.
+    drop_from: Option<usize>,
+    /// Whether a burst lasts until the next control request (a tail lost
+    /// while buffers are full), or only one write (a gap).
+    drop_burst: bool,
+    /// Drop every write from `drop_from` on, forever.
+    drop_always: bool,
+    dropping: bool,
+    writes: usize,
+    ops: Vec<Op>,
+    /// Replaces the CRC frame with this index (counted from 0) by the frame given.
+    replace_crc: Option<(usize, Vec<u8>)>,
+    crc_frames: usize,
+}
+
+impl TestLink {
+    fn new(latency: u64) -> Self {
+        let cfg =
+            TargetConfig::nrf52840(None, Bank1Location::External(TargetConfig::MX25R6435F_BANK));
+        let mut l = TestLink {
+            t: Target::new(cfg),
+            mem: Ram {
+                internal: vec![0xFF; 1 << 20],
+                qspi: vec![0xFF; 8 << 20],
+            },
+            transit: VecDeque::new(),
+            ops_count: 0,
+            latency,
+            drop_from: None,
+            drop_burst: true,
+            drop_always: false,
+            dropping: false,
+            writes: 0,
+            ops: Vec::new(),
+            replace_crc: None,
+            crc_frames: 0,
+        };
+        l.run();
+        assert_eq!(l.t.mode(), Mode::Dfu);
+        l
+    }
+
+    /// Runs the device until it idles, completing flash operations at once,
+    /// and puts its responses in transit.
+    fn run(&mut self) {
+        loop {
+            self.t.poll(Instant::ZERO, &mut self.mem);
+            while let Some(r) = self.t.poll_response() {
+                let mut frame = Vec::new();
+                r.encode(&mut |b| frame.extend_from_slice(b));
+                if frame[1] == 0x03 {
+                    if let Some((_, f)) = self
+                        .replace_crc
+                        .as_ref()
+                        .filter(|(i, _)| *i == self.crc_frames)
+                    {
+                        frame = f.clone();
+                    }
+                    self.crc_frames += 1;
+                }
+                self.transit
+                    .push_back((self.ops_count + self.latency, frame));
+            }
+            match self.t.poll_flash() {
+                Some(op) => {
+                    match op {
+                        FlashOp::Erase { addr, len } => {
+                            self.mem.slice(addr, len as usize).fill(0xFF)
+                        }
+                        FlashOp::Program { addr, data } => {
+                            let data = data.to_vec();
+                            self.mem.slice(addr, data.len()).copy_from_slice(&data);
+                        }
+                    }
+                    self.t.flash_complete(Instant::ZERO, FlashOutcome::Done);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Writes of the first data object sent before the first CRC frame was
+    /// read (the init packet, created first, does not count).
+    fn writes_before_first_notification(&self) -> usize {
+        let creates = self
+            .ops
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| **o == Op::Control(0x01));
+        let (first_data, _) = creates.clone().nth(1).expect("a data object");
+        self.ops[first_data..]
+            .iter()
+            .take_while(|o| !matches!(o, Op::Got { op: 0x03, .. }))
+            .filter(|o| matches!(o, Op::Write { .. }))
+            .count()
+    }
+}
+
+impl Link for TestLink {
+    fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
+        self.ops_count += 1;
+        let mut frame = Vec::new();
+        req.encode(&mut |b| frame.extend_from_slice(b));
+        if let Request::Write(_) = req {
+            let i = self.writes;
+            self.writes += 1;
+            if self.drop_from == Some(i) {
+                self.dropping = true;
+            }
+            if self.dropping {
+                if !self.drop_burst {
+                    self.dropping = false;
+                }
+                self.ops.push(Op::Write { dropped: true });
+                return Ok(());
+            }
+            self.ops.push(Op::Write { dropped: false });
+        } else {
+            self.ops.push(Op::Control(frame[0]));
+            // The control point is a different characteristic: once the host
+            // turns to it, the device has drained its buffers.
+            self.dropping = self.dropping && self.drop_always;
+        }
+        // Writes the core cannot buffer right now are dropped, as BLE does.
+        if self.t.handle_request(Instant::ZERO, &frame).is_err() {
+            self.run();
+            if self.t.handle_request(Instant::ZERO, &frame).is_err() {
+                return Err(io::Error::other("device busy after draining"));
+            }
+        }
+        self.run();
+        Ok(())
+    }
+
+    fn recv(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
+        let poll = timeout.is_zero();
+        let due = match self.transit.front() {
+            Some((at, _)) => poll && *at > self.ops_count,
+            None => true,
+        };
+        if due {
+            if poll {
+                self.ops.push(Op::PollEmpty);
+            }
+            return Ok(None);
+        }
+        // A blocking receive waits as long as the frame needs to arrive.
+        let (_, frame) = self.transit.pop_front().expect("checked");
+        self.ops.push(Op::Got { op: frame[1], poll });
+        Ok(Some(frame))
+    }
+
+    fn max_write(&self, _device_mtu: u16) -> usize {
+        // ATT MTU 247 − 3.
+        244
+    }
+
+    fn is_serial(&self) -> bool {
+        false
+    }
+
+    fn sleep(&mut self, d: Duration) {
+        self.ops.push(Op::Sleep(d));
+    }
+}
+
+fn image(len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// An unsigned init packet the unsigned core accepts.
+fn init_for(image: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let mut d: [u8; 32] = sha2::Sha256::digest(image).into();
+    // The SDK stores SHA-256 little-endian.
+    d.reverse();
+    let cmd = InitCommand {
+        fw_version: Some(1),
+        hw_version: Some(52),
+        sd_req: heapless::Vec::from_slice(&[0x0100]).unwrap(),
+        fw_type: Some(FwType::Application),
+        app_size: Some(image.len() as u32),
+        hash: Some(Hash {
+            hash_type: HashType::Sha256,
+            hash: heapless::Vec::from_slice(&d).unwrap(),
+        }),
+        ..Default::default()
+    };
+    init_packet::encode_packet(&cmd, None)
+}
+
+fn opts(prn: u16) -> Options {
+    Options {
+        prn,
+        response_timeout: Duration::from_secs(1),
+        stall_timeout: Duration::from_millis(50),
+        ..Options::default()
+    }
+}
+
+fn update(link: &mut TestLink, o: &Options, img: &[u8]) -> (Result<(), HostError>, Vec<Event>) {
+    let mut events = Vec::new();
+    let r = host::update(link, o, &init_for(img), img, &mut |e| events.push(e));
+    (r, events)
+}
+
+/// The device validated the hash and holds the image's CRC in bank 1.
+fn assert_done(link: &TestLink, img: &[u8], events: &[Event]) {
+    assert_eq!(events.last(), Some(&Event::Done));
+    assert_eq!(link.t.settings().bank_1.image_crc, crc32(0, img));
+}
+
+#[test]
+fn pipelined_window_sends_past_prn_before_reading_a_notification() {
+    let img = image(3 * 4096 + 1000);
+    // Notifications take 3 link operations to come back: shorter than the
+    // window's slack (8 − 4 writes), so they are taken by polling.
+    let mut link = TestLink::new(3);
+    let o = opts(4);
+    let (r, events) = update(&mut link, &o, &img);
+    r.unwrap();
+    assert_done(&link, &img, &events);
+    let before = link.writes_before_first_notification();
+    assert!(
+        before > 4 && before <= 8,
+        "{before} writes before the first notification was read"
+    );
+    // Notifications were taken by polling while the window had room.
+    assert!(link.ops.iter().any(|o| matches!(
+        o,
+        Op::Got {
+            op: 0x03,
+            poll: true
+        }
+    )));
+    assert!(!events.iter().any(|e| matches!(e, Event::Recovered { .. })));
+    // No write was ever more than the window ahead of the acknowledgements:
+    // the host never sent more writes in a row than the window allows.
+    let mut run = 0;
+    for op in &link.ops {
+        match op {
+            Op::Write { .. } => {
+                run += 1;
+                assert!(run <= 8, "more than a window of writes without reading");
+            }
+            Op::Got { .. } | Op::Control(_) => run = 0,
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn dropped_tail_is_resent_at_object_end_without_prn() {
+    let img = image(2 * 4096 + 512);
+    let mut link = TestLink::new(0);
+    // Object 0 is 17 writes of 244 bytes (+ 188): drop its last five
+    // (init packet is one write, index 0).
+    link.drop_from = Some(1 + 12);
+    let (r, events) = update(&mut link, &opts(0), &img);
+    r.unwrap();
+    assert_done(&link, &img, &events);
+    let rec: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Recovered {
+                object,
+                offset,
+                lost,
+            } => Some((*object, *offset, *lost)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rec, vec![(Some(0), 12 * 244, 4096 - 12 * 244)]);
+    // Recovered in the same object: no re-create.
+    assert!(!events.iter().any(|e| matches!(e, Event::Retry { .. })));
+}
+
+#[test]
+fn dropped_writes_in_a_full_window_are_recovered() {
+    let img = image(3 * 4096);
+    let mut link = TestLink::new(3);
+    // A burst inside object 1 leaves the device short of its next
+    // notification: the host stalls, asks, and resends.
+    link.drop_from = Some(1 + 17 + 5);
+    let (r, events) = update(&mut link, &opts(4), &img);
+    r.unwrap();
+    assert_done(&link, &img, &events);
+    let n = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Recovered {
+                    object: Some(1),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(n, 1, "{events:?}");
+    assert!(!events.iter().any(|e| matches!(e, Event::Retry { .. })));
+}
+
+#[test]
+fn a_gap_matches_no_prefix_and_is_a_crc_error() {
+    let img = image(4096);
+    let mut link = TestLink::new(0);
+    // One write lost and the next ones taken: the device's data has a hole.
+    link.drop_from = Some(1 + 3);
+    link.drop_burst = false;
+    let o = Options {
+        object_retries: 0,
+        ..opts(0)
+    };
+    let (r, _) = update(&mut link, &o, &img);
+    assert!(
+        matches!(
+            r,
+            Err(HostError::CrcMismatch {
+                object: Some(0),
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn recoveries_are_bounded_and_name_the_lost_bytes() {
+    let img = image(4096);
+    let mut link = TestLink::new(0);
+    link.drop_from = Some(1 + 10);
+    link.drop_always = true;
+    let o = Options {
+        max_recoveries: 2,
+        ..opts(0)
+    };
+    let (r, events) = update(&mut link, &o, &img);
+    let e = r.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            HostError::BytesLost {
+                object: Some(0),
+                sent: 4096,
+                device_offset: 2440,
+                recoveries: 2,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    assert!(msg.contains("1656 bytes lost"), "{msg}");
+    assert_eq!(e.code(), "dfukit::nordic::dfu::bytes_lost");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Recovered { .. }))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn phone_baseline_waits_after_each_create_and_stops_at_each_prn() {
+    let img = image(3 * 4096 + 100);
+    let mut link = TestLink::new(4);
+    let o = Options {
+        response_timeout: Duration::from_secs(1),
+        ..Options::phone_baseline()
+    };
+    assert_eq!((o.prn, o.window), (12, 12));
+    let (r, events) = update(&mut link, &o, &img);
+    r.unwrap();
+    assert_done(&link, &img, &events);
+    let sleeps: Vec<_> = link
+        .ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::Sleep(d) => Some(*d),
+            _ => None,
+        })
+        .collect();
+    // One wait per data object, spent through the link.
+    assert_eq!(sleeps, vec![Duration::from_millis(400); 4]);
+    // Each sleep follows a data object CREATE.
+    for (i, op) in link.ops.iter().enumerate() {
+        if matches!(op, Op::Sleep(_)) {
+            assert!(link.ops[..i]
+                .iter()
+                .rev()
+                .find(|o| matches!(o, Op::Control(_)))
+                .is_some_and(|o| *o == Op::Control(0x01)));
+        }
+    }
+    // Stop-and-wait: exactly PRN writes, then the notification.
+    assert_eq!(link.writes_before_first_notification(), 12);
+    // The default profile has no fixed delays.
+    let mut link = TestLink::new(4);
+    let (r, _) = update(&mut link, &opts(12), &img);
+    r.unwrap();
+    assert!(!link.ops.iter().any(|o| matches!(o, Op::Sleep(_))));
+}
+
+#[test]
+fn prn_zero_reads_only_at_object_ends() {
+    let img = image(2 * 4096 + 8);
+    let mut link = TestLink::new(2);
+    let (r, events) = update(&mut link, &opts(0), &img);
+    r.unwrap();
+    assert_done(&link, &img, &events);
+    // No polling between writes, no notifications, and the request sequence
+    // of before: SELECT, SET_PRN 0 at connect, then CREATE, writes, CRC_GET,
+    // EXECUTE per object.
+    assert!(!link
+        .ops
+        .iter()
+        .any(|o| matches!(o, Op::PollEmpty | Op::Got { poll: true, .. })));
+    let controls: Vec<u8> = link
+        .ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::Control(c) => Some(*c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        controls,
+        vec![
+            0x02, 0x06, 0x01, 0x03, 0x04, // connect, init packet
+            0x06, 0x01, 0x03, 0x04, 0x01, 0x03, 0x04, 0x01, 0x03, 0x04, // 3 data objects
+        ]
+    );
+    // Every write went out before its object's CRC_GET: none was resent.
+    let writes = link
+        .ops
+        .iter()
+        .filter(|o| matches!(o, Op::Write { .. }))
+        .count();
+    assert_eq!(writes, 1 + 17 + 17 + 1);
+}
+
+#[test]
+fn flash_completion_timeout_in_a_notification_is_named() {
+    let img = image(4096);
+    let mut link = TestLink::new(0);
+    // The first receipt notification of the data object carries dfukit's
+    // extended error 0x20 (CRC frame 0 answers the init packet's CRC_GET).
+    link.replace_crc = Some((1, vec![0x60, 0x03, 0x0B, 0x20]));
+    let (r, _) = update(&mut link, &opts(4), &img);
+    let e = r.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            HostError::Rejected {
+                ext: Some(dfukit_nordic::proto::ExtError::FlashCompletionTimeout),
+                object: Some(0),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("flash write completion not received"),
+        "{e}"
+    );
+    assert!(e.help().starts_with("flash write completion not received"));
+}

@@ -1,0 +1,626 @@
+//! A BLE connection to a simulated nRF52840, in virtual time.
+//!
+//! [`BleBoardLink`] is the central's side of a Secure DFU connection, run
+//! against [`Nrf52840`] with the timing of [`crate::ble`]:
+//!
+//! - Packet writes (`Request::Write`) are ATT_WRITE_CMDs: queued in the
+//!   central's host, sent in connection events, and offered to the board as
+//!   the WRITE frame they would be on serial when their last LL packet
+//!   arrives. If the board is [`Busy`](dfukit_nordic::target::Busy) — all its
+//!   receive buffers wait for flash — the write is dropped and counted: the
+//!   LL acknowledged it, the application lost it, as the nRF5 SDK's BLE
+//!   transport does when `nrf_balloc_alloc` fails. There is no flow control.
+//! - Every other request is an ATT_WRITE_REQ to the Control Point: delivered
+//!   in the next event, its ATT_WRITE_RSP sent in the event after. A board
+//!   that is busy holds it (the SDK replies to the `RW_AUTHORIZE` request
+//!   only once it can take it) and takes it as soon as a buffer frees.
+//! - The board's responses are notifications, sent in order behind any
+//!   write response, in exchanges of later packets.
+//! - The central's host queues a PDU for an event only if it was queued
+//!   before that event's anchor: a phone's application does not answer
+//!   within one T_IFS.
+//! - A board that is off, or has reset since the link was made (a real
+//!   reset drops the connection), answers no packet; after the supervision
+//!   timeout the link reports `ConnectionAborted`. Responses the board made
+//!   before a reset are still sent: the model treats them as already
+//!   handed to the SoftDevice.
+//!
+//! Everything that varies comes from the seed: the first anchor's offset
+//! (the transmit window offset, Core Vol 6 Part B §4.5.3) and CRC errors
+//! at [`BleParams::packet_error_rate`]. The same seed, board and host give
+//! the same [`TraceEntry`] list.
+
+use crate::ble::{BleParams, InvalidParams, ATT_HEADER, ATT_WRITE_RSP, T_IFS};
+use crate::clock::SimRng;
+use crate::nrf52840::Nrf52840;
+use dfukit_core::Instant;
+use dfukit_nordic::host::Link;
+use dfukit_nordic::proto::Request;
+use std::collections::VecDeque;
+use std::io;
+use std::time::Duration;
+
+/// Which way a packet went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dir {
+    /// Central (host) to peripheral (board).
+    ToPeripheral,
+    /// Peripheral to central.
+    ToCentral,
+}
+
+/// What an LL packet carries (a fragment of).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PduKind {
+    /// ATT_WRITE_CMD to the DFU Packet characteristic.
+    PacketWrite,
+    /// ATT_WRITE_REQ to the DFU Control Point.
+    ControlWrite,
+    /// ATT_WRITE_RSP to a Control Point write.
+    WriteResponse,
+    /// ATT_HANDLE_VALUE_NTF from the Control Point (a DFU response).
+    Notification,
+}
+
+/// One LL data packet on the air (empty ACKs are not recorded).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TraceEntry {
+    /// When the packet started.
+    pub at: Instant,
+    /// Direction.
+    pub dir: Dir,
+    /// What it carries.
+    pub kind: PduKind,
+    /// LL payload octets.
+    pub octets: u16,
+    /// Whether it is the last fragment of its ATT PDU.
+    pub last: bool,
+    /// Received with a CRC error: not acknowledged, sent again.
+    pub crc_error: bool,
+    /// The last fragment of a Packet write that the board had no buffer
+    /// for: acknowledged by the LL, lost by the application.
+    pub dropped: bool,
+}
+
+/// What the link counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BleCounters {
+    /// Connection events run.
+    pub events: u64,
+    /// LL data packets the central sent (retransmissions included).
+    pub packets_sent: u64,
+    /// LL data packets sent again after a CRC error.
+    pub retransmissions: u64,
+    /// Packet writes the board took.
+    pub writes_delivered: u64,
+    /// Packet writes dropped for lack of a receive buffer.
+    pub writes_dropped: u64,
+    /// Image bytes in dropped writes.
+    pub bytes_lost: u64,
+    /// Notifications the central received.
+    pub notifications: u64,
+}
+
+/// One ATT PDU waiting to go out, in fragments.
+#[derive(Debug)]
+struct Outgoing {
+    kind: PduKind,
+    /// The DFU frame: request with its opcode byte, or response.
+    frame: Vec<u8>,
+    /// LL payload sizes of its fragments.
+    fragments: Vec<u16>,
+    /// Fragments already acknowledged.
+    sent: usize,
+    /// Not sent before this time (host queueing, response readiness).
+    ready_at: Instant,
+}
+
+impl Outgoing {
+    fn next_octets(&self) -> u16 {
+        self.fragments[self.sent]
+    }
+
+    fn is_last(&self) -> bool {
+        self.sent + 1 == self.fragments.len()
+    }
+}
+
+/// A [`Link`] to a board over a modelled BLE connection, in virtual time.
+pub struct BleBoardLink<'a> {
+    board: &'a mut Nrf52840,
+    params: BleParams,
+    rng: SimRng,
+    next_anchor: Instant,
+    /// Central → peripheral, in the central's host queue.
+    tx: VecDeque<Outgoing>,
+    /// Peripheral → central: write responses and notifications.
+    rx: VecDeque<Outgoing>,
+    /// Control Point writes the board could not take yet, in order.
+    held: VecDeque<Vec<u8>>,
+    /// Notifications received, with their arrival times.
+    inbox: VecDeque<(Instant, Vec<u8>)>,
+    last_heard: Instant,
+    boots: u32,
+    lost: bool,
+    trace: Vec<TraceEntry>,
+    counters: BleCounters,
+}
+
+impl<'a> BleBoardLink<'a> {
+    /// Connects to `board` with `params`; `seed` drives everything random
+    /// on the link. The first anchor falls in the transmit window after now.
+    pub fn new(
+        board: &'a mut Nrf52840,
+        params: BleParams,
+        seed: u64,
+    ) -> Result<Self, InvalidParams> {
+        params.validate()?;
+        let mut rng = SimRng::new(seed);
+        // transmitWindowOffset: 0..=connInterval in 1.25 ms units (Core Vol 6 Part B §4.5.3).
+        let steps = params.conn_interval.as_micros() as u64 / 1250;
+        let offset = Duration::from_micros(rng.below(steps + 1) * 1250);
+        let now = board.now();
+        Ok(BleBoardLink {
+            boots: board.boots(),
+            board,
+            params,
+            rng,
+            next_anchor: now + offset,
+            tx: VecDeque::new(),
+            rx: VecDeque::new(),
+            held: VecDeque::new(),
+            inbox: VecDeque::new(),
+            last_heard: now,
+            lost: false,
+            trace: Vec::new(),
+            counters: BleCounters::default(),
+        })
+    }
+
+    /// The connection parameters.
+    pub fn params(&self) -> &BleParams {
+        &self.params
+    }
+
+    /// Every data packet so far, in order.
+    pub fn trace(&self) -> &[TraceEntry] {
+        &self.trace
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> BleCounters {
+        self.counters
+    }
+
+    /// Virtual time (the board's clock).
+    pub fn now(&self) -> Instant {
+        self.board.now()
+    }
+
+    /// When the central last received a packet from the board intact.
+    pub fn last_heard(&self) -> Instant {
+        self.last_heard
+    }
+
+    /// False once the supervision timeout has declared the link lost.
+    pub fn is_connected(&self) -> bool {
+        !self.lost
+    }
+
+    /// Ends the link, keeping its trace and counters.
+    pub fn finish(self) -> (Vec<TraceEntry>, BleCounters) {
+        (self.trace, self.counters)
+    }
+
+    fn aborted(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            format!(
+                "BLE link lost: no packet from the peripheral for the supervision timeout ({:?})",
+                self.params.supervision_timeout
+            ),
+        )
+    }
+
+    /// The board is there to answer: powered and not reset since connecting.
+    fn board_up(&self) -> bool {
+        self.board.is_powered() && self.board.boots() == self.boots
+    }
+
+    /// Moves responses the board produced into the notification queue.
+    fn collect(&mut self) {
+        while let Some(r) = self.board.take_response() {
+            let mut frame = Vec::with_capacity(24);
+            r.encode(&mut |b| frame.extend_from_slice(b));
+            let fragments = self.params.fragments(ATT_HEADER + frame.len());
+            self.rx.push_back(Outgoing {
+                kind: PduKind::Notification,
+                frame,
+                fragments,
+                sent: 0,
+                ready_at: self.board.now(),
+            });
+        }
+    }
+
+    /// Offers held Control Point writes again, oldest first; each one
+    /// taken has its write response go out in the following event.
+    fn retry_held(&mut self) {
+        if !self.board_up() {
+            // A board that lost power or reset lost the requests with it.
+            self.held.clear();
+            return;
+        }
+        while let Some(frame) = self.held.front() {
+            let now = self.board.now();
+            if self.board.receive(now, frame).is_err() {
+                return;
+            }
+            self.held.pop_front();
+            self.push_write_response();
+            self.collect();
+        }
+    }
+
+    fn push_write_response(&mut self) {
+        self.rx.push_back(Outgoing {
+            kind: PduKind::WriteResponse,
+            frame: Vec::new(),
+            fragments: self.params.fragments(ATT_WRITE_RSP),
+            sent: 0,
+            // next_anchor is already the event after the current one.
+            ready_at: self.next_anchor,
+        });
+    }
+
+    /// Runs the board to `t`, through each of its wake-ups on the way, so
+    /// that responses carry the time they were made.
+    fn advance_board(&mut self, t: Instant) {
+        loop {
+            self.retry_held();
+            match self.board.next_wakeup() {
+                Some(w) if w <= t => {
+                    let before = self.board.now();
+                    self.board.advance(w.max(before));
+                    self.collect();
+                    if self.board.now() == before && self.board.next_wakeup() == Some(w) {
+                        // A due wake-up that changes nothing would spin.
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.board.advance(t);
+        self.collect();
+        self.retry_held();
+    }
+
+    /// A data packet is lost to a CRC error (drawn only for data packets,
+    /// so the draw sequence depends on traffic alone).
+    fn corrupted(&mut self) -> bool {
+        self.params.packet_error_rate > 0.0 && self.rng.chance(self.params.packet_error_rate)
+    }
+
+    /// Runs the next connection event.
+    fn run_event(&mut self) {
+        let anchor = self.next_anchor;
+        self.next_anchor = anchor + self.params.conn_interval;
+        self.counters.events += 1;
+        self.advance_board(anchor);
+        if !self.board_up() && self.rx.is_empty() {
+            // The central transmits, nothing answers (Core Vol 6 Part B §4.5.2).
+            if anchor.saturating_duration_since(self.last_heard) >= self.params.supervision_timeout
+            {
+                self.lost = true;
+            }
+            return;
+        }
+        let end = anchor + self.params.event_budget();
+        let cap = self.params.max_packets_per_event.unwrap_or(u32::MAX);
+        let mut s = anchor;
+        let mut n = 0u32;
+        loop {
+            let central = self
+                .tx
+                .front()
+                .filter(|o| o.ready_at <= anchor)
+                .map(Outgoing::next_octets);
+            let peripheral = self
+                .rx
+                .front()
+                .filter(|o| o.ready_at <= s)
+                .map(Outgoing::next_octets);
+            if n > 0 {
+                // MD: the event goes on while either side has data and the
+                // next exchange fits (Core Vol 6 Part B §4.5.6).
+                let more = central.is_some() || peripheral.is_some();
+                let x = self
+                    .params
+                    .exchange_time(central.unwrap_or(0), peripheral.unwrap_or(0));
+                if !more || n >= cap || s + x > end {
+                    break;
+                }
+            }
+            s = self.exchange(s, anchor, end, n == 0);
+            n += 1;
+        }
+        self.advance_board(s);
+    }
+
+    /// One exchange starting at `s`; returns when the next one may start.
+    fn exchange(&mut self, s: Instant, anchor: Instant, end: Instant, first: bool) -> Instant {
+        let phy = self.params.phy;
+        // Central packet.
+        let c = self
+            .tx
+            .front()
+            .filter(|o| o.ready_at <= anchor)
+            .map(|o| (o.kind, o.next_octets(), o.is_last()));
+        let c_octets = c.map_or(0, |(_, n, _)| n);
+        let arrival = s + phy.packet_time(c_octets);
+        let up = self.board_up();
+        if let Some((kind, octets, last)) = c {
+            self.counters.packets_sent += 1;
+            let crc_error = self.corrupted();
+            let mut dropped = false;
+            if crc_error {
+                self.counters.retransmissions += 1;
+            } else {
+                self.advance_board(arrival);
+                if last {
+                    dropped = self.deliver(up);
+                } else if let Some(o) = self.tx.front_mut() {
+                    o.sent += 1;
+                }
+            }
+            self.trace.push(TraceEntry {
+                at: s,
+                dir: Dir::ToPeripheral,
+                kind,
+                octets,
+                last,
+                crc_error,
+                dropped,
+            });
+        }
+        // Peripheral answer, T_IFS after the central packet ends. It sends
+        // data only if the exchange still fits the event (the first always).
+        let p_start = arrival + T_IFS;
+        let p = self
+            .rx
+            .front()
+            .filter(|o| o.ready_at <= p_start)
+            .map(|o| (o.kind, o.next_octets(), o.is_last()))
+            .filter(|&(_, n, _)| first || p_start + phy.packet_time(n) + T_IFS <= end);
+        let p_octets = p.map_or(0, |(_, n, _)| n);
+        let p_end = p_start + phy.packet_time(p_octets);
+        if let Some((kind, octets, last)) = p {
+            let crc_error = self.corrupted();
+            if crc_error {
+                // Not acknowledged: the peripheral sends it again.
+                self.counters.retransmissions += 1;
+            } else {
+                // Only a packet received intact resets the supervision timer
+                // (Core Vol 6 Part B §4.5.2).
+                self.last_heard = p_end;
+                if last {
+                    let o = self.rx.pop_front().expect("front was just read");
+                    if o.kind == PduKind::Notification {
+                        self.counters.notifications += 1;
+                        self.inbox.push_back((p_end, o.frame));
+                    }
+                } else if let Some(o) = self.rx.front_mut() {
+                    o.sent += 1;
+                }
+            }
+            self.trace.push(TraceEntry {
+                at: p_start,
+                dir: Dir::ToCentral,
+                kind,
+                octets,
+                last,
+                crc_error,
+                dropped: false,
+            });
+        }
+        if p.is_none() {
+            // The empty ACK (never corrupted in this model) was heard.
+            self.last_heard = p_end;
+        }
+        p_end + T_IFS
+    }
+
+    /// The last fragment of the front PDU arrived: hand it to the board.
+    /// Returns true if a Packet write was dropped.
+    fn deliver(&mut self, up: bool) -> bool {
+        let o = self.tx.pop_front().expect("caller checked the front");
+        let now = self.board.now();
+        match o.kind {
+            PduKind::PacketWrite => {
+                let taken = up && self.board.receive(now, &o.frame).is_ok();
+                self.collect();
+                if taken {
+                    self.counters.writes_delivered += 1;
+                    false
+                } else {
+                    self.counters.writes_dropped += 1;
+                    // The frame is the WRITE opcode and the image bytes.
+                    self.counters.bytes_lost += o.frame.len() as u64 - 1;
+                    true
+                }
+            }
+            _ => {
+                if up {
+                    self.collect();
+                    self.held.push_back(o.frame);
+                    self.retry_held();
+                }
+                false
+            }
+        }
+    }
+}
+
+impl Link for BleBoardLink<'_> {
+    fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
+        if self.lost {
+            return Err(self.aborted());
+        }
+        let mut frame = Vec::with_capacity(8);
+        req.encode(&mut |b| frame.extend_from_slice(b));
+        let (kind, value) = match req {
+            // The Packet characteristic takes the data alone, no opcode.
+            Request::Write(d) => (PduKind::PacketWrite, d.len()),
+            _ => (PduKind::ControlWrite, frame.len()),
+        };
+        if value > self.params.write_payload() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "ATT write of {value} bytes exceeds ATT_MTU {} − 3",
+                    self.params.att_mtu
+                ),
+            ));
+        }
+        // A full host queue holds the application until a PDU goes out.
+        while self.tx.len() >= self.params.host_tx_queue {
+            self.run_event();
+            if self.lost {
+                return Err(self.aborted());
+            }
+        }
+        let fragments = self.params.fragments(ATT_HEADER + value);
+        self.tx.push_back(Outgoing {
+            kind,
+            frame,
+            fragments,
+            sent: 0,
+            ready_at: self.board.now(),
+        });
+        Ok(())
+    }
+
+    fn recv(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
+        let deadline = self.board.now() + timeout;
+        loop {
+            if let Some(&(t, _)) = self.inbox.front() {
+                if t <= deadline {
+                    return Ok(self.inbox.pop_front().map(|(_, f)| f));
+                }
+            }
+            if self.lost {
+                return Err(self.aborted());
+            }
+            if self.next_anchor > deadline {
+                self.advance_board(deadline);
+                return Ok(None);
+            }
+            self.run_event();
+        }
+    }
+
+    fn max_write(&self, _device_mtu: u16) -> usize {
+        // BLE has no MTU_GET: the negotiated ATT_MTU decides.
+        self.params.write_payload()
+    }
+
+    /// The host waits: connection events keep running (queued packets go
+    /// out, notifications come in) until `d` of virtual time has passed.
+    fn sleep(&mut self, d: Duration) {
+        let until = self.board.now() + d;
+        while !self.lost && self.next_anchor <= until {
+            self.run_event();
+        }
+        self.advance_board(until);
+    }
+
+    fn is_serial(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nrf52840::BoardConfig;
+    use crate::storage::Storage;
+    use dfukit_nordic::proto::ObjectType;
+
+    fn board() -> Nrf52840 {
+        let cfg = BoardConfig {
+            public_key: None,
+            ..BoardConfig::default()
+        };
+        Nrf52840::new(
+            cfg,
+            Storage::in_memory(1 << 20),
+            Storage::in_memory(8 << 20),
+        )
+        .unwrap()
+    }
+
+    /// Lets a blank board finish booting into DFU mode.
+    fn booted() -> Nrf52840 {
+        let mut b = board();
+        let until = Instant::from_micros(2_000_000);
+        while let Some(t) = b.next_wakeup() {
+            if t > until {
+                break;
+            }
+            b.advance(t);
+        }
+        b.advance(until);
+        b
+    }
+
+    #[test]
+    fn control_write_answered_one_event_after_delivery() {
+        let mut b = booted();
+        let p = BleParams::fast_15ms();
+        let mut link = BleBoardLink::new(&mut b, p.clone(), 3).unwrap();
+        let start = link.now();
+        link.send(&Request::Select(ObjectType::Command as u8))
+            .unwrap();
+        let r = link
+            .recv(Duration::from_secs(1))
+            .unwrap()
+            .expect("a response");
+        assert_eq!(&r[..3], &[0x60, 0x06, 0x01]);
+        let t = link.trace().to_vec();
+        // Request, write response, notification: in that order.
+        let kinds: Vec<PduKind> = t.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                PduKind::ControlWrite,
+                PduKind::WriteResponse,
+                PduKind::Notification
+            ]
+        );
+        // The write response is one interval after the request's event.
+        let gap = t[1].at.saturating_duration_since(t[0].at);
+        assert!(
+            gap >= p.conn_interval - Duration::from_micros(500),
+            "{gap:?}"
+        );
+        assert!(gap < p.conn_interval * 2, "{gap:?}");
+        assert!(link.now().saturating_duration_since(start) < p.conn_interval * 4);
+        assert_eq!(link.counters().notifications, 1);
+    }
+
+    #[test]
+    fn writes_without_an_object_are_refused_not_dropped() {
+        let mut b = booted();
+        let mut link = BleBoardLink::new(&mut b, BleParams::fast_15ms(), 1).unwrap();
+        link.send(&Request::Write(&[0u8; 16])).unwrap();
+        // No object: the board answers with an error notification.
+        let r = link
+            .recv(Duration::from_secs(1))
+            .unwrap()
+            .expect("a response");
+        assert_eq!(r[1], 0x08);
+        assert_eq!(link.counters().writes_dropped, 0);
+        assert!(link.send(&Request::Write(&[0u8; 245])).is_err());
+    }
+}
