@@ -77,6 +77,13 @@ struct TestLink {
     ops: Vec<Op>,
     /// Replaces the CRC frame with this index (counted from 0) by the frame given.
     replace_crc: Option<(usize, Vec<u8>)>,
+    /// Fail the first erase at this address (once).
+    fail_erase_at: Option<u32>,
+    /// Programs onto bytes that were not erased (NOR programs only clear
+    /// bits, so such a program corrupts the data).
+    dirty_programs: usize,
+    /// Addresses of every erase, in order.
+    erases: Vec<u32>,
     crc_frames: usize,
 }
 
@@ -100,6 +107,9 @@ impl TestLink {
             writes: 0,
             ops: Vec::new(),
             replace_crc: None,
+            fail_erase_at: None,
+            dirty_programs: 0,
+            erases: Vec::new(),
             crc_frames: 0,
         };
         l.run();
@@ -130,16 +140,30 @@ impl TestLink {
             }
             match self.t.poll_flash() {
                 Some(op) => {
+                    let mut outcome = FlashOutcome::Done;
                     match op {
                         FlashOp::Erase { addr, len } => {
-                            self.mem.slice(addr, len as usize).fill(0xFF)
+                            self.erases.push(addr);
+                            if self.fail_erase_at == Some(addr) {
+                                self.fail_erase_at = None;
+                                outcome = FlashOutcome::Failed;
+                            } else {
+                                self.mem.slice(addr, len as usize).fill(0xFF)
+                            }
                         }
                         FlashOp::Program { addr, data } => {
+                            // NOR: a program only clears bits.
                             let data = data.to_vec();
-                            self.mem.slice(addr, data.len()).copy_from_slice(&data);
+                            let dst = self.mem.slice(addr, data.len());
+                            if dst.iter().any(|b| *b != 0xFF) {
+                                self.dirty_programs += 1;
+                            }
+                            for (b, d) in dst.iter_mut().zip(&data) {
+                                *b &= *d;
+                            }
                         }
                     }
-                    self.t.flash_complete(Instant::ZERO, FlashOutcome::Done);
+                    self.t.flash_complete(Instant::ZERO, outcome);
                 }
                 None => break,
             }
@@ -536,4 +560,48 @@ fn flash_completion_timeout_in_a_notification_is_named() {
         "{e}"
     );
     assert!(e.help().starts_with("flash write completion not received"));
+}
+
+/// An erase done ahead fails: the device drops the rest of its queued work
+/// and must erase again at the next CREATE instead of trusting its record
+/// of what was erased ahead. Bank 1 holds stale data from an earlier update,
+/// so a skipped erase would program over it.
+#[test]
+fn a_failed_erase_ahead_is_done_again_at_create() {
+    let img = image(3 * 4096);
+    let mut link = TestLink::new(0);
+    link.mem.qspi[..64 * 1024].fill(0x5A);
+    link.fail_erase_at = Some(0x1200_0000 + 4096);
+    let (r, events) = update(&mut link, &opts(0), &img);
+    assert_eq!(link.dirty_programs, 0, "programs onto unerased flash");
+    r.unwrap();
+    // The failed sector was erased again.
+    assert_eq!(
+        link.erases
+            .iter()
+            .filter(|&&a| a == 0x1200_0000 + 4096)
+            .count(),
+        2
+    );
+    assert_done(&link, &img, &events);
+}
+
+/// A notification shows a mismatch while the next PRN batch, and its
+/// notification, are still in flight: the host retries the object, and the
+/// stale notification that arrives afterwards is not taken for CREATE's
+/// answer.
+#[test]
+fn a_stale_notification_after_a_mismatch_is_not_an_answer() {
+    let img = image(2 * 4096);
+    let mut link = TestLink::new(6);
+    // CRC frame 0 answers the init packet's CRC_GET; frame 1 is the first
+    // data notification (4 writes = 976 bytes), reported with a wrong CRC.
+    let mut bad = vec![0x60, 0x03, 0x01];
+    bad.extend_from_slice(&976u32.to_le_bytes());
+    bad.extend_from_slice(&0xdead_beefu32.to_le_bytes());
+    link.replace_crc = Some((1, bad));
+    let (r, events) = update(&mut link, &opts(4), &img);
+    r.unwrap();
+    assert!(events.iter().any(|e| matches!(e, Event::Retry { .. })));
+    assert_done(&link, &img, &events);
 }

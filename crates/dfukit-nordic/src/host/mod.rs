@@ -220,16 +220,34 @@ impl Session<'_> {
 
     /// Waits for the response to `op`.
     fn response(&mut self, op: Opcode, at: At) -> Result<Payload, HostError> {
-        let frame = self
-            .recv_frame(self.opts.response_timeout, at)?
-            .ok_or(HostError::Timeout {
-                phase: at.phase,
-                request: op,
-                object: at.object,
-                offset: at.offset,
-                waited: self.opts.response_timeout,
-            })?;
-        parse(&frame, op, at)
+        // A PRN notification still in flight from writes sent before an error
+        // arrives as an unsolicited CRC frame: skipped while waiting for any
+        // other answer, so that it is not read as (say) CREATE's reply. At
+        // most one per write of a window can be owed; more is a device fault.
+        let max_stale = self.opts.effective_window().max(1) as usize + 1;
+        for _ in 0..=max_stale {
+            let frame =
+                self.recv_frame(self.opts.response_timeout, at)?
+                    .ok_or(HostError::Timeout {
+                        phase: at.phase,
+                        request: op,
+                        object: at.object,
+                        offset: at.offset,
+                        waited: self.opts.response_timeout,
+                    })?;
+            let stale_prn = op != Opcode::CrcGet
+                && frame.len() >= 2
+                && frame[0] == 0x60
+                && frame[1] == Opcode::CrcGet as u8;
+            if !stale_prn {
+                return parse(&frame, op, at);
+            }
+        }
+        Err(HostError::BadResponse {
+            phase: at.phase,
+            request: op,
+            detail: format!("more than {max_stale} unsolicited CRC notifications"),
+        })
     }
 
     fn connect(&mut self, events: &mut dyn FnMut(Event)) -> Result<(), HostError> {

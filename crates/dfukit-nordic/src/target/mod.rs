@@ -536,6 +536,9 @@ impl Target {
                 .push_back(TargetEvent::FlashFault { fault, addr });
         }
         self.fault = Some(fault);
+        // Queued erases are dropped with the rest of the work: whatever was
+        // erased ahead is no longer known to be erased.
+        self.erased_ahead = None;
         // Undo what was received but not stored: the object must be resent.
         self.recv_offset = self.settings.progress.firmware_image_offset;
         if let Job::Program {
@@ -617,6 +620,10 @@ impl Target {
         let Some(buf) = self.rx_used.iter().position(|u| !u) else {
             return Err(Busy);
         };
+        // Data is going into bank 1: nothing there counts as erased ahead
+        // any more (CREATE consumed the range already; this covers a host
+        // that writes without a CREATE after EXECUTE).
+        self.erased_ahead = None;
         let page = self.bank1_program_page();
         let addr = self.bank1_addr + self.recv_offset;
         let pieces = pieces(addr, data.len() as u32, page);

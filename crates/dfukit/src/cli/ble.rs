@@ -56,6 +56,15 @@ pub enum BleError {
         /// What is missing.
         what: &'static str,
     },
+    /// The application refused to enter the bootloader (buttonless reply
+    /// other than success, e.g. bonds required).
+    #[error("{address} refused to enter the bootloader: reply {reply:02x?}")]
+    Refused {
+        /// The address.
+        address: String,
+        /// The indication received.
+        reply: Vec<u8>,
+    },
     /// A BLE operation failed.
     #[error("{0}")]
     Ble(#[from] btleplug::Error),
@@ -201,7 +210,27 @@ impl BleLink {
             let mut n = p.notifications().await?;
             p.write(&b, &[0x01], WriteType::WithResponse).await?;
             // Response: 0x20 (response code), 0x01 (request), 0x01 (success).
-            let _ = tokio::time::timeout(Duration::from_secs(5), n.next()).await;
+            let reply = tokio::time::timeout(Duration::from_secs(5), async {
+                while let Some(v) = n.next().await {
+                    if v.uuid == BUTTONLESS {
+                        return Some(v.value);
+                    }
+                }
+                None
+            })
+            .await;
+            match reply {
+                Ok(Some(v)) if v.starts_with(&[0x20, 0x01, 0x01]) => {}
+                // No indication: the device may have reset at once, which
+                // some applications do; the scan for the bootloader decides.
+                Err(_) | Ok(None) => {}
+                Ok(Some(v)) => {
+                    return Err(BleError::Refused {
+                        address: address.to_string(),
+                        reply: v,
+                    })
+                }
+            }
             // The device disconnects as it resets; an error here is expected.
             let _ = p.disconnect().await;
             Ok(())
@@ -231,6 +260,10 @@ impl Link for BleLink {
     }
 
     fn recv(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
+        // The D-Bus reader runs on this single-threaded runtime only inside
+        // block_on: a poll (zero timeout) gets a millisecond so that
+        // notifications already on the bus are taken.
+        let timeout = timeout.max(Duration::from_millis(1));
         let control = self.control.uuid;
         let stream = &mut self.notifications;
         self.rt.block_on(async {

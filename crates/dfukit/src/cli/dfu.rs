@@ -174,44 +174,55 @@ pub fn update_package(
 ) -> Result<Summary, Diag> {
     let start = Instant::now();
     for img in &pkg.images {
-        let Some(fw) = &img.firmware else {
-            return Err(Diag::new(
-                "dfukit::nordic::pkg::no_firmware",
-                format!(
-                    "{} holds only an init packet ({})",
-                    path.display(),
-                    img.dat_file
-                ),
-                "updates need a .zip package with the firmware image",
-            ));
-        };
-        let bar = super::progress::bar(fw.len() as u64, img.kind.display_name());
-        let result = host::update(link, opts, &img.init_packet, fw, &mut |e| match e {
-            Event::Progress { done, .. } => bar.set_position(done as u64),
-            Event::Resumed { offset } => bar.println(format!(
-                "resuming at byte {offset}: the device already holds the first part"
-            )),
-            Event::Retry { object, reason } => {
-                bar.println(format!("retrying object {object}: {reason}"))
-            }
-            _ => {}
-        });
-        match result {
-            Ok(()) => bar.finish_and_clear(),
-            Err(e) => {
-                bar.abandon();
-                return Err(e.into());
-            }
-        }
-        eprintln!(
-            "{}: {} bytes sent and accepted",
-            img.kind.display_name(),
-            fw.len()
-        );
+        update_image(link, opts, img, path)?;
     }
     Ok(Summary {
         elapsed: start.elapsed(),
     })
+}
+
+/// Sends one image of a package over `link`, with a progress bar.
+pub fn update_image(
+    link: &mut impl Link,
+    opts: &Options,
+    img: &dfukit_nordic::package::PackageImage,
+    path: &Path,
+) -> Result<(), Diag> {
+    let Some(fw) = &img.firmware else {
+        return Err(Diag::new(
+            "dfukit::nordic::pkg::no_firmware",
+            format!(
+                "{} holds only an init packet ({})",
+                path.display(),
+                img.dat_file
+            ),
+            "updates need a .zip package with the firmware image",
+        ));
+    };
+    let bar = super::progress::bar(fw.len() as u64, img.kind.display_name());
+    let result = host::update(link, opts, &img.init_packet, fw, &mut |e| match e {
+        Event::Progress { done, .. } => bar.set_position(done as u64),
+        Event::Resumed { offset } => bar.println(format!(
+            "resuming at byte {offset}: the device already holds the first part"
+        )),
+        Event::Retry { object, reason } => {
+            bar.println(format!("retrying object {object}: {reason}"))
+        }
+        _ => {}
+    });
+    match result {
+        Ok(()) => bar.finish_and_clear(),
+        Err(e) => {
+            bar.abandon();
+            return Err(e.into());
+        }
+    }
+    eprintln!(
+        "{}: {} bytes sent and accepted",
+        img.kind.display_name(),
+        fw.len()
+    );
+    Ok(())
 }
 
 /// Runs `dfu ble`.
@@ -244,26 +255,40 @@ fn ble_radio(a: &BleArgs, address: &str, pkg: &Package, opts: &Options) -> Resul
             BleError::BadAddress(_) => "give the address as six hex bytes separated by colons, e.g. C0:11:22:33:44:55",
             BleError::NotFound { .. } => "check that the device advertises (in the bootloader, or its application with --buttonless) and is in range; `bluetoothctl scan on` lists what the adapter sees",
             BleError::NoDfu { .. } => "the device does not run a Secure DFU bootloader (service 0xFE59); with an application running, use --buttonless",
+            BleError::Refused { .. } => "the application's buttonless service refused (it may require a bond); put the device into its bootloader another way and run without --buttonless",
             BleError::Ble(_) | BleError::Runtime(_) => "check the adapter and BlueZ, then run again",
         };
         Diag::new("dfukit::nordic::dfu::ble", e.to_string(), help)
     };
-    let mut link = if a.buttonless {
+    if a.buttonless {
         BleLink::enter_bootloader(address, scan).map_err(diag)?;
-        // An unbonded buttonless bootloader advertises at address + 1; a
-        // bonded one keeps the address.
-        let next = next_address(address).map_err(diag)?;
-        match BleLink::connect(&next, scan, a.mtu) {
-            Ok(l) => l,
-            Err(BleError::NotFound { .. }) => {
-                BleLink::connect(address, scan, a.mtu).map_err(diag)?
-            }
-            Err(e) => return Err(diag(e)),
-        }
+    }
+    // An unbonded buttonless bootloader advertises at address + 1, a bonded
+    // one (or one entered otherwise) at the address itself.
+    let next = next_address(address).map_err(diag)?;
+    let candidates: Vec<&str> = if a.buttonless {
+        vec![next.as_str(), address]
     } else {
-        BleLink::connect(address, scan, a.mtu).map_err(diag)?
+        vec![address, next.as_str()]
     };
-    update_package(&mut link, opts, pkg, &a.package).map(|_| ())
+    let open = || -> Result<BleLink, Diag> {
+        let mut last = None;
+        for addr in &candidates {
+            match BleLink::connect(addr, scan, a.mtu) {
+                Ok(l) => return Ok(l),
+                Err(e @ BleError::NotFound { .. }) => last = Some(e),
+                Err(e) => return Err(diag(e)),
+            }
+        }
+        Err(diag(last.expect("at least one address")))
+    };
+    // The device resets after each image (SoftDevice and bootloader, then
+    // the app): every image gets a new connection.
+    for img in &pkg.images {
+        let mut link = open()?;
+        update_image(&mut link, opts, img, &a.package)?;
+    }
+    Ok(())
 }
 
 #[cfg(not(feature = "ble"))]
