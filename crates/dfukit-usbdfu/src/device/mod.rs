@@ -64,6 +64,54 @@ pub enum DeviceEvent {
     Manifested,
 }
 
+/// The DFU class request of `setup`, if it is one this interface must
+/// answer: addressed to `interface`, with all its OUT data, and room for its
+/// IN data in `reply`. Shared by both device cores.
+fn class_request(
+    setup: &SetupPacket,
+    interface: u16,
+    data: &[u8],
+    reply: &[u8],
+) -> Option<Request> {
+    let req = setup.dfu_request()?;
+    let framed = if setup.is_in() {
+        reply.len() >= setup.length as usize
+    } else {
+        data.len() == setup.length as usize
+    };
+    (setup.index == interface && framed).then_some(req)
+}
+
+/// GETSTATE: one byte, the state.
+fn get_state(state: State, setup: &SetupPacket, reply: &mut [u8]) -> Reply {
+    if setup.length == 0 {
+        return Reply::Stall;
+    }
+    reply[0] = state as u8;
+    Reply::In(1)
+}
+
+/// CLRSTATUS: leaves dfuERROR for dfuIDLE (when `may_leave_error`);
+/// outside dfuERROR it is ignored, or, in a strict dialect (ST, TF-A), is
+/// itself an error.
+fn clear_status(
+    dialect: &Dialect,
+    may_leave_error: bool,
+    state: &mut State,
+    status: &mut Status,
+) -> Reply {
+    if *state == State::DfuError {
+        if may_leave_error {
+            *state = State::DfuIdle;
+            *status = Status::Ok;
+        }
+    } else if dialect.strict_clrstatus {
+        *state = State::DfuError;
+        *status = Status::ErrUnknown;
+    }
+    Reply::Ack
+}
+
 /// What dfuDNLOAD-SYNC will do at the next GETSTATUS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pending {
@@ -291,46 +339,27 @@ impl DfuDevice {
                 _ => Reply::Stall,
             };
         }
-        let Some(req) = setup.dfu_request() else {
+        let Some(req) = class_request(setup, self.cfg.interface, data, reply) else {
             return Reply::Stall;
         };
-        if setup.index != self.cfg.interface {
-            return Reply::Stall;
-        }
-        if !setup.is_in() && data.len() != setup.length as usize {
-            return Reply::Stall;
-        }
-        if setup.is_in() && reply.len() < setup.length as usize {
-            return Reply::Stall;
-        }
         if self.state == State::DfuManifestWaitReset {
             // Only a USB reset gets the device out; it answers nothing else.
             return Reply::Stall;
         }
         match req {
             Request::GetStatus => self.get_status(now, setup, reply, mem),
-            Request::GetState => {
-                if setup.length == 0 {
-                    return Reply::Stall;
-                }
-                reply[0] = self.state as u8;
-                Reply::In(1)
-            }
+            Request::GetState => get_state(self.state, setup, reply),
             Request::ClrStatus => {
                 // Leaving dfuERROR while a flash operation is still running
                 // would let a new block overwrite its buffer: the device
                 // stays in dfuERROR until the flash is done.
-                if self.state == State::DfuError {
-                    if !self.is_busy() {
-                        self.state = State::DfuIdle;
-                        self.status = Status::Ok;
-                    }
-                } else if self.cfg.dialect.strict_clrstatus {
-                    // ST/TF-A: CLRSTATUS outside dfuERROR is itself an error.
-                    self.state = State::DfuError;
-                    self.status = Status::ErrUnknown;
-                }
-                Reply::Ack
+                let may_leave_error = !self.is_busy();
+                clear_status(
+                    &self.cfg.dialect,
+                    may_leave_error,
+                    &mut self.state,
+                    &mut self.status,
+                )
             }
             Request::Abort => match self.state {
                 State::DfuIdle

@@ -214,15 +214,9 @@ impl StreamDevice {
                 _ => Reply::Stall,
             };
         }
-        let Some(req) = setup.dfu_request() else {
+        let Some(req) = super::class_request(setup, self.interface, data, reply) else {
             return Reply::Stall;
         };
-        if setup.index != self.interface
-            || (!setup.is_in() && data.len() != setup.length as usize)
-            || (setup.is_in() && reply.len() < setup.length as usize)
-        {
-            return Reply::Stall;
-        }
         if busy && req != Request::GetStatus {
             return self.stall_error();
         }
@@ -232,23 +226,9 @@ impl StreamDevice {
         }
         match req {
             Request::GetStatus => self.get_status(now, setup, reply, backend),
-            Request::GetState => {
-                if setup.length == 0 {
-                    return Reply::Stall;
-                }
-                reply[0] = self.state as u8;
-                Reply::In(1)
-            }
+            Request::GetState => super::get_state(self.state, setup, reply),
             Request::ClrStatus => {
-                if self.state == State::DfuError {
-                    self.state = State::DfuIdle;
-                    self.status = Status::Ok;
-                } else if self.dialect.strict_clrstatus {
-                    // ST/TF-A: CLRSTATUS outside dfuERROR is itself an error.
-                    self.state = State::DfuError;
-                    self.status = Status::ErrUnknown;
-                }
-                Reply::Ack
+                super::clear_status(&self.dialect, true, &mut self.state, &mut self.status)
             }
             // DFU 1.1 allows ABORT only where no work is pending: in
             // dfuMANIFEST-SYNC it would drop the manifestation (U-Boot's
