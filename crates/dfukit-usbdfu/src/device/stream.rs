@@ -25,8 +25,8 @@
 
 use super::{DeviceEvent, Dialect, Reply, MAX_TRANSFER_SIZE};
 use crate::wire::{
-    DfuSetup, FunctionalDescriptor, GetStatus, Request, SetupPacket, State, Status,
-    MAX_POLL_TIMEOUT_MS, REQUEST_TYPE_STANDARD_INTERFACE_OUT, SET_INTERFACE,
+    FunctionalDescriptor, GetStatus, Request, SetupPacket, State, Status, MAX_POLL_TIMEOUT_MS,
+    REQUEST_TYPE_STANDARD_INTERFACE_OUT, SET_INTERFACE,
 };
 use core::time::Duration;
 use dfukit_core::Instant;
