@@ -448,6 +448,7 @@ impl StreamDevice {
 mod tests {
     extern crate std;
     use super::*;
+    use crate::wire::DfuSetup;
     use std::vec::Vec;
 
     /// Two alts backed by vectors; alt 1 refuses writes past 8 bytes and
