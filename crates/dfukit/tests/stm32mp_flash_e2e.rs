@@ -9,56 +9,14 @@ mod common;
 
 use common::*;
 use dfukit_stm32mp::image::{self, WriteParams};
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// A `dfukit sim stm32mp1 --usbip 127.0.0.1:0` process; killed when dropped.
-struct Board {
-    child: Child,
-    _stdout: BufReader<std::process::ChildStdout>,
-    addr: String,
-}
-
-impl Board {
-    fn start(state: &Path, extra: &[&str]) -> Board {
-        let mut child = dfukit()
-            .args([
-                "sim",
-                "stm32mp1",
-                "--usbip",
-                "127.0.0.1:0",
-                "--no-flash-timing",
-                "--state",
-            ])
-            .arg(state)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("sim starts");
-        let mut first = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut first).unwrap();
-        let addr = first
-            .trim()
-            .strip_prefix("usbip: ")
-            .unwrap_or_else(|| panic!("first line is not `usbip: ADDR`: {first:?}"))
-            .to_string();
-        Board {
-            child,
-            _stdout: stdout,
-            addr,
-        }
-    }
-}
-
-impl Drop for Board {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The simulated STM32MP157 exported over USB/IP.
+fn mp1(state: &Path, extra: &[&str]) -> UsbipSim {
+    UsbipSim::start("stm32mp1", state, extra)
 }
 
 fn data(seed: u32, len: usize) -> Vec<u8> {
@@ -101,11 +59,7 @@ fn layout(dir: &Path) -> PathBuf {
     p
 }
 
-fn text(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
-}
-
-fn flash(board: &Board, tsv: &Path, extra: &[&str]) -> (Output, Duration) {
+fn flash(board: &UsbipSim, tsv: &Path, extra: &[&str]) -> (Output, Duration) {
     let t = Instant::now();
     let out = dfukit()
         .args(["stm32mp", "flash"])
@@ -130,7 +84,7 @@ fn emmc_layout_flashed_over_usbip_matches_sfdisk_and_the_binaries() {
     let dir = tempfile::tempdir().unwrap();
     let tsv = layout(dir.path());
     let state = dir.path().join("board");
-    let board = Board::start(&state, &[]);
+    let board = mp1(&state, &[]);
     let (out, _) = flash(&board, &tsv, &[]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
@@ -215,7 +169,7 @@ fn emmc_layout_flashed_over_usbip_matches_sfdisk_and_the_binaries() {
 fn tf_a_silent_after_the_rom_hand_over_is_diagnosed_in_bounded_time() {
     let dir = tempfile::tempdir().unwrap();
     let tsv = layout(dir.path());
-    let board = Board::start(&dir.path().join("board"), &["--fault", "tfa-no-usb"]);
+    let board = mp1(&dir.path().join("board"), &["--fault", "tfa-no-usb"]);
     let (out, took) = flash(
         &board,
         &tsv,
@@ -238,7 +192,7 @@ fn tf_a_silent_after_the_rom_hand_over_is_diagnosed_in_bounded_time() {
 fn u_boot_that_never_reconnects_is_diagnosed_in_bounded_time() {
     let dir = tempfile::tempdir().unwrap();
     let tsv = layout(dir.path());
-    let board = Board::start(
+    let board = mp1(
         &dir.path().join("board"),
         &["--fault", "uboot-no-reconnect"],
     );
@@ -255,7 +209,7 @@ fn partition_too_small_on_a_smaller_emmc_is_reported_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let tsv = layout(dir.path());
     // rootfs at 37 MiB gets about 1 MiB on a 38 MiB eMMC: less than its image.
-    let board = Board::start(&dir.path().join("board"), &["--emmc-size-mib", "38"]);
+    let board = mp1(&dir.path().join("board"), &["--emmc-size-mib", "38"]);
     let (out, _) = flash(&board, &tsv, &[]);
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
@@ -273,7 +227,7 @@ fn malformed_layout_is_refused_before_the_board_is_touched() {
         .replace("0x00500000\tbootfs.ext4", "0x00480000\tbootfs.ext4");
     std::fs::write(&tsv, bad).unwrap();
     let state = dir.path().join("board");
-    let board = Board::start(&state, &[]);
+    let board = mp1(&state, &[]);
     let (out, _) = flash(&board, &tsv, &[]);
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
@@ -291,17 +245,6 @@ fn malformed_layout_is_refused_before_the_board_is_touched() {
     );
 }
 
-/// dfu-util, unmodified, with dfukit's shim as its libusb.
-fn dfu_util(board: &Board, args: &[&str]) -> Output {
-    let shim = ok(&["usb", "shim-dir"]);
-    Command::new("dfu-util")
-        .args(args)
-        .env("LD_LIBRARY_PATH", shim.trim())
-        .env("DFUKIT_USBIP", &board.addr)
-        .output()
-        .unwrap()
-}
-
 /// ST's "How to load U-Boot with dfu-util": the FSBL to alt 1 (ROM code),
 /// the FIP to alt 3 (TF-A), DETACH; then U-Boot's stm32prog enumerates.
 #[test]
@@ -311,7 +254,7 @@ fn dfu_util_loads_tf_a_and_the_fip_through_the_shim() {
     }
     let dir = tempfile::tempdir().unwrap();
     layout(dir.path());
-    let board = Board::start(&dir.path().join("board"), &[]);
+    let board = mp1(&dir.path().join("board"), &[]);
     let listed = text(&dfu_util(&board, &["-l"]));
     assert!(listed.contains("name=\"@FSBL /0x01/1*1Me\""), "{listed}");
     assert!(

@@ -6,18 +6,21 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// A `dfukit sim stm32f4 --usbip 127.0.0.1:0` process; killed when dropped.
+/// The simulated STM32F405 exported over USB/IP, and its state directory.
 struct Board {
-    child: Child,
-    /// Kept open: the board prints more lines after the first.
-    _stdout: BufReader<std::process::ChildStdout>,
-    port: u16,
+    sim: UsbipSim,
     state: PathBuf,
+}
+
+impl std::ops::Deref for Board {
+    type Target = UsbipSim;
+    fn deref(&self) -> &UsbipSim {
+        &self.sim
+    }
 }
 
 impl Board {
@@ -26,33 +29,8 @@ impl Board {
     }
 
     fn start_with(state: &Path, extra: &[&str]) -> Board {
-        let mut child = dfukit()
-            .args([
-                "sim",
-                "stm32f4",
-                "--usbip",
-                "127.0.0.1:0",
-                "--no-flash-timing",
-                "--state",
-            ])
-            .arg(state)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("sim starts");
-        let mut first = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut first).unwrap();
-        let port = first
-            .trim()
-            .strip_prefix("usbip: 127.0.0.1:")
-            .unwrap_or_else(|| panic!("first line is not `usbip: ADDR`: {first:?}"))
-            .parse()
-            .unwrap();
         Board {
-            child,
-            _stdout: stdout,
-            port,
+            sim: UsbipSim::start("stm32f4", state, extra),
             state: state.to_path_buf(),
         }
     }
@@ -60,29 +38,6 @@ impl Board {
     fn flash(&self) -> Vec<u8> {
         std::fs::read(self.state.join("flash.bin")).unwrap()
     }
-}
-
-impl Drop for Board {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// dfu-util, unmodified, with dfukit's shim as its libusb.
-fn dfu_util(board: &Board, args: &[&str]) -> Output {
-    let shim = ok(&["usb", "shim-dir"]);
-    let out = Command::new("dfu-util")
-        .args(args)
-        .env("LD_LIBRARY_PATH", shim.trim())
-        .env("DFUKIT_USBIP", format!("127.0.0.1:{}", board.port))
-        .output()
-        .unwrap();
-    out
-}
-
-fn text(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
 }
 
 /// Waits for the board to come back after `:leave` (the sim re-attaches it).

@@ -161,3 +161,76 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// A `dfukit sim KIND --usbip 127.0.0.1:0` process (flash timing off);
+/// killed when dropped.
+pub struct UsbipSim {
+    child: Child,
+    /// Kept open: the board prints more lines after the first.
+    _stdout: BufReader<std::process::ChildStdout>,
+    /// `127.0.0.1:PORT` it printed.
+    pub addr: String,
+    /// The port alone.
+    pub port: u16,
+}
+
+impl UsbipSim {
+    /// Starts board `kind` (`stm32f4`, `stm32mp1`) on `state` with extra options.
+    pub fn start(kind: &str, state: &Path, extra: &[&str]) -> UsbipSim {
+        let mut child = dfukit()
+            .args([
+                "sim",
+                kind,
+                "--usbip",
+                "127.0.0.1:0",
+                "--no-flash-timing",
+                "--state",
+            ])
+            .arg(state)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sim starts");
+        let mut first = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut first).unwrap();
+        let addr = first
+            .trim()
+            .strip_prefix("usbip: ")
+            .unwrap_or_else(|| panic!("first line is not `usbip: ADDR`: {first:?}"))
+            .to_string();
+        let port = addr
+            .strip_prefix("127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("not a local address: {addr}"));
+        UsbipSim {
+            child,
+            _stdout: stdout,
+            addr,
+            port,
+        }
+    }
+}
+
+impl Drop for UsbipSim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// dfu-util, unmodified, with dfukit's libusb shim reaching `board`.
+pub fn dfu_util(board: &UsbipSim, args: &[&str]) -> Output {
+    let shim = ok(&["usb", "shim-dir"]);
+    Command::new("dfu-util")
+        .args(args)
+        .env("LD_LIBRARY_PATH", shim.trim())
+        .env("DFUKIT_USBIP", &board.addr)
+        .output()
+        .unwrap()
+}
+
+/// A process's stdout and stderr together.
+pub fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+}
