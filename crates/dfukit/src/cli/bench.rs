@@ -326,9 +326,7 @@ fn usb_board() -> Result<
         flash_timing: false,
         ..Stm32f4Config::default()
     })));
-    let server = dfukit_usbip::Server::bind("127.0.0.1:0").map_err(diag)?;
-    server.add_shared("1-1", board.clone()).map_err(diag)?;
-    server.spawn().map_err(diag)?;
+    let server = super::sim::serve_usbip("127.0.0.1:0", board.clone())?;
     Ok((server, board))
 }
 

@@ -181,11 +181,7 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
         let board = std::sync::Arc::new(std::sync::Mutex::new(Stm32f4::in_memory(
             Stm32f4Config::default(),
         )));
-        let server = dfukit_usbip::Server::bind("127.0.0.1:0").map_err(|e| io_diag(&dir, e))?;
-        server
-            .add_shared("1-1", board.clone())
-            .map_err(|e| io_diag(&dir, e))?;
-        server.spawn().map_err(|e| io_diag(&dir, e))?;
+        let server = super::sim::serve_usbip("127.0.0.1:0", board.clone())?;
         (server, board)
     };
     let target = super::usb::Target {
@@ -321,11 +317,8 @@ fn stm32mp1(dir: &Path, rows: &mut Vec<Row>) -> Result<(), Diag> {
             ..Stm32mp1Config::default()
         };
         let board = Stm32mp1::open(&state, Some(cfg)).map_err(|e| io_diag(&state_dir, e))?;
-        let server = dfukit_usbip::Server::bind("127.0.0.1:0").map_err(|e| io_diag(dir, e))?;
-        server
-            .add_shared("1-1", std::sync::Arc::new(std::sync::Mutex::new(board)))
-            .map_err(|e| io_diag(dir, e))?;
-        server.spawn().map_err(|e| io_diag(dir, e))?;
+        let board = std::sync::Arc::new(std::sync::Mutex::new(board));
+        let server = super::sim::serve_usbip("127.0.0.1:0", board)?;
         Ok((server, state_dir))
     };
     let args = |server: &dfukit_usbip::Server| super::stm32mp_flash::FlashArgs {

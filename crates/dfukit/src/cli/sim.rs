@@ -317,12 +317,11 @@ fn stm32f4(a: Stm32f4Args) -> Result<(), Diag> {
     }
 }
 
-/// Exports `board` on `addr` under busid 1-1 and prints the contract lines
-/// (`usbip: HOST:PORT`, `state: DIR`).
-fn export_usbip<D: dfukit_usbip::UsbDevice + 'static>(
+/// Serves `board` over USB/IP on `addr` (port 0: any free port) under busid
+/// 1-1, on background threads.
+pub fn serve_usbip<D: dfukit_usbip::UsbDevice + 'static>(
     addr: &str,
     board: std::sync::Arc<std::sync::Mutex<D>>,
-    dir: &Path,
 ) -> Result<dfukit_usbip::Server, Diag> {
     let usbip_error = |e: &dyn std::fmt::Display| {
         Diag::new(
@@ -336,6 +335,17 @@ fn export_usbip<D: dfukit_usbip::UsbDevice + 'static>(
         .add_shared("1-1", board)
         .map_err(|e| usbip_error(&e))?;
     server.spawn().map_err(|e| usbip_error(&e))?;
+    Ok(server)
+}
+
+/// Exports `board` on `addr` and prints the contract lines (`usbip:
+/// HOST:PORT`, `state: DIR`).
+fn export_usbip<D: dfukit_usbip::UsbDevice + 'static>(
+    addr: &str,
+    board: std::sync::Arc<std::sync::Mutex<D>>,
+    dir: &Path,
+) -> Result<dfukit_usbip::Server, Diag> {
+    let server = serve_usbip(addr, board)?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "usbip: {}", server.local_addr());
     let _ = writeln!(out, "state: {}", dir.display());
