@@ -131,17 +131,7 @@ pub fn run(
     let mut b = board(public_key)?;
     let params = BleParams::fast_15ms();
     for img in &pkg.images {
-        let Some(fw) = &img.firmware else {
-            return Err(Diag::new(
-                "dfukit::nordic::pkg::no_firmware",
-                format!(
-                    "{} holds only an init packet ({})",
-                    path.display(),
-                    img.dat_file
-                ),
-                "updates need a .zip package with the firmware image",
-            ));
-        };
+        let fw = super::dfu::firmware_of(img, path)?;
         let bar = super::progress::bar(fw.len() as u64, img.kind.display_name());
         let r = update(
             &mut b,

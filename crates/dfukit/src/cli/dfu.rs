@@ -181,15 +181,13 @@ pub fn update_package(
     })
 }
 
-/// Sends one image of a package over `link`, with a progress bar.
-pub fn update_image(
-    link: &mut impl Link,
-    opts: &Options,
-    img: &dfukit_nordic::package::PackageImage,
+/// The firmware of a package image, or why there is none to send.
+pub fn firmware_of<'a>(
+    img: &'a dfukit_nordic::package::PackageImage,
     path: &Path,
-) -> Result<(), Diag> {
-    let Some(fw) = &img.firmware else {
-        return Err(Diag::new(
+) -> Result<&'a [u8], Diag> {
+    img.firmware.as_deref().ok_or_else(|| {
+        Diag::new(
             "dfukit::nordic::pkg::no_firmware",
             format!(
                 "{} holds only an init packet ({})",
@@ -197,8 +195,18 @@ pub fn update_image(
                 img.dat_file
             ),
             "updates need a .zip package with the firmware image",
-        ));
-    };
+        )
+    })
+}
+
+/// Sends one image of a package over `link`, with a progress bar.
+pub fn update_image(
+    link: &mut impl Link,
+    opts: &Options,
+    img: &dfukit_nordic::package::PackageImage,
+    path: &Path,
+) -> Result<(), Diag> {
+    let fw = firmware_of(img, path)?;
     let bar = super::progress::bar(fw.len() as u64, img.kind.display_name());
     let result = host::update(link, opts, &img.init_packet, fw, &mut |e| match e {
         Event::Progress { done, .. } => bar.set_position(done as u64),
