@@ -55,7 +55,7 @@ pub fn run(cmd: Stm32mpCommand) -> miette::Result<()> {
 
 /// Loads and checks a layout; every error is printed `path:line:col` with
 /// its help, and the diagnostic says how many there were.
-fn load(path: &Path) -> Result<Layout, Diag> {
+pub(crate) fn load(path: &Path) -> Result<Layout, Diag> {
     layout::load(path, &CheckOptions::default()).map_err(|errs| {
         for e in &errs.0 {
             eprintln!("{e}\n  help: {}", e.help());

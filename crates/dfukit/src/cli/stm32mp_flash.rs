@@ -7,7 +7,6 @@ use super::progress;
 use super::usb::{dfu_devices, AnyTransfer, Target};
 use clap::Args;
 use dfukit_stm32mp::connect::{ConnectError, Connector};
-use dfukit_stm32mp::layout::{self, CheckOptions};
 use dfukit_stm32mp::phase::{USB_PID, USB_VID};
 use dfukit_stm32mp::program::{self, Event, Options, ProgramError, Summary};
 use indicatif::ProgressBar;
@@ -91,19 +90,9 @@ fn secs(s: f64, what: &str) -> Result<Duration, Diag> {
 
 /// Runs `stm32mp flash`.
 pub fn flash(a: &FlashArgs) -> Result<(), Diag> {
-    let layout = layout::load(&a.layout, &CheckOptions::default()).map_err(|errs| {
-        for e in &errs.0 {
-            eprintln!("{e}\n  help: {}", e.help());
-        }
-        Diag::new(
-            "dfukit::stm32mp::layout",
-            format!(
-                "{}: {} error(s) in the flashlayout; nothing was sent to the board",
-                a.layout.display(),
-                errs.0.len()
-            ),
-            "fix each line above (`dfukit stm32mp check` lists them again)",
-        )
+    let layout = super::stm32mp::load(&a.layout).map_err(|mut d| {
+        d.message.push_str("; nothing was sent to the board");
+        d
     })?;
     let layout_bytes = std::fs::read(&a.layout).map_err(|e| {
         Diag::new(
