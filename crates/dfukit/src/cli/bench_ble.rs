@@ -72,16 +72,13 @@ fn diag(e: impl std::fmt::Display) -> Diag {
 /// by page: the floor of activation.
 fn activation_bound(len: usize) -> Duration {
     let t = FlashTiming::nrf52840_internal();
-    let page = vec![0u8; 4096];
-    let mut d = Duration::ZERO;
-    for chunk in page.chunks(4096).cycle().take(len.div_ceil(4096)) {
-        d += t.duration(&FlashOp::Erase { addr: 0, len: 4096 });
-        d += t.duration(&FlashOp::Program {
+    let page = [0u8; 4096];
+    let per_page = t.duration(&FlashOp::Erase { addr: 0, len: 4096 })
+        + t.duration(&FlashOp::Program {
             addr: 0,
-            data: chunk,
+            data: &page,
         });
-    }
-    d
+    per_page * len.div_ceil(4096) as u32
 }
 
 /// Runs `bench ble`.
