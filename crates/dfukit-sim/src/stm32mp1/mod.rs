@@ -411,9 +411,6 @@ pub struct Stm32mp1 {
     /// The next enumeration: when, and as what.
     enumerate_at: Option<(Instant, Stage)>,
     clock: Clock,
-    /// When the reply to the last request completed (see
-    /// [`VirtualUsbDevice::reply_at`]).
-    reply_at: Instant,
     log: Option<EventLog>,
     root: PathBuf,
     reply: Vec<u8>,
@@ -531,7 +528,6 @@ impl Stm32mp1 {
             usb: None,
             enumerate_at: None,
             clock: Clock::Wall(std::time::Instant::now()),
-            reply_at: Instant::ZERO,
             log: Some(log),
             root,
             reply: vec![0; UBOOT_TRANSFER_SIZE as usize],
@@ -846,7 +842,6 @@ impl UsbDevice for Stm32mp1 {
             // Served over USB/IP: hold the reply as the busy device NAKs.
             std::thread::sleep(reply_at.saturating_duration_since(now));
         }
-        self.reply_at = reply_at;
         let mut detach = false;
         while let Some(e) = usb.dev.poll_event() {
             detach |= matches!(e, DeviceEvent::Detach { .. });
@@ -887,7 +882,7 @@ impl VirtualUsbDevice for Stm32mp1 {
         Stm32mp1::next_wakeup(self)
     }
     fn reply_at(&self) -> Option<Instant> {
-        Some(self.reply_at)
+        self.usb.as_ref().map(|u| u.dev.reply_at())
     }
 }
 
