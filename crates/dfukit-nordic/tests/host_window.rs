@@ -10,7 +10,7 @@ use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
 use dfukit_nordic::host::{self, Event, HostError, Link, Options};
 use dfukit_nordic::init_packet::{self, FwType, Hash, HashType, InitCommand};
 use dfukit_nordic::proto::Request;
-use dfukit_nordic::target::{Bank1Location, Mode, Target, TargetConfig};
+use dfukit_nordic::target::{Bank1Location, Mode, Target, TargetConfig, Transport};
 use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
@@ -213,9 +213,17 @@ impl Link for TestLink {
             self.dropping = self.dropping && self.drop_always;
         }
         // Writes the core cannot buffer right now are dropped, as BLE does.
-        if self.t.handle_request(Instant::ZERO, &frame).is_err() {
+        if self
+            .t
+            .handle_request(Instant::ZERO, Transport::Serial, &frame)
+            .is_err()
+        {
             self.run();
-            if self.t.handle_request(Instant::ZERO, &frame).is_err() {
+            if self
+                .t
+                .handle_request(Instant::ZERO, Transport::Serial, &frame)
+                .is_err()
+            {
                 return Err(io::Error::other("device busy after draining"));
             }
         }
@@ -496,11 +504,26 @@ fn phone_baseline_waits_after_each_create_and_stops_at_each_prn() {
     assert!(!link.ops.iter().any(|o| matches!(o, Op::Sleep(_))));
 }
 
+/// Control-point opcodes in the order the host sent them.
+fn controls(link: &TestLink) -> Vec<u8> {
+    link.ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::Control(c) => Some(*c),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn prn_zero_reads_only_at_object_ends() {
     let img = image(2 * 4096 + 8);
     let mut link = TestLink::new(2);
-    let (r, events) = update(&mut link, &opts(0), &img);
+    let o = Options {
+        pipeline: false,
+        ..opts(0)
+    };
+    let (r, events) = update(&mut link, &o, &img);
     r.unwrap();
     assert_done(&link, &img, &events);
     // No polling between writes, no notifications, and the request sequence
@@ -510,16 +533,8 @@ fn prn_zero_reads_only_at_object_ends() {
         .ops
         .iter()
         .any(|o| matches!(o, Op::PollEmpty | Op::Got { poll: true, .. })));
-    let controls: Vec<u8> = link
-        .ops
-        .iter()
-        .filter_map(|o| match o {
-            Op::Control(c) => Some(*c),
-            _ => None,
-        })
-        .collect();
     assert_eq!(
-        controls,
+        controls(&link),
         vec![
             0x02, 0x06, 0x01, 0x03, 0x04, // connect, init packet
             0x06, 0x01, 0x03, 0x04, 0x01, 0x03, 0x04, 0x01, 0x03, 0x04, // 3 data objects
@@ -532,6 +547,74 @@ fn prn_zero_reads_only_at_object_ends() {
         .filter(|o| matches!(o, Op::Write { .. }))
         .count();
     assert_eq!(writes, 1 + 17 + 17 + 1);
+}
+
+#[test]
+fn pipelined_objects_wait_once_per_object() {
+    let img = image(2 * 4096 + 8);
+    let mut link = TestLink::new(2);
+    let (r, events) = update(&mut link, &opts(0), &img);
+    r.unwrap();
+    assert_done(&link, &img, &events);
+    // CREATE and EXECUTE per data object, no CRC_GET.
+    assert_eq!(
+        controls(&link),
+        vec![
+            0x02, 0x06, 0x01, 0x03, 0x04, // connect, init packet
+            0x06, 0x01, 0x04, 0x01, 0x04, 0x01, 0x04, // 3 data objects
+        ]
+    );
+    // Each data object's CREATE, writes and EXECUTE went out before the
+    // host read any answer: one wait per object.
+    let first_data = link
+        .ops
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| **o == Op::Control(0x01))
+        .nth(1)
+        .map(|(i, _)| i)
+        .unwrap();
+    let burst: Vec<&Op> = link.ops[first_data..]
+        .iter()
+        .take_while(|o| !matches!(o, Op::Got { .. }))
+        .collect();
+    assert_eq!(burst.len(), 1 + 17 + 1, "{burst:?}");
+    assert_eq!(burst.last(), Some(&&Op::Control(0x04)));
+}
+
+#[test]
+fn pipelined_execute_of_an_incomplete_object_falls_back_to_resending() {
+    let img = image(2 * 4096);
+    let mut link = TestLink::new(2);
+    link.drop_from = Some(1 + 5);
+    let (r, events) = update(&mut link, &opts(0), &img);
+    r.unwrap();
+    assert_done(&link, &img, &events);
+    // Writes 5.. of object 0 were dropped (the device's buffers ran dry
+    // until the host turned to the control point): what it holds is a
+    // prefix, so the rest is resent in the same object.
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Recovered {
+                object: Some(0),
+                offset: 1220,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    // connect, init, then object 0: CREATE, EXECUTE (refused: incomplete),
+    // CRC_GET for the offset, CRC_GET after the resend, EXECUTE; object 1
+    // pipelined again.
+    assert_eq!(
+        controls(&link),
+        vec![
+            0x02, 0x06, 0x01, 0x03, 0x04, // connect, init packet
+            0x06, 0x01, 0x04, 0x03, 0x03, 0x04, // object 0
+            0x01, 0x04, // object 1
+        ]
+    );
 }
 
 #[test]
@@ -604,4 +687,42 @@ fn a_stale_notification_after_a_mismatch_is_not_an_answer() {
     r.unwrap();
     assert!(events.iter().any(|e| matches!(e, Event::Retry { .. })));
     assert_done(&link, &img, &events);
+}
+
+#[test]
+fn device_data_that_is_not_the_image_restarts_from_a_fresh_init_packet() {
+    // Run 1 sends image A under B's init packet (same size, so the device
+    // takes it until the final hash check) and stops after object 0.
+    let b = image(2 * 4096);
+    let a: Vec<u8> = b.iter().map(|x| x ^ 0x55).collect();
+    let init_b = init_for(&b);
+    let mut link = TestLink::new(2);
+    link.drop_from = Some(1 + 17);
+    link.drop_always = true;
+    let o = Options {
+        max_recoveries: 1,
+        ..opts(0)
+    };
+    // Object 1's writes are all dropped: its pipelined EXECUTE is refused
+    // (the device executes only a complete object), never taken as done.
+    let r = host::update(&mut link, &o, &init_b, &a, &mut |_| {});
+    assert!(matches!(r, Err(HostError::BytesLost { .. })), "{r:?}");
+    assert_eq!(link.t.settings().progress.firmware_image_offset, 4096);
+    // Run 2, the right image: the device's 4096 bytes do not match it, and
+    // CREATE would append to them; the host sends the init packet anew,
+    // which resets the device's progress, and starts from zero.
+    link.drop_from = None;
+    link.dropping = false;
+    link.drop_always = false;
+    let before = controls(&link).len();
+    let mut events = Vec::new();
+    host::update(&mut link, &opts(0), &init_b, &b, &mut |e| events.push(e)).unwrap();
+    assert_done(&link, &b, &events);
+    assert!(!events.iter().any(|e| matches!(e, Event::Resumed { .. })));
+    // SET_PRN, SELECT command, EXECUTE (the packet is there), SELECT data,
+    // then SELECT and CREATE command: the fresh init packet.
+    assert_eq!(
+        &controls(&link)[before..before + 6],
+        &[0x02, 0x06, 0x04, 0x06, 0x06, 0x01]
+    );
 }

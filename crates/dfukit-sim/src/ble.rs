@@ -38,10 +38,10 @@ pub const ATT_HEADER: usize = 3;
 pub const ATT_WRITE_RSP: usize = 1;
 /// Smallest and largest LL data payload (Core Vol 6 Part B §4.5.10).
 pub const DATA_LENGTH_RANGE: std::ops::RangeInclusive<u16> = 27..=251;
-/// Control-point round trips a data object costs besides its writes
-/// (CRC_GET's reply, EXECUTE, then the next object's CREATE), in connection
-/// events: see [`BleParams::bound`].
-const EVENTS_PER_OBJECT: u64 = 5;
+/// Value bytes of a data object's CREATE (opcode, type, size u32) and
+/// EXECUTE (opcode) Control Point writes.
+const CREATE_VALUE: usize = 6;
+const EXECUTE_VALUE: usize = 1;
 
 /// The LE physical layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -305,18 +305,21 @@ impl BleParams {
     /// Packet writes of `write_payload` bytes, in this model.
     ///
     /// Secure DFU sends the image in data objects of
-    /// [`DATA_OBJECT_MAX_SIZE`] bytes. Each object costs its writes' events
-    /// D (their LL packets packed in order into events of budget
-    /// E = min(event length, CI); for one-packet writes `D = ceil(w / k)`
-    /// with w writes and k = floor(E / X) writes per event, X one write's
-    /// exchange) plus 5 events of control-point
-    /// round trips: a Write Request is answered one event after the event
-    /// that delivers it, and the host queues its next request only after
-    /// that answer, so CRC_GET's answer (1: the request itself may share the
-    /// last data event), EXECUTE (2) and the next CREATE (2) each need their
-    /// own events. From the first CREATE to the last EXECUTE's answer:
-    /// `T = (Σ_objects (D + 5) − 1) × CI`. Flash time (erase on CREATE,
-    /// programs behind the writes) only adds to it.
+    /// [`DATA_OBJECT_MAX_SIZE`] bytes, each a CREATE, its writes and an
+    /// EXECUTE, in that order (the device takes them in order). At best
+    /// they go back to back: CREATE and EXECUTE are Write Requests, the
+    /// writes Write Commands that need not wait for CREATE's answer. The
+    /// next CREATE cannot: ATT allows one outstanding request (Core Vol 3
+    /// Part F §3.3.2), so it waits for EXECUTE's write response. That
+    /// response misses the exchange that delivered EXECUTE (the
+    /// peripheral's application answers after T_IFS) and, EXECUTE being the
+    /// central's last packet, its event; it comes in the next event, and
+    /// the central's host queues CREATE for the one after. So an object
+    /// costs D' events, its LL packets (CREATE, the writes, EXECUTE) packed
+    /// in order into events of budget E = min(event length, CI), plus one
+    /// event for EXECUTE's answer. From the first CREATE to the last
+    /// EXECUTE's answer: `T = (Σ_objects (D' + 1) − 1) × CI`. Flash time
+    /// (erase, programs behind the writes) only adds to it.
     ///
     /// `streaming_seconds` is the bare write stream packed the same way,
     /// `ceil(N / (k·p)) × CI` for one-packet writes.
@@ -324,33 +327,33 @@ impl BleParams {
         let p = write_payload.max(1);
         let obj = DATA_OBJECT_MAX_SIZE as usize;
         let ci = self.conn_interval.as_secs_f64();
-        // An object is w writes: full ones of p bytes and a shorter last one.
-        let object_writes = |size: usize| -> Vec<(usize, u64)> {
-            let full = (size / p) as u64;
-            let rest = size % p;
-            let mut v = vec![(p, full)];
-            if rest > 0 {
-                v.push((rest, 1));
+        // `size` bytes in writes: full ones of p bytes and a shorter last one.
+        let writes = |size: usize| -> Vec<(usize, u64)> {
+            let mut v = vec![(p, (size / p) as u64)];
+            if !size.is_multiple_of(p) {
+                v.push((size % p, 1));
             }
+            v
+        };
+        // An object's packets: CREATE, its writes, EXECUTE.
+        let object_packets = |size: usize| -> Vec<(usize, u64)> {
+            let mut v = vec![(CREATE_VALUE, 1)];
+            v.extend(writes(size));
+            v.push((EXECUTE_VALUE, 1));
             v
         };
         let full_objects = (image_bytes / obj) as u64;
         let last = image_bytes % obj;
-        let d_full = self.data_events(&object_writes(obj));
+        let d_full = self.data_events(&object_packets(obj));
         let d_last = if last > 0 {
-            self.data_events(&object_writes(last))
+            self.data_events(&object_packets(last))
         } else {
             0
         };
         let objects = full_objects + u64::from(last > 0);
-        let events = (full_objects * (d_full + EVENTS_PER_OBJECT)
-            + if last > 0 {
-                d_last + EVENTS_PER_OBJECT
-            } else {
-                0
-            })
-        .saturating_sub(1);
-        let stream_events = self.data_events(&object_writes(image_bytes));
+        let events =
+            (full_objects * (d_full + 1) + if last > 0 { d_last + 1 } else { 0 }).saturating_sub(1);
+        let stream_events = self.data_events(&writes(image_bytes));
         let frags = self.fragments(ATT_HEADER + p);
         let f = frags.len() as u32;
         let k = self.packets_per_event(frags.first().copied().unwrap_or(0));
@@ -367,10 +370,11 @@ impl BleParams {
         // Writing into a String cannot fail.
         let _ = write!(
             formula,
-            "T = (Σ_objects (D + 5) − 1) × CI, D = ceil(w / k) data events for w = \
-             ceil(object / p) writes of p = {p} B; X = {x} µs per write ({f} LL packet(s) of \
-             ≤ {dl} B, each + T_IFS + empty ACK + T_IFS, {phy:?}); E = min(event length, CI) \
-             = {e} µs; {per_event}; + 5 events of control-point round trips per object; \
+            "T = (Σ_objects (D' + 1) − 1) × CI, D' = events for an object's CREATE, its \
+             w = ceil(object / p) writes of p = {p} B and its EXECUTE packed in order \
+             ({d_full} for a full object), + 1 event for EXECUTE's answer before the next \
+             CREATE; X = {x} µs per write ({f} LL packet(s) of ≤ {dl} B, each + T_IFS + \
+             empty ACK + T_IFS, {phy:?}); E = min(event length, CI) = {e} µs; {per_event}; \
              {objects} objects of ≤ {obj} B: {events} events × {ci_ms} ms = {t:.3} s. \
              Streaming only: ceil(N / (k·p)) × CI = {stream_events} × {ci_ms} ms = {ts:.3} s \
              for N = {image_bytes} B.",
@@ -454,11 +458,17 @@ mod tests {
     #[test]
     fn bound_counts_objects_and_round_trips() {
         let p = BleParams::fast_15ms();
-        // One full object: 17 writes (16 × 244 + 192), 5 per event → 4 data
-        // events, + 5 round-trip events, − 1.
+        // One full object: CREATE (13 octets: 440 µs) + 17 writes (16 × 244
+        // + 192, 1392 µs each) + EXECUTE (8 octets: 420 µs). Events of
+        // 7500 µs: CREATE + 5 writes (7400 µs), 5, 5, 2 writes + EXECUTE:
+        // D' = 4, + 1 for EXECUTE's answer, − 1.
+        assert_eq!(p.exchange_time(13, 0), Duration::from_micros(440));
         let b = p.bound(4096, 244);
         assert_eq!((b.packets_per_event, b.packets_per_write), (5, 1));
-        assert!((b.seconds - 8.0 * 0.015).abs() < 1e-9, "{}", b.formula);
+        assert!((b.seconds - 4.0 * 0.015).abs() < 1e-9, "{}", b.formula);
+        // Two objects: 2 × (4 + 1) − 1 events.
+        let b2 = p.bound(8192, 244);
+        assert!((b2.seconds - 9.0 * 0.015).abs() < 1e-9, "{}", b2.formula);
         // The streaming bound is ceil(N / (k·p)) × CI when writes are one packet.
         let b = p.bound(475_384, 244);
         let k_p: f64 = 5.0 * 244.0;

@@ -16,7 +16,7 @@ use dfukit_nordic::proto::Response;
 use dfukit_nordic::settings::bank_code;
 use dfukit_nordic::target::{
     image_crc, load_settings, Bank1Location, Busy, Mode, SettingsSource, Target, TargetConfig,
-    TargetEvent,
+    TargetEvent, Transport,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -316,14 +316,20 @@ impl Nrf52840 {
         }
     }
 
-    /// Offers one request frame. `Err(Busy)`: the receive buffers are all
-    /// waiting for flash; offer it again later (serial flow control).
-    pub fn receive(&mut self, now: Instant, frame: &[u8]) -> Result<(), Busy> {
+    /// Offers one request frame that came in on `transport`. `Err(Busy)`:
+    /// that transport's receive buffers are all waiting for flash; offer it
+    /// again later (serial flow control) or drop it (BLE).
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        frame: &[u8],
+    ) -> Result<(), Busy> {
         if !self.power.is_on() {
             return Ok(());
         }
         self.advance(now);
-        let r = self.target.handle_request(self.now, frame);
+        let r = self.target.handle_request(self.now, transport, frame);
         self.advance(now);
         r
     }

@@ -82,7 +82,7 @@ pub enum HostError {
         offset: u32,
     },
     /// The device's offset or CRC differs from what was sent.
-    #[error("{phase}: checksum mismatch{obj}: sent {sent} bytes with CRC {crc:#010x}, device has {device_offset} bytes with CRC {device_crc:#010x}", obj = obj_suffix(.object))]
+    #[error("{phase}: checksum mismatch{obj}: sent {sent} bytes with CRC {crc:#010x}, device has {device_offset} bytes with CRC {device_crc:#010x}{after}", obj = obj_suffix(.object), after = if *.executed { " (found after the device executed the object)" } else { "" })]
     CrcMismatch {
         /// Phase.
         phase: Phase,
@@ -96,6 +96,10 @@ pub enum HostError {
         device_offset: u32,
         /// Device's CRC.
         device_crc: u32,
+        /// The device had already executed the object (a pipelined EXECUTE
+        /// overtook the receipt notification that showed the mismatch), so
+        /// it cannot be sent again.
+        executed: bool,
     },
     /// The device kept dropping writes: after the allowed number of resends
     /// it still held fewer bytes than were sent.
@@ -156,6 +160,7 @@ impl HostError {
             HostError::Timeout { .. } => "the device stopped answering: it may have reset (watchdog, brown-out), or its flash driver never reported a completion (a bootloader port to new flash that does not call the completion callback). Run the same command again to resume from what the device holds".into(),
             HostError::Rejected { ext: Some(e), .. } => ext_help(*e).into(),
             HostError::Rejected { result, .. } => result_help(*result).into(),
+            HostError::CrcMismatch { executed: true, .. } => "the device holds an object that differs from the image although it received every byte (corruption the link's own CRC missed, or faulty RAM or flash on the device). It will refuse the image at validation, so nothing runs from it; run the update again: the host sees the device's data does not match and restarts from the init packet".into(),
             HostError::CrcMismatch { .. } => "bytes were lost or corrupted on the way to flash (link noise, a receive buffer pool that ran dry, or a flash write that never completed); the object was retried and still did not match".into(),
             HostError::BytesLost { .. } => "the device's receive buffers keep running out (BLE drops Packet writes it cannot buffer): use a packet receipt notification interval (--prn) so the host paces its writes, or allow more resends (Options::max_recoveries); if the device's flash driver is slow or stalls, check its completion callback".into(),
             HostError::BadResponse { .. } => "the device does not speak nRF5 SDK Secure DFU as expected: check the bootloader version and that this is not a legacy-DFU bootloader".into(),

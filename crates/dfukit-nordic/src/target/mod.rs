@@ -33,15 +33,31 @@ use heapless::Deque;
 pub const DATA_OBJECT_MAX_SIZE: u32 = 4096;
 /// Largest init packet (`INIT_COMMAND_MAX_SIZE`, SDK 17.1).
 pub const INIT_COMMAND_MAX_SIZE: u32 = 512;
-/// Largest write payload one receive buffer holds (USB CDC `RX_BUF_SIZE`).
-pub const RX_BUFFER_SIZE: usize = 1024;
-/// Receive buffers (the SDK's serial default is 3; one more lets a write be
-/// received while the previous object's last page is programmed).
-pub const RX_BUFFERS: usize = 4;
+/// The serial transport's receive pool: 4 buffers of 1024 bytes (USB CDC
+/// `RX_BUF_SIZE`; the SDK's serial default is 3 buffers, one more lets a
+/// write be received while the previous object's last page is programmed).
+pub const SERIAL_RX: RxPool = RxPool {
+    buffers: 4,
+    size: 1024,
+};
+/// The BLE transport's receive pool, as `nrf_dfu_ble.c` sizes it:
+/// `MAX_DFU_BUFFERS = CODE_PAGE_SIZE / MAX_DFU_PKT_LEN + 1` buffers of
+/// `MAX_DFU_PKT_LEN = NRF_SDH_BLE_GATT_MAX_MTU_SIZE - 3` bytes; with the
+/// SDK's ATT MTU of 247 that is 4096 / 244 + 1 = 17 buffers of 244 bytes,
+/// one data object and one write more.
+pub const BLE_RX: RxPool = RxPool {
+    buffers: 17,
+    size: 244,
+};
+const RX_SLOTS: usize = SERIAL_RX.buffers as usize + BLE_RX.buffers as usize;
+const RX_BYTES: usize = SERIAL_RX.bytes() + BLE_RX.bytes();
 /// Pages copied between two progress records during activation
 /// (`NRF_BL_FW_COPY_PROGRESS_STORE_STEP`).
 pub const COPY_STEP_PAGES: u32 = 8;
-const QUEUE_LEN: usize = 64;
+/// Jobs: a full BLE pool's writes (17, each up to two page programs, its
+/// buffer release and a receipt notification) behind an object's erases,
+/// with the reserve below.
+const QUEUE_LEN: usize = 128;
 /// Queue slots kept free of requests, so that a step can always expand into
 /// the jobs it needs (the largest is an activation step: 16 copy jobs, a
 /// 4-job settings write and the next step). Without it a host that floods
@@ -108,6 +124,67 @@ impl FlashFault {
     }
 }
 
+/// A transport's pool of receive buffers. Each transport of an SDK
+/// bootloader allocates its own (`nrf_balloc` pools in `nrf_dfu_serial.c`
+/// and `nrf_dfu_ble.c`); a data write holds one buffer until its flash
+/// write completes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxPool {
+    /// Number of buffers.
+    pub buffers: u8,
+    /// Bytes per buffer: the largest write the transport takes.
+    pub size: u16,
+}
+
+impl RxPool {
+    const fn bytes(self) -> usize {
+        self.buffers as usize * self.size as usize
+    }
+}
+
+/// The transport a request came in on: it decides which receive pool a
+/// data write is stored in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UART or USB CDC ACM, SLIP framed ([`SERIAL_RX`]).
+    Serial,
+    /// BLE, the DFU Packet characteristic ([`BLE_RX`]).
+    Ble,
+}
+
+impl Transport {
+    /// The pool this transport receives into.
+    pub const fn pool(self) -> RxPool {
+        match self {
+            Transport::Serial => SERIAL_RX,
+            Transport::Ble => BLE_RX,
+        }
+    }
+
+    /// The pool's slots in the target's buffer table, and the byte offset
+    /// of its first buffer.
+    const fn slots(self) -> (core::ops::Range<usize>, usize) {
+        let serial = SERIAL_RX.buffers as usize;
+        match self {
+            Transport::Serial => (0..serial, 0),
+            Transport::Ble => (serial..RX_SLOTS, SERIAL_RX.bytes()),
+        }
+    }
+}
+
+/// Where receive buffer `slot` starts in the target's RX memory, and its size.
+fn rx_slot(slot: u8) -> (usize, usize) {
+    let slot = slot as usize;
+    for t in [Transport::Serial, Transport::Ble] {
+        let (range, base) = t.slots();
+        if range.contains(&slot) {
+            let size = t.pool().size as usize;
+            return (base + (slot - range.start) * size, size);
+        }
+    }
+    unreachable!("slot {slot} is in no pool")
+}
+
 /// The request could not be taken now; offer it again after a flash
 /// completion. Serial transports hold the frame (flow control); BLE drops it,
 /// as the SDK does when its buffer pool is empty.
@@ -138,6 +215,8 @@ enum Step {
     /// Send a success that claims the flash work queued before it is
     /// stored; a flash fault in between turns it into the fault's error.
     RespondIfStored(Response),
+    /// Process a WRITE held in RX buffer `buf` (`len` bytes).
+    Write { buf: u8, len: u16 },
     /// Return an RX buffer to the pool.
     Release(u8),
     /// Boot: read settings, then resume any activation.
@@ -225,8 +304,9 @@ pub struct Target {
     fault: Option<FlashFault>,
     out: Deque<Response, OUT_LEN>,
     events: Deque<TargetEvent, 8>,
-    rx: [[u8; RX_BUFFER_SIZE]; RX_BUFFERS],
-    rx_used: [bool; RX_BUFFERS],
+    /// Receive buffers of every transport's pool, back to back.
+    rx: [u8; RX_BYTES],
+    rx_used: [bool; RX_SLOTS],
     settings_buf: [u8; SETTINGS_LEN],
     copy_buf: [u8; COPY_BUF],
     current: Current,
@@ -271,8 +351,8 @@ impl Target {
             fault: None,
             out: Deque::new(),
             events: Deque::new(),
-            rx: [[0; RX_BUFFER_SIZE]; RX_BUFFERS],
-            rx_used: [false; RX_BUFFERS],
+            rx: [0; RX_BYTES],
+            rx_used: [false; RX_SLOTS],
             settings_buf: [0xFF; SETTINGS_LEN],
             copy_buf: [0xFF; COPY_BUF],
             current: Current::None,
@@ -287,6 +367,17 @@ impl Target {
             fw_version: 0,
             erased_ahead: None,
         };
+        // A write's expansion (its page programs, release and receipt
+        // notification) comes out of the reserve: the largest write must
+        // fit in it.
+        let page = match t.cfg.bank1 {
+            Bank1Location::External(e) => e.program_page,
+            Bank1Location::Internal => t.cfg.layout.page_size,
+        };
+        assert!(
+            page > 0 && SERIAL_RX.size as usize / page as usize + 3 <= RESERVED_JOBS,
+            "bank 1 program page of {page} B splits a write into more jobs than the queue reserves"
+        );
         t.push(Job::Step(Step::Boot));
         t
     }
@@ -311,8 +402,13 @@ impl Target {
         self.fault
     }
 
-    /// Takes one request frame (opcode first).
-    pub fn handle_request(&mut self, now: Instant, frame: &[u8]) -> Result<(), Busy> {
+    /// Takes one request frame (opcode first) that came in on `transport`.
+    pub fn handle_request(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        frame: &[u8],
+    ) -> Result<(), Busy> {
         self.now = now;
         if self.mode != Mode::Dfu {
             // Booting (activating) or running the app: the DFU transport is
@@ -335,7 +431,7 @@ impl Target {
             }
         };
         match req {
-            Request::Write(data) => self.on_write(data),
+            Request::Write(data) => self.on_write(transport, data),
             _ => self.queue_step(Step::Request(ShortFrame::new(frame))),
         }
     }
@@ -407,7 +503,8 @@ impl Target {
             Job::Program { addr, len, src } => {
                 let data = match src {
                     Source::Rx { buf, start } => {
-                        &self.rx[buf as usize][start as usize..start as usize + len as usize]
+                        let at = rx_slot(buf).0 + start as usize;
+                        &self.rx[at..at + len as usize]
                     }
                     Source::Settings => &self.settings_buf[..len as usize],
                     Source::Copy { .. } => &self.copy_buf[..len as usize],
@@ -470,8 +567,14 @@ impl Target {
     /// Pushes jobs to the front in the given order (they run next).
     fn push_front_all(&mut self, jobs: &[Job]) {
         for job in jobs.iter().rev() {
-            self.jobs.push_front(*job).expect("job queue overflow");
+            self.push_front(*job);
         }
+    }
+
+    /// Pushes a job to run next. Steps that expand into jobs draw on the
+    /// reserve that requests leave free, so this fits.
+    fn push_front(&mut self, job: Job) {
+        self.jobs.push_front(job).expect("job queue overflow");
     }
 
     fn respond(&mut self, r: Response) {
@@ -518,7 +621,8 @@ impl Target {
             ..
         } = job
         {
-            let data = &self.rx[buf as usize][start as usize..start as usize + len as usize];
+            let at = rx_slot(buf).0 + start as usize;
+            let data = &self.rx[at..at + len as usize];
             let p = &mut self.settings.progress;
             p.firmware_image_crc = crc32(p.firmware_image_crc, data);
             p.firmware_image_offset += len;
@@ -577,91 +681,126 @@ impl Target {
 
     // ---- writes --------------------------------------------------------
 
-    fn on_write(&mut self, data: &[u8]) -> Result<(), Busy> {
+    /// A WRITE arrives: its bytes go into a receive buffer of its
+    /// transport's pool now, and it is processed in order with the requests
+    /// around it ([`Step::Write`]). A host may send an object's writes right
+    /// behind its CREATE, which runs only when the work before it is done.
+    fn on_write(&mut self, transport: Transport, data: &[u8]) -> Result<(), Busy> {
+        if data.len() > usize::from(transport.pool().size) {
+            return self.queue_step(Step::Respond(Response::error(
+                Opcode::ObjectWrite,
+                ResultCode::InsufficientResources,
+            )));
+        }
+        let (slots, _) = transport.slots();
+        let Some(buf) = slots.clone().find(|&i| !self.rx_used[i]) else {
+            return Err(Busy);
+        };
+        // The step itself; its expansion (page programs, release, receipt
+        // notification) comes out of the reserve when it runs.
+        if !self.has_room(1) {
+            return Err(Busy);
+        }
+        self.rx_used[buf] = true;
+        let at = rx_slot(buf as u8).0;
+        self.rx[at..at + data.len()].copy_from_slice(data);
+        self.push(Job::Step(Step::Write {
+            buf: buf as u8,
+            len: data.len() as u16,
+        }));
+        Ok(())
+    }
+
+    /// A WRITE's turn: check it against the object it belongs to, then
+    /// queue its page programs (holding its buffer) to run next.
+    fn run_write(&mut self, buf: u8, len: u16) {
+        let at = rx_slot(buf).0;
+        let len32 = u32::from(len);
         let reject = match self.current {
             _ if self.mode != Mode::Dfu => Some(ResultCode::OperationNotPermitted),
             Current::None => Some(ResultCode::OperationNotPermitted),
-            Current::Command if !self.has_room(1) => return Err(Busy),
             Current::Command => {
                 // The init packet is kept in RAM (the settings copy) until EXECUTE.
                 let p = &mut self.settings.progress;
-                let end = p.command_offset as usize + data.len();
+                let end = p.command_offset as usize + usize::from(len);
                 if end > p.command_size as usize {
                     Some(ResultCode::InvalidParameter)
                 } else {
+                    let data = &self.rx[at..at + usize::from(len)];
                     self.settings.init_command[p.command_offset as usize..end]
                         .copy_from_slice(data);
                     p.command_crc = crc32(p.command_crc, data);
                     p.command_offset = end as u32;
-                    return self.count_prn(Step::PrnCrc);
+                    self.rx_used[buf as usize] = false;
+                    if self.prn_due() {
+                        self.push_front(Job::Step(Step::PrnCrc));
+                    }
+                    return;
                 }
             }
             Current::Data if !self.init_accepted => Some(ResultCode::OperationNotPermitted),
-            Current::Data if self.recv_offset + data.len() as u32 > self.object_end => {
+            Current::Data if self.recv_offset + len32 > self.object_end => {
                 Some(ResultCode::InvalidParameter)
             }
-            Current::Data if !data.len().is_multiple_of(self.bank1_write_unit() as usize) => {
+            Current::Data if !len32.is_multiple_of(self.bank1_write_unit()) => {
                 Some(ResultCode::InvalidParameter)
             }
-            Current::Data if data.len() > RX_BUFFER_SIZE => Some(ResultCode::InsufficientResources),
             Current::Data => None,
         };
         if let Some(code) = reject {
-            return self.queue_step(Step::Respond(Response::error(Opcode::ObjectWrite, code)));
+            self.rx_used[buf as usize] = false;
+            self.respond(Response::error(Opcode::ObjectWrite, code));
+            return;
         }
         if self.fault.is_some() {
             // Nothing can be stored. CRC_GET and EXECUTE report the fault, and
             // so does the receipt notification a PRN host is waiting for.
-            if !self.has_room(1) {
-                return Err(Busy);
+            self.rx_used[buf as usize] = false;
+            if self.prn_due() {
+                self.push_front(Job::Step(Step::PrnCrc));
             }
-            return self.count_prn(Step::PrnCrc);
+            return;
         }
-        let Some(buf) = self.rx_used.iter().position(|u| !u) else {
-            return Err(Busy);
-        };
         // Data is going into bank 1: nothing there counts as erased ahead
         // any more (CREATE consumed the range already; this covers a host
         // that writes without a CREATE after EXECUTE).
         self.erased_ahead = None;
         let page = self.bank1_program_page();
         let addr = self.bank1_addr + self.recv_offset;
-        let pieces = pieces(addr, data.len() as u32, page);
-        // Programs, the release, and possibly the PRN response must all fit.
-        if !self.has_room(pieces + 2) {
-            return Err(Busy);
+        self.recv_offset += len32;
+        // To run next, in order: the page programs, the buffer's release,
+        // and a receipt notification if this write completes a PRN
+        // interval (sent once the write is stored). Pushed to the front
+        // last first. The reserve holds them: at most 1024 / 256 + 1 = 5
+        // programs, 7 jobs, against RESERVED_JOBS.
+        if self.prn_due() {
+            self.push_front(Job::Step(Step::PrnCrc));
         }
-        self.rx_used[buf] = true;
-        self.rx[buf][..data.len()].copy_from_slice(data);
-        let mut off = 0u32;
-        while off < data.len() as u32 {
-            let a = addr + off;
-            let n = (page - a % page).min(data.len() as u32 - off);
-            self.push(Job::Program {
-                addr: a,
-                len: n,
+        self.push_front(Job::Step(Step::Release(buf)));
+        let mut end = addr + len32;
+        while end > addr {
+            let start = ((end - 1) / page * page).max(addr);
+            self.push_front(Job::Program {
+                addr: start,
+                len: end - start,
                 src: Source::Rx {
-                    buf: buf as u8,
-                    start: off as u16,
+                    buf,
+                    start: (start - addr) as u16,
                 },
             });
-            off += n;
+            end = start;
         }
-        self.push(Job::Step(Step::Release(buf as u8)));
-        self.recv_offset += data.len() as u32;
-        self.count_prn(Step::PrnCrc)
     }
 
-    /// Counts a write towards the packet receipt notification and queues
-    /// `notify` when the count is reached. Callers check room first, so the
-    /// write and its notification are taken together or not at all.
-    fn count_prn(&mut self, notify: Step) -> Result<(), Busy> {
+    /// Counts a write towards the packet receipt notification; true when
+    /// the notification is due.
+    fn prn_due(&mut self) -> bool {
         self.prn_count = self.prn_count.wrapping_add(1);
-        if self.prn != 0 && self.prn_count >= self.prn {
+        let due = self.prn != 0 && self.prn_count >= self.prn;
+        if due {
             self.prn_count = 0;
-            self.push(Job::Step(notify));
         }
-        Ok(())
+        due
     }
 
     // ---- steps ---------------------------------------------------------
@@ -687,6 +826,7 @@ impl Target {
                 };
                 self.respond(r);
             }
+            Step::Write { buf, len } => self.run_write(buf, len),
             Step::Release(buf) => self.release_if_unreferenced(buf),
             Step::Boot => self.boot(mem),
             Step::Activate => self.activate_step(mem),
@@ -1015,27 +1155,22 @@ impl Target {
             return Some(Response::ext_error(OP, f.ext()));
         }
         let p = self.settings.progress;
-        if !self.init_accepted
-            || p.firmware_image_offset - p.firmware_image_offset_last != p.data_object_size
-        {
-            // Re-executing an intermediate object that was already executed
-            // is harmless; hosts resuming at an object boundary do it
-            // (Android DFU #252). Never the last one: its EXECUTE is the
-            // validation, and answering it without validating would report
-            // an update that did not happen.
-            if self.init_accepted
-                && p.firmware_image_offset == p.firmware_image_offset_last
-                && p.firmware_image_offset > 0
-                && p.firmware_image_offset < self.image_size
-            {
-                return Some(Response::ok(OP, Payload::None));
-            }
+        // The SDK's check: the bytes received since the last EXECUTE must be
+        // the size CREATE announced. EXECUTE zeroes that size, so executing
+        // an executed object again passes (hosts resuming at an object
+        // boundary do it, Android DFU #252; the last one is validated
+        // again), while an object created and left short, its writes
+        // dropped, is refused: a host that pipelines EXECUTE behind its
+        // writes relies on hearing so.
+        let received = p.firmware_image_offset - p.firmware_image_offset_last;
+        if !self.init_accepted || received != p.data_object_size || p.firmware_image_offset == 0 {
             return Some(Response::error(OP, ResultCode::OperationNotPermitted));
         }
         if p.firmware_image_offset != self.image_size {
             let sp = &mut self.settings.progress;
             sp.firmware_image_offset_last = sp.firmware_image_offset;
             sp.firmware_image_crc_last = sp.firmware_image_crc;
+            sp.data_object_size = 0;
             self.erase_ahead(p.firmware_image_offset);
             if self.cfg.save_progress_in_flash {
                 self.write_settings_then(&[Job::Step(Step::RespondIfStored(Response::ok(
@@ -1241,6 +1376,16 @@ impl Target {
     /// (all but the last), so these pages hold nothing of the image yet.
     /// Skipped when the queue lacks room: CREATE then erases as usual.
     fn erase_ahead(&mut self, start: u32) {
+        // Requests the host sent behind EXECUTE (the next CREATE, its
+        // writes) are already queued: erases queued behind them would wipe
+        // those writes. CREATE then erases as usual.
+        if self
+            .jobs
+            .iter()
+            .any(|j| matches!(j, Job::Step(Step::Request(_) | Step::Write { .. })))
+        {
+            return;
+        }
         let end = (start + DATA_OBJECT_MAX_SIZE).min(self.image_size);
         let erase = self.bank1_erase_size();
         let first = (self.bank1_addr + start) / erase * erase;
@@ -1315,15 +1460,6 @@ pub fn image_crc(
     len: u32,
 ) -> Result<u32, dfukit_core::ReadError> {
     validation::crc_of(mem, addr, len)
-}
-
-/// How many program operations a write of `len` bytes at `addr` needs when a
-/// program may not cross a `page` boundary.
-fn pieces(addr: u32, len: u32, page: u32) -> usize {
-    if len == 0 {
-        return 0;
-    }
-    ((addr + len - 1) / page - addr / page + 1) as usize
 }
 
 #[cfg(test)]

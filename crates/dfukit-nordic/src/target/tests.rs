@@ -101,13 +101,17 @@ impl Rig {
     }
 
     fn req(&mut self, frame: &[u8]) -> Option<Response> {
-        self.t.handle_request(self.now, frame).unwrap();
+        self.t
+            .handle_request(self.now, Transport::Serial, frame)
+            .unwrap();
         self.t.poll(self.now, &mut self.mem);
         self.t.poll_response()
     }
 
     fn req_run(&mut self, frame: &[u8]) -> Response {
-        self.t.handle_request(self.now, frame).unwrap();
+        self.t
+            .handle_request(self.now, Transport::Serial, frame)
+            .unwrap();
         self.run();
         self.t.poll_response().expect("a response")
     }
@@ -146,7 +150,8 @@ fn ready(image: &[u8]) -> Rig {
     let mut create = vec![0x01, 0x01];
     create.extend_from_slice(&(init.len() as u32).to_le_bytes());
     assert_eq!(r.req_run(&create).result, ResultCode::Success);
-    r.t.handle_request(r.now, &write(&init)).unwrap();
+    r.t.handle_request(r.now, Transport::Serial, &write(&init))
+        .unwrap();
     assert_eq!(r.req_run(&[0x04]).result, ResultCode::Success);
     assert_eq!(r.req_run(&[0x06, 0x02]).result, ResultCode::Success);
     let mut create = vec![0x01, 0x02];
@@ -159,7 +164,8 @@ fn ready(image: &[u8]) -> Rig {
 fn offset_and_crc_count_only_completed_writes() {
     let image: Vec<u8> = (0..8192u32).map(|i| i as u8).collect();
     let mut r = ready(&image);
-    r.t.handle_request(r.now, &write(&image[..1024])).unwrap();
+    r.t.handle_request(r.now, Transport::Serial, &write(&image[..1024]))
+        .unwrap();
     // The write's first page program starts but does not complete.
     assert!(r.start_one());
     // CRC_GET waits behind it: no answer yet.
@@ -182,28 +188,71 @@ fn receive_buffers_are_held_until_their_write_completes() {
     let image: Vec<u8> = (0..8192u32).map(|i| (i * 7) as u8).collect();
     let mut r = ready(&image);
     // Four buffers: four 512-byte writes are taken while nothing completes.
-    for i in 0..RX_BUFFERS {
+    for i in 0..SERIAL_RX.buffers as usize {
         let chunk = &image[i * 512..(i + 1) * 512];
-        r.t.handle_request(r.now, &write(chunk)).unwrap();
+        r.t.handle_request(r.now, Transport::Serial, &write(chunk))
+            .unwrap();
     }
     assert!(r.start_one());
     // The fifth finds no free buffer: the transport must hold it back.
     let fifth = &image[4 * 512..5 * 512];
-    assert_eq!(r.t.handle_request(r.now, &write(fifth)), Err(Busy));
+    assert_eq!(
+        r.t.handle_request(r.now, Transport::Serial, &write(fifth)),
+        Err(Busy)
+    );
     // The first buffer's two page programs complete: it is free again.
     r.t.flash_complete(r.now, FlashOutcome::Done);
     assert!(r.start_one());
-    assert_eq!(r.t.handle_request(r.now, &write(fifth)), Err(Busy));
+    assert_eq!(
+        r.t.handle_request(r.now, Transport::Serial, &write(fifth)),
+        Err(Busy)
+    );
     r.t.flash_complete(r.now, FlashOutcome::Done);
     r.t.poll(r.now, &mut r.mem);
-    assert_eq!(r.t.handle_request(r.now, &write(fifth)), Ok(()));
+    assert_eq!(
+        r.t.handle_request(r.now, Transport::Serial, &write(fifth)),
+        Ok(())
+    );
+}
+
+#[test]
+fn ble_writes_use_their_own_pool_of_seventeen() {
+    let image: Vec<u8> = (0..8192u32).map(|i| (i * 13) as u8).collect();
+    let mut r = ready(&image);
+    // 17 BLE buffers of 244 bytes: a whole 4 KiB object and one write more
+    // is taken while the flash completes nothing.
+    let n = BLE_RX.buffers as usize;
+    assert_eq!((n, BLE_RX.size), (17, 244));
+    for i in 0..n {
+        let chunk = &image[i * 200..(i + 1) * 200];
+        r.t.handle_request(r.now, Transport::Ble, &write(chunk))
+            .unwrap();
+    }
+    let next = &image[n * 200..(n + 1) * 200];
+    assert_eq!(
+        r.t.handle_request(r.now, Transport::Ble, &write(next)),
+        Err(Busy)
+    );
+    // The serial pool is separate: it still has room.
+    assert_eq!(
+        r.t.handle_request(r.now, Transport::Serial, &write(next)),
+        Ok(())
+    );
+    // A BLE write larger than its buffer is refused, not truncated.
+    let mut r = ready(&image);
+    r.t.handle_request(r.now, Transport::Ble, &write(&image[..248]))
+        .unwrap();
+    r.t.poll(r.now, &mut r.mem);
+    let resp = r.t.poll_response().expect("an answer");
+    assert_eq!(resp.result, ResultCode::InsufficientResources);
 }
 
 #[test]
 fn a_lost_completion_becomes_a_bounded_reported_error() {
     let image: Vec<u8> = vec![0x5A; 4096];
     let mut r = ready(&image);
-    r.t.handle_request(r.now, &write(&image[..1024])).unwrap();
+    r.t.handle_request(r.now, Transport::Serial, &write(&image[..1024]))
+        .unwrap();
     assert!(r.start_one());
     assert_eq!(r.req(&[0x03]), None);
     // Time passes; the completion never comes.
@@ -249,11 +298,44 @@ fn unknown_and_short_requests_get_error_responses() {
 }
 
 #[test]
-fn pieces_split_at_program_pages() {
-    assert_eq!(pieces(0, 1024, 256), 4);
-    assert_eq!(pieces(100, 256, 256), 2);
-    assert_eq!(pieces(0, 0, 256), 0);
-    assert_eq!(pieces(0x27000, 4096, 4096), 1);
+fn writes_are_programmed_in_page_pieces_in_order() {
+    let image: Vec<u8> = (0..4096u32).map(|i| (i * 3) as u8).collect();
+    let mut r = ready(&image);
+    // 100 bytes, then 1024 bytes from offset 100: pieces end at each
+    // 256-byte QSPI page boundary, none crosses one.
+    r.t.handle_request(r.now, Transport::Serial, &write(&image[..100]))
+        .unwrap();
+    r.t.handle_request(r.now, Transport::Serial, &write(&image[100..1124]))
+        .unwrap();
+    let base = TargetConfig::MX25R6435F_BANK.base;
+    let mut programs = Vec::new();
+    loop {
+        r.t.poll(r.now, &mut r.mem);
+        let Some(op) = r.t.poll_flash() else { break };
+        if let FlashOp::Program { addr, data } = op {
+            programs.push((addr - base, data.len() as u32));
+        }
+        r.mem.apply(op);
+        r.t.flash_complete(r.now, FlashOutcome::Done);
+    }
+    assert_eq!(
+        programs,
+        vec![
+            (0, 100),
+            (100, 156),
+            (256, 256),
+            (512, 256),
+            (768, 256),
+            (1024, 100)
+        ]
+    );
+    assert_eq!(r.mem.slice(base, 1124), &image[..1124]);
+    // Every buffer went back to the pool: four more writes are taken.
+    for i in 0..SERIAL_RX.buffers as usize {
+        let at = 1124 + i * 4;
+        r.t.handle_request(r.now, Transport::Serial, &write(&image[at..at + 4]))
+            .unwrap();
+    }
 }
 
 #[test]
@@ -263,14 +345,20 @@ fn a_flood_of_requests_is_held_off_not_overflowed() {
     let image: Vec<u8> = vec![0xA5; 4096];
     let mut r = ready(&image);
     for chunk in image.chunks(1024) {
-        r.t.handle_request(r.now, &write(chunk)).unwrap();
+        r.t.handle_request(r.now, Transport::Serial, &write(chunk))
+            .unwrap();
     }
     r.run();
     // EXECUTE is queued, then requests pile up behind it until Busy, before
     // the core gets to run.
-    r.t.handle_request(r.now, &[0x04]).unwrap();
+    r.t.handle_request(r.now, Transport::Serial, &[0x04])
+        .unwrap();
     let mut taken = 0;
-    while r.t.handle_request(r.now, &[0x09, 1]).is_ok() {
+    while r
+        .t
+        .handle_request(r.now, Transport::Serial, &[0x09, 1])
+        .is_ok()
+    {
         taken += 1;
         assert!(taken < 1000, "never pushed back");
     }
