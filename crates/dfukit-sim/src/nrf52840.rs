@@ -15,8 +15,8 @@ use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
 use dfukit_nordic::proto::Response;
 use dfukit_nordic::settings::bank_code;
 use dfukit_nordic::target::{
-    image_crc, load_settings, Bank1Location, Busy, Mode, SettingsSource, Target, TargetConfig,
-    TargetEvent, Transport,
+    image_crc, load_settings, Answers, Bank1Location, Busy, Mode, SettingsSource, Target,
+    TargetConfig, TargetEvent, Transport,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -63,6 +63,11 @@ pub struct BoardConfig {
     pub mtu: u16,
     /// Fault switch, if any.
     pub fault: Option<Fault>,
+    /// Run the bootloader with the nRF5 SDK's answers
+    /// ([`Answers::Received`]) instead of dfukit's: with
+    /// [`Fault::QspiCompletionsStop`] this is the user report's port whole.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sdk_answers: bool,
 }
 
 impl Default for BoardConfig {
@@ -75,6 +80,7 @@ impl Default for BoardConfig {
             seed: 1,
             mtu: 2051,
             fault: None,
+            sdk_answers: false,
         }
     }
 }
@@ -494,6 +500,9 @@ pub fn target_config(cfg: &BoardConfig) -> Result<TargetConfig, BoardError> {
     // A QSPI sector erase may take 240 ms at worst; 1 s bounds a lost
     // completion without tripping on a slow part.
     t.flash_timeout = Duration::from_millis(1000);
+    if cfg.sdk_answers {
+        t.answers = Answers::Received;
+    }
     Ok(t)
 }
 

@@ -276,6 +276,112 @@ fn stalled_qspi_holds_the_buffers_and_reports_the_lost_completion() {
     assert!(run.elapsed < Duration::from_secs(3), "{:?}", run.elapsed);
 }
 
+/// Collects the host's events along with the run.
+fn ble_update_events(board: &mut Nrf52840, o: &Options, image: &[u8]) -> (BleRun, Vec<Event>) {
+    let init = signed(image);
+    let start = board.now();
+    let mut link = BleBoardLink::new(board, BleParams::fast_15ms(), 9).unwrap();
+    let mut events = Vec::new();
+    let result = host::update(&mut link, o, &init, image, &mut |e| events.push(e));
+    let last_heard = link.last_heard();
+    let (trace, counters) = link.finish();
+    let run = BleRun {
+        last_heard,
+        result,
+        elapsed: board.now().saturating_duration_since(start),
+        chunk: 244,
+        trace,
+        counters,
+    };
+    (run, events)
+}
+
+/// The nRF52 user report, whole: an SDK bootloader whose QSPI port never
+/// calls the completion callback, updated by the phone library. The first
+/// object's 17 writes take the 17 BLE buffers, which never come back; the
+/// device still answers from what it received, so object 0 checks and
+/// executes; every write of object 1 is dropped, the device stays at 4096
+/// and the host can only count lost bytes. The same flash under dfukit's
+/// core: the lost completion is reported, and named.
+#[test]
+fn the_reports_failure_with_the_sdk_answers_and_the_phone_host() {
+    let img = image(40_000, 8);
+    let stalled = |sdk_answers: bool| {
+        let mut cfg = config(&key(1), Bank1::Qspi);
+        // The first QSPI operation (object 0's erase) completes; nothing after.
+        cfg.fault = Some(Fault::QspiCompletionsStop { after: 1 });
+        cfg.sdk_answers = sdk_answers;
+        fresh(cfg)
+    };
+    let phone = Options {
+        max_recoveries: 3,
+        ..Options::phone_baseline()
+    };
+
+    let mut b = stalled(true);
+    let (run, events) = ble_update_events(&mut b, &phone, &img);
+    let err = run.result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            HostError::BytesLost {
+                object: Some(1),
+                device_offset: 4096,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("bytes lost"), "{err}");
+    // Object 0 went through: checked and executed on received bytes.
+    assert!(events.contains(&Event::Progress {
+        done: 4096,
+        total: img.len() as u32
+    }));
+    // Then the "bytes were lost" loop of the report's log: each resend of
+    // object 1 is dropped whole and the device stays at 4096.
+    let lost: Vec<(u32, u32)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Recovered {
+                object: Some(1),
+                offset,
+                lost,
+            } => Some((*offset, *lost)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lost.len(), 3, "{events:?}");
+    assert!(lost.iter().all(|&(o, l)| o == 4096 && l > 0), "{lost:?}");
+    let c = run.counters;
+    assert!(c.writes_dropped >= 4 * 12, "{c:?}");
+    assert_eq!(c.bytes_lost, c.writes_dropped * 244, "{c:?}");
+    // The device never said why.
+    assert!(!err.to_string().contains("completion"), "{err}");
+
+    // dfukit's core on the same flash: the phone host hears the cause.
+    let mut b = stalled(false);
+    let (run, _) = ble_update_events(&mut b, &phone, &img);
+    let err = run.result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            HostError::Rejected {
+                ext: Some(ExtError::FlashCompletionTimeout),
+                object: Some(0),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.help().contains("flash write completion not received"),
+        "{}",
+        err.help()
+    );
+    assert_eq!(run.counters.writes_dropped, 0, "{:?}", run.counters);
+}
+
 #[test]
 fn power_loss_is_reported_after_the_supervision_timeout() {
     let mut b = fresh(config(&key(1), Bank1::Qspi));

@@ -102,6 +102,27 @@ pub enum EnterDfu {
     WhenNoValidApp,
 }
 
+/// When the bootloader counts a write, and what its answers describe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answers {
+    /// dfukit's core: a write counts once the flash reports it stored, a
+    /// request is answered once the flash work queued before it is done,
+    /// and a started flash operation has a deadline
+    /// ([`TargetConfig::flash_timeout`]). An offset or CRC the device
+    /// reports describes bytes in flash.
+    Stored,
+    /// The nRF5 SDK's request handler as the nRF52 user report's port ran
+    /// it: a write counts when it is handed to the flash
+    /// (`on_data_obj_write_request`), requests are answered in arrival
+    /// order without waiting for the flash (the port's QSPI writes bypass
+    /// `nrf_fstorage`, so EXECUTE does not wait either), and a receive
+    /// buffer returns to its pool only in the completion callback, which
+    /// has no deadline. A driver that never calls back leaks every buffer,
+    /// and every later write is dropped. Kept to reproduce that failure; do
+    /// not build a bootloader this way.
+    Received,
+}
+
 /// The build-time configuration of the bootloader.
 #[derive(Debug, Clone)]
 pub struct TargetConfig {
@@ -134,6 +155,9 @@ pub struct TargetConfig {
     pub enter_dfu: EnterDfu,
     /// HARDWARE_VERSION answer.
     pub hardware: HardwareInfo,
+    /// What answers describe ([`Answers::Stored`] unless reproducing the
+    /// SDK's failure).
+    pub answers: Answers,
 }
 
 impl TargetConfig {
@@ -152,6 +176,7 @@ impl TargetConfig {
             save_progress_in_flash: false,
             enter_dfu: EnterDfu::Always,
             hardware: HardwareInfo::NRF52840,
+            answers: Answers::Stored,
         }
     }
 

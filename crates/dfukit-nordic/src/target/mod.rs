@@ -20,7 +20,8 @@ mod validation;
 pub use p256::ecdsa::VerifyingKey;
 
 pub use config::{
-    Bank1Location, EnterDfu, ExternalBank, HardwareInfo, InternalLayout, SoftDevice, TargetConfig,
+    Answers, Bank1Location, EnterDfu, ExternalBank, HardwareInfo, InternalLayout, SoftDevice,
+    TargetConfig,
 };
 
 use crate::proto::{ExtError, ObjectType, Opcode, Payload, Request, Response, ResultCode};
@@ -461,7 +462,13 @@ impl Target {
     /// `mem` where a step needs to (settings at boot, hashes, activation).
     pub fn poll(&mut self, now: Instant, mem: &mut impl ReadFlash) {
         self.now = now;
-        if let Some(f) = self.in_flight {
+        if self.cfg.answers == Answers::Received {
+            self.run_requests_now(mem);
+        }
+        if let Some(f) = self
+            .in_flight
+            .filter(|_| self.cfg.answers == Answers::Stored)
+        {
             if now >= f.deadline {
                 self.in_flight = None;
                 self.stuck = Some(f.job);
@@ -488,6 +495,37 @@ impl Target {
             }
             if self.out.is_full() {
                 break;
+            }
+        }
+    }
+
+    /// [`Answers::Received`]: requests and writes run in arrival order as
+    /// soon as they come, as the SDK's scheduler runs them; flash jobs and
+    /// the steps tied to them (buffer releases, answers that wait for a
+    /// settings write) keep their own order behind the flash.
+    fn run_requests_now(&mut self, mem: &mut impl ReadFlash) {
+        let runs_now = |j: &Job| {
+            matches!(
+                j,
+                Job::Step(Step::Request(_) | Step::Write { .. } | Step::Respond(_) | Step::PrnCrc)
+            )
+        };
+        while !self.out.is_full() {
+            let Some(i) = self.jobs.iter().position(runs_now) else {
+                break;
+            };
+            let mut rest: Deque<Job, QUEUE_LEN> = Deque::new();
+            let mut picked = None;
+            for (k, j) in core::mem::take(&mut self.jobs).into_iter().enumerate() {
+                if k == i {
+                    picked = Some(j);
+                } else {
+                    let _ = rest.push_back(j);
+                }
+            }
+            self.jobs = rest;
+            if let Some(Job::Step(step)) = picked {
+                self.run_step(step, mem);
             }
         }
     }
@@ -621,6 +659,10 @@ impl Target {
             ..
         } = job
         {
+            if self.cfg.answers == Answers::Received {
+                // Counted when handed to the flash (`run_write`).
+                return;
+            }
             let at = rx_slot(buf).0 + start as usize;
             let data = &self.rx[at..at + len as usize];
             let p = &mut self.settings.progress;
@@ -768,6 +810,10 @@ impl Target {
         let page = self.bank1_program_page();
         let addr = self.bank1_addr + self.recv_offset;
         self.recv_offset += len32;
+        if self.cfg.answers == Answers::Received {
+            self.hand_to_flash(buf, addr, len32, page);
+            return;
+        }
         // To run next, in order: the page programs, the buffer's release,
         // and a receipt notification if this write completes a PRN
         // interval (sent once the write is stored). Pushed to the front
@@ -789,6 +835,34 @@ impl Target {
                 },
             });
             end = start;
+        }
+    }
+
+    /// [`Answers::Received`]: the write counts now (offset and CRC, as the
+    /// SDK's `on_data_obj_write_request` computes them before handing the
+    /// data to the flash); its programs and its buffer's release go to the
+    /// back of the flash queue; a receipt notification goes out at once.
+    fn hand_to_flash(&mut self, buf: u8, addr: u32, len: u32, page: u32) {
+        let at = rx_slot(buf).0;
+        let p = &mut self.settings.progress;
+        p.firmware_image_crc = crc32(p.firmware_image_crc, &self.rx[at..at + len as usize]);
+        p.firmware_image_offset += len;
+        let mut a = addr;
+        while a < addr + len {
+            let n = (page - a % page).min(addr + len - a);
+            self.push(Job::Program {
+                addr: a,
+                len: n,
+                src: Source::Rx {
+                    buf,
+                    start: (a - addr) as u16,
+                },
+            });
+            a += n;
+        }
+        self.push(Job::Step(Step::Release(buf)));
+        if self.prn_due() {
+            self.push_front(Job::Step(Step::PrnCrc));
         }
     }
 
