@@ -168,26 +168,25 @@ impl BleParams {
         }
     }
 
-    /// The phone of the nRF52 user report (Android, nRF Connect / Android
-    /// DFU Library): LE 1M (its `preferred PHY = LE 1M` at connection),
-    /// connection interval 30 ms with supervision timeout 5 s (its "Connection
-    /// parameters updated (interval: 30.0ms, latency: 0, timeout: 5000ms)"),
-    /// ATT_MTU 247 ("MTU changed to: 247"), and the Core spec's initial data
-    /// length of 27 octets, since the log shows no Data Length Update.
-    /// Event length 7.5 ms is the bootloader's SoftDevice reservation; the
-    /// TX queue of 6 is a modelling choice for the phone's stack, not a
-    /// published figure.
+    /// The phone of the nRF52 user report (Android, nRF Connect with the
+    /// Android DFU Library) on its connection to the bootloader:
+    /// - LE 2M: "[DFU] PHY updated (TX: LE 2M, RX: LE 2M)" during the
+    ///   transfer.
+    /// - Connection interval 15 ms, supervision timeout 6 s: what the SDK
+    ///   bootloader asks for, and what the report's second log shows
+    ///   ("interval: 15.0ms, latency: 0, timeout: 6000ms").
+    /// - ATT MTU 247 ("MTU changed to: 247"), data length 251.
+    /// - **One packet per connection event: calibrated, not published.** In
+    ///   the log, object 1's 17 writes start at 13:15:33.815 ("Uploading
+    ///   firmware") and its CRC answer arrives at 34.097. That is about 19
+    ///   intervals of 15 ms for 17 writes and the CRC_GET, so one write per
+    ///   event.
+    ///
+    /// Event length and the TX queue as in [`fast_15ms`](Self::fast_15ms).
     pub fn phone_report() -> Self {
         BleParams {
-            phy: Phy::M1,
-            conn_interval: Duration::from_millis(30),
-            event_length: Duration::from_micros(7_500),
-            att_mtu: 247,
-            data_length: 27,
-            max_packets_per_event: None,
-            supervision_timeout: Duration::from_secs(5),
-            host_tx_queue: 6,
-            packet_error_rate: 0.0,
+            max_packets_per_event: Some(1),
+            ..Self::fast_15ms()
         }
     }
 
@@ -444,9 +443,19 @@ mod tests {
         assert_eq!(capped.packets_per_event(251), 3);
     }
 
+    /// LE 1M, 30 ms, no Data Length Update: every write in 27-octet packets.
+    fn short_packets() -> BleParams {
+        BleParams {
+            phy: Phy::M1,
+            conn_interval: Duration::from_millis(30),
+            data_length: 27,
+            ..BleParams::fast_15ms()
+        }
+    }
+
     #[test]
     fn writes_fragment_at_the_data_length() {
-        let p = BleParams::phone_report();
+        let p = short_packets();
         p.validate().unwrap();
         // 244 + 7 = 251 octets in 27-octet packets: 9 × 27 + 8.
         let f = p.fragments(ATT_HEADER + 244);
@@ -491,7 +500,7 @@ mod tests {
 
     #[test]
     fn fragmented_writes_cost_more_events() {
-        let phone = BleParams::phone_report();
+        let phone = short_packets();
         let b = phone.bound(475_384, phone.write_payload());
         // 1M, 27-octet packets: X_packet = 296 + 150 + 80 + 150 = 676 µs,
         // floor(7500 / 676) = 11 packets per event, 10 packets per write.

@@ -446,7 +446,7 @@ fn bench_ble_reports_an_entry_per_link() {
     for link in [
         "ble-2m-ci15ms",
         "ble-2m-ci7.5ms",
-        "ble-1m-ci30ms-dl27",
+        "ble-phone-report",
         "uart-115200",
         "uart-1000000",
     ] {

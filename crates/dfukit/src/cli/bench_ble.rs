@@ -1,8 +1,8 @@
 //! `dfukit bench ble`: the race. A 475,384-byte application goes
 //! into bank 1 on the simulated nRF52840's MX25R6435F and is then activated,
 //! over the modelled BLE link (2M PHY, ATT MTU 247, data length 251, 15 ms
-//! and 7.5 ms intervals; and the user report's phone link, 1M PHY, 30 ms,
-//! data length 27) and over a UART at 115200 and 1000000 baud, all in
+//! and 7.5 ms intervals; and the user report's phone, which sends one
+//! packet per connection event) and over a UART at 115200 and 1000000 baud, all in
 //! virtual time. Each transfer is compared with the link's bound and with a
 //! host that behaves like the phone library of the user report.
 
@@ -112,7 +112,7 @@ pub fn run(a: &BleBench) -> Result<(), Diag> {
     for (name, params) in [
         ("ble-2m-ci15ms", BleParams::fast_15ms()),
         ("ble-2m-ci7.5ms", BleParams::fast_7_5ms()),
-        ("ble-1m-ci30ms-dl27", BleParams::phone_report()),
+        ("ble-phone-report", BleParams::phone_report()),
     ] {
         let run = |o: &Options| -> Result<ble_sim::SimRun, Diag> {
             let mut b = ble_sim::board(None)?;
