@@ -398,8 +398,8 @@ impl BleParams {
 /// A throughput bound and how it was computed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bound {
-    /// Lower bound on the transfer (data objects with their control-point
-    /// round trips), in seconds.
+    /// Lower bound on the transfer (each data object's CREATE, writes and
+    /// EXECUTE, and the event for EXECUTE's answer), in seconds.
     pub seconds: f64,
     /// The bare write stream without round trips, in seconds.
     pub streaming_seconds: f64,

@@ -232,10 +232,7 @@ struct At {
 
 impl Session<'_> {
     fn request(&mut self, req: Request<'_>, at: At) -> Result<Payload, HostError> {
-        self.link.send(&req).map_err(|e| HostError::Link {
-            phase: at.phase,
-            source: e,
-        })?;
+        self.send(&req, at)?;
         self.response(req.opcode(), at)
     }
 
@@ -247,15 +244,7 @@ impl Session<'_> {
         // most one per write of a window can be owed; more is a device fault.
         let max_stale = self.opts.effective_window().max(1) as usize + 1;
         for _ in 0..=max_stale {
-            let frame =
-                self.recv_frame(self.opts.response_timeout, at)?
-                    .ok_or(HostError::Timeout {
-                        phase: at.phase,
-                        request: op,
-                        object: at.object,
-                        offset: at.offset,
-                        waited: self.opts.response_timeout,
-                    })?;
+            let frame = self.recv_answer(op, at)?;
             let stale_prn = op != Opcode::CrcGet
                 && frame.len() >= 2
                 && frame[0] == 0x60
@@ -282,15 +271,8 @@ impl Session<'_> {
             // answers to our requests: drain them first.
             for _ in 0..64 {
                 // Stale frames are already buffered: a short window finds them.
-                match self.link.recv(Duration::from_millis(2)) {
-                    Ok(Some(_)) => continue,
-                    Ok(None) => break,
-                    Err(e) => {
-                        return Err(HostError::Link {
-                            phase: at.phase,
-                            source: e,
-                        })
-                    }
+                if self.recv_frame(Duration::from_millis(2), at)?.is_none() {
+                    break;
                 }
             }
             // A bootloader that is still starting (or activating a previous
@@ -300,28 +282,17 @@ impl Session<'_> {
             let mut answered = false;
             'tries: for id in 1..=tries {
                 let id = id as u8;
-                self.link
-                    .send(&Request::Ping(id))
-                    .map_err(|e| HostError::Link {
-                        phase: at.phase,
-                        source: e,
-                    })?;
+                self.send(&Request::Ping(id), at)?;
                 // Read until this ping's window closes; stale echoes of
                 // earlier pings are skipped.
                 for _ in 0..16 {
-                    match self.link.recv(Duration::from_millis(250)) {
-                        Ok(Some(f)) if f.len() >= 4 && f[..2] == [0x60, 0x09] && f[3] == id => {
+                    match self.recv_frame(Duration::from_millis(250), at)? {
+                        Some(f) if f.len() >= 4 && f[..2] == [0x60, 0x09] && f[3] == id => {
                             answered = true;
                             break 'tries;
                         }
-                        Ok(Some(_)) => continue,
-                        Ok(None) => break,
-                        Err(e) => {
-                            return Err(HostError::Link {
-                                phase: at.phase,
-                                source: e,
-                            })
-                        }
+                        Some(_) => continue,
+                        None => break,
                     }
                 }
             }
@@ -473,12 +444,7 @@ impl Session<'_> {
                 }
                 let from = (w.sent - start) as usize;
                 let chunk = &data[from..(from + self.chunk).min(data.len())];
-                self.link
-                    .send(&Request::Write(chunk))
-                    .map_err(|e| HostError::Link {
-                        phase: at.phase,
-                        source: e,
-                    })?;
+                self.send(&Request::Write(chunk), at)?;
                 w.crc = crc32(w.crc, chunk);
                 w.sent += chunk.len() as u32;
                 w.in_flight.push_back(w.sent);
@@ -490,15 +456,7 @@ impl Session<'_> {
             }
             // CREATE's answer comes before any CRC_GET's: take it first.
             while w.create_pending {
-                let frame =
-                    self.recv_frame(self.opts.response_timeout, at)?
-                        .ok_or(HostError::Timeout {
-                            phase: at.phase,
-                            request: Opcode::ObjectCreate,
-                            object: at.object,
-                            offset: at.offset,
-                            waited: self.opts.response_timeout,
-                        })?;
+                let frame = self.recv_answer(Opcode::ObjectCreate, at)?;
                 self.on_notification(&frame, data, &mut w, at)?;
             }
             let at_sent = At {
@@ -547,12 +505,7 @@ impl Session<'_> {
         w: &mut Window,
         at: At,
     ) -> Result<bool, HostError> {
-        self.link
-            .send(&Request::Execute)
-            .map_err(|e| HostError::Link {
-                phase: at.phase,
-                source: e,
-            })?;
+        self.send(&Request::Execute, at)?;
         // An error in a frame before EXECUTE's answer (a mismatch, a refused
         // CREATE, a flash fault) is judged once that answer is read: it
         // says whether the object was executed, and it must not be left
@@ -560,15 +513,7 @@ impl Session<'_> {
         let mut held: Option<HostError> = None;
         // At most one notification per write, CREATE's answer and EXECUTE's.
         for _ in 0..=w.in_flight.len() + 2 {
-            let frame =
-                self.recv_frame(self.opts.response_timeout, at)?
-                    .ok_or(HostError::Timeout {
-                        phase: at.phase,
-                        request: Opcode::ObjectExecute,
-                        object: at.object,
-                        offset: at.offset,
-                        waited: self.opts.response_timeout,
-                    })?;
+            let frame = self.recv_answer(Opcode::ObjectExecute, at)?;
             if frame.get(1) != Some(&(Opcode::ObjectExecute as u8)) {
                 if let Err(e) = self.on_notification(&frame, data, w, at) {
                     held.get_or_insert(e);
@@ -578,26 +523,12 @@ impl Session<'_> {
             let executed = parse(&frame, Opcode::ObjectExecute, at);
             return match (executed, held) {
                 (Ok(_), None) => Ok(true),
-                (
-                    Ok(_),
-                    Some(HostError::CrcMismatch {
-                        phase,
-                        object,
-                        sent,
-                        crc,
-                        device_offset,
-                        device_crc,
-                        ..
-                    }),
-                ) => Err(HostError::CrcMismatch {
-                    phase,
-                    object,
-                    sent,
-                    crc,
-                    device_offset,
-                    device_crc,
-                    executed: true,
-                }),
+                (Ok(_), Some(mut e @ HostError::CrcMismatch { .. })) => {
+                    if let HostError::CrcMismatch { executed, .. } = &mut e {
+                        *executed = true;
+                    }
+                    Err(e)
+                }
                 // Incomplete: some writes were dropped. Not executed; the
                 // caller asks for the offset (a mismatch shows there again).
                 (
@@ -615,6 +546,27 @@ impl Session<'_> {
             phase: at.phase,
             request: Opcode::ObjectExecute,
             detail: "more notifications than writes before EXECUTE's answer".into(),
+        })
+    }
+
+    /// Receives the next frame while an answer to `request` is owed: none
+    /// within the response timeout is an error that names it.
+    fn recv_answer(&mut self, request: Opcode, at: At) -> Result<Vec<u8>, HostError> {
+        self.recv_frame(self.opts.response_timeout, at)?
+            .ok_or(HostError::Timeout {
+                phase: at.phase,
+                request,
+                object: at.object,
+                offset: at.offset,
+                waited: self.opts.response_timeout,
+            })
+    }
+
+    /// Sends one request, mapping I/O errors.
+    fn send(&mut self, req: &Request<'_>, at: At) -> Result<(), HostError> {
+        self.link.send(req).map_err(|e| HostError::Link {
+            phase: at.phase,
+            source: e,
         })
     }
 
@@ -671,22 +623,9 @@ impl Session<'_> {
     fn sync(&mut self, data: &[u8], w: &mut Window, at: At) -> Result<(u32, u32), HostError> {
         let prn = self.opts.prn;
         if prn != 0 && (w.in_flight.len() >= usize::from(prn) || w.counter_unknown) {
-            self.link
-                .send(&Request::SetPrn(prn))
-                .map_err(|e| HostError::Link {
-                    phase: at.phase,
-                    source: e,
-                })?;
+            self.send(&Request::SetPrn(prn), at)?;
             loop {
-                let frame =
-                    self.recv_frame(self.opts.response_timeout, at)?
-                        .ok_or(HostError::Timeout {
-                            phase: at.phase,
-                            request: Opcode::ReceiptNotifSet,
-                            object: at.object,
-                            offset: at.offset,
-                            waited: self.opts.response_timeout,
-                        })?;
+                let frame = self.recv_answer(Opcode::ReceiptNotifSet, at)?;
                 if frame.get(1) == Some(&(Opcode::CrcGet as u8)) {
                     self.on_notification(&frame, data, w, at)?;
                 } else {
@@ -741,7 +680,7 @@ impl Session<'_> {
                 };
                 match self.request(Request::Execute, at) {
                     Ok(_) => {}
-                    // Already executed (the SDK refuses a second EXECUTE).
+                    // Already executed: a bootloader may refuse a second EXECUTE.
                     Err(HostError::Rejected {
                         result: ResultCode::OperationNotPermitted,
                         ..
@@ -797,10 +736,7 @@ impl Session<'_> {
                 };
                 if pipeline {
                     // Its answer is taken while the writes go out.
-                    self.link.send(&create).map_err(|e| HostError::Link {
-                        phase: at.phase,
-                        source: e,
-                    })?;
+                    self.send(&create, at)?;
                 } else {
                     self.request(create, at)?;
                 }

@@ -55,9 +55,10 @@ const RX_BYTES: usize = SERIAL_RX.bytes() + BLE_RX.bytes();
 /// Pages copied between two progress records during activation
 /// (`NRF_BL_FW_COPY_PROGRESS_STORE_STEP`).
 pub const COPY_STEP_PAGES: u32 = 8;
-/// Jobs: a full BLE pool's writes (17, each up to two page programs, its
-/// buffer release and a receipt notification) behind an object's erases,
-/// with the reserve below.
+/// Jobs: a full BLE pool's writes waiting as steps behind an object's
+/// erases and the requests around them (with [`Answers::Received`], their
+/// page programs and releases queued behind a stalled flash), with the
+/// reserve below.
 const QUEUE_LEN: usize = 128;
 /// Queue slots kept free of requests, so that a step can always expand into
 /// the jobs it needs (the largest is an activation step: 16 copy jobs, a
@@ -163,7 +164,7 @@ impl Transport {
     }
 
     /// The pool's slots in the target's buffer table, and the byte offset
-    /// of its first buffer.
+    /// of its first buffer in the RX memory.
     const fn slots(self) -> (core::ops::Range<usize>, usize) {
         let serial = SERIAL_RX.buffers as usize;
         match self {
@@ -173,17 +174,46 @@ impl Transport {
     }
 }
 
-/// Where receive buffer `slot` starts in the target's RX memory, and its size.
-fn rx_slot(slot: u8) -> (usize, usize) {
+/// Where receive buffer `slot` starts in the RX memory.
+fn rx_at(slot: u8) -> usize {
     let slot = slot as usize;
-    for t in [Transport::Serial, Transport::Ble] {
-        let (range, base) = t.slots();
-        if range.contains(&slot) {
-            let size = t.pool().size as usize;
-            return (base + (slot - range.start) * size, size);
-        }
-    }
-    unreachable!("slot {slot} is in no pool")
+    let t = if slot < SERIAL_RX.buffers as usize {
+        Transport::Serial
+    } else {
+        Transport::Ble
+    };
+    let (range, base) = t.slots();
+    base + (slot - range.start) * t.pool().size as usize
+}
+
+/// `len` bytes from `start` of receive buffer `slot`. A free function, so
+/// that callers can borrow other fields of the target mutably meanwhile.
+fn rx_bytes(rx: &[u8; RX_BYTES], slot: u8, start: u16, len: usize) -> &[u8] {
+    let at = rx_at(slot) + start as usize;
+    &rx[at..at + len]
+}
+
+/// The programs that store `len` bytes of receive buffer `buf` at `addr`,
+/// split at `page` boundaries (a program never crosses one), in address
+/// order.
+fn page_programs(buf: u8, addr: u32, len: u32, page: u32) -> impl Iterator<Item = Job> {
+    let end = addr + len;
+    let mut a = addr;
+    core::iter::from_fn(move || {
+        (a < end).then(|| {
+            let n = (page - a % page).min(end - a);
+            let job = Job::Program {
+                addr: a,
+                len: n,
+                src: Source::Rx {
+                    buf,
+                    start: (a - addr) as u16,
+                },
+            };
+            a += n;
+            job
+        })
+    })
 }
 
 /// The request could not be taken now; offer it again after a flash
@@ -540,10 +570,7 @@ impl Target {
             Job::Erase { addr, len } => FlashOp::Erase { addr, len },
             Job::Program { addr, len, src } => {
                 let data = match src {
-                    Source::Rx { buf, start } => {
-                        let at = rx_slot(buf).0 + start as usize;
-                        &self.rx[at..at + len as usize]
-                    }
+                    Source::Rx { buf, start } => rx_bytes(&self.rx, buf, start, len as usize),
                     Source::Settings => &self.settings_buf[..len as usize],
                     Source::Copy { .. } => &self.copy_buf[..len as usize],
                 };
@@ -663,8 +690,7 @@ impl Target {
                 // Counted when handed to the flash (`run_write`).
                 return;
             }
-            let at = rx_slot(buf).0 + start as usize;
-            let data = &self.rx[at..at + len as usize];
+            let data = rx_bytes(&self.rx, buf, start, len as usize);
             let p = &mut self.settings.progress;
             p.firmware_image_crc = crc32(p.firmware_image_crc, data);
             p.firmware_image_offset += len;
@@ -744,7 +770,7 @@ impl Target {
             return Err(Busy);
         }
         self.rx_used[buf] = true;
-        let at = rx_slot(buf as u8).0;
+        let at = rx_at(buf as u8);
         self.rx[at..at + data.len()].copy_from_slice(data);
         self.push(Job::Step(Step::Write {
             buf: buf as u8,
@@ -756,7 +782,6 @@ impl Target {
     /// A WRITE's turn: check it against the object it belongs to, then
     /// queue its page programs (holding its buffer) to run next.
     fn run_write(&mut self, buf: u8, len: u16) {
-        let at = rx_slot(buf).0;
         let len32 = u32::from(len);
         let reject = match self.current {
             _ if self.mode != Mode::Dfu => Some(ResultCode::OperationNotPermitted),
@@ -768,15 +793,12 @@ impl Target {
                 if end > p.command_size as usize {
                     Some(ResultCode::InvalidParameter)
                 } else {
-                    let data = &self.rx[at..at + usize::from(len)];
+                    let data = rx_bytes(&self.rx, buf, 0, usize::from(len));
                     self.settings.init_command[p.command_offset as usize..end]
                         .copy_from_slice(data);
                     p.command_crc = crc32(p.command_crc, data);
                     p.command_offset = end as u32;
-                    self.rx_used[buf as usize] = false;
-                    if self.prn_due() {
-                        self.push_front(Job::Step(Step::PrnCrc));
-                    }
+                    self.done_without_flash(buf);
                     return;
                 }
             }
@@ -797,10 +819,7 @@ impl Target {
         if self.fault.is_some() {
             // Nothing can be stored. CRC_GET and EXECUTE report the fault, and
             // so does the receipt notification a PRN host is waiting for.
-            self.rx_used[buf as usize] = false;
-            if self.prn_due() {
-                self.push_front(Job::Step(Step::PrnCrc));
-            }
+            self.done_without_flash(buf);
             return;
         }
         // Data is going into bank 1: nothing there counts as erased ahead
@@ -810,71 +829,59 @@ impl Target {
         let page = self.bank1_program_page();
         let addr = self.bank1_addr + self.recv_offset;
         self.recv_offset += len32;
-        if self.cfg.answers == Answers::Received {
-            self.hand_to_flash(buf, addr, len32, page);
-            return;
+        // The page programs, then the buffer's release. `Target::new`
+        // checks that the largest write's jobs fit in the reserve.
+        let mut jobs: heapless::Vec<Job, RESERVED_JOBS> = heapless::Vec::new();
+        for job in page_programs(buf, addr, len32, page).chain([Job::Step(Step::Release(buf))]) {
+            jobs.push(job).expect("a write's jobs fit the reserve");
         }
-        // To run next, in order: the page programs, the buffer's release,
-        // and a receipt notification if this write completes a PRN
-        // interval (sent once the write is stored). Pushed to the front
-        // last first. The reserve holds them: at most 1024 / 256 + 1 = 5
-        // programs, 7 jobs, against RESERVED_JOBS.
-        if self.prn_due() {
-            self.push_front(Job::Step(Step::PrnCrc));
-        }
-        self.push_front(Job::Step(Step::Release(buf)));
-        let mut end = addr + len32;
-        while end > addr {
-            let start = ((end - 1) / page * page).max(addr);
-            self.push_front(Job::Program {
-                addr: start,
-                len: end - start,
-                src: Source::Rx {
-                    buf,
-                    start: (start - addr) as u16,
-                },
-            });
-            end = start;
-        }
-    }
-
-    /// [`Answers::Received`]: the write counts now (offset and CRC, as the
-    /// SDK's `on_data_obj_write_request` computes them before handing the
-    /// data to the flash); its programs and its buffer's release go to the
-    /// back of the flash queue; a receipt notification goes out at once.
-    fn hand_to_flash(&mut self, buf: u8, addr: u32, len: u32, page: u32) {
-        let at = rx_slot(buf).0;
-        let p = &mut self.settings.progress;
-        p.firmware_image_crc = crc32(p.firmware_image_crc, &self.rx[at..at + len as usize]);
-        p.firmware_image_offset += len;
-        let mut a = addr;
-        while a < addr + len {
-            let n = (page - a % page).min(addr + len - a);
-            self.push(Job::Program {
-                addr: a,
-                len: n,
-                src: Source::Rx {
-                    buf,
-                    start: (a - addr) as u16,
-                },
-            });
-            a += n;
-        }
-        self.push(Job::Step(Step::Release(buf)));
-        if self.prn_due() {
-            self.push_front(Job::Step(Step::PrnCrc));
+        match self.cfg.answers {
+            Answers::Stored => {
+                // To run next, with a receipt notification behind them if
+                // this write completes a PRN interval: sent once it is stored.
+                if let Some(notify) = self.count_prn() {
+                    jobs.push(notify).expect("a write's jobs fit the reserve");
+                }
+                self.push_front_all(&jobs);
+            }
+            Answers::Received => {
+                // The write counts now (offset and CRC, as the SDK's
+                // `on_data_obj_write_request` computes them before handing
+                // the data to the flash); its jobs go to the back of the
+                // flash queue; a receipt notification goes out at once.
+                let data = rx_bytes(&self.rx, buf, 0, usize::from(len));
+                let p = &mut self.settings.progress;
+                p.firmware_image_crc = crc32(p.firmware_image_crc, data);
+                p.firmware_image_offset += len32;
+                for job in jobs {
+                    self.push(job);
+                }
+                if let Some(notify) = self.count_prn() {
+                    self.push_front(notify);
+                }
+            }
         }
     }
 
-    /// Counts a write towards the packet receipt notification; true when
-    /// the notification is due.
-    fn prn_due(&mut self) -> bool {
+    /// A write that needs no flash (the init packet, or nothing can be
+    /// stored): its buffer is free at once; a receipt notification it
+    /// completes is sent next.
+    fn done_without_flash(&mut self, buf: u8) {
+        self.rx_used[buf as usize] = false;
+        if let Some(notify) = self.count_prn() {
+            self.push_front(notify);
+        }
+    }
+
+    /// Counts a write towards the packet receipt notification; the
+    /// notification step when one is due.
+    fn count_prn(&mut self) -> Option<Job> {
         self.prn_count = self.prn_count.wrapping_add(1);
-        let due = self.prn != 0 && self.prn_count >= self.prn;
-        if due {
-            self.prn_count = 0;
+        if self.prn == 0 || self.prn_count < self.prn {
+            return None;
         }
-        due
+        self.prn_count = 0;
+        Some(Job::Step(Step::PrnCrc))
     }
 
     // ---- steps ---------------------------------------------------------
@@ -1448,11 +1455,11 @@ impl Target {
     /// Queues the erase of the next data object's pages, from image offset
     /// `start`, behind the work already queued. Objects are whole pages
     /// (all but the last), so these pages hold nothing of the image yet.
-    /// Skipped when the queue lacks room: CREATE then erases as usual.
+    /// Skipped, and CREATE then erases as usual, when the queue lacks room
+    /// or when requests the host sent behind EXECUTE (the next CREATE, its
+    /// writes) are already queued: erases behind them would wipe those
+    /// writes.
     fn erase_ahead(&mut self, start: u32) {
-        // Requests the host sent behind EXECUTE (the next CREATE, its
-        // writes) are already queued: erases queued behind them would wipe
-        // those writes. CREATE then erases as usual.
         if self
             .jobs
             .iter()
