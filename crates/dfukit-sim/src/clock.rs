@@ -242,6 +242,45 @@ impl SimRng {
     }
 }
 
+/// Where a board served over USB/IP or driven in process takes its time
+/// from: the wall clock since it was built, or virtual time its driver
+/// advances.
+#[derive(Debug, Clone, Copy)]
+pub enum BoardClock {
+    /// Wall-clock time since the board was built (served over USB/IP).
+    Wall(std::time::Instant),
+    /// Virtual time, advanced by the caller.
+    Virtual(Instant),
+}
+
+impl BoardClock {
+    /// Wall-clock time from now.
+    pub fn wall() -> Self {
+        BoardClock::Wall(std::time::Instant::now())
+    }
+
+    /// Board time.
+    pub fn now(&self) -> Instant {
+        match self {
+            BoardClock::Wall(start) => Instant::from_micros(start.elapsed().as_micros() as u64),
+            BoardClock::Virtual(t) => *t,
+        }
+    }
+
+    /// Moves virtual time forward to `t` (never back); no effect on the
+    /// wall clock.
+    pub fn advance_to(&mut self, t: Instant) {
+        if let BoardClock::Virtual(now) = self {
+            *now = (*now).max(t);
+        }
+    }
+
+    /// Whether the board runs on the wall clock.
+    pub fn is_wall(&self) -> bool {
+        matches!(self, BoardClock::Wall(_))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

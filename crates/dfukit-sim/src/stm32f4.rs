@@ -9,6 +9,7 @@
 //! dfukit's host, to the Linux `usbip` tool, and through the libusb shim to
 //! unmodified dfu-util.
 
+use crate::clock::BoardClock;
 use crate::flash::{FlashChip, FlashModelError, FlashTiming};
 use crate::state::{StateDir, StateError};
 use crate::storage::Storage;
@@ -110,14 +111,6 @@ struct Pending {
     outcome: FlashOutcome,
 }
 
-/// Where board time comes from.
-enum Clock {
-    /// Wall-clock time since the board was built (served over USB/IP).
-    Wall(std::time::Instant),
-    /// Virtual time, advanced by the caller.
-    Virtual(Instant),
-}
-
 /// The virtual STM32F405 in DFU mode.
 pub struct Stm32f4 {
     cfg: Stm32f4Config,
@@ -125,7 +118,7 @@ pub struct Stm32f4 {
     mem: Memory,
     descriptors: Descriptors,
     pending: Option<Pending>,
-    clock: Clock,
+    clock: BoardClock,
     /// Set when the ROM has left DFU (`:leave`): the device is gone from
     /// the bus until [`Stm32f4::reattach`] (a reset with BOOT0 held).
     left: Option<u32>,
@@ -158,7 +151,7 @@ impl Stm32f4 {
             },
             descriptors,
             pending: None,
-            clock: Clock::Wall(std::time::Instant::now()),
+            clock: BoardClock::wall(),
             left: None,
             model_errors: Vec::new(),
             reply: vec![0; 4096],
@@ -195,23 +188,18 @@ impl Stm32f4 {
 
     /// Runs the board in virtual time from now on, starting at `t`.
     pub fn use_virtual_time(&mut self, t: Instant) {
-        self.clock = Clock::Virtual(t);
+        self.clock = BoardClock::Virtual(t);
     }
 
     /// Advances virtual time (no effect in wall-clock mode).
     pub fn set_time(&mut self, t: Instant) {
-        if let Clock::Virtual(now) = &mut self.clock {
-            *now = (*now).max(t);
-        }
+        self.clock.advance_to(t);
         self.advance();
     }
 
     /// Board time.
     pub fn now(&self) -> Instant {
-        match self.clock {
-            Clock::Wall(start) => Instant::from_micros(start.elapsed().as_micros() as u64),
-            Clock::Virtual(t) => t,
-        }
+        self.clock.now()
     }
 
     /// When the board next has something to do without input.

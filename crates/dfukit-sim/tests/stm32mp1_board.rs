@@ -107,6 +107,16 @@ impl Driver {
         self.host().download(image, &mut |_| {})
     }
 
+    /// Downloads `image` to partition `id` and asserts that the device
+    /// refuses it with `status`.
+    fn download_refused(&mut self, id: u8, image: &[u8], status: Status) {
+        let err = self.download(id, image).unwrap_err();
+        assert!(
+            matches!(err, HostError::Device { status: s, .. } if s == status),
+            "{err}"
+        );
+    }
+
     fn upload(&mut self, id: u8) -> Vec<u8> {
         let alt = self.alt_of(id);
         self.host().set_alt(alt).unwrap();
@@ -362,31 +372,11 @@ fn rom_rejects_a_bad_fsbl_header() {
     let mut bad = fsbl();
     let last = bad.len() - 1;
     bad[last] ^= 0x55;
-    let err = d.download(phase::ID_FSBL, &bad).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            HostError::Device {
-                status: Status::ErrVerify,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    d.download_refused(phase::ID_FSBL, &bad, Status::ErrVerify);
     assert_eq!(d.board(|b| b.stage()), Stage::Rom);
     // More than the 256 KiB of SYSRAM is refused while it arrives.
     let big = image::write(&WriteParams::v1(0x2FFC_2500), &data(6, 300 * 1024));
-    let err = d.download(phase::ID_FSBL, &big).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            HostError::Device {
-                status: Status::ErrAddress,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    d.download_refused(phase::ID_FSBL, &big, Status::ErrAddress);
     // The ROM is still there: the good image is accepted afterwards.
     d.download(phase::ID_FSBL, &fsbl()).unwrap();
     assert_eq!(d.board(|b| b.stage()), Stage::TfA);
@@ -471,17 +461,7 @@ P\t0x10\tubifs\tSystem\tnand0\t0x0\troot.ubi
     );
     let r = d.read_phase().unwrap();
     assert_eq!(r.phase, 0x10);
-    let err = d.download(0x10, &data(3, (MIB + 1) as usize)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            HostError::Device {
-                status: Status::ErrWrite,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    d.download_refused(0x10, &data(3, (MIB + 1) as usize), Status::ErrWrite);
     let r = d.read_phase().unwrap();
     assert_eq!(r.phase, PHASE_ERROR);
     let msg = r.error_message().unwrap();
@@ -511,17 +491,7 @@ P\t0x12\trootfs\tFileSystem\tmmc1\t0x00100000\trootfs.ext4
     d.download(0x10, &data(4, 100_000)).unwrap();
     assert_eq!(d.read_phase().unwrap().phase, 0x12);
     // rootfs runs from 1 MiB to 8 MiB - 512 KiB: 6.5 MiB.
-    let err = d.download(0x12, &data(5, 7 * MIB as usize)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            HostError::Device {
-                status: Status::ErrAddress,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    d.download_refused(0x12, &data(5, 7 * MIB as usize), Status::ErrAddress);
     let r = d.read_phase().unwrap();
     assert_eq!(r.phase, PHASE_ERROR);
     assert_eq!(

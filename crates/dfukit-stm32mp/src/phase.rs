@@ -38,6 +38,18 @@ pub const NO_ADDRESS: u32 = 0xFFFF_FFFF;
 /// The ToC header a FIP starts with (TF-A checks it before detaching).
 pub const FIP_TOC_HEADER: u32 = 0xAA64_0001;
 
+/// The alternate settings the MP15 ROM code (and TF-A on the same
+/// enumeration) offers, alt 0..=5 (TF-A `stm32mp1_usb_dfu.c`): the FSBL
+/// goes to alt 1, the FIP to alt 3, the phase record is alt 5 (0xF1).
+pub const ROM_ALTS: [&str; 6] = [
+    "@Partition0 /0x00/1*256Ke",
+    "@FSBL /0x01/1*1Me",
+    "@Partition2 /0x02/1*1Me",
+    "@Partition3 /0x03/1*16Me",
+    "@Partition4 /0x04/1*16Me",
+    "@virtual /0xF1/1*512Ba",
+];
+
 /// What the device reports when the host reads block 0 of 0xF1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PhaseRecord {

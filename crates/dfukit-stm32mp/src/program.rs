@@ -1504,14 +1504,7 @@ mod tests {
     }
 
     fn rom_alts() -> Vec<(u8, String)> {
-        alts(&[
-            "@Partition0 /0x00/1*256Ke",
-            "@FSBL /0x01/1*1Me",
-            "@Partition2 /0x02/1*1Me",
-            "@Partition3 /0x03/1*16Me",
-            "@Partition4 /0x04/1*16Me",
-            "@virtual /0xF1/1*512Ba",
-        ])
+        alts(&crate::phase::ROM_ALTS)
     }
 
     fn uboot_program_alts() -> Vec<(u8, String)> {

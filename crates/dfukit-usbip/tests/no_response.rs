@@ -5,14 +5,14 @@
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use dfukit_usbip::wire::{
-    CmdSubmit, CmdUnlink, Direction, HeaderBasic, OpReqImport, RetSubmit, RetUnlink, NOT_ISO,
-    STATUS_UNLINKED, USBIP_RET_SUBMIT, USBIP_RET_UNLINK,
+    CmdSubmit, CmdUnlink, Direction, HeaderBasic, RetSubmit, RetUnlink, NOT_ISO, STATUS_UNLINKED,
+    USBIP_RET_SUBMIT, USBIP_RET_UNLINK,
 };
 use dfukit_usbip::{
     Client, ControlError, ControlReply, DeviceInfo, Server, SetupPacket, Unlinked, UsbDevice,
@@ -170,19 +170,7 @@ fn queued_request_can_be_unlinked_while_the_device_hangs() {
 #[test]
 fn raw_wire_hung_urb_gets_ret_unlink_and_no_ret_submit() {
     let (server, _dev, addr) = serve();
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(T)).unwrap();
-    s.write_all(
-        &OpReqImport {
-            busid: "1-1".into(),
-        }
-        .encode()
-        .unwrap(),
-    )
-    .unwrap();
-    let mut rep = [0u8; 320];
-    s.read_exact(&mut rep).unwrap();
-    assert_eq!(&rep[..8], &[0x01, 0x11, 0x00, 0x03, 0, 0, 0, 0]);
+    let mut s = raw_import(addr, T);
 
     let submit = |seqnum, setup: SetupPacket| CmdSubmit {
         seqnum,

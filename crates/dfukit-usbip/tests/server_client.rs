@@ -3,13 +3,13 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use dfukit_usbip::wire::{
-    CmdSubmit, Direction, OpReqImport, RetSubmit, NOT_ISO, STATUS_STALL, ST_DEV_BUSY, ST_NODEV,
+    CmdSubmit, Direction, RetSubmit, NOT_ISO, STATUS_STALL, ST_DEV_BUSY, ST_NODEV,
 };
 use dfukit_usbip::{
     Client, ControlError, ImportError, InterfaceRecord, Server, SetupPacket, Speed, Unlinked,
@@ -320,19 +320,7 @@ fn many_sequential_connections() {
 #[test]
 fn raw_wire_other_endpoints_fail_and_reply_header_is_clean() {
     let (server, _dev, addr) = serve();
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(T)).unwrap();
-    s.write_all(
-        &OpReqImport {
-            busid: "1-1".into(),
-        }
-        .encode()
-        .unwrap(),
-    )
-    .unwrap();
-    let mut rep = [0u8; 320];
-    s.read_exact(&mut rep).unwrap();
-    assert_eq!(&rep[..8], &[0x01, 0x11, 0x00, 0x03, 0, 0, 0, 0]);
+    let mut s = raw_import(addr, T);
     // Bulk IN on endpoint 1: not implemented, completes with -EPIPE.
     let cmd = CmdSubmit {
         seqnum: 1,

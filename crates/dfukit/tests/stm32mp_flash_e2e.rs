@@ -247,6 +247,27 @@ fn malformed_layout_is_refused_before_the_board_is_touched() {
 
 /// ST's "How to load U-Boot with dfu-util": the FSBL to alt 1 (ROM code),
 /// the FIP to alt 3 (TF-A), DETACH; then U-Boot's stm32prog enumerates.
+/// The phase the board asks for: block 0 of alt 5 (0xF1), read by
+/// dfu-util through the shim into a file under `dir`.
+fn phase_via_dfu_util(board: &UsbipSim, dir: &std::path::Path) -> u8 {
+    let phase_file = dir.join("phase.bin");
+    // dfu-util refuses to overwrite an existing upload file.
+    let _ = std::fs::remove_file(&phase_file);
+    let out = dfu_util(
+        board,
+        &[
+            "-d",
+            "0483:df11",
+            "-a",
+            "5",
+            "-U",
+            phase_file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::read(&phase_file).unwrap()[0]
+}
+
 #[test]
 fn dfu_util_loads_tf_a_and_the_fip_through_the_shim() {
     if tool("dfu-util").is_none() {
@@ -263,20 +284,7 @@ fn dfu_util_loads_tf_a_and_the_fip_through_the_shim() {
     );
 
     // The ROM's phase record: it wants the FSBL (phase 1).
-    let phase_file = dir.path().join("phase.bin");
-    let out = dfu_util(
-        &board,
-        &[
-            "-d",
-            "0483:df11",
-            "-a",
-            "5",
-            "-U",
-            phase_file.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(std::fs::read(&phase_file).unwrap()[0], 0x01);
+    assert_eq!(phase_via_dfu_util(&board, dir.path()), 0x01);
 
     let fsbl = dir.path().join("tf-a-usb.stm32");
     let out = dfu_util(
@@ -286,20 +294,7 @@ fn dfu_util_loads_tf_a_and_the_fip_through_the_shim() {
     assert!(out.status.success(), "{}", text(&out));
 
     // TF-A now answers on the ROM's enumeration and wants the FIP.
-    std::fs::remove_file(&phase_file).unwrap();
-    let out = dfu_util(
-        &board,
-        &[
-            "-d",
-            "0483:df11",
-            "-a",
-            "5",
-            "-U",
-            phase_file.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(std::fs::read(&phase_file).unwrap()[0], 0x03);
+    assert_eq!(phase_via_dfu_util(&board, dir.path()), 0x03);
 
     let fip = dir.path().join("fip.bin");
     let out = dfu_util(

@@ -33,6 +33,7 @@ pub use config::{
 pub use storage::BadBlockTable;
 pub use uboot::{LAYOUT_MAX, OTP_LEN, PMIC_LEN, UBOOT_LOAD_ADDR};
 
+use crate::clock::BoardClock;
 use crate::state::{EventLog, LogTime, StateDir, StateError};
 use crate::usb_link::VirtualUsbDevice;
 use dfukit_core::Instant;
@@ -77,16 +78,6 @@ pub const OTP_IMAGE: &str = "otp.bin";
 /// PMIC NVM (8 bytes).
 pub const PMIC_IMAGE: &str = "pmic-nvm.bin";
 
-/// The ROM's (and MP15 TF-A's) alternate settings, alt 0..=5
-/// (TF-A `stm32mp1_usb_dfu.c`).
-pub const ROM_ALTS: [&str; 6] = [
-    "@Partition0 /0x00/1*256Ke",
-    "@FSBL /0x01/1*1Me",
-    "@Partition2 /0x02/1*1Me",
-    "@Partition3 /0x03/1*16Me",
-    "@Partition4 /0x04/1*16Me",
-    "@virtual /0xF1/1*512Ba",
-];
 const ROM_ALT_IDS: [u8; 6] = [0x00, ID_FSBL, 0x02, ID_SSBL, 0x04, phase::ID_CMD];
 /// U-Boot's first alternate setting.
 pub const UBOOT_LAYOUT_ALT: &str = "@FlashLayout/0x00/1*256Ke";
@@ -379,14 +370,6 @@ struct UsbSide {
     dev: StreamDevice,
 }
 
-/// Where board time comes from.
-enum Clock {
-    /// Wall-clock time since the board was built (served over USB/IP).
-    Wall(std::time::Instant),
-    /// Virtual time, advanced by the caller.
-    Virtual(Instant),
-}
-
 /// Why a board could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum Stm32mp1Error {
@@ -410,7 +393,7 @@ pub struct Stm32mp1 {
     usb: Option<UsbSide>,
     /// The next enumeration: when, and as what.
     enumerate_at: Option<(Instant, Stage)>,
-    clock: Clock,
+    clock: BoardClock,
     log: Option<EventLog>,
     root: PathBuf,
     reply: Vec<u8>,
@@ -527,7 +510,7 @@ impl Stm32mp1 {
             },
             usb: None,
             enumerate_at: None,
-            clock: Clock::Wall(std::time::Instant::now()),
+            clock: BoardClock::wall(),
             log: Some(log),
             root,
             reply: vec![0; UBOOT_TRANSFER_SIZE as usize],
@@ -539,25 +522,20 @@ impl Stm32mp1 {
 
     /// Runs the board in virtual time from now on, starting at `t`.
     pub fn use_virtual_time(&mut self, t: Instant) {
-        self.clock = Clock::Virtual(t);
+        self.clock = BoardClock::Virtual(t);
         self.advance();
     }
 
     /// Advances virtual time (no effect in wall-clock mode) and applies
     /// what is due: the ROM → TF-A hand-over, a re-enumeration.
     pub fn set_time(&mut self, t: Instant) {
-        if let Clock::Virtual(now) = &mut self.clock {
-            *now = (*now).max(t);
-        }
+        self.clock.advance_to(t);
         self.advance();
     }
 
     /// Board time.
     pub fn now(&self) -> Instant {
-        match self.clock {
-            Clock::Wall(start) => Instant::from_micros(start.elapsed().as_micros() as u64),
-            Clock::Virtual(t) => t,
-        }
+        self.clock.now()
     }
 
     /// When the board next changes by itself.
@@ -653,7 +631,7 @@ impl Stm32mp1 {
         match stage {
             Stage::Rom | Stage::TfA | Stage::Hung => ROM_ALT_IDS
                 .iter()
-                .zip(ROM_ALTS)
+                .zip(phase::ROM_ALTS)
                 .map(|(&i, n)| (i, n.to_string()))
                 .collect(),
             Stage::UBootLayout => std::iter::once((ID_FLASHLAYOUT, UBOOT_LAYOUT_ALT.to_string()))
@@ -752,8 +730,8 @@ impl Stm32mp1 {
             return;
         }
         let time = match self.clock {
-            Clock::Wall(_) => LogTime::wall_now(),
-            Clock::Virtual(t) => LogTime::Virtual(t),
+            BoardClock::Wall(_) => LogTime::wall_now(),
+            BoardClock::Virtual(t) => LogTime::Virtual(t),
         };
         for line in std::mem::take(&mut self.m.log_lines) {
             if let Some(log) = self.log.as_mut() {
@@ -838,7 +816,7 @@ impl UsbDevice for Stm32mp1 {
             let _ = usb.descriptors.handle(setup, data_out);
         }
         let reply_at = usb.dev.reply_at();
-        if let (Clock::Wall(_), true) = (&self.clock, reply_at > now) {
+        if self.clock.is_wall() && reply_at > now {
             // Served over USB/IP: hold the reply as the busy device NAKs.
             std::thread::sleep(reply_at.saturating_duration_since(now));
         }

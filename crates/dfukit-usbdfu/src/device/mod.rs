@@ -435,12 +435,7 @@ impl DfuDevice {
     }
 
     fn push_event(&mut self, e: DeviceEvent) {
-        // Events are rare and consumed promptly; dropping the oldest on
-        // overflow keeps the newest, which describes the current situation.
-        if self.events.is_full() {
-            self.events.pop_front();
-        }
-        let _ = self.events.push_back(e);
+        push_newest(&mut self.events, e);
     }
 
     /// Enters dfuERROR and drops any queued work.
@@ -886,6 +881,16 @@ fn first_non_blank(mem: &mut impl ReadFlash, addr: u32, len: u32) -> Option<u32>
         off += n as u32;
     }
     None
+}
+
+/// Queues a device event. Events are rare and consumed after every request;
+/// on overflow the oldest is dropped, keeping the newest, which describes
+/// the current situation.
+pub(crate) fn push_newest(events: &mut Deque<DeviceEvent, 8>, e: DeviceEvent) {
+    if events.is_full() {
+        events.pop_front();
+    }
+    let _ = events.push_back(e);
 }
 
 #[cfg(test)]

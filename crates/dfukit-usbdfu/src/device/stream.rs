@@ -286,12 +286,7 @@ impl StreamDevice {
     }
 
     fn push_event(&mut self, e: DeviceEvent) {
-        // Events are consumed after every request; on overflow the newest
-        // (the current situation) is kept.
-        if self.events.is_full() {
-            self.events.pop_front();
-        }
-        let _ = self.events.push_back(e);
+        super::push_newest(&mut self.events, e);
     }
 
     fn fail(&mut self, status: Status) {

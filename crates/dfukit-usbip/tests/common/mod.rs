@@ -149,3 +149,25 @@ pub fn get_descriptor(kind: u8, index: u8, length: u16) -> SetupPacket {
         length,
     }
 }
+
+/// Connects to the server at `addr` without the client, imports bus 1-1
+/// with a raw OP_REQ_IMPORT, and checks the OP_REP_IMPORT header (version
+/// 0x0111, code 0x0003, status 0). Reads time out after `timeout`.
+pub fn raw_import(addr: std::net::SocketAddr, timeout: Duration) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s.write_all(
+        &dfukit_usbip::wire::OpReqImport {
+            busid: "1-1".into(),
+        }
+        .encode()
+        .unwrap(),
+    )
+    .unwrap();
+    // OP_REP_IMPORT: 8-byte header + 312-byte device record.
+    let mut rep = [0u8; 320];
+    s.read_exact(&mut rep).unwrap();
+    assert_eq!(&rep[..8], &[0x01, 0x11, 0x00, 0x03, 0, 0, 0, 0]);
+    s
+}

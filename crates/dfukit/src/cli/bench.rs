@@ -163,13 +163,14 @@ fn nrfutil_path(arg: Option<PathBuf>) -> Option<PathBuf> {
 /// `-t 1` that is about 1 s of every run, reported separately.
 const NRFUTIL_PORT_WAIT_S: f64 = 1.0;
 
-fn serial(a: SerialBench) -> Result<(), Diag> {
-    let dir = tempfile::tempdir().map_err(diag)?;
-    let len = a.size_kib * 1024;
-    let fw = dfukit_sim::synthetic::firmware(len, 0x1234_5678);
-    let hex = dir.path().join("app.hex");
+/// An unsigned application package (`DIR/app.zip`) of `len` synthetic
+/// bytes from `seed`, for hardware version 52 and S140 (0x0100), linked at
+/// 0x27000: what the nRF52840 benchmarks send.
+pub(super) fn app_package(dir: &Path, len: usize, seed: u32) -> Result<PathBuf, Diag> {
+    let fw = dfukit_sim::synthetic::firmware(len, seed);
+    let hex = dir.join("app.hex");
     std::fs::write(&hex, firmware::to_intel_hex(&[(0x27000, &fw)])).map_err(diag)?;
-    let pkg = dir.path().join("app.zip");
+    let pkg = dir.join("app.zip");
     package::generate_to_file(
         &package::PackageOptions {
             application: Some(hex),
@@ -181,6 +182,13 @@ fn serial(a: SerialBench) -> Result<(), Diag> {
         &pkg,
     )
     .map_err(diag)?;
+    Ok(pkg)
+}
+
+fn serial(a: SerialBench) -> Result<(), Diag> {
+    let dir = tempfile::tempdir().map_err(diag)?;
+    let len = a.size_kib * 1024;
+    let pkg = app_package(dir.path(), len, 0x1234_5678)?;
 
     // Both hosts run as processes, timed from spawn to exit, so that start-up
     // and package loading count for both.

@@ -11,7 +11,7 @@ use super::diag::Diag;
 use clap::Args;
 use dfukit_core::FlashOp;
 use dfukit_nordic::host::{self, Options};
-use dfukit_nordic::{firmware, package};
+use dfukit_nordic::package;
 use dfukit_sim::ble::BleParams;
 use dfukit_sim::flash::FlashTiming;
 use dfukit_sim::link::BoardLink;
@@ -85,21 +85,7 @@ fn activation_bound(len: usize) -> Duration {
 /// Runs `bench ble`.
 pub fn run(a: &BleBench) -> Result<(), Diag> {
     let dir = tempfile::tempdir().map_err(diag)?;
-    let fw = dfukit_sim::synthetic::firmware(a.size, 0x0B1E);
-    let hex = dir.path().join("app.hex");
-    std::fs::write(&hex, firmware::to_intel_hex(&[(0x27000, &fw)])).map_err(diag)?;
-    let zip = dir.path().join("app.zip");
-    package::generate_to_file(
-        &package::PackageOptions {
-            application: Some(hex),
-            application_version: Some(1),
-            hw_version: Some(52),
-            sd_req: Some(vec![0x0100]),
-            ..Default::default()
-        },
-        &zip,
-    )
-    .map_err(diag)?;
+    let zip = super::bench::app_package(dir.path(), a.size, 0x0B1E)?;
     let pkg = package::Package::open(&zip).map_err(diag)?;
     let img = &pkg.images[0];
     let fw = img.firmware.as_ref().ok_or_else(|| diag("no firmware"))?;
