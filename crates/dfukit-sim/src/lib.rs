@@ -47,6 +47,7 @@ pub mod ble_link;
 pub mod link;
 pub mod nrf52840;
 pub mod pty;
+pub mod session;
 pub mod stm32f4;
 pub mod stm32mp1;
 pub mod synthetic;

@@ -541,3 +541,57 @@ pub fn inspect(cfg: &TargetConfig, mem: &mut impl ReadFlash) -> Inspection {
         data_offset: s.progress.firmware_image_offset_last,
     }
 }
+
+fn code_name(c: u32) -> &'static str {
+    match c {
+        0x00 => "empty",
+        0x01 => "valid app",
+        0xA5 => "valid SoftDevice",
+        0xAA => "valid bootloader",
+        0xAC => "valid SoftDevice+bootloader",
+        0xB1 => "valid external app",
+        _ => "unknown",
+    }
+}
+
+/// An inspection in words, as `dfukit sim inspect` prints it.
+pub fn describe(cfg: &BoardConfig, i: &Inspection) -> String {
+    let bank1 = match cfg.bank1 {
+        Bank1::Internal => "internal flash",
+        Bank1::Qspi => "QSPI NOR (MX25R6435F at 0x12000000)",
+    };
+    let app = if i.app_valid {
+        format!(
+            "valid, version {}, {} bytes, CRC {:#010x}",
+            i.app_version, i.app_size, i.app_crc
+        )
+    } else {
+        "none valid (the bootloader stays in DFU mode)".to_string()
+    };
+    let activation = if i.bank1_code == 0x01 {
+        format!(
+            "pending: {} of {} bytes copied to bank 0",
+            i.activation_offset, i.bank1_size
+        )
+    } else {
+        "none pending".to_string()
+    };
+    format!(
+        "board:       nRF52840, bank 1 in {bank1}, hw_version {}\n\
+         settings:    {} page valid\n\
+         application: {app}\n\
+         bank 0:      {:#04x} ({})\n\
+         bank 1:      {:#04x} ({})\n\
+         activation:  {activation}\n\
+         transfer:    init packet {}/{} bytes, {} image bytes persisted\n",
+        cfg.hw_version,
+        i.settings,
+        i.bank0_code,
+        code_name(i.bank0_code),
+        i.bank1_code,
+        code_name(i.bank1_code),
+        i.command_offset,
+        i.command_size,
+        i.data_offset,
+    )
+}

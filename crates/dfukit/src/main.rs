@@ -1,6 +1,7 @@
 //! dfukit: get firmware onto devices without bricking them.
 
-mod cli;
+mod cmd;
+mod util;
 
 use clap::{Parser, Subcommand};
 
@@ -15,28 +16,28 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the main workflows on built-in simulated boards and print a summary.
-    Demo(cli::demo::DemoArgs),
+    Demo(cmd::demo::DemoArgs),
     /// Measure dfukit against the peer tools on simulated boards.
-    Bench(cli::bench::BenchArgs),
+    Bench(cmd::bench::BenchArgs),
     /// Nordic nRF5 Secure DFU: keys, packages, settings, updates.
     Nordic {
         #[command(subcommand)]
-        command: cli::NordicCommand,
+        command: cmd::nordic::NordicCommand,
     },
     /// STM32MP1: flashlayouts, STM32 image headers, SD-card images.
     Stm32mp {
         #[command(subcommand)]
-        command: cli::stm32mp::Stm32mpCommand,
+        command: cmd::stm32mp::Stm32mpCommand,
     },
     /// USB DFU 1.1 and ST DfuSe.
     Usb {
         #[command(subcommand)]
-        command: cli::usb::UsbCommand,
+        command: cmd::usb::UsbCommand,
     },
     /// Simulated boards.
     Sim {
         #[command(subcommand)]
-        command: cli::sim::SimCommand,
+        command: cmd::sim::SimCommand,
     },
 }
 
@@ -56,11 +57,11 @@ fn main() -> miette::Result<()> {
         }
     }
     match cli.command {
-        Command::Demo(a) => cli::demo::run(a),
-        Command::Bench(a) => cli::bench::run(a),
-        Command::Nordic { command } => cli::run_nordic(command),
-        Command::Sim { command } => cli::sim::run(command),
-        Command::Usb { command } => cli::usb::run(command),
-        Command::Stm32mp { command } => cli::stm32mp::run(command),
+        Command::Demo(a) => cmd::demo::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+        Command::Nordic { command } => cmd::nordic::run(command),
+        Command::Sim { command } => cmd::sim::run(command),
+        Command::Usb { command } => cmd::usb::run(command),
+        Command::Stm32mp { command } => cmd::stm32mp::run(command),
     }
 }

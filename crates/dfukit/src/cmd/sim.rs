@@ -1,8 +1,10 @@
 //! `dfukit sim ...`: simulated boards reachable the way hardware is.
 
-use super::diag::Diag;
+use crate::util::diag::Diag;
+use crate::util::keys::public_key_hex;
+use crate::util::serve::serve_usbip;
 use clap::{Args, Subcommand, ValueEnum};
-use dfukit_sim::nrf52840::{Bank1, BoardConfig, Fault, Inspection, Nrf52840};
+use dfukit_sim::nrf52840::{Bank1, BoardConfig, Fault, Nrf52840};
 use dfukit_sim::pty::{serve, Pty};
 use dfukit_sim::StateDir;
 use std::io::Write;
@@ -206,37 +208,6 @@ fn open_state<C: serde::de::DeserializeOwned + Default>(
     Ok((dir, st, cfg))
 }
 
-/// Reads a private or public key PEM into the SEC1 hex the board stores.
-pub fn public_key_hex(path: &Path) -> Result<String, Diag> {
-    use p256::pkcs8::DecodePublicKey;
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diag::new(
-            "dfukit::sim::key",
-            format!("cannot read {}: {e}", path.display()),
-            "pass a key made by `dfukit nordic keys generate` or `nrfutil keys generate`",
-        )
-    })?;
-    let vk = match dfukit_nordic::keys::from_pem(&text) {
-        Ok(sk) => *sk.verifying_key(),
-        Err(_) => p256::ecdsa::VerifyingKey::from_public_key_pem(&text).map_err(|e| {
-            Diag::new(
-                "dfukit::sim::key",
-                format!(
-                    "{} is neither a P-256 private key nor a public key PEM: {e}",
-                    path.display()
-                ),
-                "pass a key made by `dfukit nordic keys generate` or `nrfutil keys generate`",
-            )
-        })?,
-    };
-    Ok(vk
-        .to_encoded_point(false)
-        .as_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 fn nrf52840(a: Nrf52840Args) -> Result<(), Diag> {
     if !a.pty {
         return Err(Diag::new(
@@ -317,27 +288,6 @@ fn stm32f4(a: Stm32f4Args) -> Result<(), Diag> {
     }
 }
 
-/// Serves `board` over USB/IP on `addr` (port 0: any free port) under busid
-/// 1-1, on background threads.
-pub fn serve_usbip<D: dfukit_usbip::UsbDevice + 'static>(
-    addr: &str,
-    board: std::sync::Arc<std::sync::Mutex<D>>,
-) -> Result<dfukit_usbip::Server, Diag> {
-    let usbip_error = |e: &dyn std::fmt::Display| {
-        Diag::new(
-            "dfukit::sim::usbip",
-            format!("cannot export the board on {addr}: {e}"),
-            "pick a free port (or port 0), or stop the program that holds it (another usbipd?)",
-        )
-    };
-    let server = dfukit_usbip::Server::bind(addr).map_err(|e| usbip_error(&e))?;
-    server
-        .add_shared("1-1", board)
-        .map_err(|e| usbip_error(&e))?;
-    server.spawn().map_err(|e| usbip_error(&e))?;
-    Ok(server)
-}
-
 /// Exports `board` on `addr` and prints the contract lines (`usbip:
 /// HOST:PORT`, `state: DIR`).
 fn export_usbip<D: dfukit_usbip::UsbDevice + 'static>(
@@ -404,61 +354,7 @@ fn inspect(a: InspectArgs) -> Result<(), Diag> {
             serde_json::to_string_pretty(&ins).expect("inspection serializes")
         );
     } else {
-        print!("{}", describe(&cfg, &ins));
+        print!("{}", dfukit_sim::nrf52840::describe(&cfg, &ins));
     }
     Ok(())
-}
-
-fn code_name(c: u32) -> &'static str {
-    match c {
-        0x00 => "empty",
-        0x01 => "valid app",
-        0xA5 => "valid SoftDevice",
-        0xAA => "valid bootloader",
-        0xAC => "valid SoftDevice+bootloader",
-        0xB1 => "valid external app",
-        _ => "unknown",
-    }
-}
-
-/// Human form of an inspection.
-pub fn describe(cfg: &BoardConfig, i: &Inspection) -> String {
-    let bank1 = match cfg.bank1 {
-        Bank1::Internal => "internal flash",
-        Bank1::Qspi => "QSPI NOR (MX25R6435F at 0x12000000)",
-    };
-    let app = if i.app_valid {
-        format!(
-            "valid, version {}, {} bytes, CRC {:#010x}",
-            i.app_version, i.app_size, i.app_crc
-        )
-    } else {
-        "none valid (the bootloader stays in DFU mode)".to_string()
-    };
-    let activation = if i.bank1_code == 0x01 {
-        format!(
-            "pending: {} of {} bytes copied to bank 0",
-            i.activation_offset, i.bank1_size
-        )
-    } else {
-        "none pending".to_string()
-    };
-    format!(
-        "board:       nRF52840, bank 1 in {bank1}, hw_version {}\n\
-         settings:    {} page valid\n\
-         application: {app}\n\
-         bank 0:      {:#04x} ({})\n\
-         bank 1:      {:#04x} ({})\n\
-         activation:  {activation}\n\
-         transfer:    init packet {}/{} bytes, {} image bytes persisted\n",
-        cfg.hw_version,
-        i.settings,
-        i.bank0_code,
-        code_name(i.bank0_code),
-        i.bank1_code,
-        code_name(i.bank1_code),
-        i.command_offset,
-        i.command_size,
-        i.data_offset,
-    )
 }

@@ -5,14 +5,20 @@
 //! serial ports, board state lives in a directory and is read back after a
 //! restart.
 
-use super::dfu::{self, SerialArgs};
-use super::diag::Diag;
-use super::sim::describe;
+use crate::util::diag::Diag;
+use crate::util::keys::public_key_hex;
+use crate::util::nordic::{update_serial, SerialUpdate};
+use crate::util::serve::serve_usbip;
+use crate::util::stm32mp::flash;
+use crate::util::usb::{self, DeviceArgs, DownloadArgs};
 use clap::Args;
 use dfukit_nordic::{firmware, keys, package};
+use dfukit_sim::nrf52840::describe;
 use dfukit_sim::nrf52840::{Bank1, BoardConfig, Fault, Nrf52840};
 use dfukit_sim::pty::ServedBoard;
 use dfukit_sim::StateDir;
+use dfukit_stm32mp::program::Options;
+use dfukit_transport::stm32mp::UsbConnector;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -67,7 +73,7 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
         let state = dir.join(format!("board-{name}"));
         let cfg = BoardConfig {
             bank1,
-            public_key: Some(super::sim::public_key_hex(&key_path)?),
+            public_key: Some(public_key_hex(&key_path)?),
             ..BoardConfig::default()
         };
         println!(
@@ -80,7 +86,7 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
                 "   served on {}; {what} with `dfukit nordic dfu serial`",
                 served.path().display()
             );
-            let s = dfu::serial(&SerialArgs::new(pkg, served.path()))?;
+            let s = update_serial(&SerialUpdate::new(pkg, served.path()))?;
             // The board resets and copies the image into bank 0; stopping
             // waits for that, then the board is "unplugged".
             served.stop().map_err(|e| io_diag(&state, e))?;
@@ -119,11 +125,11 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
     );
     let cfg = BoardConfig {
         bank1: Bank1::Qspi,
-        public_key: Some(super::sim::public_key_hex(&key_path)?),
+        public_key: Some(public_key_hex(&key_path)?),
         ..BoardConfig::default()
     };
     let served = serve(&state, Some(cfg.clone()))?;
-    dfu::serial(&SerialArgs::new(&v1.0, served.path()))?;
+    update_serial(&SerialUpdate::new(&v1.0, served.path()))?;
     served.stop().map_err(|e| io_diag(&state, e))?;
     let broken = BoardConfig {
         fault: Some(Fault::QspiCompletionsStop { after: 5 }),
@@ -131,7 +137,7 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
     };
     let served = serve(&state, Some(broken))?;
     let started = std::time::Instant::now();
-    let err = dfu::serial(&SerialArgs::new(&v2.0, served.path()))
+    let err = update_serial(&SerialUpdate::new(&v2.0, served.path()))
         .err()
         .ok_or_else(|| {
             Diag::new(
@@ -181,17 +187,17 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
         let board = std::sync::Arc::new(std::sync::Mutex::new(Stm32f4::in_memory(
             Stm32f4Config::default(),
         )));
-        let server = super::sim::serve_usbip("127.0.0.1:0", board.clone())?;
+        let server = serve_usbip("127.0.0.1:0", board.clone())?;
         (server, board)
     };
-    let target = super::usb::Target {
+    let target = DeviceArgs {
         usbip: Some(server.local_addr().to_string()),
         device: Some("0483:df11".into()),
         serial: None,
         path: None,
     };
     println!("   `dfukit usb list --usbip {}`:", server.local_addr());
-    super::usb::list(&target)?;
+    usb::list(&target)?;
     let stm_fw = dfukit_sim::synthetic::firmware(200 * 1024, 0xF4);
     let stm_bin = dir.join("stm32f4_app.bin");
     std::fs::write(&stm_bin, &stm_fw).map_err(|e| io_diag(&stm_bin, e))?;
@@ -200,7 +206,7 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
         stm_bin.display()
     );
     let started = std::time::Instant::now();
-    super::usb::download(&super::usb::Download {
+    usb::download(&DownloadArgs {
         target,
         alt: "0".into(),
         dfuse_address: Some("0x08000000:leave".into()),
@@ -318,17 +324,17 @@ fn stm32mp1(dir: &Path, rows: &mut Vec<Row>) -> Result<(), Diag> {
         };
         let board = Stm32mp1::open(&state, Some(cfg)).map_err(|e| io_diag(&state_dir, e))?;
         let board = std::sync::Arc::new(std::sync::Mutex::new(board));
-        let server = super::sim::serve_usbip("127.0.0.1:0", board)?;
+        let server = serve_usbip("127.0.0.1:0", board)?;
         Ok((server, state_dir))
     };
-    let args = |server: &dfukit_usbip::Server| super::stm32mp_flash::FlashArgs {
-        layout: layout.clone(),
-        usbip: Some(server.local_addr().to_string()),
-        serial: None,
-        connect_timeout: 5.0,
-        transfer_timeout: 1.0,
-        tfa_timeout: 3.0,
-        reenumerate_timeout: 15.0,
+    let opts = Options {
+        connect_timeout: Duration::from_secs(5),
+        transfer_timeout: Duration::from_secs(1),
+        tfa_timeout: Duration::from_secs(3),
+        reenumerate_timeout: Duration::from_secs(15),
+    };
+    let connector = |server: &dfukit_usbip::Server| {
+        UsbConnector::new(Some(server.local_addr().to_string()), None)
     };
 
     println!("\n6. STM32MP157 in USB boot whose TF-A never answers after the ROM code starts it");
@@ -342,7 +348,7 @@ fn stm32mp1(dir: &Path, rows: &mut Vec<Row>) -> Result<(), Diag> {
         server.local_addr()
     );
     let started = std::time::Instant::now();
-    let err = super::stm32mp_flash::flash(&args(&server))
+    let err = flash(&mut connector(&server), &layout, &opts)
         .err()
         .ok_or_else(|| {
             Diag::new(
@@ -376,7 +382,7 @@ fn stm32mp1(dir: &Path, rows: &mut Vec<Row>) -> Result<(), Diag> {
         server.local_addr()
     );
     let started = std::time::Instant::now();
-    super::stm32mp_flash::flash(&args(&server))?;
+    flash(&mut connector(&server), &layout, &opts)?;
     let secs = started.elapsed().as_secs_f64();
     server.stop();
     println!(

@@ -1,19 +1,16 @@
-//! Secure DFU over the modelled BLE link to a simulated nRF52840, in
-//! virtual time: `dfukit nordic dfu ble --sim` and `dfukit bench ble`.
+//! Whole updates against a simulated board in virtual time: what `dfukit
+//! nordic dfu ble --sim`, the BLE benchmark and tests run.
 
-use super::diag::Diag;
+use crate::ble::{BleParams, InvalidParams};
+use crate::ble_link::{BleBoardLink, BleCounters};
+use crate::nrf52840::{Bank1, BoardConfig, BoardError, Nrf52840};
+use crate::storage::Storage;
 use dfukit_nordic::host::{self, HostError, Options};
-use dfukit_nordic::package::Package;
 use dfukit_nordic::target::Mode;
-use dfukit_sim::ble::BleParams;
-use dfukit_sim::ble_link::{BleBoardLink, BleCounters};
-use dfukit_sim::nrf52840::{Bank1, BoardConfig, Nrf52840};
-use dfukit_sim::Storage;
-use std::path::Path;
 use std::time::Duration;
 
-/// What one update over the modelled link did.
-pub struct SimRun {
+/// What one update over the modelled BLE link did.
+pub struct BleUpdate {
     /// The host's result.
     pub result: Result<(), HostError>,
     /// Virtual time from the first request to the host's return.
@@ -27,7 +24,7 @@ pub struct SimRun {
 
 /// A blank nRF52840 with bank 1 on the MX25R6435F, flash timing on,
 /// trusting `public_key` (hex, as `BoardConfig` holds it), booted to DFU.
-pub fn board(public_key: Option<String>) -> Result<Nrf52840, Diag> {
+pub fn qspi_board(public_key: Option<String>) -> Result<Nrf52840, BoardError> {
     let cfg = BoardConfig {
         bank1: Bank1::Qspi,
         flash_timing: true,
@@ -38,14 +35,7 @@ pub fn board(public_key: Option<String>) -> Result<Nrf52840, Diag> {
         cfg,
         Storage::in_memory(1 << 20),
         Storage::in_memory(8 << 20),
-    )
-    .map_err(|e| {
-        Diag::new(
-            "dfukit::sim::board",
-            format!("cannot build the simulated board: {e}"),
-            "this is a dfukit bug: please report it",
-        )
-    })?;
+    )?;
     run_until(&mut b, Duration::from_secs(30), |b| {
         b.target().mode() == Mode::Dfu && !b.target().is_busy()
     });
@@ -54,7 +44,7 @@ pub fn board(public_key: Option<String>) -> Result<Nrf52840, Diag> {
 
 /// Advances the board through its own events until `done` or `limit` of
 /// virtual time; returns the time it took if `done` held.
-fn run_until(
+pub fn run_until(
     b: &mut Nrf52840,
     limit: Duration,
     done: impl Fn(&Nrf52840) -> bool,
@@ -86,7 +76,7 @@ pub fn activate(b: &mut Nrf52840, boots_before: u32) -> Option<Duration> {
 
 /// Sends `fw` with its init packet over the modelled link, then lets the
 /// board activate it.
-pub fn update(
+pub fn update_over_ble(
     b: &mut Nrf52840,
     params: BleParams,
     seed: u64,
@@ -94,16 +84,10 @@ pub fn update(
     init: &[u8],
     fw: &[u8],
     events: &mut dyn FnMut(host::Event),
-) -> Result<SimRun, Diag> {
+) -> Result<BleUpdate, InvalidParams> {
     let start = b.now();
     let boots = b.boots();
-    let mut link = BleBoardLink::new(b, params, seed).map_err(|e| {
-        Diag::new(
-            "dfukit::sim::ble",
-            format!("invalid BLE link parameters: {e}"),
-            "use the presets (15 ms, 7.5 ms) or valid values",
-        )
-    })?;
+    let mut link = BleBoardLink::new(b, params, seed)?;
     let result = host::update(&mut link, opts, init, fw, events);
     let (_, counters) = link.finish();
     let transfer = b.now().saturating_duration_since(start);
@@ -112,56 +96,10 @@ pub fn update(
     } else {
         None
     };
-    Ok(SimRun {
+    Ok(BleUpdate {
         result,
         transfer,
         activation,
         counters,
     })
-}
-
-/// `dfukit nordic dfu ble --sim`: every image of `pkg` to a simulated
-/// board over the 15 ms link setting.
-pub fn run(
-    pkg: &Package,
-    path: &Path,
-    opts: &Options,
-    public_key: Option<String>,
-) -> Result<(), Diag> {
-    let mut b = board(public_key)?;
-    let params = BleParams::fast_15ms();
-    for img in &pkg.images {
-        let fw = super::dfu::firmware_of(img, path)?;
-        let bar = super::progress::bar(fw.len() as u64, img.kind.display_name());
-        let r = update(
-            &mut b,
-            params.clone(),
-            1,
-            opts,
-            &img.init_packet,
-            fw,
-            &mut |e| {
-                if let host::Event::Progress { done, .. } = e {
-                    bar.set_position(done as u64);
-                }
-            },
-        )?;
-        bar.finish_and_clear();
-        r.result.map_err(Diag::from)?;
-        let bound = params.bound(fw.len(), usize::from(params.att_mtu - 3) / 4 * 4);
-        println!(
-            "{}: {} bytes in {:.3} s of virtual time over BLE (2M PHY, 15 ms interval; the link's bound is {:.3} s), activated in {}",
-            img.kind.display_name(),
-            fw.len(),
-            r.transfer.as_secs_f64(),
-            bound.seconds,
-            r.activation
-                .map_or("- (did not activate)".to_string(), |d| format!("{:.3} s", d.as_secs_f64()))
-        );
-        println!(
-            "  link: {} packets, {} dropped by the device, {} notifications",
-            r.counters.packets_sent, r.counters.writes_dropped, r.counters.notifications
-        );
-    }
-    Ok(())
 }

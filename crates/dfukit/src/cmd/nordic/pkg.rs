@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand, ValueEnum};
 use dfukit_nordic::init_packet::ValidationType;
 use dfukit_nordic::keys::{self, Format, KeyError, KeyPart};
-use dfukit_nordic::package::{self, GenerateError, Package, PackageError, PackageOptions};
+use dfukit_nordic::package::{self, GenerateError, Package, PackageOptions};
 use dfukit_nordic::settings::{self, Family, SettingsError, SettingsHexOptions};
 
-use super::diag::Diag;
+use crate::util::diag::Diag;
 
 /// `dfukit nordic keys ...`
 #[derive(Subcommand, Debug)]
@@ -361,33 +361,6 @@ fn generate_diag(e: GenerateError) -> Diag {
     Diag::new(code, e.to_string(), help)
 }
 
-/// A package that could not be opened, as a diagnostic with its own code and help.
-pub fn open_diag(e: PackageError) -> Diag {
-    let (code, help) = match &e {
-        PackageError::Io { .. } => ("dfukit::nordic::pkg::io", "check the file exists and is readable"),
-        PackageError::NotZip { .. } | PackageError::CorruptMember { .. } => (
-            "dfukit::nordic::pkg::corrupt_zip",
-            "the file is damaged or not a package: download or regenerate it",
-        ),
-        PackageError::MissingManifest { .. } | PackageError::BadManifest { .. } | PackageError::EmptyManifest { .. } => (
-            "dfukit::nordic::pkg::manifest",
-            "this is not a Nordic DFU package; generate one with `dfukit nordic pkg generate`",
-        ),
-        PackageError::MissingFile { .. } => {
-            ("dfukit::nordic::pkg::missing_file", "the package is incomplete: regenerate it")
-        }
-        PackageError::InitPacket { .. } => (
-            "dfukit::nordic::pkg::init_packet",
-            "the init packet is corrupt or not a dfu-cc.proto packet: regenerate the package",
-        ),
-        PackageError::SizeMismatch { .. } | PackageError::HashMismatch { .. } => (
-            "dfukit::nordic::pkg::image_mismatch",
-            "the firmware does not match its init packet (modified after packaging?): regenerate the package",
-        ),
-    };
-    Diag::new(code, e.to_string(), help)
-}
-
 fn settings_diag(e: SettingsError) -> Diag {
     let (code, help) = match &e {
         SettingsError::Firmware(_) => (
@@ -430,7 +403,7 @@ pub fn run_pkg(cmd: PkgCommand) -> miette::Result<()> {
             Ok(())
         }
         PkgCommand::Display { file, json } => {
-            let pkg = Package::open(&file).map_err(open_diag)?;
+            let pkg = Package::open(&file).map_err(crate::util::nordic::open_diag)?;
             if json {
                 let text = serde_json::to_string_pretty(&pkg.to_json()).map_err(|e| {
                     Diag::new(

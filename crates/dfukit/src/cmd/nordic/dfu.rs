@@ -1,13 +1,13 @@
 //! `dfukit nordic dfu serial`: update a device over a serial port.
 
-use super::diag::Diag;
+use crate::util::diag::Diag;
+use crate::util::keys::public_key_hex;
+use crate::util::nordic::{open_package, update_image, update_serial, SerialUpdate};
 use clap::{Args, Subcommand};
-use dfukit_nordic::host::serial::{Port, SlipLink};
-use dfukit_nordic::host::{self, Event, Link, Options};
+use dfukit_nordic::host::Options;
 use dfukit_nordic::package::Package;
-use std::io;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 /// `dfukit nordic dfu ...`
 #[derive(Subcommand)]
@@ -79,158 +79,23 @@ pub struct SerialArgs {
 }
 
 impl SerialArgs {
-    /// `package` to `port` with the defaults of the command line.
-    pub fn new(package: &Path, port: &Path) -> Self {
-        SerialArgs {
-            package: package.to_path_buf(),
-            port: port.to_path_buf(),
-            prn: 0,
-            baud: 115_200,
-            timeout: 5.0,
+    fn to_update(&self) -> SerialUpdate {
+        SerialUpdate {
+            package: self.package.clone(),
+            port: self.port.clone(),
+            prn: self.prn,
+            baud: self.baud,
+            timeout: self.timeout,
         }
     }
-}
-
-/// A serial port from the serialport crate, as the host's [`Port`].
-pub struct SerialPort(serialport::TTYPort);
-
-impl io::Read for SerialPort {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
-impl io::Write for SerialPort {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl Port for SerialPort {
-    fn set_read_timeout(&mut self, t: Duration) -> io::Result<()> {
-        serialport::SerialPort::set_timeout(&mut self.0, t.max(Duration::from_millis(1)))
-            .map_err(io::Error::other)
-    }
-}
-
-/// Opens `path` as a serial port, or says why it cannot be one.
-pub fn open_port(path: &Path, baud: u32) -> Result<SerialPort, Diag> {
-    let name = path.to_string_lossy();
-    serialport::new(name.as_ref(), baud)
-        .timeout(Duration::from_millis(100))
-        .dtr_on_open(false)
-        .open_native()
-        .map(SerialPort)
-        .map_err(|e| {
-            Diag::new(
-                "dfukit::nordic::dfu::port",
-                format!("cannot open {} as a serial port: {e}", path.display()),
-                "check the path (ls /dev/ttyACM* /dev/ttyUSB*), that it is a serial device, and that no other program holds it; for a simulated board use the pty path it printed",
-            )
-        })
-}
-
-/// Opens a package with a diagnostic on failure.
-pub fn open_package(path: &Path) -> Result<Package, Diag> {
-    Package::open(path).map_err(super::nordic_pkg::open_diag)
 }
 
 /// Runs a `dfu` subcommand.
 pub fn run(cmd: DfuCommand) -> miette::Result<()> {
     match cmd {
-        DfuCommand::Serial(a) => Ok(serial(&a).map(|_| ())?),
+        DfuCommand::Serial(a) => Ok(update_serial(&a.to_update()).map(|_| ())?),
         DfuCommand::Ble(a) => Ok(ble(&a)?),
     }
-}
-
-/// What an update did, for summaries.
-pub struct Summary {
-    /// Wall time of the transfers.
-    pub elapsed: Duration,
-}
-
-/// Updates the device on `a.port` with every image of `a.package`.
-pub fn serial(a: &SerialArgs) -> Result<Summary, Diag> {
-    let pkg = open_package(&a.package)?;
-    let port = open_port(&a.port, a.baud)?;
-    let mut link = SlipLink::new(port);
-    let opts = Options {
-        prn: a.prn,
-        response_timeout: Duration::from_secs_f64(a.timeout.max(0.01)),
-        ..Options::default()
-    };
-    update_package(&mut link, &opts, &pkg, &a.package)
-}
-
-/// Sends every image of `pkg` over `link`, with a progress bar per image.
-pub fn update_package(
-    link: &mut impl Link,
-    opts: &Options,
-    pkg: &Package,
-    path: &Path,
-) -> Result<Summary, Diag> {
-    let start = Instant::now();
-    for img in &pkg.images {
-        update_image(link, opts, img, path)?;
-    }
-    Ok(Summary {
-        elapsed: start.elapsed(),
-    })
-}
-
-/// The firmware of a package image, or why there is none to send.
-pub fn firmware_of<'a>(
-    img: &'a dfukit_nordic::package::PackageImage,
-    path: &Path,
-) -> Result<&'a [u8], Diag> {
-    img.firmware.as_deref().ok_or_else(|| {
-        Diag::new(
-            "dfukit::nordic::pkg::no_firmware",
-            format!(
-                "{} holds only an init packet ({})",
-                path.display(),
-                img.dat_file
-            ),
-            "updates need a .zip package with the firmware image",
-        )
-    })
-}
-
-/// Sends one image of a package over `link`, with a progress bar.
-pub fn update_image(
-    link: &mut impl Link,
-    opts: &Options,
-    img: &dfukit_nordic::package::PackageImage,
-    path: &Path,
-) -> Result<(), Diag> {
-    let fw = firmware_of(img, path)?;
-    let bar = super::progress::bar(fw.len() as u64, img.kind.display_name());
-    let result = host::update(link, opts, &img.init_packet, fw, &mut |e| match e {
-        Event::Progress { done, .. } => bar.set_position(done as u64),
-        Event::Resumed { offset } => bar.println(format!(
-            "resuming at byte {offset}: the device already holds the first part"
-        )),
-        Event::Retry { object, reason } => {
-            bar.println(format!("retrying object {object}: {reason}"))
-        }
-        _ => {}
-    });
-    match result {
-        Ok(()) => bar.finish_and_clear(),
-        Err(e) => {
-            bar.abandon();
-            return Err(e.into());
-        }
-    }
-    eprintln!(
-        "{}: {} bytes sent and accepted",
-        img.kind.display_name(),
-        fw.len()
-    );
-    Ok(())
 }
 
 /// Runs `dfu ble`.
@@ -242,11 +107,7 @@ pub fn ble(a: &BleArgs) -> Result<(), Diag> {
         ..Options::default()
     };
     if a.sim {
-        let key = a
-            .public_key
-            .as_deref()
-            .map(super::sim::public_key_hex)
-            .transpose()?;
+        let key = a.public_key.as_deref().map(public_key_hex).transpose()?;
         return super::ble_sim::run(&pkg, &a.package, &opts, key);
     }
     let address = a.address.as_deref().unwrap_or_default();
@@ -255,7 +116,7 @@ pub fn ble(a: &BleArgs) -> Result<(), Diag> {
 
 #[cfg(feature = "ble")]
 fn ble_radio(a: &BleArgs, address: &str, pkg: &Package, opts: &Options) -> Result<(), Diag> {
-    use super::ble::{next_address, BleError, BleLink};
+    use dfukit_transport::ble::{next_address, BleError, BleLink};
     let scan = Duration::from_secs_f64(a.scan.max(0.1));
     let diag = |e: BleError| {
         let help = match &e {

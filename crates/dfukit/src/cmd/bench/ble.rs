@@ -6,8 +6,7 @@
 //! virtual time. Each transfer is compared with the link's bound and with a
 //! host that behaves like the phone library of the user report.
 
-use super::ble_sim;
-use super::diag::Diag;
+use crate::util::diag::Diag;
 use clap::Args;
 use dfukit_core::FlashOp;
 use dfukit_nordic::host::{self, Options};
@@ -15,6 +14,7 @@ use dfukit_nordic::package;
 use dfukit_sim::ble::BleParams;
 use dfukit_sim::flash::FlashTiming;
 use dfukit_sim::link::BoardLink;
+use dfukit_sim::session;
 use dfukit_sim::uart::UartModel;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -85,7 +85,7 @@ fn activation_bound(len: usize) -> Duration {
 /// Runs `bench ble`.
 pub fn run(a: &BleBench) -> Result<(), Diag> {
     let dir = tempfile::tempdir().map_err(diag)?;
-    let zip = super::bench::app_package(dir.path(), a.size, 0x0B1E)?;
+    let zip = super::fixtures::app_package(dir.path(), a.size, 0x0B1E)?;
     let pkg = package::Package::open(&zip).map_err(diag)?;
     let img = &pkg.images[0];
     let fw = img.firmware.as_ref().ok_or_else(|| diag("no firmware"))?;
@@ -100,9 +100,11 @@ pub fn run(a: &BleBench) -> Result<(), Diag> {
         ("ble-2m-ci7.5ms", BleParams::fast_7_5ms()),
         ("ble-phone-report", BleParams::phone_report()),
     ] {
-        let run = |o: &Options| -> Result<ble_sim::SimRun, Diag> {
-            let mut b = ble_sim::board(None)?;
-            let r = ble_sim::update(&mut b, params.clone(), a.seed, o, init, fw, &mut |_| {})?;
+        let run = |o: &Options| -> Result<session::BleUpdate, Diag> {
+            let mut b = session::qspi_board(None).map_err(diag)?;
+            let r =
+                session::update_over_ble(&mut b, params.clone(), a.seed, o, init, fw, &mut |_| {})
+                    .map_err(diag)?;
             if let Err(e) = &r.result {
                 return Err(diag(format!("{name}: {e}")));
             }
@@ -144,7 +146,7 @@ pub fn run(a: &BleBench) -> Result<(), Diag> {
     for baud in [115_200u32, 1_000_000] {
         let uart = UartModel::new(baud);
         let run = |o: &Options| -> Result<(Duration, Duration), Diag> {
-            let mut b = ble_sim::board(None)?;
+            let mut b = session::qspi_board(None).map_err(diag)?;
             let start = b.now();
             let boots = b.boots();
             let r = {
@@ -154,7 +156,7 @@ pub fn run(a: &BleBench) -> Result<(), Diag> {
             r.map_err(|e| diag(format!("uart {baud}: {e}")))?;
             let transfer = b.now().saturating_duration_since(start);
             let act =
-                ble_sim::activate(&mut b, boots).ok_or_else(|| diag("the app did not start"))?;
+                session::activate(&mut b, boots).ok_or_else(|| diag("the app did not start"))?;
             Ok((transfer, act))
         };
         let (transfer, act) = run(&ours)?;

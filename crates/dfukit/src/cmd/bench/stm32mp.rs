@@ -4,7 +4,7 @@
 //! and eMMC timing; each phase's throughput against the floor the models
 //! allow.
 
-use super::diag::Diag;
+use crate::util::diag::Diag;
 use clap::Args;
 use dfukit_sim::stm32mp1::{
     sample, EmmcConfig, Stm32mp1, Stm32mp1Config, EMMC_USER_IMAGE, ROM_TRANSFER_SIZE,

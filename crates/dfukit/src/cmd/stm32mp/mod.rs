@@ -1,8 +1,11 @@
 //! `dfukit stm32mp ...`: STM32MP1 flashlayouts, STM32 images, SD-card images.
 
-use super::diag::Diag;
+mod flash;
+
+use crate::util::diag::Diag;
+use crate::util::stm32mp::load;
 use clap::{Args, Subcommand};
-use dfukit_stm32mp::layout::{self, CheckOptions, IpKind, Layout, Offset, PartType};
+use dfukit_stm32mp::layout::{IpKind, Layout, Offset, PartType};
 use dfukit_stm32mp::{image, sdcard};
 use std::path::{Path, PathBuf};
 
@@ -27,7 +30,7 @@ pub enum Stm32mpCommand {
     Sdcard(SdcardArgs),
     /// Program a board from a flashlayout, as STM32CubeProgrammer does:
     /// ROM code, TF-A, then U-Boot's stm32prog, partition by partition.
-    Flash(super::stm32mp_flash::FlashArgs),
+    Flash(flash::FlashArgs),
 }
 
 /// Options of `sdcard`.
@@ -49,27 +52,8 @@ pub fn run(cmd: Stm32mpCommand) -> miette::Result<()> {
         Stm32mpCommand::Check { layout } => Ok(check(&layout).map(|_| ())?),
         Stm32mpCommand::ImageInfo { file, json } => Ok(image_info(&file, json)?),
         Stm32mpCommand::Sdcard(a) => Ok(sd(&a)?),
-        Stm32mpCommand::Flash(a) => Ok(super::stm32mp_flash::flash(&a)?),
+        Stm32mpCommand::Flash(a) => Ok(flash::run(&a)?),
     }
-}
-
-/// Loads and checks a layout; every error is printed `path:line:col` with
-/// its help, and the diagnostic says how many there were.
-pub(crate) fn load(path: &Path) -> Result<Layout, Diag> {
-    layout::load(path, &CheckOptions::default()).map_err(|errs| {
-        for e in &errs.0 {
-            eprintln!("{e}\n  help: {}", e.help());
-        }
-        Diag::new(
-            "dfukit::stm32mp::layout",
-            format!(
-                "{}: {} error(s) in the flashlayout",
-                path.display(),
-                errs.0.len()
-            ),
-            "fix each line above; the rules are U-Boot stm32prog's (see `dfukit stm32mp check`)",
-        )
-    })
 }
 
 fn check(path: &Path) -> Result<Layout, Diag> {

@@ -1,0 +1,147 @@
+//! DFU devices over USB/IP or on this machine's USB, found, probed and
+//! opened as `ControlTransfer`s for the DFU host.
+
+#[cfg(feature = "usb")]
+mod local;
+mod usbip;
+
+#[cfg(feature = "usb")]
+pub use local::NusbTransfer;
+pub use usbip::{with_default_port, UsbipTransfer};
+
+use dfukit_usbdfu::host::probe::DfuInterface;
+use dfukit_usbdfu::host::{ControlTransfer, TransferError};
+use dfukit_usbdfu::wire::SetupPacket;
+use std::time::Duration;
+
+/// Which devices are wanted, as dfu-util's -d, -S and -p select them.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    /// USB/IP server `HOST[:PORT]`; `None` for this machine's USB.
+    pub usbip: Option<String>,
+    /// `VID:PID` in hex.
+    pub vid_pid: Option<String>,
+    /// The serial-number string.
+    pub serial: Option<String>,
+    /// The bus path: a USB/IP busid (`1-1`), or `BUS-PORT.PORT` locally.
+    pub path: Option<String>,
+}
+
+impl DeviceFilter {
+    /// Where the devices are looked for, in words ("local USB" or the server).
+    pub fn place(&self) -> &str {
+        self.usbip.as_deref().unwrap_or("local USB")
+    }
+
+    /// Whether a probed device passes the -d and -S filters.
+    fn wants(&self, dfu: &DfuInterface) -> bool {
+        self.wants_ids(dfu.vendor_id, dfu.product_id)
+            && self.serial.as_deref().is_none_or(|s| s == dfu.serial)
+    }
+
+    /// Whether `vid:pid` passes the -d filter.
+    fn wants_ids(&self, vid: u16, pid: u16) -> bool {
+        self.vid_pid
+            .as_ref()
+            .is_none_or(|want| format!("{vid:04x}:{pid:04x}") == want.to_lowercase())
+    }
+}
+
+/// A device that matched, opened and probed.
+pub struct FoundDevice {
+    /// Its bus path (USB/IP busid, or the local port chain).
+    pub busid: String,
+    /// Its device number on the bus.
+    pub devnum: u32,
+    /// The DFU interface the probe found.
+    pub dfu: DfuInterface,
+    /// Control transfers to it.
+    pub transfer: UsbTransfer,
+}
+
+/// Why the devices could not be looked for.
+#[derive(Debug, thiserror::Error)]
+pub enum FindError {
+    /// The USB/IP server did not answer the device list.
+    #[error("cannot reach the USB/IP server at {addr}: {reason}")]
+    NoServer {
+        /// The server address, port included.
+        addr: String,
+        /// What the connection attempt said.
+        reason: String,
+    },
+    /// This machine's USB devices could not be listed.
+    #[error("cannot list USB devices: {0}")]
+    CannotList(String),
+    /// Nothing matched that could be opened, and these devices could not be.
+    #[error("no DFU device could be used; these could not be opened: {}", .0.join("; "))]
+    Refused(Vec<String>),
+}
+
+/// The DFU devices that match `filter`, over USB/IP or on local USB.
+pub fn find_dfu_devices(filter: &DeviceFilter) -> Result<Vec<FoundDevice>, FindError> {
+    match &filter.usbip {
+        Some(addr) => usbip::find(addr, filter),
+        None => find_local(filter),
+    }
+}
+
+#[cfg(feature = "usb")]
+fn find_local(filter: &DeviceFilter) -> Result<Vec<FoundDevice>, FindError> {
+    local::find(filter)
+}
+
+#[cfg(not(feature = "usb"))]
+fn find_local(_: &DeviceFilter) -> Result<Vec<FoundDevice>, FindError> {
+    Err(FindError::CannotList(
+        "this dfukit was built without local USB support (feature `usb`)".into(),
+    ))
+}
+
+/// A device reached over USB/IP or on local USB.
+pub enum UsbTransfer {
+    /// Over USB/IP.
+    Usbip(UsbipTransfer),
+    /// On this machine's USB.
+    #[cfg(feature = "usb")]
+    Local(NusbTransfer),
+}
+
+impl UsbTransfer {
+    /// A USB bus reset of the device's port.
+    pub fn reset(&mut self) -> Result<(), TransferError> {
+        match self {
+            UsbTransfer::Usbip(u) => u.reset(),
+            #[cfg(feature = "usb")]
+            UsbTransfer::Local(l) => l.reset(),
+        }
+    }
+}
+
+impl ControlTransfer for UsbTransfer {
+    fn control_in(
+        &mut self,
+        s: SetupPacket,
+        buf: &mut [u8],
+        t: Duration,
+    ) -> Result<usize, TransferError> {
+        match self {
+            UsbTransfer::Usbip(u) => u.control_in(s, buf, t),
+            #[cfg(feature = "usb")]
+            UsbTransfer::Local(l) => l.control_in(s, buf, t),
+        }
+    }
+
+    fn control_out(
+        &mut self,
+        s: SetupPacket,
+        data: &[u8],
+        t: Duration,
+    ) -> Result<usize, TransferError> {
+        match self {
+            UsbTransfer::Usbip(u) => u.control_out(s, data, t),
+            #[cfg(feature = "usb")]
+            UsbTransfer::Local(l) => l.control_out(s, data, t),
+        }
+    }
+}

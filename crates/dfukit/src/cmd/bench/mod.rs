@@ -1,0 +1,50 @@
+//! `dfukit bench`: figures measured against the peer tools in the same run.
+//!
+//! Wall time on these machines is noisy; what is reported is therefore a
+//! ratio against the peer measured in the same run on the same kind of
+//! board, plus the board's own CPU time per MiB received.
+
+mod ble;
+mod fixtures;
+mod serial;
+mod stm32mp;
+mod usb;
+
+use clap::{Args, Subcommand};
+
+/// Options of `bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchWhat,
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Secure DFU over a pty: dfukit's host vs nrfutil's, flash timing off.
+    Serial(serial::SerialBench),
+    /// DfuSe download + read-back over USB/IP: dfukit vs dfu-util through the shim.
+    Usb(usb::UsbBench),
+    /// DfuSe download with the STM32F4 flash timing on, in virtual time:
+    /// achieved time against the flash model's bound.
+    UsbFlash(usb::UsbFlashBench),
+    /// STM32MP programming (ROM code, TF-A, U-Boot) of an eMMC layout with a
+    /// large rootfs, in virtual time with USB high-speed and eMMC models:
+    /// each phase against the models' bound.
+    Stm32mp(stm32mp::Stm32mpBench),
+    /// Secure DFU of the user report's image over the BLE link model (15 ms
+    /// and 7.5 ms) and UART (115200, 1000000 baud) in virtual time: dfukit
+    /// against the link's bound and against the phone-library baseline.
+    Ble(ble::BleBench),
+}
+
+/// Runs a benchmark.
+pub fn run(a: BenchArgs) -> miette::Result<()> {
+    match a.what {
+        BenchWhat::Serial(s) => Ok(serial::run(s)?),
+        BenchWhat::Usb(u) => Ok(usb::run(u)?),
+        BenchWhat::UsbFlash(u) => Ok(usb::run_flash(u)?),
+        BenchWhat::Stm32mp(m) => Ok(stm32mp::run(&m)?),
+        BenchWhat::Ble(b) => Ok(ble::run(&b)?),
+    }
+}

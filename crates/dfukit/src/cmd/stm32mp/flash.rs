@@ -1,0 +1,59 @@
+//! `dfukit stm32mp flash`: the STM32CubeProgrammer TSV flashing job over
+//! USB/IP or local USB, with progress, a summary table and, when the board
+//! stops answering, a bounded diagnosis.
+
+use crate::util::diag::Diag;
+use crate::util::stm32mp::flash;
+use clap::Args;
+use dfukit_stm32mp::program::Options;
+use dfukit_transport::stm32mp::UsbConnector;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options of `stm32mp flash`.
+#[derive(Args)]
+pub struct FlashArgs {
+    /// The flashlayout (.tsv); binaries are found relative to it.
+    pub layout: PathBuf,
+    /// USB/IP server HOST[:PORT] the board is exported on (a simulated
+    /// board from `dfukit sim stm32mp1`, or usbipd); without it, local USB.
+    #[arg(long, env = "DFUKIT_USBIP")]
+    pub usbip: Option<String>,
+    /// Serial number of the board, when several are connected.
+    #[arg(short = 'S', long)]
+    pub serial: Option<String>,
+    /// Seconds to wait for the board to appear at the start.
+    #[arg(long, default_value_t = 5.0)]
+    pub connect_timeout: f64,
+    /// Seconds one control transfer may take.
+    #[arg(long, default_value_t = 2.0)]
+    pub transfer_timeout: f64,
+    /// Seconds TF-A may take to answer after the ROM code starts it.
+    #[arg(long, default_value_t = 10.0)]
+    pub tfa_timeout: f64,
+    /// Seconds U-Boot may take to come back on USB after a DETACH.
+    #[arg(long, default_value_t = 15.0)]
+    pub reenumerate_timeout: f64,
+}
+
+fn secs(s: f64, what: &str) -> Result<Duration, Diag> {
+    Duration::try_from_secs_f64(s).map_err(|_| {
+        Diag::new(
+            "dfukit::stm32mp::flash::option",
+            format!("--{what} {s}: not a number of seconds"),
+            "give a positive number, e.g. 2 or 0.5",
+        )
+    })
+}
+
+/// Runs `stm32mp flash`.
+pub fn run(a: &FlashArgs) -> Result<(), Diag> {
+    let opts = Options {
+        connect_timeout: secs(a.connect_timeout, "connect-timeout")?,
+        transfer_timeout: secs(a.transfer_timeout, "transfer-timeout")?,
+        tfa_timeout: secs(a.tfa_timeout, "tfa-timeout")?,
+        reenumerate_timeout: secs(a.reenumerate_timeout, "reenumerate-timeout")?,
+    };
+    let mut conn = UsbConnector::new(a.usbip.clone(), a.serial.clone());
+    flash(&mut conn, &a.layout, &opts).map(|_| ())
+}

@@ -1,0 +1,170 @@
+//! Nordic updates as several commands run them (`nordic dfu serial` and
+//! `ble`, the demo, the serial benchmark): opening a package and a serial
+//! port with diagnostics, and sending a package's images through the host
+//! with a progress bar per image.
+
+use super::diag::Diag;
+use dfukit_nordic::host::serial::SlipLink;
+use dfukit_nordic::host::{self, Event, Link as SecureDfuLink, Options};
+use dfukit_nordic::package::{Package, PackageError};
+use dfukit_transport::serial::SerialPort;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// An update of the device on a serial port, with `dfu serial`'s options.
+#[derive(Debug, Clone)]
+pub struct SerialUpdate {
+    /// The update package (.zip).
+    pub package: PathBuf,
+    /// The serial port.
+    pub port: PathBuf,
+    /// Packet receipt notification interval (0: CRC checked once per object).
+    pub prn: u16,
+    /// Baud rate (ignored by USB CDC and ptys).
+    pub baud: u32,
+    /// Seconds to wait for each response.
+    pub timeout: f64,
+}
+
+impl SerialUpdate {
+    /// `package` to `port` with the defaults of the command line.
+    pub fn new(package: &Path, port: &Path) -> Self {
+        SerialUpdate {
+            package: package.to_path_buf(),
+            port: port.to_path_buf(),
+            prn: 0,
+            baud: 115_200,
+            timeout: 5.0,
+        }
+    }
+}
+
+/// Opens `path` as a serial port, or says why it cannot be one.
+pub fn open_port(path: &Path, baud: u32) -> Result<SerialPort, Diag> {
+    dfukit_transport::serial::open_port(path, baud).map_err(|e| {
+            Diag::new(
+                "dfukit::nordic::dfu::port",
+                format!("cannot open {} as a serial port: {e}", path.display()),
+                "check the path (ls /dev/ttyACM* /dev/ttyUSB*), that it is a serial device, and that no other program holds it; for a simulated board use the pty path it printed",
+            )
+        })
+}
+
+/// Opens a package with a diagnostic on failure.
+pub fn open_package(path: &Path) -> Result<Package, Diag> {
+    Package::open(path).map_err(open_diag)
+}
+
+/// A package that could not be opened, as a diagnostic with its own code and help.
+pub fn open_diag(e: PackageError) -> Diag {
+    let (code, help) = match &e {
+        PackageError::Io { .. } => ("dfukit::nordic::pkg::io", "check the file exists and is readable"),
+        PackageError::NotZip { .. } | PackageError::CorruptMember { .. } => (
+            "dfukit::nordic::pkg::corrupt_zip",
+            "the file is damaged or not a package: download or regenerate it",
+        ),
+        PackageError::MissingManifest { .. } | PackageError::BadManifest { .. } | PackageError::EmptyManifest { .. } => (
+            "dfukit::nordic::pkg::manifest",
+            "this is not a Nordic DFU package; generate one with `dfukit nordic pkg generate`",
+        ),
+        PackageError::MissingFile { .. } => {
+            ("dfukit::nordic::pkg::missing_file", "the package is incomplete: regenerate it")
+        }
+        PackageError::InitPacket { .. } => (
+            "dfukit::nordic::pkg::init_packet",
+            "the init packet is corrupt or not a dfu-cc.proto packet: regenerate the package",
+        ),
+        PackageError::SizeMismatch { .. } | PackageError::HashMismatch { .. } => (
+            "dfukit::nordic::pkg::image_mismatch",
+            "the firmware does not match its init packet (modified after packaging?): regenerate the package",
+        ),
+    };
+    Diag::new(code, e.to_string(), help)
+}
+
+/// What an update did, for summaries.
+pub struct Summary {
+    /// Wall time of the transfers.
+    pub elapsed: Duration,
+}
+
+/// Updates the device on `a.port` with every image of `a.package`.
+pub fn update_serial(a: &SerialUpdate) -> Result<Summary, Diag> {
+    let pkg = open_package(&a.package)?;
+    let port = open_port(&a.port, a.baud)?;
+    let mut link = SlipLink::new(port);
+    let opts = Options {
+        prn: a.prn,
+        response_timeout: Duration::from_secs_f64(a.timeout.max(0.01)),
+        ..Options::default()
+    };
+    update_package(&mut link, &opts, &pkg, &a.package)
+}
+
+/// Sends every image of `pkg` over `link`, with a progress bar per image.
+pub fn update_package(
+    link: &mut impl SecureDfuLink,
+    opts: &Options,
+    pkg: &Package,
+    path: &Path,
+) -> Result<Summary, Diag> {
+    let start = Instant::now();
+    for img in &pkg.images {
+        update_image(link, opts, img, path)?;
+    }
+    Ok(Summary {
+        elapsed: start.elapsed(),
+    })
+}
+
+/// The firmware of a package image, or why there is none to send.
+pub fn firmware_of<'a>(
+    img: &'a dfukit_nordic::package::PackageImage,
+    path: &Path,
+) -> Result<&'a [u8], Diag> {
+    img.firmware.as_deref().ok_or_else(|| {
+        Diag::new(
+            "dfukit::nordic::pkg::no_firmware",
+            format!(
+                "{} holds only an init packet ({})",
+                path.display(),
+                img.dat_file
+            ),
+            "updates need a .zip package with the firmware image",
+        )
+    })
+}
+
+/// Sends one image of a package over `link`, with a progress bar.
+pub fn update_image(
+    link: &mut impl SecureDfuLink,
+    opts: &Options,
+    img: &dfukit_nordic::package::PackageImage,
+    path: &Path,
+) -> Result<(), Diag> {
+    let fw = firmware_of(img, path)?;
+    let bar = super::progress::bar(fw.len() as u64, img.kind.display_name());
+    let result = host::update(link, opts, &img.init_packet, fw, &mut |e| match e {
+        Event::Progress { done, .. } => bar.set_position(done as u64),
+        Event::Resumed { offset } => bar.println(format!(
+            "resuming at byte {offset}: the device already holds the first part"
+        )),
+        Event::Retry { object, reason } => {
+            bar.println(format!("retrying object {object}: {reason}"))
+        }
+        _ => {}
+    });
+    match result {
+        Ok(()) => bar.finish_and_clear(),
+        Err(e) => {
+            bar.abandon();
+            return Err(e.into());
+        }
+    }
+    eprintln!(
+        "{}: {} bytes sent and accepted",
+        img.kind.display_name(),
+        fw.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! STM32MP programming as `stm32mp flash` and the demo run it: the layout
+//! loaded with every error printed, the flow with progress, the summary
+//! table, and the failure diagnosis with its likely causes.
+
+use super::diag::Diag;
+use dfukit_stm32mp::connect::Connector;
+use dfukit_stm32mp::layout::{self, CheckOptions, Layout};
+use dfukit_stm32mp::program::{self, Event, Options, ProgramError, Summary};
+use indicatif::ProgressBar;
+use std::path::Path;
+
+/// Loads and checks a layout; every error is printed `path:line:col` with
+/// its help, and the diagnostic says how many there were.
+pub fn load(path: &Path) -> Result<Layout, Diag> {
+    layout::load(path, &CheckOptions::default()).map_err(|errs| {
+        for e in &errs.0 {
+            eprintln!("{e}\n  help: {}", e.help());
+        }
+        Diag::new(
+            "dfukit::stm32mp::layout",
+            format!(
+                "{}: {} error(s) in the flashlayout",
+                path.display(),
+                errs.0.len()
+            ),
+            "fix each line above; the rules are U-Boot stm32prog's (see `dfukit stm32mp check`)",
+        )
+    })
+}
+
+/// Programs the board from the layout at `path`, reached through `conn`,
+/// with progress on stderr and the summary table on stdout.
+pub fn flash(conn: &mut impl Connector, path: &Path, opts: &Options) -> Result<Summary, Diag> {
+    let layout = load(path).map_err(|mut d| {
+        d.message.push_str("; nothing was sent to the board");
+        d
+    })?;
+    let layout_bytes = std::fs::read(path).map_err(|e| {
+        Diag::new(
+            "dfukit::stm32mp::layout",
+            format!("cannot read {}: {e}", path.display()),
+            "check the path",
+        )
+    })?;
+    let mut bar: Option<ProgressBar> = None;
+    let mut on_event = |e: Event| match e {
+        Event::StageStarted { stage } => eprintln!("== {stage}"),
+        Event::Connected { stage, alts } => {
+            eprintln!("   connected: {stage}, {alts} alternate settings")
+        }
+        Event::Reconnecting { stage } => eprintln!("   waiting for the board: {stage}"),
+        Event::PhaseRead { record, .. } => eprintln!("   device reports {record}"),
+        Event::PartitionStarted { id, name, total } => {
+            bar = Some(super::progress::bar(total, &format!("{id:#04x} {name}")));
+        }
+        Event::Progress { done, .. } => {
+            if let Some(b) = &bar {
+                b.set_position(done);
+            }
+        }
+        Event::PartitionDone { .. } => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+        }
+    };
+    let result = program::program(conn, &layout, &layout_bytes, opts, &mut on_event);
+    if let Some(b) = bar.take() {
+        b.abandon();
+    }
+    match result {
+        Ok(summary) => {
+            print_summary(&summary);
+            Ok(summary)
+        }
+        Err(e) => Err(diagnosis(&e)),
+    }
+}
+
+/// Prints the per-partition table, the stage times and the total.
+pub fn print_summary(s: &Summary) {
+    println!(
+        "{:<5} {:<16} {:<9} {:>12} {:>12} {:>8} {:>9}",
+        "id", "partition", "device", "offset", "bytes", "time", "MB/s"
+    );
+    for w in &s.written {
+        println!(
+            "{:<#5x} {:<16} {:<9} {:>12} {:>12} {:>7.2}s {:>9}",
+            w.id,
+            w.name,
+            w.ip.to_string(),
+            w.offset.to_string(),
+            w.bytes,
+            w.elapsed.as_secs_f64(),
+            w.bytes_per_second()
+                .map_or("-".into(), |b| format!("{:.2}", b / 1e6)),
+        );
+    }
+    for (stage, d) in &s.stages {
+        println!("{stage}: {:.2} s", d.as_secs_f64());
+    }
+    println!(
+        "done: {} bytes in {} partitions, {:.2} s",
+        s.bytes(),
+        s.written.len(),
+        s.total.as_secs_f64()
+    );
+}
+
+/// The error with its likely causes as the help text.
+pub fn diagnosis(e: &ProgramError) -> Diag {
+    let mut help = e.help();
+    let causes = e.causes();
+    if !causes.is_empty() {
+        help.push_str("\nlikely causes:");
+        for c in causes {
+            help.push_str("\n  - ");
+            help.push_str(&c);
+        }
+    }
+    if let Some(r) = &e.last_report {
+        help.push_str(&format!("\nlast device report: {r}"));
+    }
+    Diag::new(e.code(), e.to_string(), help)
+}

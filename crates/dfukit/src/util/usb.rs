@@ -1,0 +1,374 @@
+//! The command-line side of USB DFU devices, shared by `usb` and `demo`:
+//! which device (`-d`, `-S`, `-p`, `--usbip`), finding and opening it with
+//! a diagnostic when that fails, and the DfuSe download as `usb download`
+//! runs it.
+
+use super::diag::Diag;
+use clap::Args;
+use dfukit_transport::usb::{find_dfu_devices, DeviceFilter, FindError, FoundDevice, UsbTransfer};
+use dfukit_usbdfu::dfuse::MemoryLayout;
+use dfukit_usbdfu::files::{self, DfuseFile};
+use dfukit_usbdfu::host::probe::DfuInterface;
+use dfukit_usbdfu::host::{DfuHost, Event, Options, TransferError};
+use std::path::{Path, PathBuf};
+
+/// Which device, and how to reach it.
+#[derive(Args, Clone)]
+pub struct DeviceArgs {
+    /// USB/IP server HOST[:PORT] to reach devices through (a simulated
+    /// board, or usbipd on another machine; port 3240 if not given).
+    /// Without it, devices on this machine's USB.
+    #[arg(long, env = "DFUKIT_USBIP")]
+    pub usbip: Option<String>,
+    /// VID:PID of the device (hex), as dfu-util's -d.
+    #[arg(short = 'd', long = "device")]
+    pub device: Option<String>,
+    /// Serial number, as dfu-util's -S.
+    #[arg(short = 'S', long)]
+    pub serial: Option<String>,
+    /// Bus path (USB/IP busid, e.g. 1-1), as dfu-util's -p.
+    #[arg(short = 'p', long)]
+    pub path: Option<String>,
+}
+
+impl DeviceArgs {
+    fn filter(&self) -> DeviceFilter {
+        DeviceFilter {
+            usbip: self.usbip.clone(),
+            vid_pid: self.device.clone(),
+            serial: self.serial.clone(),
+            path: self.path.clone(),
+        }
+    }
+}
+
+/// Options of `download`.
+#[derive(Args)]
+pub struct DownloadArgs {
+    #[command(flatten)]
+    pub target: DeviceArgs,
+    /// Alternate setting, by number or name.
+    #[arg(short = 'a', long, default_value = "0")]
+    pub alt: String,
+    /// DfuSe: ADDRESS[:leave][:mass-erase][:force] for a raw file.
+    #[arg(short = 's', long = "dfuse-address")]
+    pub dfuse_address: Option<String>,
+    /// The file: raw binary (a DFU suffix is checked and removed) or a DfuSe .dfu file.
+    #[arg(short = 'D', long = "download")]
+    pub file: PathBuf,
+    /// Read the written range back and compare.
+    #[arg(long)]
+    pub verify: bool,
+    /// Bytes per USB transfer (default: the device's wTransferSize).
+    #[arg(short = 't', long = "transfer-size")]
+    pub transfer_size: Option<u16>,
+    /// Reset the device's USB port when done (as dfu-util's -R).
+    #[arg(short = 'R', long)]
+    pub reset: bool,
+}
+
+/// The DFU devices that match `t`, with a diagnostic when they cannot be
+/// looked for.
+pub fn find(t: &DeviceArgs) -> Result<Vec<FoundDevice>, Diag> {
+    find_dfu_devices(&t.filter()).map_err(|e| {
+        let (code, help) = match &e {
+            FindError::NoServer { .. } => (
+                "dfukit::usb::usbip",
+                "start it (`dfukit sim stm32f4 --usbip ADDR` for a simulated board, or usbipd on the machine with the device) and check the address",
+            ),
+            FindError::CannotList(_) => (
+                "dfukit::usb::local",
+                "this machine may have no USB support (a VM or container without /sys/bus/usb); reach devices over USB/IP with --usbip",
+            ),
+            FindError::Refused(_) => (
+                "dfukit::usb::permission",
+                "run as a user with access to the device (a udev rule for its VID:PID, or the plugdev group)",
+            ),
+        };
+        Diag::new(code, e.to_string(), help)
+    })
+}
+
+/// The one DFU device that matches `t`, or why there is not exactly one.
+pub fn one_device(t: &DeviceArgs) -> Result<FoundDevice, Diag> {
+    let mut v = find(t)?;
+    match v.len() {
+        1 => Ok(v.remove(0)),
+        0 => Err(Diag::new(
+            "dfukit::usb::no_device",
+            format!("no DFU device matches on {}", t.usbip.as_deref().unwrap_or("local USB")),
+            "check the device is in DFU mode and exported (`dfukit usb list`), and the -d/-S/-p filters",
+        )),
+        n => Err(Diag::new(
+            "dfukit::usb::ambiguous",
+            format!("{n} DFU devices match on {}", t.usbip.as_deref().unwrap_or("local USB")),
+            "choose one with -d VID:PID, -S SERIAL or -p BUSID (see `dfukit usb list`)",
+        )),
+    }
+}
+
+/// Prints the matching DFU devices as `dfu-util -l` does.
+pub fn list(t: &DeviceArgs) -> Result<(), Diag> {
+    for d in find(t)? {
+        let f = &d.dfu;
+        for (alt, name) in &f.alts {
+            println!(
+                "Found DFU: [{:04x}:{:04x}] ver={:04x}, devnum={}, cfg=1, intf={}, path=\"{}\", alt={}, name=\"{}\", serial=\"{}\"",
+                f.vendor_id, f.product_id, f.bcd_device, d.devnum, f.interface, d.busid, alt, name, f.serial
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn host_error(e: dfukit_usbdfu::host::HostError) -> Diag {
+    Diag::new(e.code(), e.to_string(), e.help())
+}
+
+/// Opens the device and selects the alt setting; returns the host and the alt's layout.
+pub fn open_alt(
+    t: &DeviceArgs,
+    which: &str,
+    transfer_size: Option<u16>,
+) -> Result<(DfuHost<UsbTransfer>, DfuInterface, Option<MemoryLayout>), Diag> {
+    let d = one_device(t)?;
+    let (alt, name) = d.dfu.find_alt(which).ok_or_else(|| {
+        Diag::new(
+            "dfukit::usb::no_alt",
+            format!("the device has no alternate setting {which:?}"),
+            format!(
+                "its alternate settings are: {}",
+                d.dfu
+                    .alts
+                    .iter()
+                    .map(|(a, n)| format!("{a} ({n})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })?;
+    let layout = MemoryLayout::parse(name).ok();
+    let opts = Options {
+        transfer_size,
+        ..Options::default()
+    };
+    let mut host = DfuHost::new(
+        d.transfer,
+        u16::from(d.dfu.interface),
+        d.dfu.functional,
+        opts,
+    );
+    host.set_alt(alt).map_err(host_error)?;
+    Ok((host, d.dfu, layout))
+}
+
+pub fn parse_num(s: &str) -> Option<u32> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+pub fn bad_address(s: &str) -> Diag {
+    Diag::new(
+        "dfukit::usb::dfuse_address",
+        format!("cannot read the DfuSe address string {s:?}"),
+        "use ADDRESS[:leave][:mass-erase:force] for downloads or ADDRESS:LENGTH for uploads, numbers in hex (0x...) or decimal",
+    )
+}
+
+pub fn read_file(p: &Path) -> Result<Vec<u8>, Diag> {
+    std::fs::read(p).map_err(|e| {
+        Diag::new(
+            "dfukit::usb::file",
+            format!("cannot read {}: {e}", p.display()),
+            "check the path",
+        )
+    })
+}
+
+/// The options of a DfuSe address string: `[ADDRESS][:leave][:mass-erase][:force]`.
+struct DfuseOptions {
+    address: Option<u32>,
+    leave: bool,
+    mass_erase: bool,
+    force: bool,
+}
+
+fn dfuse_options(spec: &str) -> Result<DfuseOptions, Diag> {
+    let mut parts = spec.split(':');
+    let first = parts.next().unwrap_or("");
+    let address = if first.is_empty() {
+        None
+    } else {
+        Some(parse_num(first).ok_or_else(|| bad_address(spec))?)
+    };
+    let mut o = DfuseOptions {
+        address,
+        leave: false,
+        mass_erase: false,
+        force: false,
+    };
+    for p in parts {
+        match p {
+            "leave" => o.leave = true,
+            "mass-erase" => o.mass_erase = true,
+            "force" => o.force = true,
+            _ => return Err(bad_address(spec)),
+        }
+    }
+    if o.mass_erase && !o.force {
+        return Err(Diag::new(
+            "dfukit::usb::mass_erase",
+            "mass erase needs `:force`",
+            "add :force to the -s string if you mean to erase the whole device",
+        ));
+    }
+    Ok(o)
+}
+
+/// Downloads `a.file` to the device, as `dfu-util -D` does.
+pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
+    let bytes = read_file(&a.file)?;
+    // Options first: they apply to raw and .dfu files alike.
+    let opts = a.dfuse_address.as_deref().map(dfuse_options).transpose()?;
+    let (mut host, dfu, layout) = open_alt(&a.target, &a.alt, a.transfer_size)?;
+    let bar = super::progress::bar(0, "download");
+    let mut events = |e: Event| match e {
+        Event::Erase { addr, len } => bar.set_message(format!("erase {addr:#010x}+{len}")),
+        Event::MassErase => bar.set_message("mass erase".to_string()),
+        Event::Download { done, total } => {
+            bar.set_message("download");
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+        _ => {}
+    };
+    if opts.as_ref().is_some_and(|o| o.mass_erase) {
+        host.dfuse_mass_erase(&mut events).map_err(host_error)?;
+    }
+    let leave_to = if bytes.starts_with(b"DfuSe") {
+        if opts.as_ref().and_then(|o| o.address).is_some() {
+            return Err(Diag::new(
+                "dfukit::usb::dfuse_address",
+                "a .dfu file carries its own addresses",
+                "drop the address from -s (keep :leave or :mass-erase:force)",
+            ));
+        }
+        let file = DfuseFile::parse(&bytes).map_err(|e| {
+            Diag::new(
+                "dfukit::usb::dfu_file",
+                format!("{}: {e}", a.file.display()),
+                "the .dfu file is damaged: rebuild it",
+            )
+        })?;
+        let layouts: Vec<(u8, String)> = dfu.alts.clone();
+        let layout_for = |alt: u8| {
+            layouts
+                .iter()
+                .find(|(a, _)| *a == alt)
+                .and_then(|(_, n)| MemoryLayout::parse(n).ok())
+        };
+        host.dfuse_download_file(&file, &layout_for, a.verify, &mut events)
+            .map_err(host_error)?;
+        bar.finish_and_clear();
+        eprintln!(
+            "{}: downloaded {} target(s){}",
+            a.file.display(),
+            file.targets.len(),
+            if a.verify { ", verified" } else { "" }
+        );
+        None
+    } else {
+        // A raw file may carry a DFU suffix: check it and send the payload only.
+        let payload = match files::check_suffix(&bytes) {
+            Ok(s) => s.payload.to_vec(),
+            // A suffix signature with a wrong CRC: the file is damaged, and
+            // sending it would write the suffix into flash as code.
+            Err(e @ files::SuffixError::CrcMismatch { .. }) => {
+                return Err(Diag::new(
+                    "dfukit::usb::suffix",
+                    format!("{}: {e}", a.file.display()),
+                    "the file is damaged: rebuild it, or check it with `dfukit usb suffix check`",
+                ));
+            }
+            Err(_) => bytes,
+        };
+        match opts.as_ref().and_then(|o| o.address) {
+            None if dfu.functional.is_dfuse() => {
+                return Err(Diag::new(
+                    "dfukit::usb::dfuse_address",
+                    "a raw file to a DfuSe device needs a target address",
+                    "add -s ADDRESS (for example -s 0x08000000:leave)",
+                ));
+            }
+            None => {
+                host.download(&payload, &mut events).map_err(host_error)?;
+                bar.finish_and_clear();
+                eprintln!("{}: {} bytes downloaded", a.file.display(), payload.len());
+                // A device that is not manifestation tolerant waits for a USB
+                // reset to run the new firmware (dfu-util resets it too).
+                if !dfu.functional.manifestation_tolerant() && !a.reset {
+                    match host.transport().reset() {
+                        Ok(()) | Err(TransferError::Disconnected) => eprintln!("device reset to finish manifestation"),
+                        Err(e) => eprintln!("warning: the device needs a USB reset to run the new firmware, and resetting it failed: {e}"),
+                    }
+                }
+                None
+            }
+            Some(addr) => {
+                // dfu-util writes a DfuSe raw file without a dfu-prefix
+                // prefix (that is for the Stellaris and LPC bootloaders).
+                let payload = match files::probe_prefix(&payload) {
+                    Some(k) => {
+                        eprintln!(
+                            "{}: skipping a {k:?} prefix of {} bytes",
+                            a.file.display(),
+                            k.len()
+                        );
+                        payload[k.len()..].to_vec()
+                    }
+                    None => payload,
+                };
+                let layout = layout.ok_or_else(|| {
+                    Diag::new(
+                        "dfukit::usb::layout",
+                        "the alternate setting's name is not a DfuSe memory layout",
+                        "choose the alt that names the memory (see `dfukit usb list`)",
+                    )
+                })?;
+                host.dfuse_download(&layout, addr, &payload, a.verify, &mut events)
+                    .map_err(host_error)?;
+                bar.finish_and_clear();
+                eprintln!(
+                    "{}: {} bytes written at {addr:#010x}{}",
+                    a.file.display(),
+                    payload.len(),
+                    if a.verify { ", verified" } else { "" }
+                );
+                Some(addr)
+            }
+        }
+    };
+    if opts.as_ref().is_some_and(|o| o.leave) {
+        host.dfuse_leave(leave_to).map_err(host_error)?;
+        match leave_to {
+            Some(addr) => eprintln!("left DFU mode: jump to {addr:#010x}"),
+            None => eprintln!("left DFU mode"),
+        }
+    } else if a.reset {
+        match host.transport().reset() {
+            // A device that re-enumerates after the reset is gone from this
+            // connection: that is the reset working.
+            Ok(()) | Err(TransferError::Disconnected) => eprintln!("device reset"),
+            Err(e) => {
+                return Err(Diag::new(
+                    "dfukit::usb::reset",
+                    format!("the download is complete, but resetting the device failed: {e}"),
+                    "power-cycle or reset the device by hand to start the new firmware",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
