@@ -106,15 +106,7 @@ fn sdcard_image_matches_the_layout_for_sfdisk() {
     )
     .unwrap();
     assert_eq!(&raw[0x4400..0x4400 + fsbl1.len()], &fsbl1[..]);
-    let sfdisk = ["/usr/sbin/sfdisk", "/sbin/sfdisk", "/usr/bin/sfdisk"]
-        .into_iter()
-        .find(|p| Path::new(p).exists());
-    let Some(sfdisk) = sfdisk else {
-        assert!(
-            std::env::var("DFUKIT_REQUIRE_PEERS").as_deref() != Ok("1"),
-            "sfdisk missing (apt-get install fdisk)"
-        );
-        eprintln!("skipped: sfdisk not installed");
+    let Some(sfdisk) = dfukit_testkit::peers::tool("sfdisk", "apt-get install fdisk") else {
         return;
     };
     let out = Command::new(sfdisk)

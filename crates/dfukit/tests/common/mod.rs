@@ -28,20 +28,9 @@ pub fn ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The nrfutil peer, or `None` (test skipped) when it is not installed and
-/// peers are not required. With `DFUKIT_REQUIRE_PEERS=1` a missing peer fails.
+/// The nrfutil peer (see `dfukit_testkit::peers`).
 pub fn nrfutil() -> Option<PathBuf> {
-    let found = std::env::var_os("DFUKIT_NRFUTIL")
-        .map(PathBuf::from)
-        .filter(|p| p.exists());
-    if found.is_none() {
-        assert!(
-            std::env::var("DFUKIT_REQUIRE_PEERS").as_deref() != Ok("1"),
-            "DFUKIT_REQUIRE_PEERS=1 but nrfutil is missing: set DFUKIT_NRFUTIL (scripts/install-peers installs it)"
-        );
-        eprintln!("skipped: nrfutil not installed (set DFUKIT_NRFUTIL)");
-    }
-    found
+    dfukit_testkit::peers::nrfutil()
 }
 
 /// Deterministic firmware of `len` bytes written as Intel HEX at 0x27000.
@@ -144,22 +133,9 @@ pub fn crc(b: &[u8]) -> u32 {
     c.value()
 }
 
-/// A peer tool from the system directories, or `None` (test skipped) when it
-/// is not installed and peers are not required. With
-/// `DFUKIT_REQUIRE_PEERS=1` a missing tool fails the test.
+/// A peer tool (see `dfukit_testkit::peers`).
 pub fn tool(name: &str) -> Option<PathBuf> {
-    let found = ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists());
-    if found.is_none() {
-        assert!(
-            std::env::var("DFUKIT_REQUIRE_PEERS").as_deref() != Ok("1"),
-            "DFUKIT_REQUIRE_PEERS=1 but {name} is missing (scripts/install-peers installs it)"
-        );
-        eprintln!("skipped: {name} not installed");
-    }
-    found
+    dfukit_testkit::peers::tool(name, "scripts/install-peers installs it")
 }
 
 /// A `dfukit sim KIND --usbip 127.0.0.1:0` process (flash timing off);

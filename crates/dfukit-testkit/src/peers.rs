@@ -1,0 +1,78 @@
+//! The peer tools the tests run against (nrfutil, dfu-util, dfu-suffix,
+//! usbip, mkimage, sgdisk, sfdisk), found as a user's shell would.
+//!
+//! A missing peer skips its test with a notice on a developer's machine,
+//! and fails it when `DFUKIT_REQUIRE_PEERS=1`, which `scripts/test` (and
+//! so CI) sets: a peer test never passes silently without its peer.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether a missing peer must fail the test (`DFUKIT_REQUIRE_PEERS=1`).
+pub fn required() -> bool {
+    std::env::var("DFUKIT_REQUIRE_PEERS").as_deref() == Ok("1")
+}
+
+/// What to do about a peer that is not there: fail when peers are
+/// required, else print a skip notice. `install` says how to get it.
+pub fn missing(what: &str, install: &str) {
+    assert!(
+        !required(),
+        "DFUKIT_REQUIRE_PEERS=1 but {what} is missing: {install}"
+    );
+    eprintln!("SKIP: {what} is missing ({install})");
+}
+
+/// `name` on `PATH` or in `/usr/sbin` (where Debian puts usbip), or
+/// `None` after [`missing`].
+pub fn tool(name: &str, install: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        missing(name, install);
+    }
+    found
+}
+
+/// The nrfutil 6.1.7 executable `DFUKIT_NRFUTIL` names, or `None` after
+/// [`missing`].
+pub fn nrfutil() -> Option<PathBuf> {
+    let found = std::env::var_os("DFUKIT_NRFUTIL")
+        .map(PathBuf::from)
+        .filter(|p| p.exists());
+    if found.is_none() {
+        missing(
+            "nrfutil (DFUKIT_NRFUTIL)",
+            "scripts/install-peers installs nrfutil 6.1.7; point DFUKIT_NRFUTIL at it",
+        );
+    }
+    found
+}
+
+/// Runs `tool args` with no input and its output captured, killing it
+/// after `limit`: a hung peer fails its test instead of hanging the suite.
+pub fn run_with_deadline(tool: &Path, args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", tool.display()));
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("wait for the peer").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "{} {args:?} did not finish within {limit:?}",
+                tool.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("peer output")
+}
