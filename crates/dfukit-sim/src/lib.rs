@@ -35,8 +35,8 @@ pub mod storage;
 
 pub use clock::{EventId, Scheduler, SimRng};
 pub use flash::{
-    stm32f4_sectors, CutPoint, FlashChip, FlashCounters, FlashGeometry, FlashModelError,
-    FlashTiming, OpKind, Sector, TimingCorner,
+    stm32f4_sectors, CutPoint, EraseSector, FlashChip, FlashCounters, FlashGeometry,
+    FlashModelError, FlashTiming, OpKind, TimingCorner,
 };
 pub use power::{OpOutcome, PowerCutPlan, PowerGate, PowerSupply};
 pub use state::{EventLog, LogTime, StateDir, StateError};

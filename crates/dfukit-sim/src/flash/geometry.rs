@@ -82,7 +82,7 @@ impl FlashGeometry {
 
 /// One erase sector of a chip with sectors of several sizes (STM32F4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Sector {
+pub struct EraseSector {
     /// First address.
     pub start: u32,
     /// Size in bytes.
@@ -99,7 +99,7 @@ pub struct Sector {
 /// 0x0800_0000. Erase times from the STM32F405xx datasheet, "Flash memory
 /// characteristics", x32 parallelism (2.7-3.6 V): 16 KiB 250 ms typ / 500 ms
 /// max, 64 KiB 550 ms / 1100 ms, 128 KiB 1 s / 2 s.
-pub fn stm32f4_sectors() -> Vec<Sector> {
+pub fn stm32f4_sectors() -> Vec<EraseSector> {
     let mut v = Vec::with_capacity(12);
     let mut start = 0x0800_0000;
     for (count, kib, typ, max) in [
@@ -108,7 +108,7 @@ pub fn stm32f4_sectors() -> Vec<Sector> {
         (7, 128, 1000, 2000),
     ] {
         for _ in 0..count {
-            v.push(Sector {
+            v.push(EraseSector {
                 start,
                 size: kib * 1024,
                 erase_typ: Duration::from_millis(typ),

@@ -27,7 +27,7 @@ use crate::storage::{Storage, StorageError, ERASED};
 mod geometry;
 mod timing;
 
-pub use geometry::{stm32f4_sectors, FlashGeometry, Sector};
+pub use geometry::{stm32f4_sectors, EraseSector, FlashGeometry};
 pub use timing::{FlashTiming, TimingCorner};
 
 /// Which kind of operation an error is about.
@@ -188,7 +188,7 @@ pub struct FlashChip {
     rng: SimRng,
     /// Uneven erase sectors, if the part has them: erases must then cover
     /// whole sectors, and each costs its own datasheet time.
-    sectors: Option<Vec<Sector>>,
+    sectors: Option<Vec<EraseSector>>,
 }
 
 /// Seed for the garbage of interrupted erases until [`FlashChip::set_rng`]
@@ -246,7 +246,7 @@ impl FlashChip {
     }
 
     /// The chip's uneven sectors, if it has them.
-    pub fn sectors(&self) -> Option<&[Sector]> {
+    pub fn sectors(&self) -> Option<&[EraseSector]> {
         self.sectors.as_deref()
     }
 

@@ -83,13 +83,13 @@ pub fn open_diag(e: PackageError) -> Diag {
 }
 
 /// What an update did, for summaries.
-pub struct Summary {
+pub struct UpdateSummary {
     /// Wall time of the transfers.
     pub elapsed: Duration,
 }
 
 /// Updates the device on `a.port` with every image of `a.package`.
-pub fn update_serial(a: &SerialUpdate) -> Result<Summary, Diag> {
+pub fn update_serial(a: &SerialUpdate) -> Result<UpdateSummary, Diag> {
     let pkg = open_package(&a.package)?;
     let port = open_port(&a.port, a.baud)?;
     let mut link = SlipLink::new(port);
@@ -107,12 +107,12 @@ pub fn update_package(
     opts: &Options,
     pkg: &Package,
     path: &Path,
-) -> Result<Summary, Diag> {
+) -> Result<UpdateSummary, Diag> {
     let start = Instant::now();
     for img in &pkg.images {
         update_image(link, opts, img, path)?;
     }
-    Ok(Summary {
+    Ok(UpdateSummary {
         elapsed: start.elapsed(),
     })
 }
