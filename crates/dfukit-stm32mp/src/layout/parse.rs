@@ -357,25 +357,18 @@ fn parse_row(
             },
         );
     }
+    // parse_type and parse_ip only say whether the text is valid: the
+    // unknown text is reported here, at its column.
+    let mut unknown = |c: usize, kind: fn(String) -> LayoutErrorKind| {
+        sink.push(line, columns[c], kind(get(c).into()));
+    };
     let kind = parse_type(get(COL_TYPE));
     if kind.is_none() {
-        sink.push(
-            line,
-            columns[COL_TYPE],
-            LayoutErrorKind::InvalidType {
-                text: get(COL_TYPE).into(),
-            },
-        );
+        unknown(COL_TYPE, |text| LayoutErrorKind::InvalidType { text });
     }
     let ip = parse_ip(get(COL_IP));
     if ip.is_none() {
-        sink.push(
-            line,
-            columns[COL_IP],
-            LayoutErrorKind::InvalidIp {
-                text: get(COL_IP).into(),
-            },
-        );
+        unknown(COL_IP, |text| LayoutErrorKind::InvalidIp { text });
     }
     let offset = parse_offset(get(COL_OFFSET), line, columns[COL_OFFSET], sink);
     // Columns after Binary are ignored, as U-Boot ignores all after
