@@ -56,7 +56,10 @@ impl<'c, C: Connector> Dev<'c, C> {
 /// How a wait for the next enumeration ends when the device does not come.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Lost {
+    /// TF-A never answered after the ROM code handed over to it.
     TfaSilent,
+    /// U-Boot did not enumerate after a DETACH: TF-A's (`after_layout`
+    /// false) or the one after the flashlayout.
     UbootNoReconnect { after_layout: bool },
 }
 
@@ -66,8 +69,11 @@ pub(super) struct Wait {
     pub(super) expect: ProgramStage,
     /// The stage whose enumeration may still be present for a moment.
     pub(super) left: ProgramStage,
+    /// When the wait started (what a failure reports as waited).
     pub(super) started: Duration,
+    /// When the wait gives up.
     pub(super) deadline: Duration,
+    /// The failure if it does.
     pub(super) lost: Lost,
 }
 

@@ -69,6 +69,7 @@ pub fn identify(alts: &[(u8, String)], record: &PhaseRecord) -> Result<ProgramSt
     }
 }
 
+/// `n: name` of each alternate setting, for messages.
 pub(super) fn alt_list(alts: &[(u8, String)]) -> String {
     alts.iter()
         .map(|(n, s)| format!("{n}: {s}"))
