@@ -14,7 +14,7 @@ use dfukit_stm32mp::image::{self, WriteParams};
 use dfukit_stm32mp::layout::{self, CheckOptions, Layout, Offset};
 use dfukit_stm32mp::phase::FIP_TOC_HEADER;
 use dfukit_stm32mp::program::{
-    self, Event, FailureKind, Options, ProgramError, Stage as HostStage, Summary,
+    self, Event, FailureKind, Options, ProgramError, ProgramStage as HostStage, Summary,
 };
 use std::os::unix::fs::FileExt;
 use std::path::Path;

@@ -124,15 +124,19 @@ fn checksum_mismatch_reports_both_values() {
 
 #[test]
 fn truncated_errors_have_offsets() {
+    // A header cut at `len` bytes, `needed` long: reported at its end.
+    let assert_too_short = |img: &[u8], len: usize, needed: usize| {
+        assert_eq!(
+            image::parse(&img[..len]).unwrap_err(),
+            ImageError::TooShort {
+                needed,
+                actual: len,
+                offset: len
+            }
+        );
+    };
     let img = image::write(&WriteParams::v1(0x2ffc_2500), &payload(64));
-    assert_eq!(
-        image::parse(&img[..100]).unwrap_err(),
-        ImageError::TooShort {
-            needed: 256,
-            actual: 100,
-            offset: 100
-        }
-    );
+    assert_too_short(&img, 100, 256);
     assert!(matches!(
         image::parse(&img[..2]).unwrap_err(),
         ImageError::TooShort { actual: 2, .. }
@@ -147,14 +151,7 @@ fn truncated_errors_have_offsets() {
         }
     );
     let v2 = image::write(&WriteParams::v2(0x2ffe_0000), &payload(8));
-    assert_eq!(
-        image::parse(&v2[..300]).unwrap_err(),
-        ImageError::TooShort {
-            needed: 512,
-            actual: 300,
-            offset: 300
-        }
-    );
+    assert_too_short(&v2, 300, 512);
 }
 
 #[test]

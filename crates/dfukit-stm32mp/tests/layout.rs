@@ -38,6 +38,13 @@ fn mmc(n: u8) -> Ip {
     }
 }
 
+/// Check options that know the geometry of `ip`.
+fn with_geometry(ip: Ip, geometry: DeviceGeometry) -> CheckOptions {
+    let mut o = CheckOptions::default();
+    o.devices.insert(ip, geometry);
+    o
+}
+
 #[test]
 fn emmc_sample() {
     let (dir, l) = load_sample(EMMC, &CheckOptions::default());
@@ -99,8 +106,7 @@ fn emmc_sample() {
 fn emmc_sample_with_geometry() {
     // eMMC with 512 KiB erase groups: the first partition must start at
     // one erase group (0x80000), which ST's layout does.
-    let mut o = CheckOptions::default();
-    o.devices.insert(
+    let o = with_geometry(
         mmc(1),
         DeviceGeometry {
             size: Some(8 << 30),
@@ -200,17 +206,14 @@ fn run_case(c: &Case) -> layout::LayoutErrors {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("a.bin"), vec![1u8; 1024]).unwrap();
     fs::write(dir.path().join("big.bin"), vec![1u8; 0x10000]).unwrap();
-    let path = dir.path().join("bad.tsv");
-    fs::write(&path, &c.text).unwrap();
-    let mut o = CheckOptions::default();
-    o.devices.insert(
+    let o = with_geometry(
         mmc(0),
         DeviceGeometry {
             size: Some(0x100000),
             ..Default::default()
         },
     );
-    match layout::load(&path, &o) {
+    match load_bytes(dir.path(), "bad.tsv", c.text.as_bytes(), &o) {
         Ok(l) => panic!("{}: accepted: {l:?}", c.what),
         Err(e) => e,
     }

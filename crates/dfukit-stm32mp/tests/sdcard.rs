@@ -362,49 +362,55 @@ fn script_reference(
     img
 }
 
-#[test]
-fn same_table_as_the_script_commands() {
+/// The sample built with `opts` in `<tmp>/ours`, and the script's
+/// commands run on its rows in `<tmp>/script` (every GUID pinned to ours
+/// when `pin`): the directory and the two images, both `sdcard.raw`.
+/// `None` when the peer tools are missing.
+fn ours_and_script(
+    opts: &SdImageOptions,
+    pin: bool,
+) -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
     if !have_peers() {
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let ours_dir = dir.path().join("ours");
     fs::create_dir_all(&ours_dir).unwrap();
-    let (parts, _img, _s) = build_sample(&ours_dir, &SdImageOptions::default());
-    let ref_dir = dir.path().join("script");
-    script_reference(&ref_dir, &parts, DEFAULT_SIZE_BYTES, None);
+    let (parts, img, s) = build_sample(&ours_dir, opts);
+    let script_dir = dir.path().join("script");
+    let ref_img = script_reference(&script_dir, &parts, opts.size_bytes, pin.then_some(&s));
+    Some((dir, img, ref_img))
+}
 
-    let strip = |s: String| -> String {
-        s.lines()
+#[test]
+fn same_table_as_the_script_commands() {
+    let Some((_dir, img, ref_img)) = ours_and_script(&SdImageOptions::default(), false) else {
+        return;
+    };
+    // `sgdisk -p` of an image, without the (random) disk GUID.
+    let table = |img: &Path| -> String {
+        let dir = img.parent().unwrap();
+        run(dir, "sgdisk", &args(&["-p", "sdcard.raw"]))
+            .lines()
             .filter(|l| !l.starts_with("Disk identifier"))
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let a = strip(run(&ours_dir, "sgdisk", &args(&["-p", "sdcard.raw"])));
-    let b = strip(run(&ref_dir, "sgdisk", &args(&["-p", "sdcard.raw"])));
+    let a = table(&img);
+    let b = table(&ref_img);
     assert_eq!(a, b);
     assert_eq!(sgdisk_rows(&a).len(), SAMPLE.len());
 }
 
 #[test]
 fn gpt_bytes_identical_to_script_with_pinned_guids() {
-    if !have_peers() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let ours_dir = dir.path().join("ours");
-    fs::create_dir_all(&ours_dir).unwrap();
     let opts = SdImageOptions {
         size_bytes: DEFAULT_SIZE_BYTES,
         disk_guid: Some([0x42; 16]),
     };
-    let (parts, img, s) = build_sample(&ours_dir, &opts);
-    let ref_img = script_reference(
-        &dir.path().join("script"),
-        &parts,
-        opts.size_bytes,
-        Some(&s),
-    );
+    let Some((_dir, img, ref_img)) = ours_and_script(&opts, true) else {
+        return;
+    };
 
     // Primary header + entry array (LBA 1..=33) and backup (last 33 sectors).
     let end = opts.size_bytes - 33 * 512;
@@ -436,11 +442,7 @@ fn small_image_and_e_row_not_filled() {
     let mut parts: Vec<SdPartition> = sample(dir.path()).into_iter().take(9).collect();
     parts[4].program = false; // fip-a as an 'E' row
     let img = dir.path().join("small.raw");
-    let opts = SdImageOptions {
-        size_bytes: 256 * MIB,
-        disk_guid: None,
-    };
-    let s = build(&parts, &opts, &img).unwrap();
+    let s = build(&parts, &sized(256 * MIB), &img).unwrap();
     assert_eq!(s.partitions.len(), 9);
     assert_eq!(s.partitions[8].end_lba, 256 * MIB / 512 - 34);
     assert_eq!(s.partitions[4].bytes_written, 0);
@@ -466,10 +468,25 @@ fn part(name: &str, offset: u64) -> SdPartition {
     }
 }
 
-fn small() -> SdImageOptions {
+/// An image of `size_bytes` with a random disk GUID.
+fn sized(size_bytes: u64) -> SdImageOptions {
     SdImageOptions {
-        size_bytes: 8 * MIB,
+        size_bytes,
         disk_guid: None,
+    }
+}
+
+fn small() -> SdImageOptions {
+    sized(8 * MIB)
+}
+
+/// Row `name` at `offset` with a binary of `len` bytes written in `dir`.
+fn part_with_binary(dir: &Path, name: &str, offset: u64, len: usize) -> SdPartition {
+    let bin = dir.join(format!("{name}.bin"));
+    fs::write(&bin, vec![1u8; len]).unwrap();
+    SdPartition {
+        binary: Some(bin),
+        ..part(name, offset)
     }
 }
 
@@ -536,10 +553,8 @@ fn error_below_lba_34() {
 #[test]
 fn error_binary_larger_than_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("big.bin");
-    fs::write(&bin, vec![1u8; 4097]).unwrap();
-    let mut a = part("fsbl1", 0x4400);
-    a.binary = Some(bin.clone());
+    let a = part_with_binary(dir.path(), "fsbl1", 0x4400, 4097);
+    let bin = a.binary.clone().unwrap();
     let (e, created) = try_build(&[a, part("fsbl2", 0x4400 + 4096)], &small());
     let msg = e.to_string();
     match e {
@@ -562,10 +577,7 @@ fn error_binary_larger_than_partition() {
 #[test]
 fn error_binary_too_large_is_ignored_for_e_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("big.bin");
-    fs::write(&bin, vec![1u8; 4097]).unwrap();
-    let mut a = part("fsbl1", 0x4400);
-    a.binary = Some(bin);
+    let mut a = part_with_binary(dir.path(), "fsbl1", 0x4400, 4097);
     a.program = false;
     let out = dir.path().join("x.raw");
     build(&[a, part("fsbl2", 0x4400 + 4096)], &small(), &out).unwrap();
@@ -588,10 +600,7 @@ fn error_image_too_small() {
     }
     // Last partition's binary does not fit before the backup GPT.
     let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("rootfs.bin");
-    fs::write(&bin, vec![1u8; 7 * MIB as usize]).unwrap();
-    let mut r = part("rootfs", 2 * MIB);
-    r.binary = Some(bin);
+    let r = part_with_binary(dir.path(), "rootfs", 2 * MIB, 7 * MIB as usize);
     let (e, _) = try_build(&[part("a", 0x4400), r], &small());
     match e {
         SdError::ImageTooSmall {
@@ -605,18 +614,10 @@ fn error_image_too_small() {
         e => panic!("{e:?}"),
     }
     // Too small even for the GPT itself.
-    let tiny = SdImageOptions {
-        size_bytes: 60 * 512,
-        disk_guid: None,
-    };
-    let (e, _) = try_build(&[part("a", 0x4400)], &tiny);
+    let (e, _) = try_build(&[part("a", 0x4400)], &sized(60 * 512));
     assert!(matches!(e, SdError::ImageTooSmall { .. }), "{e:?}");
     // Not a whole number of sectors.
-    let odd = SdImageOptions {
-        size_bytes: 8 * MIB + 1,
-        disk_guid: None,
-    };
-    let (e, _) = try_build(&[part("a", 0x4400)], &odd);
+    let (e, _) = try_build(&[part("a", 0x4400)], &sized(8 * MIB + 1));
     assert!(matches!(e, SdError::UnalignedImageSize { size_bytes } if size_bytes == 8 * MIB + 1));
 }
 
