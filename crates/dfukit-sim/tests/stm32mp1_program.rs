@@ -14,7 +14,7 @@ use dfukit_stm32mp::image::{self, WriteParams};
 use dfukit_stm32mp::layout::{self, CheckOptions, Layout, Offset};
 use dfukit_stm32mp::phase::FIP_TOC_HEADER;
 use dfukit_stm32mp::program::{
-    self, Event, FailureKind, Options, ProgramError, ProgramStage as HostStage, Summary,
+    self, Event, FailureKind, Options, ProgramError, ProgramStage, Summary,
 };
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -148,14 +148,14 @@ fn emmc_layout_is_programmed_end_to_end() {
     // Every P row without E was written, in Id order, FSBL and FIP first.
     let ids: Vec<u8> = summary.written.iter().map(|w| w.id).collect();
     assert_eq!(ids, [0x01, 0x03, 0x04, 0x05, 0x08, 0x10, 0x12]);
-    let stages: Vec<HostStage> = summary.stages.iter().map(|(s, _)| *s).collect();
+    let stages: Vec<ProgramStage> = summary.stages.iter().map(|(s, _)| *s).collect();
     assert_eq!(
         stages,
         [
-            HostStage::Rom,
-            HostStage::TfA,
-            HostStage::UBootLayout,
-            HostStage::UBootProgram
+            ProgramStage::Rom,
+            ProgramStage::TfA,
+            ProgramStage::UBootLayout,
+            ProgramStage::UBootProgram
         ]
     );
     assert!(events
@@ -273,7 +273,7 @@ fn tf_a_that_never_answers_is_diagnosed_within_the_bound() {
     let mut usb = board(dir.path(), cfg);
     let opts = Options::default();
     let e = program::program(&mut usb, &layout, &bytes, &opts, &mut |_| {}).unwrap_err();
-    assert_eq!(e.stage, HostStage::TfA);
+    assert_eq!(e.stage, ProgramStage::TfA);
     assert!(matches!(e.kind, FailureKind::TfaSilent { .. }), "{e}");
     assert_eq!(e.code(), "dfukit::stm32mp::tfa_silent");
     let text = format!("{e} {} {}", e.help(), e.causes().join(" "));
@@ -324,7 +324,7 @@ fn partition_too_small_for_its_image_names_the_partition() {
     let mut usb = board(dir.path(), cfg);
     let (r, _) = run(&mut usb, &layout, &bytes);
     let e = r.unwrap_err();
-    assert_eq!(e.stage, HostStage::UBootProgram);
+    assert_eq!(e.stage, ProgramStage::UBootProgram);
     assert_eq!(e.partition.as_ref().map(|p| p.0), Some(0x12), "{e}");
     let FailureKind::DeviceReported { message, .. } = &e.kind else {
         panic!("{e}");
@@ -351,7 +351,7 @@ fn nand_erase_failure_is_reported_with_the_device_message() {
     let mut usb = board(dir.path(), cfg);
     let (r, _) = run(&mut usb, &layout, &bytes);
     let e = r.unwrap_err();
-    assert_eq!(e.stage, HostStage::UBootProgram);
+    assert_eq!(e.stage, ProgramStage::UBootProgram);
     let FailureKind::DeviceReported { message, .. } = &e.kind else {
         panic!("{e}");
     };
