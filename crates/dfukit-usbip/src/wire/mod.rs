@@ -13,7 +13,7 @@
 //!
 //! Each message type has `encode` (to a complete byte vector) and `decode` (from a complete
 //! message, rejecting short *and* long input). Readers of a byte stream use the `*_LEN`
-//! constants and the `body_len` / `payload_len` helpers to learn how many bytes to read next.
+//! constants and the `payload_len` helpers to learn how many bytes to read next.
 //!
 //! One module per concern: [`error`] (what decoding reports), `codec` (the bounds-checked
 //! reader and the writers every message uses), [`op`] (the `OP_*` operations),
