@@ -6,27 +6,7 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-/// A setup packet (host order; the transport encodes it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Setup {
-    /// bmRequestType.
-    pub request_type: u8,
-    /// bRequest.
-    pub request: u8,
-    /// wValue.
-    pub value: u16,
-    /// wIndex.
-    pub index: u16,
-    /// wLength.
-    pub length: u16,
-}
-
-impl Setup {
-    /// Whether the data stage is device to host.
-    pub fn is_in(&self) -> bool {
-        self.request_type & 0x80 != 0
-    }
-}
+pub use dfukit_usbip::SetupPacket;
 
 /// USB speed as USB/IP reports it (Linux `enum usb_device_speed` values).
 pub type LinuxSpeed = u32;
@@ -103,14 +83,14 @@ impl fmt::Display for ImportError {
     }
 }
 
-/// An imported device: endpoint 0.
-pub trait Link: Send {
+/// An imported device: endpoint 0 of one import connection.
+pub trait ImportLink: Send {
     /// Runs one control transfer. IN transfers return at most
     /// `setup.length` bytes; OUT transfers send `data_out` (exactly
     /// `setup.length` bytes) and return nothing.
     fn control(
         &mut self,
-        setup: Setup,
+        setup: SetupPacket,
         data_out: &[u8],
         timeout: Duration,
     ) -> Result<Vec<u8>, XferError>;
@@ -123,5 +103,5 @@ pub trait Backend: Send + Sync {
     /// The devices exported now.
     fn list(&self) -> io::Result<Vec<Exported>>;
     /// Imports one device by bus id.
-    fn import(&self, busid: &str) -> Result<Box<dyn Link>, ImportError>;
+    fn import(&self, busid: &str) -> Result<Box<dyn ImportLink>, ImportError>;
 }

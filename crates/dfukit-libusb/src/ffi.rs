@@ -11,32 +11,52 @@ use std::os::raw::{c_char, c_int, c_uchar};
 
 /// `LIBUSB_SUCCESS`.
 pub const LIBUSB_SUCCESS: c_int = 0;
-/// `LIBUSB_ERROR_IO`.
-pub const LIBUSB_ERROR_IO: c_int = -1;
-/// `LIBUSB_ERROR_INVALID_PARAM`.
-pub const LIBUSB_ERROR_INVALID_PARAM: c_int = -2;
-/// `LIBUSB_ERROR_ACCESS`.
-pub const LIBUSB_ERROR_ACCESS: c_int = -3;
-/// `LIBUSB_ERROR_NO_DEVICE`.
-pub const LIBUSB_ERROR_NO_DEVICE: c_int = -4;
-/// `LIBUSB_ERROR_NOT_FOUND`.
-pub const LIBUSB_ERROR_NOT_FOUND: c_int = -5;
-/// `LIBUSB_ERROR_BUSY`.
-pub const LIBUSB_ERROR_BUSY: c_int = -6;
-/// `LIBUSB_ERROR_TIMEOUT`.
-pub const LIBUSB_ERROR_TIMEOUT: c_int = -7;
-/// `LIBUSB_ERROR_OVERFLOW`.
-pub const LIBUSB_ERROR_OVERFLOW: c_int = -8;
-/// `LIBUSB_ERROR_PIPE`.
-pub const LIBUSB_ERROR_PIPE: c_int = -9;
-/// `LIBUSB_ERROR_INTERRUPTED`.
-pub const LIBUSB_ERROR_INTERRUPTED: c_int = -10;
-/// `LIBUSB_ERROR_NO_MEM`.
-pub const LIBUSB_ERROR_NO_MEM: c_int = -11;
-/// `LIBUSB_ERROR_NOT_SUPPORTED`.
-pub const LIBUSB_ERROR_NOT_SUPPORTED: c_int = -12;
-/// `LIBUSB_ERROR_OTHER`.
-pub const LIBUSB_ERROR_OTHER: c_int = -99;
+
+/// Declares libusb's error codes from one table: each becomes a constant, an entry of
+/// [`ALL_ERRORS`] and the arms of [`error_name`] (its name) and [`strerror`] (its text).
+macro_rules! libusb_errors {
+    ($($name:ident = $code:literal, $text:literal;)*) => {
+        $(
+            #[doc = concat!("`", stringify!($name), "`.")]
+            pub const $name: c_int = $code;
+        )*
+
+        /// `LIBUSB_ERROR_COUNT`-style table: every error code the library returns.
+        pub const ALL_ERRORS: [c_int; 14] = [LIBUSB_SUCCESS, $($name),*];
+
+        /// The symbolic name of an error code, NUL-terminated.
+        fn error_code_name(code: c_int) -> Option<&'static [u8]> {
+            match code {
+                $($name => Some(concat!(stringify!($name), "\0").as_bytes()),)*
+                _ => None,
+            }
+        }
+
+        /// The English description of an error code, NUL-terminated.
+        fn error_code_text(code: c_int) -> Option<&'static [u8]> {
+            match code {
+                $($name => Some(concat!($text, "\0").as_bytes()),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+libusb_errors! {
+    LIBUSB_ERROR_IO = -1, "Input/Output Error";
+    LIBUSB_ERROR_INVALID_PARAM = -2, "Invalid parameter";
+    LIBUSB_ERROR_ACCESS = -3, "Access denied (insufficient permissions)";
+    LIBUSB_ERROR_NO_DEVICE = -4, "No such device (it may have been disconnected)";
+    LIBUSB_ERROR_NOT_FOUND = -5, "Entity not found";
+    LIBUSB_ERROR_BUSY = -6, "Resource busy";
+    LIBUSB_ERROR_TIMEOUT = -7, "Operation timed out";
+    LIBUSB_ERROR_OVERFLOW = -8, "Overflow";
+    LIBUSB_ERROR_PIPE = -9, "Pipe error";
+    LIBUSB_ERROR_INTERRUPTED = -10, "System call interrupted (perhaps due to signal)";
+    LIBUSB_ERROR_NO_MEM = -11, "Insufficient memory";
+    LIBUSB_ERROR_NOT_SUPPORTED = -12, "Operation not supported or unimplemented on this platform";
+    LIBUSB_ERROR_OTHER = -99, "Other error";
+}
 
 /// `LIBUSB_OPTION_LOG_LEVEL`.
 pub const LIBUSB_OPTION_LOG_LEVEL: c_int = 0;
@@ -195,41 +215,10 @@ pub struct libusb_version {
 // immutable C strings.
 unsafe impl Sync for libusb_version {}
 
-/// `LIBUSB_ERROR_COUNT`-style table: every error code the library returns.
-pub const ALL_ERRORS: [c_int; 14] = [
-    LIBUSB_SUCCESS,
-    LIBUSB_ERROR_IO,
-    LIBUSB_ERROR_INVALID_PARAM,
-    LIBUSB_ERROR_ACCESS,
-    LIBUSB_ERROR_NO_DEVICE,
-    LIBUSB_ERROR_NOT_FOUND,
-    LIBUSB_ERROR_BUSY,
-    LIBUSB_ERROR_TIMEOUT,
-    LIBUSB_ERROR_OVERFLOW,
-    LIBUSB_ERROR_PIPE,
-    LIBUSB_ERROR_INTERRUPTED,
-    LIBUSB_ERROR_NO_MEM,
-    LIBUSB_ERROR_NOT_SUPPORTED,
-    LIBUSB_ERROR_OTHER,
-];
-
 /// `libusb_error_name`: the symbolic name of an error or transfer status
 /// code, as a NUL-terminated static string.
 pub fn error_name(code: c_int) -> &'static [u8] {
-    match code {
-        LIBUSB_ERROR_IO => b"LIBUSB_ERROR_IO\0",
-        LIBUSB_ERROR_INVALID_PARAM => b"LIBUSB_ERROR_INVALID_PARAM\0",
-        LIBUSB_ERROR_ACCESS => b"LIBUSB_ERROR_ACCESS\0",
-        LIBUSB_ERROR_NO_DEVICE => b"LIBUSB_ERROR_NO_DEVICE\0",
-        LIBUSB_ERROR_NOT_FOUND => b"LIBUSB_ERROR_NOT_FOUND\0",
-        LIBUSB_ERROR_BUSY => b"LIBUSB_ERROR_BUSY\0",
-        LIBUSB_ERROR_TIMEOUT => b"LIBUSB_ERROR_TIMEOUT\0",
-        LIBUSB_ERROR_OVERFLOW => b"LIBUSB_ERROR_OVERFLOW\0",
-        LIBUSB_ERROR_PIPE => b"LIBUSB_ERROR_PIPE\0",
-        LIBUSB_ERROR_INTERRUPTED => b"LIBUSB_ERROR_INTERRUPTED\0",
-        LIBUSB_ERROR_NO_MEM => b"LIBUSB_ERROR_NO_MEM\0",
-        LIBUSB_ERROR_NOT_SUPPORTED => b"LIBUSB_ERROR_NOT_SUPPORTED\0",
-        LIBUSB_ERROR_OTHER => b"LIBUSB_ERROR_OTHER\0",
+    error_code_name(code).unwrap_or(match code {
         // Transfer status codes (enum libusb_transfer_status), which
         // libusb_error_name also names.
         0 => b"LIBUSB_SUCCESS / LIBUSB_TRANSFER_COMPLETED\0",
@@ -240,31 +229,16 @@ pub fn error_name(code: c_int) -> &'static [u8] {
         5 => b"LIBUSB_TRANSFER_NO_DEVICE\0",
         6 => b"LIBUSB_TRANSFER_OVERFLOW\0",
         _ => b"**UNKNOWN**\0",
-    }
+    })
 }
 
 /// `libusb_strerror` (English): a short description of an error code, as a
 /// NUL-terminated static string.
 pub fn strerror(code: c_int) -> &'static [u8] {
-    match code {
+    error_code_text(code).unwrap_or(match code {
         LIBUSB_SUCCESS => b"Success\0",
-        LIBUSB_ERROR_IO => b"Input/Output Error\0",
-        LIBUSB_ERROR_INVALID_PARAM => b"Invalid parameter\0",
-        LIBUSB_ERROR_ACCESS => b"Access denied (insufficient permissions)\0",
-        LIBUSB_ERROR_NO_DEVICE => b"No such device (it may have been disconnected)\0",
-        LIBUSB_ERROR_NOT_FOUND => b"Entity not found\0",
-        LIBUSB_ERROR_BUSY => b"Resource busy\0",
-        LIBUSB_ERROR_TIMEOUT => b"Operation timed out\0",
-        LIBUSB_ERROR_OVERFLOW => b"Overflow\0",
-        LIBUSB_ERROR_PIPE => b"Pipe error\0",
-        LIBUSB_ERROR_INTERRUPTED => b"System call interrupted (perhaps due to signal)\0",
-        LIBUSB_ERROR_NO_MEM => b"Insufficient memory\0",
-        LIBUSB_ERROR_NOT_SUPPORTED => {
-            b"Operation not supported or unimplemented on this platform\0"
-        }
-        LIBUSB_ERROR_OTHER => b"Other error\0",
         _ => b"Unknown error\0",
-    }
+    })
 }
 
 #[cfg(test)]

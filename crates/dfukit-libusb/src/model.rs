@@ -19,7 +19,7 @@
 //! on an unplugged device. The next listing enumerates the busid afresh (a new
 //! slot, a new import) if the server still exports it.
 
-use crate::backend::{Backend, Exported, ImportError, Link, Setup, XferError};
+use crate::backend::{Backend, Exported, ImportError, ImportLink, SetupPacket, XferError};
 use crate::desc::{parse_device_descriptor, ConfigDescriptor};
 use crate::ffi::*;
 use std::collections::HashMap;
@@ -200,19 +200,19 @@ pub struct Slot {
 }
 
 struct SlotState {
-    link: Option<Box<dyn Link>>,
+    link: Option<Box<dyn ImportLink>>,
     gone: bool,
     active_config: u8,
 }
 
 fn get_descriptor(
-    link: &mut dyn Link,
+    link: &mut dyn ImportLink,
     kind: u8,
     index: u8,
     len: u16,
 ) -> Result<Vec<u8>, XferError> {
     link.control(
-        Setup {
+        SetupPacket {
             request_type: 0x80,
             request: LIBUSB_REQUEST_GET_DESCRIPTOR,
             value: (u16::from(kind) << 8) | u16::from(index),
@@ -224,7 +224,7 @@ fn get_descriptor(
     )
 }
 
-fn read_device_descriptor(link: &mut dyn Link) -> Result<[u8; 18], String> {
+fn read_device_descriptor(link: &mut dyn ImportLink) -> Result<[u8; 18], String> {
     let d = get_descriptor(link, LIBUSB_DT_DEVICE, 0, 18).map_err(|e| e.to_string())?;
     parse_device_descriptor(&d).map_err(|e| e.to_string())?;
     let mut out = [0u8; 18];
@@ -233,7 +233,7 @@ fn read_device_descriptor(link: &mut dyn Link) -> Result<[u8; 18], String> {
 }
 
 /// Reads the device descriptor and every configuration descriptor.
-fn read_descriptors(link: &mut dyn Link) -> Result<([u8; 18], Vec<Vec<u8>>), String> {
+fn read_descriptors(link: &mut dyn ImportLink) -> Result<([u8; 18], Vec<Vec<u8>>), String> {
     let dev = read_device_descriptor(link)?;
     let mut configs = Vec::new();
     for i in 0..dev[17] {
@@ -301,7 +301,11 @@ fn synthesize(exp: &Exported) -> ([u8; 18], Vec<Vec<u8>>) {
 impl Slot {
     /// Enumerates `exp`: imports it (or reuses `link`) and reads its
     /// descriptors, falling back to synthesized ones.
-    fn enumerate(backend: Arc<dyn Backend>, exp: Exported, link: Option<Box<dyn Link>>) -> Slot {
+    fn enumerate(
+        backend: Arc<dyn Backend>,
+        exp: Exported,
+        link: Option<Box<dyn ImportLink>>,
+    ) -> Slot {
         let link = match link {
             Some(l) => Ok(l),
             None => backend.import(&exp.busid),
@@ -385,7 +389,7 @@ impl Slot {
     }
 
     /// Marks this enumeration gone and hands back its import, if any.
-    fn retire(&self) -> Option<Box<dyn Link>> {
+    fn retire(&self) -> Option<Box<dyn ImportLink>> {
         let mut st = lock(&self.state);
         st.gone = true;
         st.link.take()
@@ -418,7 +422,7 @@ impl Slot {
     /// disconnect marks the slot gone.
     pub fn control(
         &self,
-        setup: Setup,
+        setup: SetupPacket,
         data_out: &[u8],
         timeout: Duration,
     ) -> Result<Vec<u8>, c_int> {
@@ -511,7 +515,7 @@ impl Slot {
         // SET_FEATURE(PORT_RESET) to the hub port (bmRequestType: class,
         // recipient other), what vhci_hcd sends and usbip-host intercepts.
         let port = self.port_numbers().last().copied().unwrap_or(1);
-        let reset = Setup {
+        let reset = SetupPacket {
             request_type: 0x23,
             request: LIBUSB_REQUEST_SET_FEATURE,
             value: 4,

@@ -1,7 +1,8 @@
 //! [`Backend`] over USB/IP, with `dfukit_usbip`'s client.
 
-use crate::backend::{Backend, Exported, ImportError, Link, Setup, XferError};
-use dfukit_usbip::{Client, ControlError, Imported, SetupPacket};
+use crate::backend::{Backend, Exported, ImportError, ImportLink, SetupPacket, XferError};
+use dfukit_usbip::wire::ST_DEV_BUSY;
+use dfukit_usbip::{Client, ControlError, Imported};
 use std::io;
 use std::time::Duration;
 
@@ -9,9 +10,6 @@ use std::time::Duration;
 pub const ENV_SERVER: &str = "DFUKIT_USBIP";
 /// The server used when [`ENV_SERVER`] is unset: the standard USB/IP port on loopback.
 pub const DEFAULT_SERVER: &str = "127.0.0.1:3240";
-
-/// `ST_DEV_BUSY` in `OP_REP_IMPORT`.
-const ST_DEV_BUSY: u32 = 2;
 
 /// A USB/IP server.
 #[derive(Debug, Clone)]
@@ -75,7 +73,7 @@ impl Backend for UsbipBackend {
             .collect())
     }
 
-    fn import(&self, busid: &str) -> Result<Box<dyn Link>, ImportError> {
+    fn import(&self, busid: &str) -> Result<Box<dyn ImportLink>, ImportError> {
         match Client::import(self.addr.as_str(), busid) {
             Ok(imp) => Ok(Box::new(UsbipLink(imp))),
             Err(dfukit_usbip::ImportError::Refused { status, .. }) if status == ST_DEV_BUSY => {
@@ -89,26 +87,21 @@ impl Backend for UsbipBackend {
 
 struct UsbipLink(Imported);
 
-impl Link for UsbipLink {
+impl ImportLink for UsbipLink {
     fn control(
         &mut self,
-        setup: Setup,
+        setup: SetupPacket,
         data_out: &[u8],
         timeout: Duration,
     ) -> Result<Vec<u8>, XferError> {
-        let s = SetupPacket {
-            request_type: setup.request_type,
-            request: setup.request,
-            value: setup.value,
-            index: setup.index,
-            length: setup.length,
-        };
-        self.0.control(s, data_out, timeout).map_err(|e| match e {
-            ControlError::Stall => XferError::Stall,
-            ControlError::Timeout => XferError::Timeout,
-            ControlError::Disconnected => XferError::Disconnected,
-            other => XferError::Io(other.to_string()),
-        })
+        self.0
+            .control(setup, data_out, timeout)
+            .map_err(|e| match e {
+                ControlError::Stall => XferError::Stall,
+                ControlError::Timeout => XferError::Timeout,
+                ControlError::Disconnected => XferError::Disconnected,
+                other => XferError::Io(other.to_string()),
+            })
     }
 }
 

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::device::SetupPacket;
+use crate::stream::read_again;
 use crate::wire::{
     CmdSubmit, CmdUnlink, DeviceRecord, Direction, ExportedDevice, HeaderBasic, OpHeader,
     OpRepDevlist, OpRepImport, OpReqDevlist, OpReqImport, RetSubmit, RetUnlink, WireError,
@@ -259,8 +260,8 @@ impl Imported {
     pub fn port_reset(&mut self, timeout: Duration) -> Result<(), ControlError> {
         let setup = SetupPacket {
             request_type: crate::server::PORT_RESET_REQUEST_TYPE,
-            request: 3,
-            value: 4,
+            request: crate::descriptors::SET_FEATURE,
+            value: crate::server::PORT_RESET,
             index: 1,
             length: 0,
         };
@@ -556,13 +557,7 @@ impl Imported {
                     return Err(ControlError::Disconnected);
                 }
                 Ok(n) => self.rx.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if read_again(&e) => {}
                 Err(e) => return Err(self.io_failure(e)),
             }
         }

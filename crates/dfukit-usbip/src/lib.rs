@@ -17,6 +17,7 @@ pub mod client;
 pub mod descriptors;
 pub mod device;
 pub mod server;
+mod stream;
 pub mod wire;
 
 pub use client::{Client, ControlError, ImportError, Imported, Unlinked};

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use crate::descriptors::SET_FEATURE;
 use crate::device::{ControlReply, SetupPacket, UsbDevice};
+use crate::stream::read_again;
 use crate::wire::{
     CmdSubmit, CmdUnlink, Direction, HeaderBasic, OpHeader, OpRepDevlist, OpRepImport, OpReqImport,
     RetSubmit, RetUnlink, BUSID_FIELD_LEN, NOT_ISO, OP_HEADER_LEN, OP_REQ_DEVLIST, OP_REQ_IMPORT,
@@ -277,13 +279,7 @@ fn read_full(s: &mut TcpStream, buf: &mut [u8], stop: &dyn Fn() -> bool) -> io::
         match s.read(&mut buf[filled..]) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => filled += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if read_again(&e) => {}
             Err(e) => return Err(e),
         }
     }
@@ -435,6 +431,32 @@ impl Conn {
     fn ending(&self) -> bool {
         self.shared.stop.load(Ordering::SeqCst) || lock(&self.state).closed
     }
+
+    /// Waits up to [`POLL`] for news on the state; then, if `idle` still holds, checks that the
+    /// device is attached. A device that detached closes the connection: `None`.
+    ///
+    /// The state lock is released while the device's is taken: the device may be locked by
+    /// its owner for a while, and the reader needs the state to answer unlinks.
+    fn wait_watching<'a>(
+        &'a self,
+        st: MutexGuard<'a, UrbState>,
+        device: &SharedDevice,
+        idle: impl Fn(&UrbState) -> bool,
+    ) -> Option<MutexGuard<'a, UrbState>> {
+        let (st, _) = self
+            .wake
+            .wait_timeout(st, POLL)
+            .unwrap_or_else(PoisonError::into_inner);
+        if !idle(&st) {
+            return Some(st);
+        }
+        drop(st);
+        if !lock(device).attached() {
+            self.close();
+            return None;
+        }
+        Some(lock(&self.state))
+    }
 }
 
 fn serve_urbs(mut stream: TcpStream, shared: Arc<Shared>, device: SharedDevice) {
@@ -524,20 +546,11 @@ fn urb_worker(conn: &Conn, device: &SharedDevice) {
                     st.current = Some(c.seqnum);
                     break c;
                 }
-                let (g, _) = conn
-                    .wake
-                    .wait_timeout(st, POLL)
-                    .unwrap_or_else(PoisonError::into_inner);
+                // Idle: notice a device that detached on its own.
+                let Some(g) = conn.wait_watching(st, device, |st| st.queue.is_empty()) else {
+                    return;
+                };
                 st = g;
-                if st.queue.is_empty() {
-                    // Idle: notice a device that detached on its own.
-                    drop(st);
-                    if !lock(device).attached() {
-                        conn.close();
-                        return;
-                    }
-                    st = lock(&conn.state);
-                }
             }
         };
         let (ret, attached) = {
@@ -585,30 +598,17 @@ fn wait_for_unlink(conn: &Conn, device: &SharedDevice, seqnum: u32) -> bool {
         if st.closed || conn.shared.stop.load(Ordering::SeqCst) {
             return false;
         }
-        let (g, _) = conn
-            .wake
-            .wait_timeout(st, POLL)
-            .unwrap_or_else(PoisonError::into_inner);
-        st = g;
-        if !st.cancelled.contains(&seqnum) {
-            // Never hold the state lock while taking the device's: the device may be locked
-            // by its owner for a while, and the reader needs the state to answer unlinks.
-            drop(st);
-            if !lock(device).attached() {
-                conn.close();
-                return false;
-            }
-            st = lock(&conn.state);
+        match conn.wait_watching(st, device, |st| !st.cancelled.contains(&seqnum)) {
+            Some(g) => st = g,
+            None => return false,
         }
     }
 }
 
 /// bmRequestType of a hub-class request to a port (class, recipient other).
 pub const PORT_RESET_REQUEST_TYPE: u8 = 0x23;
-/// Standard SET_FEATURE.
-const SET_FEATURE: u8 = 3;
 /// Hub port feature selector PORT_RESET.
-const PORT_RESET: u16 = 4;
+pub(crate) const PORT_RESET: u16 = 4;
 
 /// Run one URB against the device. Endpoint 0 is control; other endpoints are not implemented
 /// yet and complete with `-EPIPE`. `None`: the device never answers (see

@@ -3,8 +3,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -16,15 +14,6 @@ use dfukit_usbip::{
 };
 
 const T: Duration = Duration::from_secs(5);
-
-fn serve() -> (Server, Arc<Mutex<TestDevice>>, SocketAddr) {
-    let server = Server::bind("127.0.0.1:0").unwrap();
-    let dev = Arc::new(Mutex::new(TestDevice::new()));
-    server.add_shared("1-1", Arc::clone(&dev)).unwrap();
-    server.spawn().unwrap();
-    let addr = server.local_addr();
-    (server, dev, addr)
-}
 
 #[test]
 fn handles_are_send() {
@@ -38,7 +27,7 @@ fn handles_are_send() {
 
 #[test]
 fn list_reports_device_and_interfaces() {
-    let (server, _dev, addr) = serve();
+    let (server, _dev, addr) = serve(TestDevice::new());
     server
         .add_device("2-4", Box::new(TestDevice::new()))
         .unwrap();
@@ -81,7 +70,7 @@ fn list_reports_device_and_interfaces() {
 
 #[test]
 fn import_and_control_transfers() {
-    let (server, dev, addr) = serve();
+    let (server, dev, addr) = serve(TestDevice::new());
     let mut imp = Client::import(addr, "1-1").unwrap();
     assert_eq!(imp.info().busid, "1-1");
     assert_eq!(imp.info().vendor_id, VID);
@@ -162,7 +151,7 @@ fn import_and_control_transfers() {
 
 #[test]
 fn import_refusals() {
-    let (server, _dev, addr) = serve();
+    let (server, _dev, addr) = serve(TestDevice::new());
     match Client::import(addr, "9-9") {
         Err(ImportError::Refused { busid, status }) => {
             assert_eq!((busid.as_str(), status), ("9-9", ST_NODEV))
@@ -181,7 +170,7 @@ fn import_refusals() {
 
 #[test]
 fn unlink_cancels_a_running_urb() {
-    let (server, dev, addr) = serve();
+    let (server, dev, addr) = serve(TestDevice::new());
     let mut imp = Client::import(addr, "1-1").unwrap();
     let seq = imp
         .submit_control(vendor_in(REQ_SLOW, 300, 1), &[])
@@ -220,7 +209,7 @@ fn unlink_cancels_a_running_urb() {
 
 #[test]
 fn timeout_unlinks_and_connection_recovers() {
-    let (server, _dev, addr) = serve();
+    let (server, _dev, addr) = serve(TestDevice::new());
     let mut imp = Client::import(addr, "1-1").unwrap();
     let t0 = Instant::now();
     assert!(matches!(
@@ -243,7 +232,7 @@ fn timeout_unlinks_and_connection_recovers() {
 
 #[test]
 fn detached_device_ends_the_import() {
-    let (server, dev, addr) = serve();
+    let (server, dev, addr) = serve(TestDevice::new());
     let mut imp = Client::import(addr, "1-1").unwrap();
     // The reply to the request that detaches still arrives.
     imp.control(vendor_out(REQ_DETACH, 0), &[], T).unwrap();
@@ -285,7 +274,7 @@ fn detached_device_ends_the_import() {
 
 #[test]
 fn server_stop_disconnects_clients() {
-    let (server, _dev, addr) = serve();
+    let (server, _dev, addr) = serve(TestDevice::new());
     let mut imp = Client::import(addr, "1-1").unwrap();
     imp.control(get_descriptor(1, 0, 18), &[], T).unwrap();
     let t0 = Instant::now();
@@ -300,7 +289,7 @@ fn server_stop_disconnects_clients() {
 
 #[test]
 fn many_sequential_connections() {
-    let (server, dev, addr) = serve();
+    let (server, dev, addr) = serve(TestDevice::new());
     for i in 0..40u8 {
         let list = Client::list(addr).unwrap();
         assert_eq!(list.len(), 1, "iteration {i}");
@@ -319,7 +308,7 @@ fn many_sequential_connections() {
 
 #[test]
 fn raw_wire_other_endpoints_fail_and_reply_header_is_clean() {
-    let (server, _dev, addr) = serve();
+    let (server, _dev, addr) = serve(TestDevice::new());
     let mut s = raw_import(addr, T);
     // Bulk IN on endpoint 1: not implemented, completes with -EPIPE.
     let cmd = CmdSubmit {

@@ -1,9 +1,11 @@
 //! The C API in-process, against an in-memory backend.
 
 use super::*;
-use crate::backend::{Exported, ImportError, Link, XferError};
+use crate::backend::{Exported, ImportError, ImportLink, SetupPacket, XferError};
+use crate::ffi::*;
 use std::ffi::CStr;
 use std::io;
+use std::ptr;
 use std::sync::atomic::AtomicUsize;
 
 /// What the mock device does with the next request.
@@ -20,7 +22,7 @@ struct MockState {
     leave_on_reset: bool,
     /// Data of the last OUT transfer.
     last_out: Vec<u8>,
-    requests: Vec<Setup>,
+    requests: Vec<SetupPacket>,
     product_id: u16,
 }
 
@@ -67,10 +69,10 @@ fn string_desc(s: &str) -> Vec<u8> {
     v
 }
 
-impl Link for MockLink {
+impl ImportLink for MockLink {
     fn control(
         &mut self,
-        setup: Setup,
+        setup: SetupPacket,
         data_out: &[u8],
         _t: Duration,
     ) -> Result<Vec<u8>, XferError> {
@@ -167,7 +169,7 @@ impl Backend for MockBackend {
         }])
     }
 
-    fn import(&self, _busid: &str) -> Result<Box<dyn Link>, ImportError> {
+    fn import(&self, _busid: &str) -> Result<Box<dyn ImportLink>, ImportError> {
         let mut st = self.st();
         if let Some(e) = st.refuse.clone() {
             return Err(e);
@@ -513,7 +515,7 @@ fn unreachable_server_is_an_empty_list() {
         fn list(&self) -> io::Result<Vec<Exported>> {
             Err(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"))
         }
-        fn import(&self, _: &str) -> Result<Box<dyn Link>, ImportError> {
+        fn import(&self, _: &str) -> Result<Box<dyn ImportLink>, ImportError> {
             Err(ImportError::Io("down".into()))
         }
     }

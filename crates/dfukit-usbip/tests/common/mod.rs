@@ -1,10 +1,13 @@
 //! A small vendor-class test device shared by the integration tests.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use dfukit_usbip::descriptors::DeviceDescriptor;
-use dfukit_usbip::{ControlReply, Descriptors, DeviceInfo, SetupPacket, Speed, UsbDevice};
+use dfukit_usbip::{ControlReply, Descriptors, DeviceInfo, Server, SetupPacket, Speed, UsbDevice};
 
 pub const VID: u16 = 0x1209;
 pub const PID: u16 = 0xd0f0;
@@ -153,9 +156,9 @@ pub fn get_descriptor(kind: u8, index: u8, length: u16) -> SetupPacket {
 /// Connects to the server at `addr` without the client, imports bus 1-1
 /// with a raw OP_REQ_IMPORT, and checks the OP_REP_IMPORT header (version
 /// 0x0111, code 0x0003, status 0). Reads time out after `timeout`.
-pub fn raw_import(addr: std::net::SocketAddr, timeout: Duration) -> std::net::TcpStream {
+pub fn raw_import(addr: SocketAddr, timeout: Duration) -> TcpStream {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(timeout)).unwrap();
     s.write_all(
         &dfukit_usbip::wire::OpReqImport {
@@ -170,4 +173,37 @@ pub fn raw_import(addr: std::net::SocketAddr, timeout: Duration) -> std::net::Tc
     s.read_exact(&mut rep).unwrap();
     assert_eq!(&rep[..8], &[0x01, 0x11, 0x00, 0x03, 0, 0, 0, 0]);
     s
+}
+
+/// A running server on an ephemeral loopback port exporting `device` as bus 1-1, with the
+/// handle the test inspects the device through.
+pub fn serve<D: UsbDevice + 'static>(device: D) -> (Server, Arc<Mutex<D>>, SocketAddr) {
+    let server = Server::bind("127.0.0.1:0").unwrap();
+    let dev = Arc::new(Mutex::new(device));
+    server.add_shared("1-1", Arc::clone(&dev)).unwrap();
+    server.spawn().unwrap();
+    let addr = server.local_addr();
+    (server, dev, addr)
+}
+
+/// Waits (up to `limit`) until the server no longer holds bus 1-1 imported.
+pub fn wait_until_released(server: &Server, limit: Duration) {
+    let t0 = Instant::now();
+    while server.is_imported("1-1") {
+        assert!(t0.elapsed() < limit, "the import was never released");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Asserts that nothing arrives on `s` for `quiet` (the read times out); `what` names what
+/// must not have come.
+pub fn assert_silent(s: &mut TcpStream, quiet: Duration, what: &str) {
+    use std::io::Read;
+    s.set_read_timeout(Some(quiet)).unwrap();
+    let mut byte = [0u8; 1];
+    let e = s.read(&mut byte).unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        "{what}: {e}"
+    );
 }
