@@ -7,9 +7,9 @@
 
 use dfukit_usbip::{ControlReply, Descriptors, DeviceInfo, Server, SetupPacket, Speed, UsbDevice};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const VID: u16 = 0x1209;
 const PID: u16 = 0xdf11;
@@ -202,17 +202,7 @@ impl UsbDevice for TestDfu {
 }
 
 fn dfu_util() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    let found = std::env::split_paths(&path)
-        .map(|d| d.join("dfu-util"))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var("DFUKIT_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("dfu-util is not on PATH and DFUKIT_REQUIRE_PEERS=1");
-        }
-        eprintln!("SKIP: dfu-util is not on PATH (install Debian's dfu-util to run this test)");
-    }
-    found
+    dfukit_testkit::peers::tool("dfu-util", "install Debian's dfu-util to run this test")
 }
 
 /// The cdylib cargo built next to this test binary (`target/<profile>/deps`).
@@ -261,30 +251,14 @@ impl Rig {
 
     /// Runs dfu-util with the shim; fails the test after 60 s.
     fn run(&self, args: &[&str]) -> Output {
-        let mut child = Command::new(&self.dfu_util)
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("LD_LIBRARY_PATH", self.dir.path())
-            .env("DFUKIT_USBIP", self.server.local_addr().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn dfu-util");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while child.try_wait().expect("wait").is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let out = child.wait_with_output().expect("output");
-                panic!(
-                    "dfu-util {args:?} hung\nstdout:\n{}\nstderr:\n{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().expect("output");
+        let out = dfukit_testkit::peers::output_within(
+            Command::new(&self.dfu_util)
+                .args(args)
+                .current_dir(self.dir.path())
+                .env("LD_LIBRARY_PATH", self.dir.path())
+                .env("DFUKIT_USBIP", self.server.local_addr().to_string()),
+            Duration::from_secs(60),
+        );
         eprintln!(
             "$ dfu-util {}\n{}{}",
             args.join(" "),

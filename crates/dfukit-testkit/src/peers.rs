@@ -5,7 +5,7 @@
 //! and fails it when `DFUKIT_REQUIRE_PEERS=1`, which `scripts/test` (and
 //! so CI) sets: a peer test never passes silently without its peer.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -53,23 +53,25 @@ pub fn nrfutil() -> Option<PathBuf> {
     found
 }
 
-/// Runs `tool args` with no input and its output captured, killing it
-/// after `limit`: a hung peer fails its test instead of hanging the suite.
-pub fn run_with_deadline(tool: &Path, args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(tool)
-        .args(args)
+/// Runs `cmd` with no input and its output captured, killing it after
+/// `limit`: a hung peer fails its test, with what it printed, instead of
+/// hanging the suite.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", tool.display()));
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let deadline = Instant::now() + limit;
     while child.try_wait().expect("wait for the peer").is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
+            let out = child.wait_with_output().expect("peer output");
             panic!(
-                "{} {args:?} did not finish within {limit:?}",
-                tool.display()
+                "{cmd:?} did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
             );
         }
         std::thread::sleep(Duration::from_millis(10));

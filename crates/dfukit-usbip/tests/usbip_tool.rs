@@ -5,54 +5,19 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::*;
 use dfukit_usbip::Server;
 
-fn find_usbip() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|d| d.join("usbip"))
-        .find(|p| p.is_file())
-}
-
 fn tool_or_skip() -> Option<PathBuf> {
-    match find_usbip() {
-        Some(p) => Some(p),
-        None if std::env::var("DFUKIT_REQUIRE_PEERS").as_deref() == Ok("1") => {
-            panic!("`usbip` not found in PATH or /usr/sbin and DFUKIT_REQUIRE_PEERS=1")
-        }
-        None => {
-            eprintln!("SKIP: `usbip` tool not found (install Debian package `usbip`)");
-            None
-        }
-    }
+    dfukit_testkit::peers::tool("usbip", "install Debian package `usbip`")
 }
 
 /// Run with a hard time limit.
 fn run(tool: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(tool)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn usbip");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if child.try_wait().expect("wait usbip").is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("usbip {args:?} did not finish within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("usbip output")
+    dfukit_testkit::peers::output_within(Command::new(tool).args(args), Duration::from_secs(20))
 }
 
 #[test]
