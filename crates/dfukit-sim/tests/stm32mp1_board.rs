@@ -6,7 +6,7 @@
 
 use dfukit_core::{synthetic, Instant};
 use dfukit_sim::stm32mp1::{
-    EmmcConfig, NandConfig, NorConfig, Stage, Stm32mp1, Stm32mp1Config, Stm32mp1Fault,
+    BootStage, EmmcConfig, NandConfig, NorConfig, Stm32mp1, Stm32mp1Config, Stm32mp1Fault,
     EMMC_BOOT1_IMAGE, EMMC_BOOT2_IMAGE, EMMC_USER_IMAGE, NOR_IMAGE, OTP_IMAGE,
 };
 use dfukit_sim::usb_link::{SimTransport, SimUsb, UsbLinkModel};
@@ -134,7 +134,7 @@ impl Driver {
         let r = self.read_phase().unwrap();
         assert_eq!(r.phase, phase::ID_FSBL);
         self.download(phase::ID_FSBL, &fsbl()).unwrap();
-        assert_eq!(self.board(|b| b.stage()), Stage::TfA);
+        assert_eq!(self.board(|b| b.stage()), BootStage::TfA);
         let r = self.read_phase().unwrap();
         assert_eq!((r.phase, r.address), (phase::ID_SSBL, 0xC000_0000));
         self.download(phase::ID_SSBL, &fip(300 * 1024)).unwrap();
@@ -142,7 +142,7 @@ impl Driver {
         self.detach();
         assert!(!self.board(dfukit_usbip::UsbDevice::attached));
         self.connect().unwrap();
-        assert_eq!(self.board(|b| b.stage()), Stage::UBootLayout);
+        assert_eq!(self.board(|b| b.stage()), BootStage::UBootLayout);
         let r = self.read_phase().unwrap();
         assert_eq!((r.phase, r.extra.as_slice()), (0, &[0u8][..]));
     }
@@ -155,7 +155,7 @@ impl Driver {
         assert_eq!(r.extra, [1]);
         self.detach();
         self.connect().unwrap();
-        assert_eq!(self.board(|b| b.stage()), Stage::UBootProgram);
+        assert_eq!(self.board(|b| b.stage()), BootStage::UBootProgram);
     }
 
     /// The stm32prog loop: read the phase, send that partition, until END.
@@ -239,7 +239,7 @@ fn flash_emmc(dir: &std::path::Path) -> Duration {
     let order = d.program(&emmc_files());
     assert_eq!(order, [0x04, 0x05, 0x08, 0x10, 0x11]);
     d.detach();
-    assert_eq!(d.board(|b| b.stage()), Stage::Done);
+    assert_eq!(d.board(|b| b.stage()), BootStage::Done);
     assert!(d.board(|b| b.model_errors().is_empty()));
     d.usb.elapsed()
 }
@@ -373,13 +373,13 @@ fn rom_rejects_a_bad_fsbl_header() {
     let last = bad.len() - 1;
     bad[last] ^= 0x55;
     d.download_refused(phase::ID_FSBL, &bad, Status::ErrVerify);
-    assert_eq!(d.board(|b| b.stage()), Stage::Rom);
+    assert_eq!(d.board(|b| b.stage()), BootStage::Rom);
     // More than the 256 KiB of SYSRAM is refused while it arrives.
     let big = image::write(&WriteParams::v1(0x2FFC_2500), &data(6, 300 * 1024));
     d.download_refused(phase::ID_FSBL, &big, Status::ErrAddress);
     // The ROM is still there: the good image is accepted afterwards.
     d.download(phase::ID_FSBL, &fsbl()).unwrap();
-    assert_eq!(d.board(|b| b.stage()), Stage::TfA);
+    assert_eq!(d.board(|b| b.stage()), BootStage::TfA);
 }
 
 #[test]
@@ -402,7 +402,7 @@ fn tfa_no_usb_times_out() {
         ),
         "{err}"
     );
-    assert_eq!(d.board(|b| b.stage()), Stage::Hung);
+    assert_eq!(d.board(|b| b.stage()), BootStage::Hung);
     let before = d.usb.now();
     let err = d.read_phase().unwrap_err();
     assert!(matches!(
@@ -436,7 +436,7 @@ fn uboot_that_never_reconnects_is_not_found() {
         }
     );
     assert_eq!(d.usb.elapsed() - before, Duration::from_secs(5));
-    assert_eq!(d.board(|b| b.stage()), Stage::Lost);
+    assert_eq!(d.board(|b| b.stage()), BootStage::Lost);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use dfukit_core::{synthetic, Instant};
 use dfukit_sim::stm32mp1::{
-    EmmcConfig, NandConfig, SdCardConfig, Stage, Stm32mp1, Stm32mp1Config, Stm32mp1Fault,
+    BootStage, EmmcConfig, NandConfig, SdCardConfig, Stm32mp1, Stm32mp1Config, Stm32mp1Fault,
     EMMC_BOOT1_IMAGE, EMMC_BOOT2_IMAGE, EMMC_USER_IMAGE, SDCARD_IMAGE,
 };
 use dfukit_sim::usb_link::{SimUsb, UsbLinkModel};
@@ -163,7 +163,7 @@ fn emmc_layout_is_programmed_end_to_end() {
         .any(|e| matches!(e, Event::Progress { id: 0x12, done, total } if done == total)));
     let b = usb.device();
     let b = b.lock().unwrap();
-    assert_eq!(b.stage(), Stage::Done);
+    assert_eq!(b.stage(), BootStage::Done);
     assert!(b.model_errors().is_empty(), "{:?}", b.model_errors());
     let board_dir = dir.path().join("board");
     assert_partitions_hold_binaries(&layout, &board_dir, EMMC_USER_IMAGE);

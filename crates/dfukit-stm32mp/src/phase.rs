@@ -2,13 +2,16 @@
 //! fixed meaning, the phase record of the virtual partition 0xF1, and the
 //! alternate-setting names ROM code, TF-A and U-Boot give their partitions.
 //!
-//! Host and simulated board both use this module, so a change of the wire
-//! format is made in one place. Sources: U-Boot `arch/arm/mach-stm32mp/cmd_stm32prog/
+//! Host and device core ([`crate::stm32prog`]) both use this module, so a
+//! change of the wire format is made in one place. The constants, the record
+//! and command encodings and the alt-name formatting are no_std; the owned
+//! forms the host decodes into ([`PhaseRecord`], [`AltName`]) need the `std`
+//! feature. Sources: U-Boot `arch/arm/mach-stm32mp/cmd_stm32prog/
 //! stm32prog_usb.c` (`stm32prog_cmd_read`, `stm32prog_cmd_write`) and
 //! `stm32prog.c` (`stm32prog_get_alt_name`); TF-A `plat/st/common/
 //! stm32cubeprogrammer_usb.c`.
 
-use std::fmt;
+use core::fmt;
 
 /// USB vendor Id of the ROM code, TF-A and U-Boot's DFU gadget.
 pub const USB_VID: u16 = 0x0483;
@@ -50,7 +53,29 @@ pub const ROM_ALTS: [&str; 6] = [
     "@virtual /0xF1/1*512Ba",
 ];
 
+/// Length of the record's fixed part: phase, address, offset.
+pub const RECORD_HEADER_LEN: usize = 9;
+
+/// Writes a phase record into `out` (as much of it as fits) and returns the
+/// bytes written: the phase, the little-endian address and offset, then
+/// `extra` (`stm32prog_cmd_read`). The device side serves this; the host
+/// decodes it with [`PhaseRecord::decode`].
+pub fn encode_record(phase: u8, address: u32, offset: u32, extra: &[u8], out: &mut [u8]) -> usize {
+    let mut head = [0u8; RECORD_HEADER_LEN];
+    head[0] = phase;
+    head[1..5].copy_from_slice(&address.to_le_bytes());
+    head[5..9].copy_from_slice(&offset.to_le_bytes());
+    let mut n = 0;
+    for &b in head.iter().chain(extra) {
+        let Some(slot) = out.get_mut(n) else { break };
+        *slot = b;
+        n += 1;
+    }
+    n
+}
+
 /// What the device reports when the host reads block 0 of 0xF1.
+#[cfg(feature = "std")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PhaseRecord {
     /// The Id of the partition the device wants next, [`PHASE_END`] or
@@ -67,6 +92,7 @@ pub struct PhaseRecord {
 }
 
 /// Why a phase record could not be decoded.
+#[cfg(feature = "std")]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("phase record too short: {len} bytes, at least 9 expected")]
 pub struct PhaseRecordError {
@@ -74,6 +100,7 @@ pub struct PhaseRecordError {
     pub len: usize,
 }
 
+#[cfg(feature = "std")]
 impl PhaseRecord {
     /// A record without extra bytes.
     pub fn new(phase: u8, address: u32, offset: u32) -> Self {
@@ -97,17 +124,14 @@ impl PhaseRecord {
 
     /// The wire form (little-endian address and offset).
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(9 + self.extra.len());
-        v.push(self.phase);
-        v.extend_from_slice(&self.address.to_le_bytes());
-        v.extend_from_slice(&self.offset.to_le_bytes());
-        v.extend_from_slice(&self.extra);
+        let mut v = vec![0; RECORD_HEADER_LEN + self.extra.len()];
+        encode_record(self.phase, self.address, self.offset, &self.extra, &mut v);
         v
     }
 
     /// Decodes an UPLOAD of 0xF1.
     pub fn decode(b: &[u8]) -> Result<Self, PhaseRecordError> {
-        if b.len() < 9 {
+        if b.len() < RECORD_HEADER_LEN {
             return Err(PhaseRecordError { len: b.len() });
         }
         Ok(PhaseRecord {
@@ -143,6 +167,7 @@ impl PhaseRecord {
     }
 }
 
+#[cfg(feature = "std")]
 impl fmt::Display for PhaseRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.phase {
@@ -182,7 +207,70 @@ pub fn decode_command(b: &[u8]) -> Option<(u8, u32)> {
     Some((b[0], u32::from_be_bytes([b[1], b[2], b[3], b[4]])))
 }
 
+/// Writes one alternate-setting name, `@name/0xID/1*SIZE{M,K,B}{e,a}`, to
+/// `w`: the size in MiB when it divides evenly, else in KiB, else in bytes;
+/// `a` (read-only) or `e` last. This is the naming of the simulated U-Boot
+/// and of [`AltName::format`]; U-Boot's own `stm32prog_alt_add` picks the
+/// largest unit the size exceeds and truncates, which differs for sizes
+/// such as exactly 1 MiB ("1024K") — see [`crate::stm32prog`].
+pub fn write_alt_name(
+    w: &mut impl fmt::Write,
+    name: impl fmt::Display,
+    id: u8,
+    size: u64,
+    read_only: bool,
+) -> fmt::Result {
+    const MIB: u64 = 1 << 20;
+    const KIB: u64 = 1 << 10;
+    let (n, unit) = if size != 0 && size.is_multiple_of(MIB) {
+        (size / MIB, 'M')
+    } else if size != 0 && size.is_multiple_of(KIB) {
+        (size / KIB, 'K')
+    } else {
+        (size, 'B')
+    };
+    let kind = if read_only { 'a' } else { 'e' };
+    write!(w, "@{name}/0x{id:02x}/1*{n}{unit}{kind}")
+}
+
+/// The fields of an alternate-setting name, borrowed from it: name (blanks
+/// around it removed), Id, size in bytes, read-only. Any case of the hex
+/// Id and blanks around the name are allowed, as in TF-A's
+/// `@FSBL /0x01/1*1Me`; a size that does not fit 64 bits is refused.
+fn split_alt_name(s: &str) -> Option<(&str, u8, u64, bool)> {
+    let s = s.trim().strip_prefix('@')?;
+    let mut it = s.splitn(3, '/');
+    let name = it.next()?.trim();
+    let id_s = it.next()?.trim();
+    let id_hex = id_s
+        .strip_prefix("0x")
+        .or_else(|| id_s.strip_prefix("0X"))?;
+    let id = u8::from_str_radix(id_hex, 16).ok()?;
+    let sect = it.next()?.trim();
+    let (count, rest) = sect.split_once('*')?;
+    let count: u64 = count.trim().parse().ok()?;
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let n: u64 = rest[..digits].parse().ok()?;
+    let mut tail = rest[digits..].chars();
+    let mult = match tail.next() {
+        Some('M') => 1 << 20,
+        Some('K') => 1 << 10,
+        Some('B') => 1,
+        _ => return None,
+    };
+    let read_only = tail.next()? == 'a';
+    Some((
+        name,
+        id,
+        count.checked_mul(n)?.checked_mul(mult)?,
+        read_only,
+    ))
+}
+
 /// One alternate-setting name: `@name/0xID/1*SIZE{M,K,B}{e,a}`.
+#[cfg(feature = "std")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AltName {
     /// Partition name (may carry trailing blanks in TF-A's names).
@@ -195,59 +283,24 @@ pub struct AltName {
     pub read_only: bool,
 }
 
+#[cfg(feature = "std")]
 impl AltName {
-    /// U-Boot's naming (`stm32prog_get_alt_name`): the size in MiB when it
-    /// divides evenly, else in KiB, else in bytes.
+    /// The name in the form [`write_alt_name`] gives.
     pub fn format(&self) -> String {
-        const MIB: u64 = 1 << 20;
-        const KIB: u64 = 1 << 10;
-        let (n, unit) = if self.size != 0 && self.size.is_multiple_of(MIB) {
-            (self.size / MIB, 'M')
-        } else if self.size != 0 && self.size.is_multiple_of(KIB) {
-            (self.size / KIB, 'K')
-        } else {
-            (self.size, 'B')
-        };
-        let kind = if self.read_only { 'a' } else { 'e' };
-        format!("@{}/0x{:02x}/1*{n}{unit}{kind}", self.name, self.id)
+        let mut s = String::new();
+        // Writing to a String cannot fail.
+        let _ = write_alt_name(&mut s, &self.name, self.id, self.size, self.read_only);
+        s
     }
 
     /// Parses a name in that form (any case of the hex Id, blanks around the
     /// name allowed, as TF-A's `@FSBL /0x01/1*1Me`).
     pub fn parse(s: &str) -> Option<AltName> {
-        let s = s.trim().strip_prefix('@')?;
-        let mut it = s.splitn(3, '/');
-        let name = it.next()?.trim().to_string();
-        let id_s = it.next()?.trim();
-        let id_hex = id_s
-            .strip_prefix("0x")
-            .or_else(|| id_s.strip_prefix("0X"))?;
-        let id = u8::from_str_radix(id_hex, 16).ok()?;
-        let sect = it.next()?.trim();
-        let (count, rest) = sect.split_once('*')?;
-        let count: u64 = count.trim().parse().ok()?;
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let n: u64 = rest[..digits].parse().ok()?;
-        let mut tail = rest[digits..].chars();
-        let mut c = tail.next();
-        let mult = match c {
-            Some('M') => 1 << 20,
-            Some('K') => 1 << 10,
-            Some('B') => 1,
-            _ => return None,
-        };
-        c = tail.next();
-        let read_only = match c {
-            Some('a') => true,
-            Some(_) => false,
-            None => return None,
-        };
+        let (name, id, size, read_only) = split_alt_name(s)?;
         Some(AltName {
-            name,
+            name: name.to_string(),
             id,
-            size: count.checked_mul(n)?.checked_mul(mult)?,
+            size,
             read_only,
         })
     }
@@ -257,11 +310,11 @@ impl AltName {
 /// STM32CubeProgrammer does: "find the alt containing `/0x<id>/`").
 pub fn find_alt<'a>(alts: impl IntoIterator<Item = (u8, &'a str)>, id: u8) -> Option<u8> {
     alts.into_iter()
-        .find(|(_, name)| AltName::parse(name).is_some_and(|a| a.id == id))
+        .find(|(_, name)| split_alt_name(name).is_some_and(|a| a.1 == id))
         .map(|(alt, _)| alt)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
 

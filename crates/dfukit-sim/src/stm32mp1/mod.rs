@@ -1,20 +1,22 @@
 //! A simulated STM32MP157 in serial-boot (USB) mode.
 //!
 //! Programming an STM32MP1 over USB crosses three firmwares on one cable
-//! (reference §5.3), and the board walks through them the same way:
+//! (reference §5.3). What they do with the DFU requests is the device core
+//! [`dfukit_stm32mp::stm32prog::Stm32mpDevice`] (ROM code, TF-A, U-Boot's
+//! `stm32prog` with its own flashlayout parser); this board runs it and
+//! adds what is board-specific:
 //!
-//! 1. **ROM code** ([`Stage::Rom`]): 0483:df11, six alternate settings,
-//!    accepts the FSBL (TF-A) into SYSRAM on alt 1 and checks its STM32
-//!    header at manifestation. A good image is started: the ROM reports
-//!    dfuMANIFEST for `tfa_start_delay`, then TF-A answers.
-//! 2. **TF-A** ([`Stage::TfA`]): keeps the ROM's enumeration (MP15), takes
-//!    the FIP into DDR on alt 3, checks its ToC header, then asks for DETACH
-//!    through the phase record; on DETACH it leaves the bus and U-Boot
-//!    enumerates `reenumerate_delay` later.
-//! 3. **U-Boot `stm32prog usb 0`** ([`Stage::UBootLayout`], then
-//!    [`Stage::UBootProgram`]): first the flashlayout, then, after DETACH
-//!    and a re-enumeration, one alternate setting per partition, written to
-//!    the eMMC, SD card, NAND or NOR models (see `uboot.rs`).
+//! 1. **ROM code** ([`BootStage::Rom`]): 0483:df11, six alternate settings.
+//!    A good FSBL is started: the ROM reports dfuMANIFEST for
+//!    `tfa_start_delay`, then TF-A answers.
+//! 2. **TF-A** ([`BootStage::TfA`]): keeps the ROM's enumeration (MP15); on
+//!    DETACH it leaves the bus and U-Boot enumerates `reenumerate_delay`
+//!    later.
+//! 3. **U-Boot `stm32prog usb 0`** ([`BootStage::UBootLayout`], then
+//!    [`BootStage::UBootProgram`]): first the flashlayout, then, after
+//!    DETACH, the device initialisation and a re-enumeration, one
+//!    alternate setting per partition, written to the eMMC, SD card, NAND
+//!    or NOR models (see `board.rs`).
 //!
 //! Storage lives in the state directory as image files (see
 //! [`EMMC_USER_IMAGE`] and the other constants), readable with ordinary
@@ -22,28 +24,29 @@
 //! Like [`crate::stm32f4::Stm32f4`], the board runs on the wall clock
 //! (served over USB/IP) or in virtual time ([`Stm32mp1::use_virtual_time`]).
 
+mod board;
 mod config;
 pub mod sample;
 mod storage;
-mod uboot;
 
 pub use config::{
     EmmcConfig, NandConfig, NorConfig, SdCardConfig, Stm32mp1Config, Stm32mp1Fault, StorageTiming,
 };
+pub use dfukit_stm32mp::stm32prog::{
+    BootStage, DDR_BASE, FIP_MAX, FSBL_LOAD_ADDR, FSBL_MAX, LAYOUT_MAX, OTP_LEN, PMIC_LEN,
+    ROM_TRANSFER_SIZE, UBOOT_LAYOUT_ALT, UBOOT_LOAD_ADDR, UBOOT_TRANSFER_SIZE,
+};
 pub use storage::BadBlockTable;
-pub use uboot::{LAYOUT_MAX, OTP_LEN, PMIC_LEN, UBOOT_LOAD_ADDR};
 
 use crate::clock::BoardClock;
 use crate::state::{EventLog, LogTime, StateDir, StateError};
 use crate::usb_link::VirtualUsbDevice;
+use board::{Devices, Emmc, SimBoard};
 use dfukit_core::Instant;
-use dfukit_stm32mp::image;
-use dfukit_stm32mp::phase::{
-    self, PhaseRecord, FIP_TOC_HEADER, ID_FLASHLAYOUT, ID_FSBL, ID_SSBL, NO_ADDRESS,
-};
-use dfukit_usbdfu::device::stream::{StreamBackend, StreamDevice};
-use dfukit_usbdfu::device::{DeviceEvent, Dialect, Reply};
-use dfukit_usbdfu::wire::Status;
+use dfukit_stm32mp::phase::{self, PhaseRecord};
+use dfukit_stm32mp::stm32prog::{AfterDetach, Stm32mpDevice};
+use dfukit_usbdfu::device::stream::StreamDevice;
+use dfukit_usbdfu::device::{DeviceEvent, Reply};
 use dfukit_usbip::descriptors::DeviceDescriptor;
 use dfukit_usbip::{ControlReply, Descriptors, DeviceInfo, SetupPacket, Speed, UsbDevice};
 use serde::{Deserialize, Serialize};
@@ -51,7 +54,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use storage::{ImageFile, Nand, Nor};
-use uboot::{Prog, VIRTUAL_ALTS};
 
 /// eMMC user area image.
 pub const EMMC_USER_IMAGE: &str = "emmc-user.img";
@@ -78,55 +80,11 @@ pub const OTP_IMAGE: &str = "otp.bin";
 /// PMIC NVM (8 bytes).
 pub const PMIC_IMAGE: &str = "pmic-nvm.bin";
 
-const ROM_ALT_IDS: [u8; 6] = [0x00, ID_FSBL, 0x02, ID_SSBL, 0x04, phase::ID_CMD];
-/// U-Boot's first alternate setting.
-pub const UBOOT_LAYOUT_ALT: &str = "@FlashLayout/0x00/1*256Ke";
 /// Product string of the ROM code and TF-A.
 pub const ROM_PRODUCT: &str = "DFU in HS Mode @Device ID /0x500, @Revision ID /0x2000";
 /// Product string of U-Boot's DFU gadget.
 pub const UBOOT_PRODUCT: &str =
     "USB download gadget@Device ID /0x500, @Revision ID /0x2000, @Name /STM32MP157F Rev.Z,";
-/// Where the ROM loads the FSBL (header included) in SYSRAM.
-pub const FSBL_LOAD_ADDR: u32 = 0x2FFC_2400;
-/// Largest FSBL the ROM accepts: the 256 KiB of SYSRAM.
-pub const FSBL_MAX: usize = 256 * 1024;
-/// Where TF-A loads the FIP: the start of DDR.
-pub const DDR_BASE: u32 = 0xC000_0000;
-/// Largest FIP TF-A accepts (its `@Partition3 /0x03/1*16Me` alt).
-pub const FIP_MAX: usize = 16 * 1024 * 1024;
-
-/// The ROM and TF-A speak ST's DFU stack: plain DFU, manifestation
-/// tolerant (the host reads the phase after each image), CLRSTATUS outside
-/// dfuERROR is an error.
-const ROM_DIALECT: Dialect = Dialect {
-    name: "STM32MP ROM/TF-A",
-    ..Dialect::TF_A
-};
-/// wTransferSize of the ROM code and TF-A (one enumeration on MP15).
-pub const ROM_TRANSFER_SIZE: u16 = 1024;
-/// wTransferSize of U-Boot's DFU gadget.
-pub const UBOOT_TRANSFER_SIZE: u16 = 4096;
-
-/// Which firmware is running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Stage {
-    /// The ROM code waits for the FSBL.
-    Rom,
-    /// TF-A waits for the FIP.
-    TfA,
-    /// U-Boot's first enumeration: waits for the flashlayout.
-    UBootLayout,
-    /// U-Boot's second enumeration: one alt per partition.
-    UBootProgram,
-    /// Programming ended and the board booted from its storage.
-    Done,
-    /// TF-A hung with USB still clocked (fault [`Stm32mp1Fault::TfaNoUsb`]).
-    Hung,
-    /// U-Boot left the bus and never came back
-    /// ([`Stm32mp1Fault::UbootNoReconnect`]).
-    Lost,
-}
 
 /// eMMC EXT_CSD fields set by stm32prog, stored in [`EMMC_EXT_CSD_FILE`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,224 +101,6 @@ impl ExtCsd {
     /// The boot partition enabled (1, 2), or 0.
     pub fn boot_partition(&self) -> u8 {
         (self.partition_config >> 3) & 7
-    }
-}
-
-/// Which MMC image a partition lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MmcTarget {
-    Sd,
-    EmmcUser,
-    Boot(usize),
-}
-
-pub(crate) struct Emmc {
-    user: ImageFile,
-    boot: [ImageFile; 2],
-    ext_csd: ExtCsd,
-    ext_csd_path: PathBuf,
-}
-
-impl Emmc {
-    /// What `stm32prog_end_phase` does after writing a boot partition:
-    /// `mmc bootbus <dev> 0 0 0; mmc partconf <dev> 1 <part> 0`, i.e. the
-    /// default boot bus and booting from this partition with boot
-    /// acknowledge (so the last boot partition written is the one enabled).
-    pub(crate) fn select_boot(&mut self, part: u8) -> io::Result<()> {
-        self.ext_csd = ExtCsd {
-            partition_config: (1 << 6) | (part << 3),
-            boot_bus_conditions: 0,
-        };
-        let text = serde_json::to_vec_pretty(&self.ext_csd).map_err(io::Error::other)?;
-        std::fs::write(&self.ext_csd_path, text)
-    }
-}
-
-pub(crate) struct Devices {
-    pub(crate) emmc: Option<Emmc>,
-    pub(crate) sd: Option<ImageFile>,
-    pub(crate) nand: Option<Nand>,
-    pub(crate) nor: Option<Nor>,
-    pub(crate) otp: ImageFile,
-    pub(crate) pmic: ImageFile,
-}
-
-impl Devices {
-    pub(crate) fn mmc(&mut self, t: MmcTarget) -> Option<&mut ImageFile> {
-        match t {
-            MmcTarget::Sd => self.sd.as_mut(),
-            MmcTarget::EmmcUser => self.emmc.as_mut().map(|e| &mut e.user),
-            MmcTarget::Boot(i) => self.emmc.as_mut().map(|e| &mut e.boot[i]),
-        }
-    }
-}
-
-/// Everything the alternate settings reach: the [`StreamBackend`].
-pub(crate) struct Machine {
-    stage: Stage,
-    now: Instant,
-    pub(crate) cfg: Stm32mp1Config,
-    pub(crate) timing: StorageTiming,
-    pub(crate) dev: Devices,
-    /// SYSRAM (FSBL), DDR (FIP) or U-Boot's load buffer (layout).
-    pub(crate) ram: Vec<u8>,
-    fip_ok: bool,
-    pub(crate) prog: Prog,
-    /// Partition Id of each alternate setting.
-    alts: Vec<u8>,
-    pub(crate) model_errors: Vec<String>,
-    log_lines: Vec<String>,
-    /// When the FSBL the ROM accepted starts answering.
-    handover: Option<Instant>,
-}
-
-impl Machine {
-    pub(crate) fn log(&mut self, line: String) {
-        self.log_lines.push(line);
-    }
-
-    /// Saves the NAND and NOR programmed-unit lists; a failure is logged
-    /// (the images themselves are written through already).
-    pub(crate) fn flush_storage(&mut self) {
-        let mut failed = Vec::new();
-        if let Some(Err(e)) = self.dev.nand.as_mut().map(|n| n.flush()) {
-            failed.push(format!("cannot save {NAND_WRITTEN_FILE}: {e}"));
-        }
-        if let Some(Err(e)) = self.dev.nor.as_mut().map(|n| n.flush()) {
-            failed.push(format!("cannot save {NOR_WRITTEN_FILE}: {e}"));
-        }
-        self.log_lines.extend(failed);
-    }
-
-    fn ram_write(&mut self, offset: u64, data: &[u8], max: usize) -> Result<Duration, Status> {
-        let end = offset as usize + data.len();
-        if end > max {
-            self.log(format!(
-                "{:?}: image larger than the {max} bytes of RAM it is loaded to",
-                self.stage
-            ));
-            return Err(Status::ErrAddress);
-        }
-        self.ram.truncate(offset as usize);
-        self.ram.extend_from_slice(data);
-        Ok(Duration::ZERO)
-    }
-
-    fn record(&self) -> PhaseRecord {
-        match self.stage {
-            Stage::Rom => PhaseRecord::new(ID_FSBL, FSBL_LOAD_ADDR, 0),
-            Stage::TfA if self.fip_ok => {
-                let mut r = PhaseRecord::new(ID_FLASHLAYOUT, NO_ADDRESS, 0);
-                r.extra = vec![1];
-                r
-            }
-            Stage::TfA => PhaseRecord::new(ID_SSBL, DDR_BASE, 0),
-            Stage::UBootLayout => self.prog.record(true),
-            _ => self.prog.record(false),
-        }
-    }
-
-    fn rom_manifest(&mut self, id: u8) -> Result<Duration, Status> {
-        match (self.stage, id) {
-            (Stage::Rom, ID_FSBL) => match image::verify(&self.ram) {
-                Ok(v) => {
-                    self.log(format!(
-                        "ROM: FSBL accepted ({} bytes, header v{}, entry {:#010x}); starting it",
-                        self.ram.len(),
-                        v.header.major(),
-                        v.header.entry_point
-                    ));
-                    let d = self.cfg.tfa_start_delay();
-                    self.handover = Some(self.now + d);
-                    Ok(d)
-                }
-                Err(e) => {
-                    self.log(format!("ROM: FSBL rejected: {e}"));
-                    Err(Status::ErrVerify)
-                }
-            },
-            (Stage::TfA, ID_SSBL) => {
-                let toc = self
-                    .ram
-                    .get(..4)
-                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                if toc == Some(FIP_TOC_HEADER) {
-                    self.fip_ok = true;
-                    self.log(format!("TF-A: FIP received ({} bytes)", self.ram.len()));
-                    Ok(Duration::ZERO)
-                } else {
-                    self.log("TF-A: FIP rejected: no ToC header".into());
-                    Err(Status::ErrVerify)
-                }
-            }
-            (_, phase::ID_CMD) => Ok(Duration::ZERO),
-            _ => Err(Status::ErrTarget),
-        }
-    }
-}
-
-impl StreamBackend for Machine {
-    fn alt_count(&self) -> u8 {
-        self.alts.len().min(255) as u8
-    }
-
-    fn write(&mut self, alt: u8, offset: u64, data: &[u8]) -> Result<Duration, Status> {
-        let id = *self.alts.get(alt as usize).ok_or(Status::ErrTarget)?;
-        match (self.stage, id) {
-            (Stage::Rom, ID_FSBL) => self.ram_write(offset, data, FSBL_MAX),
-            (Stage::TfA, ID_SSBL) => self.ram_write(offset, data, FIP_MAX),
-            (Stage::UBootLayout, ID_FLASHLAYOUT) => self.ram_write(offset, data, LAYOUT_MAX),
-            (Stage::UBootLayout | Stage::UBootProgram, phase::ID_CMD) => self.uboot_command(data),
-            (Stage::UBootLayout | Stage::UBootProgram, phase::ID_OTP) => {
-                self.otp_write(offset, data)
-            }
-            (Stage::UBootLayout | Stage::UBootProgram, phase::ID_PMIC) => {
-                self.pmic_write(offset, data)
-            }
-            (Stage::UBootProgram, _) if (alt as usize) < self.prog.rows.len() => {
-                self.uboot_write(alt as usize, offset, data)
-            }
-            _ => Err(Status::ErrTarget),
-        }
-    }
-
-    fn manifest(&mut self, alt: u8, total: u64) -> Result<Duration, Status> {
-        let id = *self.alts.get(alt as usize).ok_or(Status::ErrTarget)?;
-        match self.stage {
-            Stage::Rom | Stage::TfA => self.rom_manifest(id),
-            Stage::UBootLayout if id == ID_FLASHLAYOUT => {
-                self.uboot_layout_manifest();
-                Ok(Duration::ZERO)
-            }
-            Stage::UBootProgram if (alt as usize) < self.prog.rows.len() => {
-                self.uboot_manifest(alt as usize, total)
-            }
-            Stage::UBootLayout | Stage::UBootProgram => Ok(Duration::ZERO),
-            _ => Err(Status::ErrTarget),
-        }
-    }
-
-    fn read(&mut self, alt: u8, offset: u64, buf: &mut [u8]) -> Result<usize, Status> {
-        let id = *self.alts.get(alt as usize).ok_or(Status::ErrTarget)?;
-        let uboot = matches!(self.stage, Stage::UBootLayout | Stage::UBootProgram);
-        match id {
-            phase::ID_CMD => {
-                // Block 0 holds the record; later blocks are EOF.
-                if offset > 0 {
-                    return Ok(0);
-                }
-                let b = self.record().encode();
-                let n = b.len().min(buf.len());
-                buf[..n].copy_from_slice(&b[..n]);
-                Ok(n)
-            }
-            phase::ID_OTP if uboot => self.otp_read(offset, buf),
-            phase::ID_PMIC if uboot => self.pmic_read(offset, buf),
-            _ if self.stage == Stage::UBootProgram && (alt as usize) < self.prog.rows.len() => {
-                self.uboot_read(alt as usize, offset, buf)
-            }
-            _ => Err(Status::ErrTarget),
-        }
     }
 }
 
@@ -389,10 +129,12 @@ pub enum Stm32mp1Error {
 
 /// The simulated STM32MP157. See the module documentation.
 pub struct Stm32mp1 {
-    m: Machine,
+    m: Stm32mpDevice<SimBoard>,
     usb: Option<UsbSide>,
     /// The next enumeration: when, and as what.
-    enumerate_at: Option<(Instant, Stage)>,
+    enumerate_at: Option<(Instant, BootStage)>,
+    /// When the FSBL the ROM accepted starts answering.
+    handover: Option<Instant>,
     clock: BoardClock,
     log: Option<EventLog>,
     root: PathBuf,
@@ -486,37 +228,26 @@ impl Stm32mp1 {
         let otp = ImageFile::open(&p(OTP_IMAGE), OTP_LEN as u64).map_err(io_err(OTP_IMAGE))?;
         let pmic = ImageFile::open(&p(PMIC_IMAGE), PMIC_LEN as u64).map_err(io_err(PMIC_IMAGE))?;
         let log = state.event_log()?;
+        let devices = Devices {
+            emmc,
+            sd,
+            nand,
+            nor,
+            otp,
+            pmic,
+        };
         let mut board = Stm32mp1 {
-            m: Machine {
-                stage: Stage::Rom,
-                now: Instant::ZERO,
-                timing,
-                dev: Devices {
-                    emmc,
-                    sd,
-                    nand,
-                    nor,
-                    otp,
-                    pmic,
-                },
-                ram: Vec::new(),
-                fip_ok: false,
-                prog: Prog::default(),
-                alts: Vec::new(),
-                model_errors: Vec::new(),
-                log_lines: Vec::new(),
-                handover: None,
-                cfg,
-            },
+            m: Stm32mpDevice::new(SimBoard::new(cfg, devices)),
             usb: None,
             enumerate_at: None,
+            handover: None,
             clock: BoardClock::wall(),
             log: Some(log),
             root,
             reply: vec![0; UBOOT_TRANSFER_SIZE as usize],
             last_info: DeviceInfo::default(),
         };
-        board.enumerate(Stage::Rom);
+        board.enumerate(BootStage::Rom);
         Ok(board)
     }
 
@@ -540,37 +271,39 @@ impl Stm32mp1 {
 
     /// When the board next changes by itself.
     pub fn next_wakeup(&self) -> Option<Instant> {
-        match (self.m.handover, self.enumerate_at.map(|(t, _)| t)) {
+        match (self.handover, self.enumerate_at.map(|(t, _)| t)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
     /// The firmware running.
-    pub fn stage(&self) -> Stage {
-        self.m.stage
+    pub fn stage(&self) -> BootStage {
+        self.m.stage()
     }
 
     /// U-Boot's current phase (partition Id, 0xFE END, 0xFF error).
     pub fn phase(&self) -> u8 {
-        self.m.prog.phase
+        self.m.phase()
     }
 
     /// The phase record 0xF1 would return now.
     pub fn phase_record(&self) -> PhaseRecord {
-        self.m.record()
+        let mut b = [0u8; phase::RECORD_HEADER_LEN + 255];
+        let n = self.m.phase_record(&mut b);
+        PhaseRecord::decode(&b[..n]).expect("the device writes whole records")
     }
 
     /// The message of phase 0xFF, if U-Boot reported an error.
     pub fn phase_error(&self) -> Option<&str> {
-        self.m.prog.error.as_deref()
+        self.m.error()
     }
 
     /// Operations the storage models refused (e.g. a NAND page programmed
     /// twice without an erase): bugs in the board's logic. Tests assert
     /// this stays empty.
     pub fn model_errors(&self) -> &[String] {
-        &self.m.model_errors
+        &self.m.board().model_errors
     }
 
     /// Path of a file in the state directory (e.g. [`EMMC_USER_IMAGE`]).
@@ -586,6 +319,7 @@ impl Stm32mp1 {
     /// NAND bad blocks, factory and run-time (empty without NAND).
     pub fn nand_bad_blocks(&self) -> Vec<u64> {
         self.m
+            .board()
             .dev
             .nand
             .as_ref()
@@ -598,6 +332,7 @@ impl Stm32mp1 {
     pub fn read_nand(&self, off: u64, len: usize) -> io::Result<Vec<u8>> {
         let nand = self
             .m
+            .board()
             .dev
             .nand
             .as_ref()
@@ -609,112 +344,89 @@ impl Stm32mp1 {
 
     /// The eMMC EXT_CSD fields stm32prog set (None without eMMC).
     pub fn ext_csd(&self) -> Option<ExtCsd> {
-        self.m.dev.emmc.as_ref().map(|e| e.ext_csd)
+        self.m.board().dev.emmc.as_ref().map(|e| e.ext_csd)
     }
 
     /// The configuration.
     pub fn config(&self) -> &Stm32mp1Config {
-        &self.m.cfg
+        &self.m.board().cfg
     }
 
     /// The alternate-setting names of the current enumeration (empty off
     /// the bus).
     pub fn alt_names(&self) -> Vec<String> {
-        self.alt_table(self.m.stage)
-            .into_iter()
-            .map(|(_, n)| n)
+        self.alt_table(self.m.stage())
+    }
+
+    /// The name of each alt a stage enumerates with.
+    fn alt_table(&self, stage: BootStage) -> Vec<String> {
+        self.m
+            .alt_names(stage)
+            .map(|(_, n)| n.to_string())
             .collect()
     }
 
-    /// (Id, name) of each alt a stage enumerates with.
-    fn alt_table(&self, stage: Stage) -> Vec<(u8, String)> {
-        match stage {
-            Stage::Rom | Stage::TfA | Stage::Hung => ROM_ALT_IDS
-                .iter()
-                .zip(phase::ROM_ALTS)
-                .map(|(&i, n)| (i, n.to_string()))
-                .collect(),
-            Stage::UBootLayout => std::iter::once((ID_FLASHLAYOUT, UBOOT_LAYOUT_ALT.to_string()))
-                .chain(VIRTUAL_ALTS.iter().map(|&(i, n)| (i, n.to_string())))
-                .collect(),
-            Stage::UBootProgram => self
-                .m
-                .prog
-                .rows
-                .iter()
-                .map(|r| (r.id, r.alt_name()))
-                .chain(VIRTUAL_ALTS.iter().map(|&(i, n)| (i, n.to_string())))
-                .collect(),
-            Stage::Done | Stage::Lost => Vec::new(),
-        }
-    }
-
-    fn usb_side(&self, stage: Stage) -> UsbSide {
-        let uboot = matches!(stage, Stage::UBootLayout | Stage::UBootProgram);
-        let dev = if uboot {
-            let mut d = StreamDevice::new(Dialect::U_BOOT, 0, UBOOT_TRANSFER_SIZE, 255);
-            // f_dfu writes each block in the request's completion handler.
-            d.set_synchronous_writes(true);
-            d
+    fn usb_side(&self, stage: BootStage) -> UsbSide {
+        let dev = stage.dfu_stack();
+        let product = if stage.is_uboot() {
+            UBOOT_PRODUCT
         } else {
-            StreamDevice::new(ROM_DIALECT, 0, ROM_TRANSFER_SIZE, 255)
+            ROM_PRODUCT
         };
-        let product = if uboot { UBOOT_PRODUCT } else { ROM_PRODUCT };
-        let names: Vec<String> = self.alt_table(stage).into_iter().map(|(_, n)| n).collect();
-        let descriptors = descriptors(product, &self.m.cfg.serial, &names, &dev);
+        let names = self.alt_table(stage);
+        let descriptors = descriptors(product, &self.m.board().cfg.serial, &names, &dev);
         UsbSide { descriptors, dev }
     }
 
-    /// Comes onto the bus as `stage`.
-    fn enumerate(&mut self, stage: Stage) {
-        if stage == Stage::Rom {
+    /// Comes onto the bus as `stage` (the ROM code after a reset).
+    fn enumerate(&mut self, stage: BootStage) {
+        if stage == BootStage::Rom {
             // A reset: everything in RAM is gone, storage stays.
-            self.m.ram.clear();
-            self.m.fip_ok = false;
-            self.m.prog = Prog::default();
-            self.m.handover = None;
+            self.m.board_mut().ram.clear();
+            self.handover = None;
         }
-        self.m.stage = stage;
-        self.m.alts = self.alt_table(stage).into_iter().map(|(i, _)| i).collect();
+        self.m.enter(stage);
         let usb = self.usb_side(stage);
         self.last_info = usb.descriptors.info(Speed::High);
         self.usb = Some(usb);
         self.enumerate_at = None;
         let what = match stage {
-            Stage::Rom => "ROM code enumerated (serial boot)",
-            Stage::UBootLayout => "U-Boot stm32prog enumerated: waiting for the flashlayout",
-            Stage::UBootProgram => "U-Boot stm32prog re-enumerated with the partitions",
+            BootStage::Rom => "ROM code enumerated (serial boot)",
+            BootStage::UBootLayout => "U-Boot stm32prog enumerated: waiting for the flashlayout",
+            BootStage::UBootProgram => "U-Boot stm32prog re-enumerated with the partitions",
             _ => "enumerated",
         };
-        self.m.log(what.into());
+        self.log_line(what);
+    }
+
+    fn log_line(&mut self, line: &str) {
+        self.m.board_mut().log_lines.push(line.to_string());
     }
 
     /// Leaves the bus; `next` enumerates after `after`.
-    fn leave(&mut self, next: Option<Stage>, after: Duration) {
+    fn leave(&mut self, next: Option<BootStage>, after: Duration) {
         self.usb = None;
-        self.m.flush_storage();
+        self.m.board_mut().flush_storage();
         self.enumerate_at = next.map(|s| (self.now() + after, s));
     }
 
     /// Applies what is due at the current time.
     fn advance(&mut self) {
         let now = self.now();
-        self.m.now = now;
-        if self.m.handover.is_some_and(|t| now >= t) {
-            self.m.handover = None;
-            self.m.ram.clear();
-            if self.m.cfg.fault == Some(Stm32mp1Fault::TfaNoUsb) {
-                self.m.stage = Stage::Hung;
-                self.m
-                    .log("TF-A started but stopped servicing USB (fault tfa-no-usb)".into());
+        if self.handover.is_some_and(|t| now >= t) {
+            self.handover = None;
+            self.m.board_mut().ram.clear();
+            if self.m.board().cfg.fault == Some(Stm32mp1Fault::TfaNoUsb) {
+                self.m.enter(BootStage::Hung);
+                self.log_line("TF-A started but stopped servicing USB (fault tfa-no-usb)");
             } else {
                 // MP15: TF-A keeps the ROM's enumeration and descriptors;
                 // its DFU stack starts afresh in dfuIDLE.
-                self.m.stage = Stage::TfA;
+                self.m.enter(BootStage::TfA);
                 if let Some(u) = self.usb.as_mut() {
-                    u.dev = StreamDevice::new(ROM_DIALECT, 0, ROM_TRANSFER_SIZE, 255);
+                    u.dev = BootStage::TfA.dfu_stack();
                 }
-                self.m.log("TF-A answering on the ROM's enumeration".into());
+                self.log_line("TF-A answering on the ROM's enumeration");
             }
         }
         if let Some((t, stage)) = self.enumerate_at {
@@ -726,14 +438,14 @@ impl Stm32mp1 {
     }
 
     fn flush_log(&mut self) {
-        if self.m.log_lines.is_empty() {
+        if self.m.board().log_lines.is_empty() {
             return;
         }
         let time = match self.clock {
             BoardClock::Wall(_) => LogTime::wall_now(),
             BoardClock::Virtual(t) => LogTime::Virtual(t),
         };
-        for line in std::mem::take(&mut self.m.log_lines) {
+        for line in std::mem::take(&mut self.m.board_mut().log_lines) {
             if let Some(log) = self.log.as_mut() {
                 // The log is for people; a full disk must not stop the board.
                 let _ = log.append(time, &line);
@@ -741,41 +453,24 @@ impl Stm32mp1 {
         }
     }
 
-    /// DETACH, per firmware.
+    /// DETACH: what the firmware does, then the board's share (the
+    /// re-enumeration delay, the fault that keeps U-Boot off the bus).
     fn on_detach(&mut self) {
-        let delay = self.m.cfg.reenumerate_delay();
-        match self.m.stage {
-            Stage::TfA if self.m.fip_ok => {
-                self.m
-                    .log("TF-A: DETACH, booting U-Boot from the FIP".into());
-                self.leave(Some(Stage::UBootLayout), delay);
-            }
-            Stage::UBootLayout if self.m.prog.layout.is_some() && self.m.prog.error.is_none() => {
-                let work = self.m.uboot_init();
-                if self.m.cfg.fault == Some(Stm32mp1Fault::UbootNoReconnect) {
-                    self.m.log(
-                        "U-Boot left the bus and does not reconnect (fault uboot-no-reconnect)"
-                            .into(),
-                    );
-                    self.m.stage = Stage::Lost;
-                    self.leave(None, Duration::ZERO);
-                } else {
-                    self.leave(Some(Stage::UBootProgram), delay + work);
-                }
-            }
-            Stage::UBootProgram if self.m.prog.phase == phase::PHASE_END => {
-                self.m.log("stm32prog: download done, booting".into());
-                self.m.stage = Stage::Done;
+        let delay = self.m.board().cfg.reenumerate_delay();
+        match self.m.detach() {
+            AfterDetach::Stay => {}
+            AfterDetach::Reenumerate {
+                next: BootStage::UBootProgram,
+                ..
+            } if self.m.board().cfg.fault == Some(Stm32mp1Fault::UbootNoReconnect) => {
+                self.log_line(
+                    "U-Boot left the bus and does not reconnect (fault uboot-no-reconnect)",
+                );
+                self.m.enter(BootStage::Lost);
                 self.leave(None, Duration::ZERO);
             }
-            Stage::UBootLayout | Stage::UBootProgram => {
-                // stm32prog ends without PHASE_END: U-Boot resets, and
-                // with the boot pins still on USB the ROM comes back.
-                self.m
-                    .log("stm32prog: DETACH before the end, resetting".into());
-                self.leave(Some(Stage::Rom), delay);
-            }
-            _ => {}
+            AfterDetach::Reenumerate { next, work } => self.leave(Some(next), delay + work),
+            AfterDetach::Boot => self.leave(None, Duration::ZERO),
         }
     }
 }
@@ -791,7 +486,7 @@ impl UsbDevice for Stm32mp1 {
 
     fn control(&mut self, setup: &SetupPacket, data_out: &[u8]) -> ControlReply {
         self.advance();
-        if self.m.stage == Stage::Hung {
+        if self.m.stage() == BootStage::Hung {
             return ControlReply::NoResponse;
         }
         let now = self.now();
@@ -814,6 +509,9 @@ impl UsbDevice for Stm32mp1 {
         if is_set_interface && reply == Reply::Ack {
             // Keep the standard-request bookkeeping (GET_INTERFACE) in step.
             let _ = usb.descriptors.handle(setup, data_out);
+        }
+        if let Some(d) = self.m.take_fsbl_start() {
+            self.handover = Some(now + d);
         }
         let reply_at = usb.dev.reply_at();
         if self.clock.is_wall() && reply_at > now {
