@@ -1,6 +1,7 @@
 //! Nordic nRF5 SDK Secure DFU.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
+pub mod bootloader;
 #[cfg(feature = "std")]
 pub mod firmware;
 #[cfg(feature = "std")]
@@ -13,4 +14,3 @@ pub mod package;
 pub mod proto;
 pub mod settings;
 pub mod slip;
-pub mod target;

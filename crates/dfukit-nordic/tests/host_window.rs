@@ -7,10 +7,10 @@
 
 use dfukit_core::crc::crc32;
 use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
+use dfukit_nordic::bootloader::{Bank1Location, Bootloader, BootloaderConfig, Mode, RxTransport};
 use dfukit_nordic::host::{self, Event, HostError, Link, Options};
 use dfukit_nordic::init_packet::{self, FwType, Hash, HashType, InitCommand};
 use dfukit_nordic::proto::Request;
-use dfukit_nordic::target::{Bank1Location, Mode, Target, TargetConfig, Transport};
 use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
@@ -59,7 +59,7 @@ enum Op {
 /// `latency` further link operations (or at once to a blocking receive), and
 /// chosen WRITEs dropped as a device with full buffers does.
 struct TestLink {
-    t: Target,
+    t: Bootloader,
     mem: Ram,
     /// Response frames with the operation count at which they arrive.
     transit: VecDeque<(u64, Vec<u8>)>,
@@ -89,10 +89,12 @@ struct TestLink {
 
 impl TestLink {
     fn new(latency: u64) -> Self {
-        let cfg =
-            TargetConfig::nrf52840(None, Bank1Location::External(TargetConfig::MX25R6435F_BANK));
+        let cfg = BootloaderConfig::nrf52840(
+            None,
+            Bank1Location::External(BootloaderConfig::MX25R6435F_BANK),
+        );
         let mut l = TestLink {
-            t: Target::new(cfg),
+            t: Bootloader::new(cfg),
             mem: Ram {
                 internal: vec![0xFF; 1 << 20],
                 qspi: vec![0xFF; 8 << 20],
@@ -215,13 +217,13 @@ impl Link for TestLink {
         // Writes the core cannot buffer right now are dropped, as BLE does.
         if self
             .t
-            .handle_request(Instant::ZERO, Transport::Serial, &frame)
+            .handle_request(Instant::ZERO, RxTransport::Serial, &frame)
             .is_err()
         {
             self.run();
             if self
                 .t
-                .handle_request(Instant::ZERO, Transport::Serial, &frame)
+                .handle_request(Instant::ZERO, RxTransport::Serial, &frame)
                 .is_err()
             {
                 return Err(io::Error::other("device busy after draining"));

@@ -2,9 +2,9 @@
 //! virtual time: `dfukit nordic dfu ble --sim` and `dfukit bench ble`.
 
 use super::diag::Diag;
+use dfukit_nordic::bootloader::Mode;
 use dfukit_nordic::host::{self, HostError, Options};
 use dfukit_nordic::package::Package;
-use dfukit_nordic::target::Mode;
 use dfukit_sim::ble::BleParams;
 use dfukit_sim::ble_link::{BleBoardLink, BleCounters};
 use dfukit_sim::nrf52840::{Bank1, BoardConfig, Nrf52840};
