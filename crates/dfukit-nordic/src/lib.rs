@@ -3,12 +3,8 @@
 #![warn(missing_docs)]
 pub mod bootloader;
 #[cfg(feature = "std")]
-pub mod firmware;
-#[cfg(feature = "std")]
 pub mod host;
 pub mod init_packet;
-#[cfg(feature = "std")]
-pub mod keys;
 #[cfg(feature = "std")]
 pub mod package;
 pub mod proto;

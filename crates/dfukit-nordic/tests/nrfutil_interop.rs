@@ -8,9 +8,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use dfukit_nordic::firmware::to_intel_hex;
 use dfukit_nordic::init_packet::{self, ValidationType};
-use dfukit_nordic::keys::{self, Format, KeyPart};
+use dfukit_nordic::package::firmware::to_intel_hex;
+use dfukit_nordic::package::keys::{self, Format, KeyPart};
 use dfukit_nordic::package::{self, Package, PackageOptions};
 use dfukit_nordic::settings::{self, Family, SettingsHexOptions};
 
@@ -708,14 +708,15 @@ fn settings_ecdsa_boot_validation_verifies() {
     };
     let ours = settings::generate_settings(&opts).unwrap();
     let theirs_text = std::fs::read_to_string(&out).unwrap();
-    let chunks = dfukit_nordic::firmware::parse_hex(Path::new("t.hex"), &theirs_text).unwrap();
+    let chunks =
+        dfukit_nordic::package::firmware::parse_hex(Path::new("t.hex"), &theirs_text).unwrap();
     let mut page = vec![0u8; 0x324];
     for (addr, bytes) in chunks {
         let off = (addr - 0xFF000) as usize;
         page[off..off + bytes.len()].copy_from_slice(&bytes);
     }
     let theirs = settings::Settings::from_bytes(&page);
-    let app = dfukit_nordic::firmware::load(&f.path("app.hex")).unwrap();
+    let app = dfukit_nordic::package::firmware::load(&f.path("app.hex")).unwrap();
     for s in [&theirs, &ours.settings] {
         assert_eq!(s.boot_validation_app.kind, 3);
         assert!(keys::verify(

@@ -6,7 +6,7 @@
 
 use super::diag::Diag;
 use clap::{Args, Subcommand};
-use dfukit_nordic::{firmware, package};
+use dfukit_nordic::package::{self, firmware};
 use dfukit_sim::nrf52840::{Bank1, BoardConfig, Nrf52840};
 use dfukit_sim::pty::ServedBoard;
 use dfukit_sim::Storage;

@@ -9,7 +9,7 @@ use super::dfu::{self, SerialArgs};
 use super::diag::Diag;
 use super::sim::describe;
 use clap::Args;
-use dfukit_nordic::{firmware, keys, package};
+use dfukit_nordic::package::{self, firmware, keys};
 use dfukit_sim::nrf52840::{Bank1, BoardConfig, Fault, Nrf52840};
 use dfukit_sim::pty::ServedBoard;
 use dfukit_sim::StateDir;
