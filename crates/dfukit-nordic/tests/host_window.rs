@@ -8,7 +8,7 @@
 use dfukit_core::crc::crc32;
 use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
 use dfukit_nordic::bootloader::{Bank1Location, Bootloader, BootloaderConfig, Mode, RxTransport};
-use dfukit_nordic::host::{self, Event, HostError, Link, Options};
+use dfukit_nordic::host::{self, Event, HostError, Options, SecureDfuLink};
 use dfukit_nordic::init_packet::{self, FwType, Hash, HashType, InitCommand};
 use dfukit_nordic::proto::Request;
 use std::collections::VecDeque;
@@ -51,7 +51,7 @@ enum Op {
     Got { op: u8, poll: bool },
     /// A zero-timeout receive found nothing.
     PollEmpty,
-    /// `Link::sleep`.
+    /// `SecureDfuLink::sleep`.
     Sleep(Duration),
 }
 
@@ -189,7 +189,7 @@ impl TestLink {
     }
 }
 
-impl Link for TestLink {
+impl SecureDfuLink for TestLink {
     fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
         self.ops_count += 1;
         let mut frame = Vec::new();

@@ -38,7 +38,7 @@ use crate::clock::SimRng;
 use crate::nrf52840::Nrf52840;
 use dfukit_core::Instant;
 use dfukit_nordic::bootloader::RxTransport;
-use dfukit_nordic::host::Link;
+use dfukit_nordic::host::SecureDfuLink;
 use dfukit_nordic::proto::Request;
 use std::collections::VecDeque;
 use std::io;
@@ -137,7 +137,7 @@ impl Outgoing {
     }
 }
 
-/// A [`Link`] to a board over a modelled BLE connection, in virtual time.
+/// A [`SecureDfuLink`] to a board over a modelled BLE connection, in virtual time.
 pub struct BleBoardLink<'a> {
     board: &'a mut Nrf52840,
     params: BleParams,
@@ -487,7 +487,7 @@ impl<'a> BleBoardLink<'a> {
     }
 }
 
-impl Link for BleBoardLink<'_> {
+impl SecureDfuLink for BleBoardLink<'_> {
     fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
         if self.lost {
             return Err(self.aborted());

@@ -15,13 +15,13 @@ use crate::nrf52840::Nrf52840;
 use crate::uart::UartModel;
 use dfukit_core::Instant;
 use dfukit_nordic::bootloader::RxTransport;
-use dfukit_nordic::host::Link;
+use dfukit_nordic::host::SecureDfuLink;
 use dfukit_nordic::proto::Request;
 use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
-/// A [`Link`] that drives a board in virtual time.
+/// A [`SecureDfuLink`] that drives a board in virtual time.
 pub struct BoardLink<'a> {
     board: &'a mut Nrf52840,
     uart: Option<UartLine>,
@@ -151,7 +151,7 @@ impl<'a> BoardLink<'a> {
     }
 }
 
-impl Link for BoardLink<'_> {
+impl SecureDfuLink for BoardLink<'_> {
     fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
         let mut frame = Vec::with_capacity(8);
         req.encode(&mut |b| frame.extend_from_slice(b));

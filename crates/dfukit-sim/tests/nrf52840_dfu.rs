@@ -421,7 +421,7 @@ struct FailAfter<'a, 'b> {
     writes_left: u32,
 }
 
-impl host::Link for FailAfter<'_, '_> {
+impl host::SecureDfuLink for FailAfter<'_, '_> {
     fn send(&mut self, req: &dfukit_nordic::proto::Request<'_>) -> std::io::Result<()> {
         if matches!(req, dfukit_nordic::proto::Request::Write(_)) {
             if self.writes_left == 0 {
@@ -450,7 +450,7 @@ struct CorruptNth<'a, 'b> {
     seen: u32,
 }
 
-impl host::Link for CorruptNth<'_, '_> {
+impl host::SecureDfuLink for CorruptNth<'_, '_> {
     fn send(&mut self, req: &dfukit_nordic::proto::Request<'_>) -> std::io::Result<()> {
         if let dfukit_nordic::proto::Request::Write(data) = req {
             self.seen += 1;

@@ -3,7 +3,7 @@
 use super::diag::Diag;
 use clap::{Args, Subcommand};
 use dfukit_nordic::host::serial::{Port, SlipLink};
-use dfukit_nordic::host::{self, Event, Link, Options};
+use dfukit_nordic::host::{self, Event, Options, SecureDfuLink};
 use dfukit_nordic::package::Package;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -167,7 +167,7 @@ pub fn serial(a: &SerialArgs) -> Result<Summary, Diag> {
 
 /// Sends every image of `pkg` over `link`, with a progress bar per image.
 pub fn update_package(
-    link: &mut impl Link,
+    link: &mut impl SecureDfuLink,
     opts: &Options,
     pkg: &Package,
     path: &Path,
@@ -201,7 +201,7 @@ pub fn firmware_of<'a>(
 
 /// Sends one image of a package over `link`, with a progress bar.
 pub fn update_image(
-    link: &mut impl Link,
+    link: &mut impl SecureDfuLink,
     opts: &Options,
     img: &dfukit_nordic::package::PackageImage,
     path: &Path,
