@@ -4,7 +4,7 @@
 //! "time is now T" — and produces outputs: response frames, flash operations
 //! to start, events such as "reset me". It never touches hardware.
 //!
-//! All work goes through one FIFO of [`Job`]s. A data write becomes program
+//! All work goes through one FIFO of jobs (`jobs::Job`). A data write becomes program
 //! jobs that hold their receive buffer until the flash reports completion;
 //! every other request becomes a job that is processed only when everything
 //! queued before it has completed. So an offset or CRC the device reports

@@ -26,7 +26,7 @@ pub struct Options {
     pub stall_timeout: Duration,
     /// How many times per object the host resends after the device reports
     /// fewer bytes than were sent (dropped writes) before giving up with
-    /// [`HostError::BytesLost`].
+    /// [`HostError::BytesLost`](super::HostError::BytesLost).
     pub max_recoveries: u32,
     /// Pipeline data objects: send CREATE without waiting for its answer
     /// (writes right behind it), and, on links that check every packet

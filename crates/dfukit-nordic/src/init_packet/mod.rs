@@ -101,7 +101,7 @@ proto_enum!(
 );
 
 proto_enum!(
-    /// `dfu.HashType`: the hash algorithm of [`Hash`].
+    /// `dfu.HashType`: the hash algorithm of [`Hash`](struct@Hash).
     HashType {
         /// No hash.
         NoHash = 0 => "NO_HASH",
