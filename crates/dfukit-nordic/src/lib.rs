@@ -1,16 +1,12 @@
 //! Nordic nRF5 SDK Secure DFU.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
-#[cfg(feature = "std")]
-pub mod firmware;
+pub mod bootloader;
 #[cfg(feature = "std")]
 pub mod host;
 pub mod init_packet;
-#[cfg(feature = "std")]
-pub mod keys;
 #[cfg(feature = "std")]
 pub mod package;
 pub mod proto;
 pub mod settings;
 pub mod slip;
-pub mod target;

@@ -385,9 +385,9 @@ pub use host::*;
 #[cfg(feature = "std")]
 mod host {
     use super::*;
-    use crate::firmware::{self, FirmwareError};
     use crate::init_packet::ValidationType;
-    use crate::keys;
+    use crate::package::firmware::{self, FirmwareError};
+    use crate::package::keys;
     use p256::ecdsa::SigningKey;
     use sha2::{Digest, Sha256};
     use std::path::PathBuf;

@@ -7,10 +7,10 @@
 
 use dfukit_core::crc::crc32;
 use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
-use dfukit_nordic::host::{self, Event, HostError, Link, Options};
+use dfukit_nordic::bootloader::{Bank1Location, Bootloader, BootloaderConfig, Mode, RxTransport};
+use dfukit_nordic::host::{self, Event, HostError, Options, SecureDfuLink};
 use dfukit_nordic::init_packet::{self, FwType, Hash, HashType, InitCommand};
 use dfukit_nordic::proto::Request;
-use dfukit_nordic::target::{Bank1Location, Mode, Target, TargetConfig, Transport};
 use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
@@ -51,15 +51,27 @@ enum Op {
     Got { op: u8, poll: bool },
     /// A zero-timeout receive found nothing.
     PollEmpty,
-    /// `Link::sleep`.
+    /// `SecureDfuLink::sleep`.
     Sleep(Duration),
+}
+
+/// How [`TestLink::dropping`] drops writes.
+#[derive(Debug, Clone, Copy)]
+enum Drops {
+    /// Until the host turns to the control point (a tail lost while the
+    /// device's buffers are full).
+    Burst,
+    /// One write only: a hole in the data.
+    Gap,
+    /// Every write from then on.
+    Always,
 }
 
 /// A BLE-like link: no PING/MTU, 244-byte writes, responses delivered after
 /// `latency` further link operations (or at once to a blocking receive), and
 /// chosen WRITEs dropped as a device with full buffers does.
 struct TestLink {
-    t: Target,
+    t: Bootloader,
     mem: Ram,
     /// Response frames with the operation count at which they arrive.
     transit: VecDeque<(u64, Vec<u8>)>,
@@ -89,10 +101,12 @@ struct TestLink {
 
 impl TestLink {
     fn new(latency: u64) -> Self {
-        let cfg =
-            TargetConfig::nrf52840(None, Bank1Location::External(TargetConfig::MX25R6435F_BANK));
+        let cfg = BootloaderConfig::nrf52840(
+            None,
+            Bank1Location::External(BootloaderConfig::MX25R6435F_BANK),
+        );
         let mut l = TestLink {
-            t: Target::new(cfg),
+            t: Bootloader::new(cfg),
             mem: Ram {
                 internal: vec![0xFF; 1 << 20],
                 qspi: vec![0xFF; 8 << 20],
@@ -114,6 +128,16 @@ impl TestLink {
         };
         l.run();
         assert_eq!(l.t.mode(), Mode::Dfu);
+        l
+    }
+
+    /// A link that drops WRITEs from index `from` on (counted over all
+    /// WRITEs: the init packet is write 0), as `drops` says.
+    fn dropping(latency: u64, from: usize, drops: Drops) -> Self {
+        let mut l = TestLink::new(latency);
+        l.drop_from = Some(from);
+        l.drop_burst = !matches!(drops, Drops::Gap);
+        l.drop_always = matches!(drops, Drops::Always);
         l
     }
 
@@ -187,7 +211,7 @@ impl TestLink {
     }
 }
 
-impl Link for TestLink {
+impl SecureDfuLink for TestLink {
     fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
         self.ops_count += 1;
         let mut frame = Vec::new();
@@ -215,13 +239,13 @@ impl Link for TestLink {
         // Writes the core cannot buffer right now are dropped, as BLE does.
         if self
             .t
-            .handle_request(Instant::ZERO, Transport::Serial, &frame)
+            .handle_request(Instant::ZERO, RxTransport::Serial, &frame)
             .is_err()
         {
             self.run();
             if self
                 .t
-                .handle_request(Instant::ZERO, Transport::Serial, &frame)
+                .handle_request(Instant::ZERO, RxTransport::Serial, &frame)
                 .is_err()
             {
                 return Err(io::Error::other("device busy after draining"));
@@ -353,10 +377,9 @@ fn pipelined_window_sends_past_prn_before_reading_a_notification() {
 #[test]
 fn dropped_tail_is_resent_at_object_end_without_prn() {
     let img = image(2 * 4096 + 512);
-    let mut link = TestLink::new(0);
     // Object 0 is 17 writes of 244 bytes (+ 188): drop its last five
     // (init packet is one write, index 0).
-    link.drop_from = Some(1 + 12);
+    let mut link = TestLink::dropping(0, 1 + 12, Drops::Burst);
     let (r, events) = update(&mut link, &opts(0), &img);
     r.unwrap();
     assert_done(&link, &img, &events);
@@ -379,10 +402,9 @@ fn dropped_tail_is_resent_at_object_end_without_prn() {
 #[test]
 fn dropped_writes_in_a_full_window_are_recovered() {
     let img = image(3 * 4096);
-    let mut link = TestLink::new(3);
     // A burst inside object 1 leaves the device short of its next
     // notification: the host stalls, asks, and resends.
-    link.drop_from = Some(1 + 17 + 5);
+    let mut link = TestLink::dropping(3, 1 + 17 + 5, Drops::Burst);
     let (r, events) = update(&mut link, &opts(4), &img);
     r.unwrap();
     assert_done(&link, &img, &events);
@@ -405,10 +427,8 @@ fn dropped_writes_in_a_full_window_are_recovered() {
 #[test]
 fn a_gap_matches_no_prefix_and_is_a_crc_error() {
     let img = image(4096);
-    let mut link = TestLink::new(0);
     // One write lost and the next ones taken: the device's data has a hole.
-    link.drop_from = Some(1 + 3);
-    link.drop_burst = false;
+    let mut link = TestLink::dropping(0, 1 + 3, Drops::Gap);
     let o = Options {
         object_retries: 0,
         ..opts(0)
@@ -429,9 +449,7 @@ fn a_gap_matches_no_prefix_and_is_a_crc_error() {
 #[test]
 fn recoveries_are_bounded_and_name_the_lost_bytes() {
     let img = image(4096);
-    let mut link = TestLink::new(0);
-    link.drop_from = Some(1 + 10);
-    link.drop_always = true;
+    let mut link = TestLink::dropping(0, 1 + 10, Drops::Always);
     let o = Options {
         max_recoveries: 2,
         ..opts(0)
@@ -585,8 +603,7 @@ fn pipelined_objects_wait_once_per_object() {
 #[test]
 fn pipelined_execute_of_an_incomplete_object_falls_back_to_resending() {
     let img = image(2 * 4096);
-    let mut link = TestLink::new(2);
-    link.drop_from = Some(1 + 5);
+    let mut link = TestLink::dropping(2, 1 + 5, Drops::Burst);
     let (r, events) = update(&mut link, &opts(0), &img);
     r.unwrap();
     assert_done(&link, &img, &events);
@@ -696,9 +713,7 @@ fn device_data_that_is_not_the_image_restarts_from_a_fresh_init_packet() {
     let b = image(2 * 4096);
     let a: Vec<u8> = b.iter().map(|x| x ^ 0x55).collect();
     let init_b = init_for(&b);
-    let mut link = TestLink::new(2);
-    link.drop_from = Some(1 + 17);
-    link.drop_always = true;
+    let mut link = TestLink::dropping(2, 1 + 17, Drops::Always);
     let o = Options {
         max_recoveries: 1,
         ..opts(0)

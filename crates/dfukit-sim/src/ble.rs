@@ -20,7 +20,7 @@
 //!   handle 2 + value; §3.4.5.2 ATT_WRITE_RSP = opcode 1; §3.4.7.1
 //!   ATT_HANDLE_VALUE_NTF = opcode 1 + handle 2 + value.
 
-use dfukit_nordic::target::DATA_OBJECT_MAX_SIZE;
+use dfukit_nordic::bootloader::DATA_OBJECT_MAX_SIZE;
 use std::fmt::Write as _;
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! - Packet writes (`Request::Write`) are ATT_WRITE_CMDs: queued in the
 //!   central's host, sent in connection events, and offered to the board as
 //!   the WRITE frame they would be on serial when their last LL packet
-//!   arrives. If the board is [`Busy`](dfukit_nordic::target::Busy) — all its
+//!   arrives. If the board is [`Busy`](dfukit_nordic::bootloader::Busy) — all its
 //!   receive buffers wait for flash — the write is dropped and counted: the
 //!   LL acknowledged it, the application lost it, as the nRF5 SDK's BLE
 //!   transport does when `nrf_balloc_alloc` fails. There is no flow control.
@@ -37,9 +37,9 @@ use crate::ble::{BleParams, InvalidParams, ATT_HEADER, ATT_WRITE_RSP, T_IFS};
 use crate::clock::SimRng;
 use crate::nrf52840::Nrf52840;
 use dfukit_core::Instant;
-use dfukit_nordic::host::Link;
+use dfukit_nordic::bootloader::RxTransport;
+use dfukit_nordic::host::SecureDfuLink;
 use dfukit_nordic::proto::Request;
-use dfukit_nordic::target::Transport;
 use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
@@ -137,7 +137,7 @@ impl Outgoing {
     }
 }
 
-/// A [`Link`] to a board over a modelled BLE connection, in virtual time.
+/// A [`SecureDfuLink`] to a board over a modelled BLE connection, in virtual time.
 pub struct BleBoardLink<'a> {
     board: &'a mut Nrf52840,
     params: BleParams,
@@ -264,7 +264,7 @@ impl<'a> BleBoardLink<'a> {
         }
         while let Some(frame) = self.held.front() {
             let now = self.board.now();
-            if self.board.receive(now, Transport::Ble, frame).is_err() {
+            if self.board.receive(now, RxTransport::Ble, frame).is_err() {
                 return;
             }
             self.held.pop_front();
@@ -460,7 +460,7 @@ impl<'a> BleBoardLink<'a> {
         let now = self.board.now();
         match o.kind {
             PduKind::PacketWrite => {
-                let taken = up && self.board.receive(now, Transport::Ble, &o.frame).is_ok();
+                let taken = up && self.board.receive(now, RxTransport::Ble, &o.frame).is_ok();
                 self.collect();
                 if taken {
                     self.counters.writes_delivered += 1;
@@ -487,7 +487,7 @@ impl<'a> BleBoardLink<'a> {
     }
 }
 
-impl Link for BleBoardLink<'_> {
+impl SecureDfuLink for BleBoardLink<'_> {
     fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
         if self.lost {
             return Err(self.aborted());

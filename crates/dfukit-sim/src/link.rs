@@ -14,14 +14,14 @@
 use crate::nrf52840::Nrf52840;
 use crate::uart::UartModel;
 use dfukit_core::Instant;
-use dfukit_nordic::host::Link;
+use dfukit_nordic::bootloader::RxTransport;
+use dfukit_nordic::host::SecureDfuLink;
 use dfukit_nordic::proto::Request;
-use dfukit_nordic::target::Transport;
 use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
-/// A [`Link`] that drives a board in virtual time.
+/// A [`SecureDfuLink`] that drives a board in virtual time.
 pub struct BoardLink<'a> {
     board: &'a mut Nrf52840,
     uart: Option<UartLine>,
@@ -87,7 +87,7 @@ impl<'a> BoardLink<'a> {
         let give_up = end + Duration::from_secs(60);
         loop {
             let now = self.board.now();
-            if self.board.receive(now, Transport::Serial, frame).is_ok() {
+            if self.board.receive(now, RxTransport::Serial, frame).is_ok() {
                 self.collect();
                 return Ok(());
             }
@@ -151,7 +151,7 @@ impl<'a> BoardLink<'a> {
     }
 }
 
-impl Link for BoardLink<'_> {
+impl SecureDfuLink for BoardLink<'_> {
     fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
         let mut frame = Vec::with_capacity(8);
         req.encode(&mut |b| frame.extend_from_slice(b));
@@ -162,7 +162,7 @@ impl Link for BoardLink<'_> {
         let give_up = self.board.now() + Duration::from_secs(60);
         loop {
             let now = self.board.now();
-            if self.board.receive(now, Transport::Serial, &frame).is_ok() {
+            if self.board.receive(now, RxTransport::Serial, &frame).is_ok() {
                 return Ok(());
             }
             if !self.step(give_up) && self.board.now() >= give_up {

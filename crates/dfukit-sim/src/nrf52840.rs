@@ -12,12 +12,12 @@ use crate::power::{OpOutcome, PowerCutPlan, PowerSupply};
 use crate::state::{EventLog, LogTime, StateDir, StateError};
 use crate::storage::Storage;
 use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
+use dfukit_nordic::bootloader::{
+    image_crc, load_settings, Answers, Bank1Location, Bootloader, BootloaderConfig,
+    BootloaderEvent, Busy, Mode, RxTransport, SettingsSource,
+};
 use dfukit_nordic::proto::Response;
 use dfukit_nordic::settings::bank_code;
-use dfukit_nordic::target::{
-    image_crc, load_settings, Answers, Bank1Location, Busy, Mode, SettingsSource, Target,
-    TargetConfig, TargetEvent, Transport,
-};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -176,8 +176,8 @@ pub struct Inspection {
 /// A virtual nRF52840 with its bootloader.
 pub struct Nrf52840 {
     cfg: BoardConfig,
-    target_cfg: TargetConfig,
-    target: Target,
+    target_cfg: BootloaderConfig,
+    target: Bootloader,
     mem: Memory,
     power: PowerSupply,
     pending: Option<Pending>,
@@ -186,7 +186,7 @@ pub struct Nrf52840 {
     log: Option<EventLog>,
     model_errors: Vec<FlashModelError>,
     responses: VecDeque<Response>,
-    events: Vec<(Instant, TargetEvent)>,
+    events: Vec<(Instant, BootloaderEvent)>,
     boots: u32,
 }
 
@@ -208,7 +208,7 @@ impl Nrf52840 {
         internal.set_rng(crate::clock::SimRng::new(cfg.seed ^ 0x5eed));
         let target_cfg = target_config(&cfg)?;
         Ok(Nrf52840 {
-            target: Target::new(target_cfg.clone()),
+            target: Bootloader::new(target_cfg.clone()),
             target_cfg,
             cfg,
             mem: Memory { internal, qspi },
@@ -249,7 +249,7 @@ impl Nrf52840 {
     }
 
     /// The bootloader core.
-    pub fn target(&self) -> &Target {
+    pub fn target(&self) -> &Bootloader {
         &self.target
     }
 
@@ -270,7 +270,7 @@ impl Nrf52840 {
     }
 
     /// Events the core reported, with their times.
-    pub fn events(&self) -> &[(Instant, TargetEvent)] {
+    pub fn events(&self) -> &[(Instant, BootloaderEvent)] {
         &self.events
     }
 
@@ -305,7 +305,7 @@ impl Nrf52840 {
         // Responses already taken from the core are on the wire; a reset
         // does not call them back.
         self.pending = None;
-        self.target = Target::new(self.target_cfg.clone());
+        self.target = Bootloader::new(self.target_cfg.clone());
         self.boots += 1;
         self.log_line(&format!("reset ({why}): bootloader starts"));
     }
@@ -328,7 +328,7 @@ impl Nrf52840 {
     pub fn receive(
         &mut self,
         now: Instant,
-        transport: Transport,
+        transport: RxTransport,
         frame: &[u8],
     ) -> Result<(), Busy> {
         if !self.power.is_on() {
@@ -433,10 +433,10 @@ impl Nrf52840 {
         true
     }
 
-    fn on_event(&mut self, e: TargetEvent) {
+    fn on_event(&mut self, e: BootloaderEvent) {
         self.events.push((self.now, e));
         self.log_line(&format!("{e:?}"));
-        if let TargetEvent::Reset(reason) = e {
+        if let BootloaderEvent::Reset(reason) = e {
             self.restart(&format!("{reason:?}"));
         }
     }
@@ -479,22 +479,22 @@ pub fn inspect_state(state: &StateDir) -> Result<(BoardConfig, Inspection), Boar
 }
 
 /// The bootloader configuration of a board.
-pub fn target_config(cfg: &BoardConfig) -> Result<TargetConfig, BoardError> {
+pub fn target_config(cfg: &BoardConfig) -> Result<BootloaderConfig, BoardError> {
     let key = match &cfg.public_key {
         None => None,
         Some(hex) => {
             let bytes = decode_hex(hex).ok_or_else(|| BoardError::BadKey { key: hex.clone() })?;
             Some(
-                dfukit_nordic::target::VerifyingKey::from_sec1_bytes(&bytes)
+                dfukit_nordic::bootloader::VerifyingKey::from_sec1_bytes(&bytes)
                     .map_err(|_| BoardError::BadKey { key: hex.clone() })?,
             )
         }
     };
     let bank1 = match cfg.bank1 {
         Bank1::Internal => Bank1Location::Internal,
-        Bank1::Qspi => Bank1Location::External(TargetConfig::MX25R6435F_BANK),
+        Bank1::Qspi => Bank1Location::External(BootloaderConfig::MX25R6435F_BANK),
     };
-    let mut t = TargetConfig::nrf52840(key, bank1);
+    let mut t = BootloaderConfig::nrf52840(key, bank1);
     t.hw_version = cfg.hw_version;
     t.mtu = cfg.mtu;
     // A QSPI sector erase may take 240 ms at worst; 1 s bounds a lost
@@ -517,7 +517,7 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Reads the settings pages and bank 0 as the bootloader would at boot.
-pub fn inspect(cfg: &TargetConfig, mem: &mut impl ReadFlash) -> Inspection {
+pub fn inspect(cfg: &BootloaderConfig, mem: &mut impl ReadFlash) -> Inspection {
     let (source, s) = load_settings(&cfg.layout, mem);
     let b0 = s.bank_0;
     let app_valid = b0.bank_code == bank_code::VALID_APP

@@ -3,8 +3,8 @@
 
 use crate::nrf52840::Nrf52840;
 use dfukit_core::Instant;
+use dfukit_nordic::bootloader::RxTransport;
 use dfukit_nordic::slip;
-use dfukit_nordic::target::Transport;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::pty::openpty;
@@ -72,7 +72,7 @@ pub fn serve(
         // Take frames while the board accepts them.
         loop {
             if let Some(f) = held.take() {
-                if board.receive(now(), Transport::Serial, &f).is_err() {
+                if board.receive(now(), RxTransport::Serial, &f).is_err() {
                     held = Some(f);
                     break;
                 }

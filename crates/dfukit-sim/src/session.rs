@@ -5,8 +5,8 @@ use crate::ble::{BleParams, InvalidParams};
 use crate::ble_link::{BleBoardLink, BleCounters};
 use crate::nrf52840::{Bank1, BoardConfig, BoardError, Nrf52840};
 use crate::storage::Storage;
+use dfukit_nordic::bootloader::Mode;
 use dfukit_nordic::host::{self, HostError, Options};
-use dfukit_nordic::target::Mode;
 use std::time::Duration;
 
 /// What one update over the modelled BLE link did.

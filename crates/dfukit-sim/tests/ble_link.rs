@@ -5,9 +5,9 @@ mod common;
 
 use common::*;
 use dfukit_core::Crc32;
+use dfukit_nordic::bootloader::{Mode, BLE_RX};
 use dfukit_nordic::host::{self, Event, HostError, Options};
 use dfukit_nordic::proto::{ExtError, Request};
-use dfukit_nordic::target::{Mode, BLE_RX};
 use dfukit_sim::ble::BleParams;
 use dfukit_sim::ble_link::{BleBoardLink, BleCounters, Dir, PduKind, TraceEntry};
 use dfukit_sim::link::BoardLink;

@@ -4,9 +4,9 @@ mod common;
 
 use common::*;
 use dfukit_core::Crc32;
+use dfukit_nordic::bootloader::{BootloaderEvent, FlashFault};
 use dfukit_nordic::host::{self, HostError, Options};
 use dfukit_nordic::proto::{ExtError, ResultCode};
-use dfukit_nordic::target::{FlashFault, TargetEvent};
 use dfukit_sim::link::BoardLink;
 use dfukit_sim::nrf52840::{Bank1, Fault, Nrf52840};
 use dfukit_sim::{CutPoint, PowerCutPlan};
@@ -38,7 +38,9 @@ fn settle(board: &mut Nrf52840) {
             break;
         }
         board.advance(t);
-        if board.target().mode() == dfukit_nordic::target::Mode::Dfu && !board.target().is_busy() {
+        if board.target().mode() == dfukit_nordic::bootloader::Mode::Dfu
+            && !board.target().is_busy()
+        {
             break;
         }
     }
@@ -91,7 +93,7 @@ fn qspi_bank1_update_and_activation() {
     // The image went through bank 1 on QSPI: it is there byte for byte.
     assert_eq!(&b.memory().qspi.contents()[..v2.len()], &v2[..]);
     assert!(b.events().iter().any(
-        |(_, e)| matches!(e, TargetEvent::Activated { size, .. } if *size as usize == v2.len())
+        |(_, e)| matches!(e, BootloaderEvent::Activated { size, .. } if *size as usize == v2.len())
     ));
 }
 
@@ -216,7 +218,7 @@ fn lost_qspi_completion_is_reported_not_wedged() {
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
     assert!(b.events().iter().any(|(_, e)| matches!(
         e,
-        TargetEvent::FlashFault {
+        BootloaderEvent::FlashFault {
             fault: FlashFault::CompletionTimeout,
             ..
         }
@@ -419,7 +421,7 @@ struct FailAfter<'a, 'b> {
     writes_left: u32,
 }
 
-impl host::Link for FailAfter<'_, '_> {
+impl host::SecureDfuLink for FailAfter<'_, '_> {
     fn send(&mut self, req: &dfukit_nordic::proto::Request<'_>) -> std::io::Result<()> {
         if matches!(req, dfukit_nordic::proto::Request::Write(_)) {
             if self.writes_left == 0 {
@@ -448,7 +450,7 @@ struct CorruptNth<'a, 'b> {
     seen: u32,
 }
 
-impl host::Link for CorruptNth<'_, '_> {
+impl host::SecureDfuLink for CorruptNth<'_, '_> {
     fn send(&mut self, req: &dfukit_nordic::proto::Request<'_>) -> std::io::Result<()> {
         if let dfukit_nordic::proto::Request::Write(data) = req {
             self.seen += 1;
@@ -543,7 +545,7 @@ fn a_failed_validation_is_never_reported_as_success_later() {
         settle(&mut b);
     }
     assert!(!b.events().iter().any(
-        |(_, e)| matches!(e, TargetEvent::Activated { size: 8_192, crc } if *crc != crc_of(&v1))
+        |(_, e)| matches!(e, BootloaderEvent::Activated { size: 8_192, crc } if *crc != crc_of(&v1))
     ));
     assert_runs(&mut b, &v1, 1);
     // The right image still goes in afterwards.

@@ -1,6 +1,6 @@
 //! Secure DFU over Bluetooth LE through the host's adapter (BlueZ on Linux,
 //! by btleplug): the Nordic DFU service's Control Point and Packet
-//! characteristics as a [`Link`] for dfukit's host core, plus buttonless
+//! characteristics as a [`SecureDfuLink`] for dfukit's host core, plus buttonless
 //! entry into the bootloader.
 //!
 //! The same host core runs over the simulated BLE link in tests; this module
@@ -12,7 +12,7 @@ use btleplug::api::{
     ValueNotification, WriteType,
 };
 use btleplug::platform::{Adapter, Manager, Peripheral};
-use dfukit_nordic::host::Link;
+use dfukit_nordic::host::SecureDfuLink;
 use dfukit_nordic::proto::Request;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -242,7 +242,7 @@ fn io_err(e: btleplug::Error) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-impl Link for BleLink {
+impl SecureDfuLink for BleLink {
     fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
         let (ch, data, kind) = match req {
             // Firmware and init-packet bytes go raw to the Packet

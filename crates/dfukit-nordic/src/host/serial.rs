@@ -1,6 +1,6 @@
 //! The serial transport: SLIP frames over a UART, USB CDC port or pseudo-terminal.
 
-use super::Link;
+use super::SecureDfuLink;
 use crate::proto::Request;
 use crate::slip;
 use std::io::{self, Read, Write};
@@ -41,7 +41,7 @@ impl<P: Port> SlipLink<P> {
     }
 }
 
-impl<P: Port> Link for SlipLink<P> {
+impl<P: Port> SecureDfuLink for SlipLink<P> {
     fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
         self.tx.clear();
         let mut payload = Vec::with_capacity(8);

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use dfukit_nordic::init_packet::{self, FwType, Hash, HashType, InitCommand, SignatureType};
-use dfukit_nordic::keys;
+use dfukit_nordic::package::keys;
 use dfukit_sim::nrf52840::{Bank1, BoardConfig, Nrf52840};
 use dfukit_sim::Storage;
 use p256::ecdsa::SigningKey;

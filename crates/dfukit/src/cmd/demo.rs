@@ -12,7 +12,7 @@ use crate::util::serve::serve_usbip;
 use crate::util::stm32mp::flash;
 use crate::util::usb::{self, DeviceArgs, DownloadArgs};
 use clap::Args;
-use dfukit_nordic::{firmware, keys, package};
+use dfukit_nordic::package::{self, firmware, keys};
 use dfukit_sim::nrf52840::describe;
 use dfukit_sim::nrf52840::{Bank1, BoardConfig, Fault, Nrf52840};
 use dfukit_sim::pty::ServedBoard;

@@ -14,7 +14,7 @@ pub fn public_key_hex(path: &Path) -> Result<String, Diag> {
             "pass a key made by `dfukit nordic keys generate` or `nrfutil keys generate`",
         )
     })?;
-    let vk = match dfukit_nordic::keys::from_pem(&text) {
+    let vk = match dfukit_nordic::package::keys::from_pem(&text) {
         Ok(sk) => *sk.verifying_key(),
         Err(_) => p256::ecdsa::VerifyingKey::from_public_key_pem(&text).map_err(|e| {
             Diag::new(

@@ -5,7 +5,7 @@
 
 use super::diag::Diag;
 use dfukit_nordic::host::serial::SlipLink;
-use dfukit_nordic::host::{self, Event, Link as SecureDfuLink, Options};
+use dfukit_nordic::host::{self, Event, Options, SecureDfuLink};
 use dfukit_nordic::package::{Package, PackageError};
 use dfukit_transport::serial::SerialPort;
 use std::path::{Path, PathBuf};

@@ -38,7 +38,7 @@ pub fn app_hex(path: &Path, len: usize, seed: u32) -> Vec<u8> {
     let fw = dfukit_sim::synthetic::firmware(len, seed);
     std::fs::write(
         path,
-        dfukit_nordic::firmware::to_intel_hex(&[(0x27000, &fw)]),
+        dfukit_nordic::package::firmware::to_intel_hex(&[(0x27000, &fw)]),
     )
     .unwrap();
     let mut padded = fw;

@@ -2,7 +2,7 @@
 //! timing, medians and the set-up diagnostic.
 
 use crate::util::diag::Diag;
-use dfukit_nordic::{firmware, package};
+use dfukit_nordic::package::{self, firmware};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use dfukit_nordic::init_packet::ValidationType;
-use dfukit_nordic::keys::{self, Format, KeyError, KeyPart};
+use dfukit_nordic::package::keys::{self, Format, KeyError, KeyPart};
 use dfukit_nordic::package::{self, GenerateError, Package, PackageOptions};
 use dfukit_nordic::settings::{self, Family, SettingsError, SettingsHexOptions};
 

@@ -5,8 +5,9 @@ extern crate std;
 
 use super::*;
 use crate::init_packet::{self, FwType, Hash, HashType, InitCommand, SignatureType};
-use crate::proto::ResultCode;
+use crate::proto::{Opcode, Payload, ResultCode};
 use core::time::Duration;
+use dfukit_core::crc::crc32;
 use std::vec;
 use std::vec::Vec;
 
@@ -55,17 +56,19 @@ impl ReadFlash for Ram {
 }
 
 struct Rig {
-    t: Target,
+    t: Bootloader,
     mem: Ram,
     now: Instant,
 }
 
 impl Rig {
     fn new() -> Self {
-        let cfg =
-            TargetConfig::nrf52840(None, Bank1Location::External(TargetConfig::MX25R6435F_BANK));
+        let cfg = BootloaderConfig::nrf52840(
+            None,
+            Bank1Location::External(BootloaderConfig::MX25R6435F_BANK),
+        );
         let mut r = Rig {
-            t: Target::new(cfg),
+            t: Bootloader::new(cfg),
             mem: Ram::new(),
             now: Instant::ZERO,
         };
@@ -102,7 +105,7 @@ impl Rig {
 
     fn req(&mut self, frame: &[u8]) -> Option<Response> {
         self.t
-            .handle_request(self.now, Transport::Serial, frame)
+            .handle_request(self.now, RxTransport::Serial, frame)
             .unwrap();
         self.t.poll(self.now, &mut self.mem);
         self.t.poll_response()
@@ -110,7 +113,7 @@ impl Rig {
 
     fn req_run(&mut self, frame: &[u8]) -> Response {
         self.t
-            .handle_request(self.now, Transport::Serial, frame)
+            .handle_request(self.now, RxTransport::Serial, frame)
             .unwrap();
         self.run();
         self.t.poll_response().expect("a response")
@@ -150,7 +153,7 @@ fn ready(image: &[u8]) -> Rig {
     let mut create = vec![0x01, 0x01];
     create.extend_from_slice(&(init.len() as u32).to_le_bytes());
     assert_eq!(r.req_run(&create).result, ResultCode::Success);
-    r.t.handle_request(r.now, Transport::Serial, &write(&init))
+    r.t.handle_request(r.now, RxTransport::Serial, &write(&init))
         .unwrap();
     assert_eq!(r.req_run(&[0x04]).result, ResultCode::Success);
     assert_eq!(r.req_run(&[0x06, 0x02]).result, ResultCode::Success);
@@ -164,7 +167,7 @@ fn ready(image: &[u8]) -> Rig {
 fn offset_and_crc_count_only_completed_writes() {
     let image: Vec<u8> = (0..8192u32).map(|i| i as u8).collect();
     let mut r = ready(&image);
-    r.t.handle_request(r.now, Transport::Serial, &write(&image[..1024]))
+    r.t.handle_request(r.now, RxTransport::Serial, &write(&image[..1024]))
         .unwrap();
     // The write's first page program starts but does not complete.
     assert!(r.start_one());
@@ -190,27 +193,27 @@ fn receive_buffers_are_held_until_their_write_completes() {
     // Four buffers: four 512-byte writes are taken while nothing completes.
     for i in 0..SERIAL_RX.buffers as usize {
         let chunk = &image[i * 512..(i + 1) * 512];
-        r.t.handle_request(r.now, Transport::Serial, &write(chunk))
+        r.t.handle_request(r.now, RxTransport::Serial, &write(chunk))
             .unwrap();
     }
     assert!(r.start_one());
     // The fifth finds no free buffer: the transport must hold it back.
     let fifth = &image[4 * 512..5 * 512];
     assert_eq!(
-        r.t.handle_request(r.now, Transport::Serial, &write(fifth)),
+        r.t.handle_request(r.now, RxTransport::Serial, &write(fifth)),
         Err(Busy)
     );
     // The first buffer's two page programs complete: it is free again.
     r.t.flash_complete(r.now, FlashOutcome::Done);
     assert!(r.start_one());
     assert_eq!(
-        r.t.handle_request(r.now, Transport::Serial, &write(fifth)),
+        r.t.handle_request(r.now, RxTransport::Serial, &write(fifth)),
         Err(Busy)
     );
     r.t.flash_complete(r.now, FlashOutcome::Done);
     r.t.poll(r.now, &mut r.mem);
     assert_eq!(
-        r.t.handle_request(r.now, Transport::Serial, &write(fifth)),
+        r.t.handle_request(r.now, RxTransport::Serial, &write(fifth)),
         Ok(())
     );
 }
@@ -225,22 +228,22 @@ fn ble_writes_use_their_own_pool_of_seventeen() {
     assert_eq!((n, BLE_RX.size), (17, 244));
     for i in 0..n {
         let chunk = &image[i * 200..(i + 1) * 200];
-        r.t.handle_request(r.now, Transport::Ble, &write(chunk))
+        r.t.handle_request(r.now, RxTransport::Ble, &write(chunk))
             .unwrap();
     }
     let next = &image[n * 200..(n + 1) * 200];
     assert_eq!(
-        r.t.handle_request(r.now, Transport::Ble, &write(next)),
+        r.t.handle_request(r.now, RxTransport::Ble, &write(next)),
         Err(Busy)
     );
     // The serial pool is separate: it still has room.
     assert_eq!(
-        r.t.handle_request(r.now, Transport::Serial, &write(next)),
+        r.t.handle_request(r.now, RxTransport::Serial, &write(next)),
         Ok(())
     );
     // A BLE write larger than its buffer is refused, not truncated.
     let mut r = ready(&image);
-    r.t.handle_request(r.now, Transport::Ble, &write(&image[..248]))
+    r.t.handle_request(r.now, RxTransport::Ble, &write(&image[..248]))
         .unwrap();
     r.t.poll(r.now, &mut r.mem);
     let resp = r.t.poll_response().expect("an answer");
@@ -251,7 +254,7 @@ fn ble_writes_use_their_own_pool_of_seventeen() {
 fn a_lost_completion_becomes_a_bounded_reported_error() {
     let image: Vec<u8> = vec![0x5A; 4096];
     let mut r = ready(&image);
-    r.t.handle_request(r.now, Transport::Serial, &write(&image[..1024]))
+    r.t.handle_request(r.now, RxTransport::Serial, &write(&image[..1024]))
         .unwrap();
     assert!(r.start_one());
     assert_eq!(r.req(&[0x03]), None);
@@ -268,7 +271,7 @@ fn a_lost_completion_becomes_a_bounded_reported_error() {
     assert_eq!(r.t.fault(), Some(FlashFault::CompletionTimeout));
     let events: Vec<_> = core::iter::from_fn(|| r.t.poll_event()).collect();
     assert!(
-        events.contains(&TargetEvent::FlashFault {
+        events.contains(&BootloaderEvent::FlashFault {
             fault: FlashFault::CompletionTimeout,
             addr: 0x1200_0000
         }),
@@ -303,11 +306,11 @@ fn writes_are_programmed_in_page_pieces_in_order() {
     let mut r = ready(&image);
     // 100 bytes, then 1024 bytes from offset 100: pieces end at each
     // 256-byte QSPI page boundary, none crosses one.
-    r.t.handle_request(r.now, Transport::Serial, &write(&image[..100]))
+    r.t.handle_request(r.now, RxTransport::Serial, &write(&image[..100]))
         .unwrap();
-    r.t.handle_request(r.now, Transport::Serial, &write(&image[100..1124]))
+    r.t.handle_request(r.now, RxTransport::Serial, &write(&image[100..1124]))
         .unwrap();
-    let base = TargetConfig::MX25R6435F_BANK.base;
+    let base = BootloaderConfig::MX25R6435F_BANK.base;
     let mut programs = Vec::new();
     loop {
         r.t.poll(r.now, &mut r.mem);
@@ -333,7 +336,7 @@ fn writes_are_programmed_in_page_pieces_in_order() {
     // Every buffer went back to the pool: four more writes are taken.
     for i in 0..SERIAL_RX.buffers as usize {
         let at = 1124 + i * 4;
-        r.t.handle_request(r.now, Transport::Serial, &write(&image[at..at + 4]))
+        r.t.handle_request(r.now, RxTransport::Serial, &write(&image[at..at + 4]))
             .unwrap();
     }
 }
@@ -345,18 +348,18 @@ fn a_flood_of_requests_is_held_off_not_overflowed() {
     let image: Vec<u8> = vec![0xA5; 4096];
     let mut r = ready(&image);
     for chunk in image.chunks(1024) {
-        r.t.handle_request(r.now, Transport::Serial, &write(chunk))
+        r.t.handle_request(r.now, RxTransport::Serial, &write(chunk))
             .unwrap();
     }
     r.run();
     // EXECUTE is queued, then requests pile up behind it until Busy, before
     // the core gets to run.
-    r.t.handle_request(r.now, Transport::Serial, &[0x04])
+    r.t.handle_request(r.now, RxTransport::Serial, &[0x04])
         .unwrap();
     let mut taken = 0;
     while r
         .t
-        .handle_request(r.now, Transport::Serial, &[0x09, 1])
+        .handle_request(r.now, RxTransport::Serial, &[0x09, 1])
         .is_ok()
     {
         taken += 1;

@@ -1,6 +1,6 @@
 //! Init packet checks (`nrf_dfu_validation.c`) and image hashing from flash.
 
-use super::TargetConfig;
+use super::BootloaderConfig;
 use crate::init_packet::{self, FwType, HashType, SignatureType};
 use crate::proto::{ExtError, Opcode, Response, ResultCode};
 use crate::settings::Settings;
@@ -41,7 +41,7 @@ impl Reject {
 /// and the installed versions, in the SDK's order: signature, type,
 /// hardware, SoftDevice, version, hash.
 pub(super) fn validate(
-    cfg: &TargetConfig,
+    cfg: &BootloaderConfig,
     s: &Settings,
     packet: &[u8],
 ) -> Result<Accepted, Reject> {

@@ -108,7 +108,7 @@ pub enum Answers {
     /// dfukit's core: a write counts once the flash reports it stored, a
     /// request is answered once the flash work queued before it is done,
     /// and a started flash operation has a deadline
-    /// ([`TargetConfig::flash_timeout`]). An offset or CRC the device
+    /// ([`BootloaderConfig::flash_timeout`]). An offset or CRC the device
     /// reports describes bytes in flash.
     Stored,
     /// The nRF5 SDK's request handler as the nRF52 user report's port ran
@@ -125,7 +125,7 @@ pub enum Answers {
 
 /// The build-time configuration of the bootloader.
 #[derive(Debug, Clone)]
-pub struct TargetConfig {
+pub struct BootloaderConfig {
     /// Public key that init packets must be signed with; `None` accepts
     /// unsigned packets (an open bootloader).
     pub public_key: Option<p256::ecdsa::VerifyingKey>,
@@ -160,10 +160,10 @@ pub struct TargetConfig {
     pub answers: Answers,
 }
 
-impl TargetConfig {
+impl BootloaderConfig {
     /// An nRF52840 with S140 7.2.0 and the given key, bank 1 where asked.
     pub fn nrf52840(public_key: Option<p256::ecdsa::VerifyingKey>, bank1: Bank1Location) -> Self {
-        TargetConfig {
+        BootloaderConfig {
             public_key,
             hw_version: 52,
             softdevice: Some(SoftDevice { fwid: 0x0100 }),

@@ -1,0 +1,143 @@
+//! Boot and activation: the boot sequence, the copy of a validated image
+//! from bank 1 into bank 0 in power-cut-safe steps, and the choice between
+//! the application and DFU mode.
+
+use super::jobs::{Job, Source, Step};
+use super::persist::{load_settings, SettingsSource};
+use super::validation;
+use super::{Bank1Location, Bootloader, BootloaderEvent, EnterDfu, Mode, COPY_STEP_PAGES};
+use crate::settings::{bank_code, Settings, SETTINGS_LEN};
+use dfukit_core::ReadFlash;
+
+impl Bootloader {
+    /// The first step after a reset: load the settings (repairing a torn
+    /// page from its twin), then resume an activation or finish booting.
+    pub(super) fn boot(&mut self, mem: &mut impl ReadFlash) {
+        let (source, settings) = load_settings(&self.cfg.layout, mem);
+        self.settings = settings;
+        if source == SettingsSource::None {
+            self.settings.settings_version = 2;
+            self.settings.bootloader_version = self.cfg.bootloader_version;
+        }
+        let main_ok = source == SettingsSource::Main;
+        // A cut during the last backup write leaves main good and the backup
+        // torn: repair it now, or the next cut in a main write leaves no copy.
+        let backup_ok = {
+            let mut page = [0u8; SETTINGS_LEN];
+            mem.read(self.cfg.layout.backup_addr, &mut page).is_ok()
+                && Settings::from_bytes(&page) == self.settings
+        };
+        let next = if self.settings.bank_1.bank_code == bank_code::VALID_APP {
+            Job::Step(Step::Activate)
+        } else {
+            Job::Step(Step::BootDone)
+        };
+        if main_ok && backup_ok {
+            self.push_front_all(&[next]);
+        } else if main_ok {
+            self.write_pages_then(&[self.cfg.layout.backup_addr], &[next]);
+        } else {
+            // The main page was cut mid-write (restore it from the backup),
+            // or neither page was ever written.
+            self.write_settings_then(&[next]);
+        }
+    }
+
+    /// One step of `app_activate`: copy up to [`COPY_STEP_PAGES`] pages from
+    /// bank 1 to bank 0, then record the progress (main and backup page), so
+    /// that a power cut repeats at most one step.
+    pub(super) fn activate_step(&mut self, mem: &mut impl ReadFlash) {
+        let l = self.cfg.layout;
+        let size = self.settings.bank_1.image_size;
+        let done = self.settings.write_offset;
+        let src = self.settings.progress.update_start_address() + done;
+        let dst = l.app_start + done;
+        if done >= size || src == dst {
+            self.finish_activation(mem);
+            return;
+        }
+        let remaining = size - done;
+        let mut step = COPY_STEP_PAGES * l.page_size;
+        let internal_src = matches!(self.cfg.bank1, Bank1Location::Internal);
+        if internal_src {
+            // Never overwrite source bytes that are still to be copied.
+            step = step.min((src - dst) / l.page_size * l.page_size);
+        }
+        let step = step.min(remaining.div_ceil(l.page_size) * l.page_size);
+        let mut jobs: heapless::Vec<Job, { 2 * COPY_STEP_PAGES as usize }> = heapless::Vec::new();
+        let mut off = 0;
+        while off < step {
+            let n = l.page_size.min(remaining - off.min(remaining));
+            let _ = jobs.push(Job::Erase {
+                addr: dst + off,
+                len: l.page_size,
+            });
+            if n > 0 {
+                let n = n.div_ceil(l.write_unit) * l.write_unit;
+                let _ = jobs.push(Job::Program {
+                    addr: dst + off,
+                    len: n,
+                    src: Source::Copy { from: src + off },
+                });
+            }
+            off += l.page_size;
+        }
+        self.settings.write_offset = (done + step).min(size);
+        // The progress record is written *after* the copy it records, so
+        // the settings write goes between the copy and the next step.
+        self.write_settings_then(&[Job::Step(Step::Activate)]);
+        self.push_front_all(&jobs);
+    }
+
+    fn finish_activation(&mut self, mem: &mut impl ReadFlash) {
+        let l = self.cfg.layout;
+        let b1 = self.settings.bank_1;
+        let crc = validation::crc_of(mem, l.app_start, b1.image_size).unwrap_or(!b1.image_crc);
+        if crc == b1.image_crc {
+            self.settings.bank_0.image_size = b1.image_size;
+            self.settings.bank_0.image_crc = crc;
+            self.settings.bank_0.bank_code = bank_code::VALID_APP;
+            let _ = self.events.push_back(BootloaderEvent::Activated {
+                size: b1.image_size,
+                crc,
+            });
+        } else {
+            self.settings.bank_0 = Default::default();
+        }
+        self.settings.bank_1 = Default::default();
+        self.settings.write_offset = 0;
+        self.settings.progress = Default::default();
+        self.write_settings_then(&[Job::Step(Step::BootDone)]);
+    }
+
+    pub(super) fn boot_done(&mut self, mem: &mut impl ReadFlash) {
+        let app_valid = self.app_valid(mem);
+        if app_valid && self.cfg.enter_dfu == EnterDfu::WhenNoValidApp {
+            self.mode = Mode::AppStarted;
+            let _ = self.events.push_back(BootloaderEvent::StartApp);
+        } else {
+            self.mode = Mode::Dfu;
+            self.last_activity = self.now;
+            let _ = self
+                .events
+                .push_back(BootloaderEvent::DfuMode { app_valid });
+        }
+    }
+
+    /// Whether bank 0 holds an application whose CRC matches the settings
+    /// (the SDK's boot validation with the CRC method).
+    pub fn app_valid(&self, mem: &mut impl ReadFlash) -> bool {
+        let b0 = self.settings.bank_0;
+        b0.bank_code == bank_code::VALID_APP
+            && image_crc(mem, self.cfg.layout.app_start, b0.image_size) == Ok(b0.image_crc)
+    }
+}
+
+/// CRC-32 of `len` bytes of flash at `addr`.
+pub fn image_crc(
+    mem: &mut impl ReadFlash,
+    addr: u32,
+    len: u32,
+) -> Result<u32, dfukit_core::ReadError> {
+    validation::crc_of(mem, addr, len)
+}
