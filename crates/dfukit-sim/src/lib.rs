@@ -27,6 +27,7 @@
 //! [`LogTime::wall_now`], for boards served in real time.
 #![warn(missing_docs)]
 
+pub mod board;
 pub mod clock;
 pub mod flash;
 pub mod power;
@@ -34,6 +35,7 @@ pub mod state;
 pub mod storage;
 
 pub use clock::{EventId, Scheduler, SimRng};
+pub use dfukit_core::Board;
 pub use flash::{
     stm32f4_sectors, CutPoint, EraseSector, FlashChip, FlashCounters, FlashGeometry,
     FlashModelError, FlashTiming, OpKind, TimingCorner,

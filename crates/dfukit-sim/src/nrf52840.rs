@@ -11,6 +11,7 @@ use crate::flash::{FlashChip, FlashModelError, FlashTiming};
 use crate::power::{OpOutcome, PowerCutPlan, PowerSupply};
 use crate::state::{EventLog, LogTime, StateDir, StateError};
 use crate::storage::Storage;
+use dfukit_core::Board;
 use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
 use dfukit_nordic::bootloader::{
     image_crc, load_settings, Answers, Bank1Location, Bootloader, BootloaderConfig,
@@ -594,4 +595,46 @@ pub fn describe(cfg: &BoardConfig, i: &Inspection) -> String {
         i.command_size,
         i.data_offset,
     )
+}
+
+/// The board's configuration with its inspection: what [`Board::inspect`]
+/// returns, printed as `dfukit sim inspect` prints it.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The board's configuration.
+    pub config: BoardConfig,
+    /// What the bootloader would see.
+    pub inspection: Inspection,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&describe(&self.config, &self.inspection))
+    }
+}
+
+impl Board for Nrf52840 {
+    type Inspection = Report;
+
+    fn now(&self) -> Instant {
+        Nrf52840::now(self)
+    }
+    fn advance(&mut self, now: Instant) {
+        Nrf52840::advance(self, now)
+    }
+    fn next_wakeup(&self) -> Option<Instant> {
+        Nrf52840::next_wakeup(self)
+    }
+    fn is_powered(&self) -> bool {
+        Nrf52840::is_powered(self)
+    }
+    fn power_cycle(&mut self) {
+        Nrf52840::power_cycle(self, PowerCutPlan::Never)
+    }
+    fn inspect(&mut self) -> Report {
+        Report {
+            config: self.cfg.clone(),
+            inspection: Nrf52840::inspect(self),
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 use crate::ble::{BleParams, InvalidParams};
 use crate::ble_link::{BleBoardLink, BleCounters};
+use crate::board::run_until;
 use crate::nrf52840::{Bank1, BoardConfig, BoardError, Nrf52840};
 use crate::storage::Storage;
 use dfukit_nordic::bootloader::Mode;
@@ -40,24 +41,6 @@ pub fn qspi_board(public_key: Option<String>) -> Result<Nrf52840, BoardError> {
         b.target().mode() == Mode::Dfu && !b.target().is_busy()
     });
     Ok(b)
-}
-
-/// Advances the board through its own events until `done` or `limit` of
-/// virtual time; returns the time it took if `done` held.
-pub fn run_until(
-    b: &mut Nrf52840,
-    limit: Duration,
-    done: impl Fn(&Nrf52840) -> bool,
-) -> Option<Duration> {
-    let start = b.now();
-    let until = start + limit;
-    while !done(b) {
-        match b.next_wakeup() {
-            Some(t) if t <= until => b.advance(t),
-            _ => return None,
-        }
-    }
-    Some(b.now().saturating_duration_since(start))
 }
 
 /// Lets the board reset and activate the received image (bank 1 copied to

@@ -13,6 +13,7 @@ use crate::clock::BoardClock;
 use crate::flash::{FlashChip, FlashModelError, FlashTiming};
 use crate::state::{StateDir, StateError};
 use crate::storage::Storage;
+use dfukit_core::Board;
 use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
 use dfukit_usbdfu::device::{DeviceConfig, DeviceEvent, DfuDevice, Reply};
 use dfukit_usbip::descriptors::DeviceDescriptor;
@@ -191,10 +192,11 @@ impl Stm32f4 {
         self.clock = BoardClock::Virtual(t);
     }
 
-    /// Advances virtual time (no effect in wall-clock mode).
-    pub fn set_time(&mut self, t: Instant) {
+    /// Advances virtual time to `t` (no effect in wall-clock mode) and
+    /// runs what is due.
+    pub fn advance(&mut self, t: Instant) {
         self.clock.advance_to(t);
-        self.advance();
+        self.run_due();
     }
 
     /// Board time.
@@ -253,7 +255,7 @@ impl Stm32f4 {
     }
 
     /// Delivers due completions and starts the operations the core asks for.
-    fn advance(&mut self) {
+    fn run_due(&mut self) {
         let now = self.now();
         // The next operation starts when the previous one finished, not at
         // the request that happens to observe it: the flash runs back to
@@ -321,7 +323,7 @@ impl UsbDevice for Stm32f4 {
     }
 
     fn control(&mut self, setup: &SetupPacket, data_out: &[u8]) -> ControlReply {
-        self.advance();
+        self.run_due();
         if self.faulted {
             return ControlReply::Stall;
         }
@@ -355,7 +357,7 @@ impl UsbDevice for Stm32f4 {
             // Keep the standard-request bookkeeping (GET_INTERFACE) in step.
             let _ = self.descriptors.handle(setup, data_out);
         }
-        self.advance();
+        self.run_due();
         match reply {
             Reply::In(n) => ControlReply::Data(self.reply[..n].to_vec()),
             Reply::Ack => ControlReply::Data(Vec::new()),
@@ -416,4 +418,67 @@ fn descriptors(serial: &str) -> Descriptors {
     let mut strings = vec!["STMicroelectronics", "STM32  BOOTLOADER", serial];
     strings.extend(cfg.alts.iter().map(|a| a.name));
     Descriptors::new(&device, &config, &strings).expect("built-in descriptors are valid")
+}
+
+/// What [`Board::inspect`] tells of the STM32F405.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stm32f4Report {
+    /// The ROM's DFU state.
+    pub dfu_state: &'static str,
+    /// Where the ROM jumped when it left DFU mode, if it did.
+    pub left_to: Option<u32>,
+    /// Sector erases and programs the flash has applied.
+    pub erases: u64,
+    /// Program operations applied.
+    pub programs: u64,
+    /// Flash operations the model refused (a device-core bug).
+    pub model_errors: usize,
+}
+
+impl std::fmt::Display for Stm32f4Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "board:       STM32F405 ROM bootloader (USB DFU, DfuSe)")?;
+        match self.left_to {
+            Some(a) => writeln!(f, "DFU:         left DFU mode, jumped to {a:#010x}")?,
+            None => writeln!(f, "DFU:         {}", self.dfu_state)?,
+        }
+        writeln!(
+            f,
+            "flash:       {} erases, {} programs, {} refused by the model",
+            self.erases, self.programs, self.model_errors
+        )
+    }
+}
+
+impl Board for Stm32f4 {
+    type Inspection = Stm32f4Report;
+
+    fn now(&self) -> Instant {
+        Stm32f4::now(self)
+    }
+    fn advance(&mut self, now: Instant) {
+        Stm32f4::advance(self, now)
+    }
+    fn next_wakeup(&self) -> Option<Instant> {
+        Stm32f4::next_wakeup(self)
+    }
+    fn is_powered(&self) -> bool {
+        // The board has no power model: it is always on.
+        true
+    }
+    /// A power cycle with BOOT0 held: the ROM bootloader enumerates again,
+    /// and an operation in flight is lost.
+    fn power_cycle(&mut self) {
+        self.reattach()
+    }
+    fn inspect(&mut self) -> Stm32f4Report {
+        let c = self.mem.flash.counters();
+        Stm32f4Report {
+            dfu_state: self.dev.state().name(),
+            left_to: self.left,
+            erases: c.erases,
+            programs: c.programs,
+            model_errors: self.model_errors.len(),
+        }
+    }
 }

@@ -12,7 +12,7 @@
 //! same elapsed time on every run.
 
 use crate::stm32f4::Stm32f4;
-use dfukit_core::Instant;
+use dfukit_core::{Board, Instant};
 use dfukit_stm32mp::connect::{ConnectError, Connector};
 use dfukit_usbdfu::host::{ControlTransfer, TransferError};
 use dfukit_usbip::{ControlReply, SetupPacket, UsbDevice};
@@ -98,16 +98,8 @@ impl UsbLinkModel {
     }
 }
 
-/// A simulated board that is a USB device and runs in virtual time.
-pub trait VirtualUsbDevice: UsbDevice {
-    /// Advances the board's clock to `t` (never backwards) and lets it do
-    /// what is due by then.
-    fn set_time(&mut self, t: Instant);
-    /// The board's clock.
-    fn now(&self) -> Instant;
-    /// When the board next changes by itself (a completion, a
-    /// re-enumeration), if it will.
-    fn next_wakeup(&self) -> Option<Instant>;
+/// A simulated board that is a USB device: its time comes from [`Board`].
+pub trait VirtualUsbDevice: UsbDevice + Board {
     /// When the reply to the last request completed, if later than the
     /// request: the device NAKed while its CPU was busy (U-Boot writes a
     /// DFU block inside the request handler).
@@ -116,20 +108,10 @@ pub trait VirtualUsbDevice: UsbDevice {
     }
 }
 
-impl VirtualUsbDevice for Stm32f4 {
-    fn set_time(&mut self, t: Instant) {
-        Stm32f4::set_time(self, t)
-    }
-    fn now(&self) -> Instant {
-        Stm32f4::now(self)
-    }
-    fn next_wakeup(&self) -> Option<Instant> {
-        Stm32f4::next_wakeup(self)
-    }
-}
+impl VirtualUsbDevice for Stm32f4 {}
 
 /// The virtual clock shared by a [`SimUsb`] and its transports.
-type Clock = Arc<Mutex<Instant>>;
+type SharedTime = Arc<Mutex<Instant>>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock (a failed assertion in a test) must not
@@ -140,7 +122,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A simulated board on a virtual USB cable. See the module documentation.
 pub struct SimUsb<D: VirtualUsbDevice> {
     device: Arc<Mutex<D>>,
-    clock: Clock,
+    clock: SharedTime,
     start: Instant,
     link: UsbLinkModel,
 }
@@ -185,12 +167,12 @@ impl<D: VirtualUsbDevice> SimUsb<D> {
 }
 
 /// Moves the shared clock forward by `d` and tells the device.
-fn advance<D: VirtualUsbDevice>(clock: &Clock, device: &Mutex<D>, d: Duration) -> Instant {
+fn advance<D: VirtualUsbDevice>(clock: &SharedTime, device: &Mutex<D>, d: Duration) -> Instant {
     let mut c = lock(clock);
     *c += d;
     let now = *c;
     drop(c);
-    lock(device).set_time(now);
+    lock(device).advance(now);
     now
 }
 
@@ -204,7 +186,7 @@ impl<D: VirtualUsbDevice> Connector for SimUsb<D> {
             let now = self.now();
             let (attached, wake) = {
                 let mut d = lock(&self.device);
-                d.set_time(now);
+                d.advance(now);
                 (d.attached(), d.next_wakeup())
             };
             if attached {
@@ -244,7 +226,7 @@ impl<D: VirtualUsbDevice> Connector for SimUsb<D> {
 /// An open simulated device: control transfers in virtual time.
 pub struct SimTransport<D: VirtualUsbDevice> {
     device: Arc<Mutex<D>>,
-    clock: Clock,
+    clock: SharedTime,
     link: UsbLinkModel,
 }
 
@@ -272,7 +254,7 @@ impl<D: VirtualUsbDevice> SimTransport<D> {
         let wire = SetupPacket::from_bytes(setup.to_bytes());
         let (reply, reply_at) = {
             let mut d = lock(&self.device);
-            d.set_time(now);
+            d.advance(now);
             let r = d.control(&wire, data_out);
             (r, d.reply_at())
         };

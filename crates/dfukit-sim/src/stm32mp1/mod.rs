@@ -42,6 +42,7 @@ use crate::clock::BoardClock;
 use crate::state::{EventLog, LogTime, StateDir, StateError};
 use crate::usb_link::VirtualUsbDevice;
 use board::{Devices, Emmc, SimBoard};
+use dfukit_core::Board;
 use dfukit_core::Instant;
 use dfukit_stm32mp::phase::{self, PhaseRecord};
 use dfukit_stm32mp::stm32prog::{AfterDetach, Stm32mpDevice};
@@ -254,14 +255,14 @@ impl Stm32mp1 {
     /// Runs the board in virtual time from now on, starting at `t`.
     pub fn use_virtual_time(&mut self, t: Instant) {
         self.clock = BoardClock::Virtual(t);
-        self.advance();
+        self.run_due();
     }
 
-    /// Advances virtual time (no effect in wall-clock mode) and applies
-    /// what is due: the ROM → TF-A hand-over, a re-enumeration.
-    pub fn set_time(&mut self, t: Instant) {
+    /// Advances virtual time to `t` (no effect in wall-clock mode) and
+    /// applies what is due: the ROM → TF-A hand-over, a re-enumeration.
+    pub fn advance(&mut self, t: Instant) {
         self.clock.advance_to(t);
-        self.advance();
+        self.run_due();
     }
 
     /// Board time.
@@ -411,7 +412,7 @@ impl Stm32mp1 {
     }
 
     /// Applies what is due at the current time.
-    fn advance(&mut self) {
+    fn run_due(&mut self) {
         let now = self.now();
         if self.handover.is_some_and(|t| now >= t) {
             self.handover = None;
@@ -485,7 +486,7 @@ impl UsbDevice for Stm32mp1 {
     }
 
     fn control(&mut self, setup: &SetupPacket, data_out: &[u8]) -> ControlReply {
-        self.advance();
+        self.run_due();
         if self.m.stage() == BootStage::Hung {
             return ControlReply::NoResponse;
         }
@@ -547,16 +548,68 @@ impl UsbDevice for Stm32mp1 {
     }
 }
 
-impl VirtualUsbDevice for Stm32mp1 {
-    fn set_time(&mut self, t: Instant) {
-        Stm32mp1::set_time(self, t)
+/// What [`Board::inspect`] tells of the STM32MP157.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stm32mp1Report {
+    /// The firmware running.
+    pub stage: BootStage,
+    /// U-Boot's current phase (partition Id, 0xFE END, 0xFF error).
+    pub phase: u8,
+    /// The message of phase 0xFF, if U-Boot reported one.
+    pub error: Option<String>,
+    /// The alternate settings enumerated now (none while off the bus).
+    pub alts: Vec<String>,
+}
+
+impl std::fmt::Display for Stm32mp1Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "board:       STM32MP157 in USB boot")?;
+        writeln!(f, "firmware:    {:?}", self.stage)?;
+        writeln!(f, "phase:       {:#04x}", self.phase)?;
+        if let Some(e) = &self.error {
+            writeln!(f, "error:       {e}")?;
+        }
+        writeln!(f, "alternates:  {}", self.alts.join(", "))
     }
+}
+
+impl Board for Stm32mp1 {
+    type Inspection = Stm32mp1Report;
+
     fn now(&self) -> Instant {
         Stm32mp1::now(self)
+    }
+    fn advance(&mut self, now: Instant) {
+        Stm32mp1::advance(self, now)
     }
     fn next_wakeup(&self) -> Option<Instant> {
         Stm32mp1::next_wakeup(self)
     }
+    fn is_powered(&self) -> bool {
+        // The board has no power model: it is always on.
+        true
+    }
+    /// A power cycle in USB boot: RAM is lost, storage kept, and the ROM
+    /// code enumerates again.
+    fn power_cycle(&mut self) {
+        self.handover = None;
+        self.enumerate_at = None;
+        self.m.board_mut().flush_storage();
+        self.m.board_mut().ram.clear();
+        self.m.enter(BootStage::Rom);
+        self.enumerate(BootStage::Rom);
+    }
+    fn inspect(&mut self) -> Stm32mp1Report {
+        Stm32mp1Report {
+            stage: self.stage(),
+            phase: self.phase(),
+            error: self.phase_error().map(str::to_string),
+            alts: self.alt_names(),
+        }
+    }
+}
+
+impl VirtualUsbDevice for Stm32mp1 {
     fn reply_at(&self) -> Option<Instant> {
         self.usb.as_ref().map(|u| u.dev.reply_at())
     }
