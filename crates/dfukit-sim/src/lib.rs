@@ -10,17 +10,19 @@
 //!   ([`PowerSupply`], [`PowerCutPlan`]), MCUboot's exhaustive method;
 //! - [`storage`]: a chip's bytes in memory or in a write-through file;
 //! - [`state`]: a board's state directory (images, `board.json`, event log);
-//! - [`usb_link`]: a USB cable in virtual time ([`usb_link::SimUsb`]), with
-//!   control-transfer bus time from the USB 2.0 limits;
-//! - [`uart`]: UART line time for SLIP frames ([`uart::UartModel`]), which
-//!   [`link::BoardLink::with_uart`] applies to the serial link;
-//! - [`ble`]: a BLE link model ([`ble::BleParams`]): air time per LL packet,
-//!   packets per connection event and the throughput bound they give, from
-//!   the Bluetooth Core specification;
-//! - [`ble_link`]: a BLE connection to the simulated nRF52840 in virtual
-//!   time ([`ble_link::BleBoardLink`]), dropping Packet writes the board has
-//!   no receive buffer for, as the nRF5 SDK does;
-//! - [`stm32f4`], [`stm32mp1`], [`nrf52840`]: the simulated boards.
+//! - [`boards`]: the simulated boards ([`boards::nrf52840`],
+//!   [`boards::stm32f4`], [`boards::stm32mp1`]), each a [`Board`]; [`board`]
+//!   drives any of them by its own clock;
+//! - [`links`]: how hosts reach them — a pseudo-terminal ([`links::pty`]),
+//!   an in-process serial link ([`links::serial`]) with UART line time
+//!   ([`links::uart`]), a BLE link model ([`links::ble`]: air time per LL
+//!   packet and packets per connection event, from the Bluetooth Core
+//!   specification) and a BLE connection in virtual time
+//!   ([`links::ble_link`]) that drops Packet writes the board has no
+//!   receive buffer for, as the nRF5 SDK does, and a USB cable in virtual
+//!   time ([`links::usb`]) with control-transfer bus time from the USB 2.0
+//!   limits;
+//! - [`session`]: whole updates against a simulated board in virtual time.
 //!
 //! The simulator is host-only (std). Only [`storage`] and [`state`] touch
 //! the file system; nothing here reads the host clock except
@@ -44,14 +46,7 @@ pub use power::{OpOutcome, PowerCutPlan, PowerGate, PowerSupply};
 pub use state::{EventLog, LogTime, StateDir, StateError};
 pub use storage::{Storage, StorageError, ERASED};
 
-pub mod ble;
-pub mod ble_link;
-pub mod link;
-pub mod nrf52840;
-pub mod pty;
+pub mod boards;
+pub mod links;
 pub mod session;
-pub mod stm32f4;
-pub mod stm32mp1;
 pub mod synthetic;
-pub mod uart;
-pub mod usb_link;

@@ -1,10 +1,10 @@
 //! Whole updates against a simulated board in virtual time: what `dfukit
 //! nordic dfu ble --sim`, the BLE benchmark and tests run.
 
-use crate::ble::{BleParams, InvalidParams};
-use crate::ble_link::{BleBoardLink, BleCounters};
 use crate::board::run_until;
-use crate::nrf52840::{Bank1, BoardConfig, BoardError, Nrf52840};
+use crate::boards::nrf52840::{Bank1, BoardConfig, BoardError, Nrf52840};
+use crate::links::ble::{BleParams, InvalidParams};
+use crate::links::ble_link::{BleBoardLink, BleCounters};
 use crate::storage::Storage;
 use dfukit_nordic::bootloader::Mode;
 use dfukit_nordic::host::{self, HostError, Options};
@@ -38,7 +38,7 @@ pub fn qspi_board(public_key: Option<String>) -> Result<Nrf52840, BoardError> {
         Storage::in_memory(8 << 20),
     )?;
     run_until(&mut b, Duration::from_secs(30), |b| {
-        b.target().mode() == Mode::Dfu && !b.target().is_busy()
+        b.bootloader().mode() == Mode::Dfu && !b.bootloader().is_busy()
     });
     Ok(b)
 }
@@ -51,8 +51,8 @@ pub fn qspi_board(public_key: Option<String>) -> Result<Nrf52840, BoardError> {
 pub fn activate(b: &mut Nrf52840, boots_before: u32) -> Option<Duration> {
     let t = run_until(b, Duration::from_secs(120), |b| {
         b.boots() > boots_before
-            && matches!(b.target().mode(), Mode::AppStarted | Mode::Dfu)
-            && !b.target().is_busy()
+            && matches!(b.bootloader().mode(), Mode::AppStarted | Mode::Dfu)
+            && !b.bootloader().is_busy()
     })?;
     b.inspect().app_valid.then_some(t)
 }

@@ -8,11 +8,11 @@ use dfukit_core::Crc32;
 use dfukit_nordic::bootloader::{Mode, BLE_RX};
 use dfukit_nordic::host::{self, Event, HostError, Options};
 use dfukit_nordic::proto::{ExtError, Request};
-use dfukit_sim::ble::BleParams;
-use dfukit_sim::ble_link::{BleBoardLink, BleCounters, Dir, PduKind, TraceEntry};
-use dfukit_sim::link::BoardLink;
-use dfukit_sim::nrf52840::{Bank1, BoardConfig, Fault, Nrf52840};
-use dfukit_sim::uart::UartModel;
+use dfukit_sim::boards::nrf52840::{Bank1, BoardConfig, Fault, Nrf52840};
+use dfukit_sim::links::ble::BleParams;
+use dfukit_sim::links::ble_link::{BleBoardLink, BleCounters, Dir, PduKind, TraceEntry};
+use dfukit_sim::links::serial::BoardLink;
+use dfukit_sim::links::uart::UartModel;
 use dfukit_sim::PowerCutPlan;
 use std::io;
 use std::time::Duration;
@@ -38,7 +38,7 @@ fn settle(board: &mut Nrf52840) {
             break;
         }
         board.advance(t);
-        if board.target().mode() == Mode::Dfu && !board.target().is_busy() {
+        if board.bootloader().mode() == Mode::Dfu && !board.bootloader().is_busy() {
             break;
         }
     }

@@ -3,9 +3,9 @@
 
 use dfukit_core::Instant;
 use dfukit_sim::board::run_until;
-use dfukit_sim::nrf52840::{Bank1, BoardConfig, Nrf52840};
-use dfukit_sim::stm32f4::{Stm32f4, Stm32f4Config};
-use dfukit_sim::stm32mp1::{BootStage, Stm32mp1, Stm32mp1Config};
+use dfukit_sim::boards::nrf52840::{Bank1, BoardConfig, Nrf52840};
+use dfukit_sim::boards::stm32f4::{Stm32f4, Stm32f4Config};
+use dfukit_sim::boards::stm32mp1::{BootStage, Stm32mp1, Stm32mp1Config};
 use dfukit_sim::{Board, StateDir, Storage};
 use std::time::Duration;
 

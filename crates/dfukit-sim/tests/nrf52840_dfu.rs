@@ -7,8 +7,8 @@ use dfukit_core::Crc32;
 use dfukit_nordic::bootloader::{BootloaderEvent, FlashFault};
 use dfukit_nordic::host::{self, HostError, Options};
 use dfukit_nordic::proto::{ExtError, ResultCode};
-use dfukit_sim::link::BoardLink;
-use dfukit_sim::nrf52840::{Bank1, Fault, Nrf52840};
+use dfukit_sim::boards::nrf52840::{Bank1, Fault, Nrf52840};
+use dfukit_sim::links::serial::BoardLink;
 use dfukit_sim::{CutPoint, PowerCutPlan};
 use std::time::Duration;
 
@@ -38,8 +38,8 @@ fn settle(board: &mut Nrf52840) {
             break;
         }
         board.advance(t);
-        if board.target().mode() == dfukit_nordic::bootloader::Mode::Dfu
-            && !board.target().is_busy()
+        if board.bootloader().mode() == dfukit_nordic::bootloader::Mode::Dfu
+            && !board.bootloader().is_busy()
         {
             break;
         }

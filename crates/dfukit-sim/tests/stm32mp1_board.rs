@@ -5,11 +5,11 @@
 //! read 0xF1, detach, reconnect), as STM32CubeProgrammer's USB flow is.
 
 use dfukit_core::{synthetic, Instant};
-use dfukit_sim::stm32mp1::{
+use dfukit_sim::boards::stm32mp1::{
     BootStage, EmmcConfig, NandConfig, NorConfig, Stm32mp1, Stm32mp1Config, Stm32mp1Fault,
     EMMC_BOOT1_IMAGE, EMMC_BOOT2_IMAGE, EMMC_USER_IMAGE, NOR_IMAGE, OTP_IMAGE,
 };
-use dfukit_sim::usb_link::{SimTransport, SimUsb, UsbLinkModel};
+use dfukit_sim::links::usb::{SimTransport, SimUsb, UsbLinkModel};
 use dfukit_sim::StateDir;
 use dfukit_stm32mp::connect::{ConnectError, Connector};
 use dfukit_stm32mp::image::{self, WriteParams};

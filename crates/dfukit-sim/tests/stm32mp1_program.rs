@@ -4,11 +4,11 @@
 //! and the time bound the host keeps.
 
 use dfukit_core::{synthetic, Instant};
-use dfukit_sim::stm32mp1::{
+use dfukit_sim::boards::stm32mp1::{
     BootStage, EmmcConfig, NandConfig, SdCardConfig, Stm32mp1, Stm32mp1Config, Stm32mp1Fault,
     EMMC_BOOT1_IMAGE, EMMC_BOOT2_IMAGE, EMMC_USER_IMAGE, SDCARD_IMAGE,
 };
-use dfukit_sim::usb_link::{SimUsb, UsbLinkModel};
+use dfukit_sim::links::usb::{SimUsb, UsbLinkModel};
 use dfukit_sim::StateDir;
 use dfukit_stm32mp::image::{self, WriteParams};
 use dfukit_stm32mp::layout::{self, CheckOptions, Layout, Offset};

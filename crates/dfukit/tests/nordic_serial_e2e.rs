@@ -341,7 +341,7 @@ fn a_port_that_is_not_a_dfu_target() {
     ok(&["nordic", "keys", "generate", &key]);
     w.package("v1", &key, 4_000, 1);
     // A pty nobody serves, like a USB serial adapter with nothing attached.
-    let silent = dfukit_sim::pty::Pty::open().unwrap();
+    let silent = dfukit_sim::links::pty::Pty::open().unwrap();
     let port = silent.path().to_str().unwrap().to_string();
     let start = Instant::now();
     let out = run(&[

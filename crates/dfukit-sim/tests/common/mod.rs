@@ -4,7 +4,7 @@
 
 use dfukit_nordic::init_packet::{self, FwType, Hash, HashType, InitCommand, SignatureType};
 use dfukit_nordic::package::keys;
-use dfukit_sim::nrf52840::{Bank1, BoardConfig, Nrf52840};
+use dfukit_sim::boards::nrf52840::{Bank1, BoardConfig, Nrf52840};
 use dfukit_sim::Storage;
 use p256::ecdsa::SigningKey;
 use sha2::{Digest, Sha256};

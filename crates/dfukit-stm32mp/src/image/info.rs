@@ -4,7 +4,7 @@ use super::{checksum, ImageError, ImageHeader};
 use std::fmt;
 
 /// Everything `image-info` reports: the header plus the computed checksum.
-/// Unlike [`verify`], a checksum mismatch is not an error here.
+/// Unlike [`super::verify`], a checksum mismatch is not an error here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageInfo {
     /// The decoded header.

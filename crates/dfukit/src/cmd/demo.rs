@@ -13,9 +13,9 @@ use crate::util::stm32mp::flash;
 use crate::util::usb::{self, DeviceArgs, DownloadArgs};
 use clap::Args;
 use dfukit_nordic::package::{self, firmware, keys};
-use dfukit_sim::nrf52840::describe;
-use dfukit_sim::nrf52840::{Bank1, BoardConfig, Fault, Nrf52840};
-use dfukit_sim::pty::ServedBoard;
+use dfukit_sim::boards::nrf52840::describe;
+use dfukit_sim::boards::nrf52840::{Bank1, BoardConfig, Fault, Nrf52840};
+use dfukit_sim::links::pty::ServedBoard;
 use dfukit_sim::StateDir;
 use dfukit_stm32mp::program::Options;
 use dfukit_transport::stm32mp::UsbConnector;
@@ -99,7 +99,7 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
             });
         }
         // Power the board up again from its state directory and look.
-        let (cfg, ins) = dfukit_sim::nrf52840::inspect_state(
+        let (cfg, ins) = dfukit_sim::boards::nrf52840::inspect_state(
             &StateDir::open(&state).map_err(|e| io_diag(&state, e))?,
         )
         .map_err(|e| io_diag(&state, e))?;
@@ -155,7 +155,7 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
         err.message,
         err.help.clone().unwrap_or_default()
     );
-    let (_, ins) = dfukit_sim::nrf52840::inspect_state(
+    let (_, ins) = dfukit_sim::boards::nrf52840::inspect_state(
         &StateDir::open(&state).map_err(|e| io_diag(&state, e))?,
     )
     .map_err(|e| io_diag(&state, e))?;
@@ -183,7 +183,7 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
         "\n5. STM32F405 ROM bootloader (USB DFU, DfuSe) exported over USB/IP, flash timing on"
     );
     let (server, board) = {
-        use dfukit_sim::stm32f4::{Stm32f4, Stm32f4Config};
+        use dfukit_sim::boards::stm32f4::{Stm32f4, Stm32f4Config};
         let board = std::sync::Arc::new(std::sync::Mutex::new(Stm32f4::in_memory(
             Stm32f4Config::default(),
         )));
@@ -310,7 +310,7 @@ fn make_package(
 /// STM32MP157 over USB/IP, first on a board whose TF-A never answers USB
 /// (the ST community report), then on a good board.
 fn stm32mp1(dir: &Path, rows: &mut Vec<Row>) -> Result<(), Diag> {
-    use dfukit_sim::stm32mp1::{sample, Stm32mp1, Stm32mp1Config, Stm32mp1Fault};
+    use dfukit_sim::boards::stm32mp1::{sample, Stm32mp1, Stm32mp1Config, Stm32mp1Fault};
     let work = dir.join("stm32mp1");
     std::fs::create_dir_all(&work).map_err(|e| io_diag(&work, e))?;
     let (layout, _) =

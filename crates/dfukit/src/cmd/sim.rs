@@ -4,8 +4,8 @@ use crate::util::diag::Diag;
 use crate::util::keys::public_key_hex;
 use crate::util::serve::serve_usbip;
 use clap::{Args, Subcommand, ValueEnum};
-use dfukit_sim::nrf52840::{Bank1, BoardConfig, Fault, Nrf52840};
-use dfukit_sim::pty::{serve, Pty};
+use dfukit_sim::boards::nrf52840::{Bank1, BoardConfig, Fault, Nrf52840};
+use dfukit_sim::links::pty::{serve, Pty};
 use dfukit_sim::StateDir;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -92,11 +92,11 @@ pub struct Stm32f4Args {
     /// Reproduce a field failure: `stall-after-blocks=N` or `vanish-after-blocks=N`
     /// (the device stalls, or drops off the bus, after N download blocks).
     #[arg(long, value_parser = parse_usb_fault)]
-    pub fault: Option<dfukit_sim::stm32f4::UsbFault>,
+    pub fault: Option<dfukit_sim::boards::stm32f4::UsbFault>,
 }
 
-fn parse_usb_fault(s: &str) -> Result<dfukit_sim::stm32f4::UsbFault, String> {
-    use dfukit_sim::stm32f4::UsbFault;
+fn parse_usb_fault(s: &str) -> Result<dfukit_sim::boards::stm32f4::UsbFault, String> {
+    use dfukit_sim::boards::stm32f4::UsbFault;
     let (kind, n) = s
         .split_once('=')
         .ok_or_else(|| format!("expected KIND=N, got {s:?}"))?;
@@ -139,11 +139,11 @@ pub struct Stm32mp1Args {
     /// back after the flashlayout), `nand-erase-failure=N` (NAND erases fail
     /// after the first N).
     #[arg(long, value_parser = parse_mp1_fault)]
-    pub fault: Option<dfukit_sim::stm32mp1::Stm32mp1Fault>,
+    pub fault: Option<dfukit_sim::boards::stm32mp1::Stm32mp1Fault>,
 }
 
-fn parse_mp1_fault(s: &str) -> Result<dfukit_sim::stm32mp1::Stm32mp1Fault, String> {
-    use dfukit_sim::stm32mp1::Stm32mp1Fault;
+fn parse_mp1_fault(s: &str) -> Result<dfukit_sim::boards::stm32mp1::Stm32mp1Fault, String> {
+    use dfukit_sim::boards::stm32mp1::Stm32mp1Fault;
     match s.split_once('=') {
         None if s == "tfa-no-usb" => Ok(Stm32mp1Fault::TfaNoUsb),
         None if s == "uboot-no-reconnect" => Ok(Stm32mp1Fault::UbootNoReconnect),
@@ -260,7 +260,7 @@ fn nrf52840(a: Nrf52840Args) -> Result<(), Diag> {
 }
 
 fn stm32f4(a: Stm32f4Args) -> Result<(), Diag> {
-    use dfukit_sim::stm32f4::{Stm32f4, Stm32f4Config};
+    use dfukit_sim::boards::stm32f4::{Stm32f4, Stm32f4Config};
     use std::sync::{Arc, Mutex};
     let (dir, state, mut cfg) = open_state::<Stm32f4Config>(a.state.as_deref(), "dfukit-stm32f4-")?;
     if a.no_flash_timing {
@@ -304,7 +304,7 @@ fn export_usbip<D: dfukit_usbip::UsbDevice + 'static>(
 }
 
 fn stm32mp1(a: Stm32mp1Args) -> Result<(), Diag> {
-    use dfukit_sim::stm32mp1::{Stm32mp1, Stm32mp1Config};
+    use dfukit_sim::boards::stm32mp1::{Stm32mp1, Stm32mp1Config};
     use std::sync::{Arc, Mutex};
     let (dir, state, mut cfg) =
         open_state::<Stm32mp1Config>(a.state.as_deref(), "dfukit-stm32mp1-")?;
@@ -346,15 +346,15 @@ fn inspect(a: InspectArgs) -> Result<(), Diag> {
         ));
     }
     let state = StateDir::open(&a.state).map_err(|e| state_error(&a.state, e))?;
-    let (cfg, ins) =
-        dfukit_sim::nrf52840::inspect_state(&state).map_err(|e| state_error(&a.state, e))?;
+    let (cfg, ins) = dfukit_sim::boards::nrf52840::inspect_state(&state)
+        .map_err(|e| state_error(&a.state, e))?;
     if a.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&ins).expect("inspection serializes")
         );
     } else {
-        print!("{}", dfukit_sim::nrf52840::describe(&cfg, &ins));
+        print!("{}", dfukit_sim::boards::nrf52840::describe(&cfg, &ins));
     }
     Ok(())
 }

@@ -3,8 +3,8 @@
 use super::fixtures::{app_package, diag, median, timed};
 use crate::util::diag::Diag;
 use clap::Args;
-use dfukit_sim::nrf52840::{Bank1, BoardConfig, Nrf52840};
-use dfukit_sim::pty::ServedBoard;
+use dfukit_sim::boards::nrf52840::{Bank1, BoardConfig, Nrf52840};
+use dfukit_sim::links::pty::ServedBoard;
 use dfukit_sim::Storage;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -155,11 +155,11 @@ pub fn run(a: SerialBench) -> Result<(), Diag> {
     Ok(())
 }
 
-fn board_state(mut b: Nrf52840) -> dfukit_sim::nrf52840::Inspection {
+fn board_state(mut b: Nrf52840) -> dfukit_sim::boards::nrf52840::Inspection {
     b.inspect()
 }
 
-fn check_installed(ins: &dfukit_sim::nrf52840::Inspection, len: usize) -> Result<(), Diag> {
+fn check_installed(ins: &dfukit_sim::boards::nrf52840::Inspection, len: usize) -> Result<(), Diag> {
     if ins.app_valid && ins.app_size as usize == len {
         Ok(())
     } else {

@@ -6,11 +6,11 @@
 
 use crate::util::diag::Diag;
 use clap::Args;
-use dfukit_sim::stm32mp1::{
+use dfukit_sim::boards::stm32mp1::{
     sample, EmmcConfig, Stm32mp1, Stm32mp1Config, EMMC_USER_IMAGE, ROM_TRANSFER_SIZE,
     UBOOT_TRANSFER_SIZE,
 };
-use dfukit_sim::usb_link::{SimUsb, UsbLinkModel};
+use dfukit_sim::links::usb::{SimUsb, UsbLinkModel};
 use dfukit_sim::StateDir;
 use dfukit_stm32mp::layout::{self, CheckOptions, IpKind};
 use dfukit_stm32mp::program::{self, Options};

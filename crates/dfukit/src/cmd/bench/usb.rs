@@ -54,11 +54,11 @@ struct UsbResult {
 fn usb_board() -> Result<
     (
         dfukit_usbip::Server,
-        std::sync::Arc<std::sync::Mutex<dfukit_sim::stm32f4::Stm32f4>>,
+        std::sync::Arc<std::sync::Mutex<dfukit_sim::boards::stm32f4::Stm32f4>>,
     ),
     Diag,
 > {
-    use dfukit_sim::stm32f4::{Stm32f4, Stm32f4Config};
+    use dfukit_sim::boards::stm32f4::{Stm32f4, Stm32f4Config};
     let board = std::sync::Arc::new(std::sync::Mutex::new(Stm32f4::in_memory(Stm32f4Config {
         flash_timing: false,
         ..Stm32f4Config::default()
@@ -85,7 +85,7 @@ pub fn run(a: UsbBench) -> Result<(), Diag> {
     let me = std::env::current_exe().map_err(diag)?;
     let shim = shim_dir()?;
     let addr = format!("0x08000000:{len}");
-    let check = |board: &std::sync::Arc<std::sync::Mutex<dfukit_sim::stm32f4::Stm32f4>>,
+    let check = |board: &std::sync::Arc<std::sync::Mutex<dfukit_sim::boards::stm32f4::Stm32f4>>,
                  read: &[u8]| {
         let b = board.lock().unwrap_or_else(|p| p.into_inner());
         if b.flash()[..len] != fw[..] || read != &fw[..] {
@@ -169,8 +169,8 @@ pub fn run(a: UsbBench) -> Result<(), Diag> {
 
 /// Runs `bench usb-flash`.
 pub fn run_flash(a: UsbFlashBench) -> Result<(), Diag> {
-    use dfukit_sim::stm32f4::{Stm32f4, Stm32f4Config};
-    use dfukit_sim::usb_link::{SimUsb, UsbLinkModel};
+    use dfukit_sim::boards::stm32f4::{Stm32f4, Stm32f4Config};
+    use dfukit_sim::links::usb::{SimUsb, UsbLinkModel};
     use dfukit_stm32mp::connect::Connector;
     use dfukit_usbdfu::dfuse::MemoryLayout;
     use dfukit_usbdfu::host::{DfuHost, Options};

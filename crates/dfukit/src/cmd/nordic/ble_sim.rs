@@ -6,7 +6,7 @@ use crate::util::nordic::firmware_of;
 use crate::util::progress;
 use dfukit_nordic::host::{self, Options};
 use dfukit_nordic::package::Package;
-use dfukit_sim::ble::BleParams;
+use dfukit_sim::links::ble::BleParams;
 use dfukit_sim::session;
 use std::path::Path;
 

@@ -11,7 +11,7 @@
 //! programming session runs in milliseconds of real time and reports the
 //! same elapsed time on every run.
 
-use crate::stm32f4::Stm32f4;
+use crate::boards::stm32f4::Stm32f4;
 use dfukit_core::{Board, Instant};
 use dfukit_stm32mp::connect::{ConnectError, Connector};
 use dfukit_usbdfu::host::{ControlTransfer, TransferError};
@@ -315,7 +315,7 @@ impl<D: VirtualUsbDevice> ControlTransfer for SimTransport<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stm32f4::Stm32f4Config;
+    use crate::boards::stm32f4::Stm32f4Config;
     use dfukit_usbdfu::host::probe::probe;
 
     #[test]

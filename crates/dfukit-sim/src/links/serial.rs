@@ -11,8 +11,8 @@
 //! its SLIP-encoded time before the board sees it, and each response the
 //! board-to-host line for its own, in order, after the board made it.
 
-use crate::nrf52840::Nrf52840;
-use crate::uart::UartModel;
+use crate::boards::nrf52840::Nrf52840;
+use crate::links::uart::UartModel;
 use dfukit_core::Instant;
 use dfukit_nordic::bootloader::RxTransport;
 use dfukit_nordic::host::SecureDfuLink;

@@ -177,8 +177,8 @@ pub struct Inspection {
 /// A virtual nRF52840 with its bootloader.
 pub struct Nrf52840 {
     cfg: BoardConfig,
-    target_cfg: BootloaderConfig,
-    target: Bootloader,
+    bootloader_cfg: BootloaderConfig,
+    bootloader: Bootloader,
     mem: Memory,
     power: PowerSupply,
     pending: Option<Pending>,
@@ -207,10 +207,10 @@ impl Nrf52840 {
         qspi.set_timing(timing(FlashTiming::mx25r6435f()));
         qspi.set_rng(crate::clock::SimRng::new(cfg.seed));
         internal.set_rng(crate::clock::SimRng::new(cfg.seed ^ 0x5eed));
-        let target_cfg = target_config(&cfg)?;
+        let bootloader_cfg = bootloader_config(&cfg)?;
         Ok(Nrf52840 {
-            target: Bootloader::new(target_cfg.clone()),
-            target_cfg,
+            bootloader: Bootloader::new(bootloader_cfg.clone()),
+            bootloader_cfg,
             cfg,
             mem: Memory { internal, qspi },
             power: PowerSupply::always_on(),
@@ -250,8 +250,8 @@ impl Nrf52840 {
     }
 
     /// The bootloader core.
-    pub fn target(&self) -> &Bootloader {
-        &self.target
+    pub fn bootloader(&self) -> &Bootloader {
+        &self.bootloader
     }
 
     /// The flash chips.
@@ -306,7 +306,7 @@ impl Nrf52840 {
         // Responses already taken from the core are on the wire; a reset
         // does not call them back.
         self.pending = None;
-        self.target = Bootloader::new(self.target_cfg.clone());
+        self.bootloader = Bootloader::new(self.bootloader_cfg.clone());
         self.boots += 1;
         self.log_line(&format!("reset ({why}): bootloader starts"));
     }
@@ -336,7 +336,7 @@ impl Nrf52840 {
             return Ok(());
         }
         self.advance(now);
-        let r = self.target.handle_request(self.now, transport, frame);
+        let r = self.bootloader.handle_request(self.now, transport, frame);
         self.advance(now);
         r
     }
@@ -354,18 +354,18 @@ impl Nrf52840 {
             {
                 if at <= self.now {
                     self.pending = None;
-                    self.target.flash_complete(at, outcome);
+                    self.bootloader.flash_complete(at, outcome);
                     changed = true;
                 }
             }
-            self.target.poll(self.now, &mut self.mem);
+            self.bootloader.poll(self.now, &mut self.mem);
             if self.pending.is_none() {
                 changed |= self.start_next_op();
             }
-            while let Some(r) = self.target.poll_response() {
+            while let Some(r) = self.bootloader.poll_response() {
                 self.responses.push_back(r);
             }
-            while let Some(e) = self.target.poll_event() {
+            while let Some(e) = self.bootloader.poll_event() {
                 changed = true;
                 self.on_event(e);
             }
@@ -377,7 +377,7 @@ impl Nrf52840 {
 
     /// Starts the operation the core hands out, if any. True if one started.
     fn start_next_op(&mut self) -> bool {
-        let Some(op) = self.target.poll_flash() else {
+        let Some(op) = self.bootloader.poll_flash() else {
             return false;
         };
         let op_addr = op.addr();
@@ -453,7 +453,7 @@ impl Nrf52840 {
             return None;
         }
         let pending = self.pending.and_then(|p| p.outcome.map(|_| p.at));
-        match (pending, self.target.poll_at()) {
+        match (pending, self.bootloader.poll_at()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -461,12 +461,12 @@ impl Nrf52840 {
 
     /// The bootloader's mode.
     pub fn mode(&self) -> Mode {
-        self.target.mode()
+        self.bootloader.mode()
     }
 
     /// The board's flash as the bootloader would see it, read-only.
     pub fn inspect(&mut self) -> Inspection {
-        inspect(&self.target_cfg, &mut self.mem)
+        inspect(&self.bootloader_cfg, &mut self.mem)
     }
 }
 
@@ -480,7 +480,7 @@ pub fn inspect_state(state: &StateDir) -> Result<(BoardConfig, Inspection), Boar
 }
 
 /// The bootloader configuration of a board.
-pub fn target_config(cfg: &BoardConfig) -> Result<BootloaderConfig, BoardError> {
+pub fn bootloader_config(cfg: &BoardConfig) -> Result<BootloaderConfig, BoardError> {
     let key = match &cfg.public_key {
         None => None,
         Some(hex) => {

@@ -21,7 +21,7 @@
 //! Storage lives in the state directory as image files (see
 //! [`EMMC_USER_IMAGE`] and the other constants), readable with ordinary
 //! tools. Fault switches ([`Stm32mp1Fault`]) reproduce field failures.
-//! Like [`crate::stm32f4::Stm32f4`], the board runs on the wall clock
+//! Like [`crate::boards::stm32f4::Stm32f4`], the board runs on the wall clock
 //! (served over USB/IP) or in virtual time ([`Stm32mp1::use_virtual_time`]).
 
 mod board;
@@ -39,8 +39,8 @@ pub use dfukit_stm32mp::stm32prog::{
 pub use storage::BadBlockTable;
 
 use crate::clock::BoardClock;
+use crate::links::usb::VirtualUsbDevice;
 use crate::state::{EventLog, LogTime, StateDir, StateError};
-use crate::usb_link::VirtualUsbDevice;
 use board::{Devices, Emmc, SimBoard};
 use dfukit_core::Board;
 use dfukit_core::Instant;

@@ -1,6 +1,6 @@
 //! A Bluetooth Low Energy link model: air time, connection events and the
 //! throughput bound they imply for a Secure DFU transfer. Pure arithmetic on
-//! [`BleParams`]; [`crate::ble_link`] runs it against a board.
+//! [`BleParams`]; [`crate::links::ble_link`] runs it against a board.
 //!
 //! Sources, Bluetooth Core Specification v5.3:
 //! - Vol 6 Part B §2.1 (packet format): preamble 1 octet on LE 1M, 2 octets
@@ -170,7 +170,7 @@ impl BleParams {
 
     /// The phone of the nRF52 user report (Android, nRF Connect with the
     /// Android DFU Library) on its connection to the bootloader:
-    /// - LE 2M: "[DFU] PHY updated (TX: LE 2M, RX: LE 2M)" during the
+    /// - LE 2M: "\[DFU\] PHY updated (TX: LE 2M, RX: LE 2M)" during the
     ///   transfer.
     /// - Connection interval 15 ms, supervision timeout 6 s: what the SDK
     ///   bootloader asks for, and what the report's second log shows

@@ -1,7 +1,7 @@
 //! A BLE connection to a simulated nRF52840, in virtual time.
 //!
 //! [`BleBoardLink`] is the central's side of a Secure DFU connection, run
-//! against [`Nrf52840`] with the timing of [`crate::ble`]:
+//! against [`Nrf52840`] with the timing of [`crate::links::ble`]:
 //!
 //! - Packet writes (`Request::Write`) are ATT_WRITE_CMDs: queued in the
 //!   central's host, sent in connection events, and offered to the board as
@@ -33,9 +33,9 @@
 //! at [`BleParams::packet_error_rate`]. The same seed, board and host give
 //! the same [`TraceEntry`] list.
 
-use crate::ble::{BleParams, InvalidParams, ATT_HEADER, ATT_WRITE_RSP, T_IFS};
+use crate::boards::nrf52840::Nrf52840;
 use crate::clock::SimRng;
-use crate::nrf52840::Nrf52840;
+use crate::links::ble::{BleParams, InvalidParams, ATT_HEADER, ATT_WRITE_RSP, T_IFS};
 use dfukit_core::Instant;
 use dfukit_nordic::bootloader::RxTransport;
 use dfukit_nordic::host::SecureDfuLink;
@@ -568,7 +568,7 @@ impl SecureDfuLink for BleBoardLink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nrf52840::BoardConfig;
+    use crate::boards::nrf52840::BoardConfig;
     use crate::storage::Storage;
     use dfukit_nordic::proto::ObjectType;
 

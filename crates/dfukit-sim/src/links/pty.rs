@@ -1,7 +1,7 @@
 //! Serving a simulated board on a pseudo-terminal, in wall-clock time, so
 //! that any serial tool (nrfutil included) can open it like a USB CDC port.
 
-use crate::nrf52840::Nrf52840;
+use crate::boards::nrf52840::Nrf52840;
 use dfukit_core::Instant;
 use dfukit_nordic::bootloader::RxTransport;
 use dfukit_nordic::slip;
@@ -159,7 +159,7 @@ impl ServedBoard {
             // Stop only when the board is idle, so that an activation the
             // last update started is not cut short by the caller's stop.
             let r = serve(&mut board, &pty, |b| {
-                flag.load(std::sync::atomic::Ordering::Relaxed) && !b.target().is_busy()
+                flag.load(std::sync::atomic::Ordering::Relaxed) && !b.bootloader().is_busy()
             });
             (board, r, thread_cpu_time().saturating_sub(cpu0))
         });
