@@ -4,8 +4,7 @@
 mod common;
 
 use common::*;
-use dfukit_core::Crc32;
-use dfukit_nordic::bootloader::{Mode, BLE_RX};
+use dfukit_nordic::bootloader::BLE_RX;
 use dfukit_nordic::host::{self, Event, HostError, Options};
 use dfukit_nordic::proto::{ExtError, Request};
 use dfukit_sim::boards::nrf52840::{Bank1, BoardConfig, Fault, Nrf52840};
@@ -19,37 +18,6 @@ use std::time::Duration;
 
 /// The image size of the issue's benchmark.
 const ISSUE_IMAGE: usize = 475_384;
-
-fn opts() -> Options {
-    Options {
-        prn: 0,
-        response_timeout: Duration::from_secs(3),
-        connect_timeout: Duration::from_millis(500),
-        object_retries: 3,
-        ..Options::default()
-    }
-}
-
-/// Lets the board finish booting or activating.
-fn settle(board: &mut Nrf52840) {
-    let until = board.now() + Duration::from_secs(30);
-    while let Some(t) = board.next_wakeup() {
-        if t > until {
-            break;
-        }
-        board.advance(t);
-        if board.bootloader().mode() == Mode::Dfu && !board.bootloader().is_busy() {
-            break;
-        }
-    }
-}
-
-/// A blank board trusting key 1, booted into DFU mode.
-fn fresh(cfg: BoardConfig) -> Nrf52840 {
-    let mut b = blank_board(cfg);
-    settle(&mut b);
-    b
-}
 
 fn signed(image: &[u8]) -> Vec<u8> {
     init_packet(&key(1), image, &Claims::default())
@@ -68,6 +36,15 @@ struct BleRun {
     last_heard: dfukit_core::Instant,
 }
 
+/// An event handler that keeps the write payload the host chose at connect.
+fn keep_chunk(chunk: &mut usize) -> impl FnMut(&Event) + '_ {
+    |e| {
+        if let Event::Connected { chunk: c, .. } = e {
+            *chunk = *c;
+        }
+    }
+}
+
 fn ble_update(
     board: &mut Nrf52840,
     params: BleParams,
@@ -75,15 +52,29 @@ fn ble_update(
     o: &Options,
     image: &[u8],
 ) -> BleRun {
+    ble_update_observed(board, params, seed, o, image, &mut |_| {})
+}
+
+/// [`ble_update`], passing the host's events to `observe` too.
+fn ble_update_observed(
+    board: &mut Nrf52840,
+    params: BleParams,
+    seed: u64,
+    o: &Options,
+    image: &[u8],
+    observe: &mut dyn FnMut(Event),
+) -> BleRun {
     let init = signed(image);
     let start = board.now();
     let mut link = BleBoardLink::new(board, params, seed).unwrap();
     let mut chunk = 0;
-    let result = host::update(&mut link, o, &init, image, &mut |e| {
-        if let Event::Connected { chunk: c, .. } = e {
-            chunk = c;
-        }
-    });
+    let result = {
+        let mut keep = keep_chunk(&mut chunk);
+        host::update(&mut link, o, &init, image, &mut |e| {
+            keep(&e);
+            observe(e);
+        })
+    };
     let last_heard = link.last_heard();
     let (trace, counters) = link.finish();
     BleRun {
@@ -96,19 +87,10 @@ fn ble_update(
     }
 }
 
+/// Lets the board activate, then asserts it runs `image`.
 fn assert_runs(board: &mut Nrf52840, image: &[u8]) {
     settle(board);
-    let ins = board.inspect();
-    assert!(ins.app_valid, "no valid app: {ins:?}");
-    assert_eq!(ins.app_size as usize, image.len());
-    let mut crc = Crc32::new();
-    crc.update(image);
-    assert_eq!(ins.app_crc, crc.value());
-    assert!(
-        board.model_errors().is_empty(),
-        "{:?}",
-        board.model_errors()
-    );
+    assert_app(board, image);
 }
 
 /// A full update of the issue's image at `params` finishes, and takes
@@ -249,13 +231,7 @@ fn stalled_qspi_holds_the_buffers_and_reports_the_lost_completion() {
     let run = ble_update(&mut b, BleParams::fast_15ms(), 5, &o, &img);
     let err = run.result.unwrap_err();
     assert!(
-        matches!(
-            err,
-            HostError::Rejected {
-                ext: Some(ExtError::FlashCompletionTimeout),
-                ..
-            }
-        ),
+        rejected_with(&err, ExtError::FlashCompletionTimeout),
         "{err}"
     );
     let text = err.to_string();
@@ -278,21 +254,10 @@ fn stalled_qspi_holds_the_buffers_and_reports_the_lost_completion() {
 
 /// Collects the host's events along with the run.
 fn ble_update_events(board: &mut Nrf52840, o: &Options, image: &[u8]) -> (BleRun, Vec<Event>) {
-    let init = signed(image);
-    let start = board.now();
-    let mut link = BleBoardLink::new(board, BleParams::fast_15ms(), 9).unwrap();
     let mut events = Vec::new();
-    let result = host::update(&mut link, o, &init, image, &mut |e| events.push(e));
-    let last_heard = link.last_heard();
-    let (trace, counters) = link.finish();
-    let run = BleRun {
-        last_heard,
-        result,
-        elapsed: board.now().saturating_duration_since(start),
-        chunk: 244,
-        trace,
-        counters,
-    };
+    let run = ble_update_observed(board, BleParams::fast_15ms(), 9, o, image, &mut |e| {
+        events.push(e)
+    });
     (run, events)
 }
 
@@ -306,21 +271,22 @@ fn ble_update_events(board: &mut Nrf52840, o: &Options, image: &[u8]) -> (BleRun
 #[test]
 fn the_reports_failure_with_the_sdk_answers_and_the_phone_host() {
     let img = image(40_000, 8);
-    let stalled = |sdk_answers: bool| {
+    // The phone host on a stalled board; returns its error, the link's
+    // counters and the host's events.
+    let phone_on_stalled_flash = |sdk_answers: bool| {
         let mut cfg = config(&key(1), Bank1::Qspi);
         // The first QSPI operation (object 0's erase) completes; nothing after.
         cfg.fault = Some(Fault::QspiCompletionsStop { after: 1 });
         cfg.sdk_answers = sdk_answers;
-        fresh(cfg)
-    };
-    let phone = Options {
-        max_recoveries: 3,
-        ..Options::phone_baseline()
+        let phone = Options {
+            max_recoveries: 3,
+            ..Options::phone_baseline()
+        };
+        let (run, events) = ble_update_events(&mut fresh(cfg), &phone, &img);
+        (run.result.unwrap_err(), run.counters, events)
     };
 
-    let mut b = stalled(true);
-    let (run, events) = ble_update_events(&mut b, &phone, &img);
-    let err = run.result.unwrap_err();
+    let (err, c, events) = phone_on_stalled_flash(true);
     assert!(
         matches!(
             err,
@@ -353,25 +319,22 @@ fn the_reports_failure_with_the_sdk_answers_and_the_phone_host() {
         .collect();
     assert_eq!(lost.len(), 3, "{events:?}");
     assert!(lost.iter().all(|&(o, l)| o == 4096 && l > 0), "{lost:?}");
-    let c = run.counters;
     assert!(c.writes_dropped >= 4 * 12, "{c:?}");
     assert_eq!(c.bytes_lost, c.writes_dropped * 244, "{c:?}");
     // The device never said why.
     assert!(!err.to_string().contains("completion"), "{err}");
 
     // dfukit's core on the same flash: the phone host hears the cause.
-    let mut b = stalled(false);
-    let (run, _) = ble_update_events(&mut b, &phone, &img);
-    let err = run.result.unwrap_err();
+    let (err, c, _) = phone_on_stalled_flash(false);
     assert!(
-        matches!(
-            err,
-            HostError::Rejected {
-                ext: Some(ExtError::FlashCompletionTimeout),
-                object: Some(0),
-                ..
-            }
-        ),
+        rejected_with(&err, ExtError::FlashCompletionTimeout)
+            && matches!(
+                err,
+                HostError::Rejected {
+                    object: Some(0),
+                    ..
+                }
+            ),
         "{err}"
     );
     assert!(
@@ -379,7 +342,7 @@ fn the_reports_failure_with_the_sdk_answers_and_the_phone_host() {
         "{}",
         err.help()
     );
-    assert_eq!(run.counters.writes_dropped, 0, "{:?}", run.counters);
+    assert_eq!(c.writes_dropped, 0, "{c:?}");
 }
 
 #[test]
@@ -447,12 +410,8 @@ fn uart_transfer_takes_its_line_time() {
                 response_timeout: Duration::from_secs(5),
                 ..opts()
             };
-            host::update(&mut link, &o, &init, &img, &mut |e| {
-                if let Event::Connected { chunk: c, .. } = e {
-                    chunk = c;
-                }
-            })
-            .unwrap();
+            let mut keep = keep_chunk(&mut chunk);
+            host::update(&mut link, &o, &init, &img, &mut |e| keep(&e)).unwrap();
         }
         let elapsed = b.now().saturating_duration_since(start);
         assert_eq!(chunk, 64);

@@ -436,50 +436,22 @@ proptest! {
 
 #[test]
 fn stm32f4_erases_whole_sectors_with_their_own_times() {
-    use dfukit_core::FlashOp;
-    use dfukit_sim::{FlashChip, FlashModelError, Storage};
-    use std::time::Duration;
     let mut chip = FlashChip::stm32f4_internal(Storage::in_memory(1 << 20)).unwrap();
     // Sector 5 (128 KiB at 0x08020000): one sector, one second typical.
-    let d = chip
-        .apply(&FlashOp::Erase {
-            addr: 0x0802_0000,
-            len: 128 * 1024,
-        })
-        .unwrap();
+    let d = chip.apply(&erase(0x0802_0000, 128 * 1024)).unwrap();
     assert_eq!(d, Duration::from_millis(1000));
     // Sectors 0..=1 (2 x 16 KiB) together: 500 ms.
-    let d = chip
-        .apply(&FlashOp::Erase {
-            addr: 0x0800_0000,
-            len: 32 * 1024,
-        })
-        .unwrap();
+    let d = chip.apply(&erase(0x0800_0000, 32 * 1024)).unwrap();
     assert_eq!(d, Duration::from_millis(500));
     // Half of a 128 KiB sector is not an erase the part can do.
-    let e = chip
-        .apply(&FlashOp::Erase {
-            addr: 0x0802_0000,
-            len: 64 * 1024,
-        })
-        .unwrap_err();
+    let e = chip.apply(&erase(0x0802_0000, 64 * 1024)).unwrap_err();
     assert!(
         matches!(e, FlashModelError::Unaligned { align: 131072, .. }),
         "{e}"
     );
     // A 16 KiB-aligned erase that starts inside the 64 KiB sector is refused too.
-    assert!(chip
-        .apply(&FlashOp::Erase {
-            addr: 0x0801_4000,
-            len: 16 * 1024
-        })
-        .is_err());
+    assert!(chip.apply(&erase(0x0801_4000, 16 * 1024)).is_err());
     // Word programs: 16 us each.
-    let d = chip
-        .apply(&FlashOp::Program {
-            addr: 0x0802_0000,
-            data: &[0u8; 1024],
-        })
-        .unwrap();
+    let d = chip.apply(&program(0x0802_0000, &[0u8; 1024])).unwrap();
     assert_eq!(d, Duration::from_micros(16 * 256));
 }

@@ -3,91 +3,104 @@
 mod common;
 
 use common::*;
-use dfukit_core::Crc32;
 use dfukit_nordic::bootloader::{BootloaderEvent, FlashFault};
 use dfukit_nordic::host::{self, HostError, Options};
 use dfukit_nordic::proto::{ExtError, ResultCode};
-use dfukit_sim::boards::nrf52840::{Bank1, Fault, Nrf52840};
+use dfukit_sim::boards::nrf52840::{Bank1, BoardConfig, Fault, Nrf52840};
 use dfukit_sim::links::serial::BoardLink;
 use dfukit_sim::{CutPoint, PowerCutPlan};
 use std::time::Duration;
 
 const APP_START: usize = 0x27000;
 
-fn opts() -> Options {
-    Options {
-        prn: 0,
-        response_timeout: Duration::from_secs(3),
-        connect_timeout: Duration::from_millis(500),
-        object_retries: 3,
-        ..Options::default()
-    }
-}
-
 fn run(board: &mut Nrf52840, init: &[u8], image: &[u8]) -> Result<(), HostError> {
-    let mut link = BoardLink::new(board);
-    host::update(&mut link, &opts(), init, image, &mut |_| {})
+    run_with(board, &opts(), init, image)
 }
 
-/// Lets the board finish whatever it does without input (activation after
-/// the update's reset).
-fn settle(board: &mut Nrf52840) {
-    let until = board.now() + Duration::from_secs(30);
-    while let Some(t) = board.next_wakeup() {
-        if t > until {
-            break;
-        }
-        board.advance(t);
-        if board.bootloader().mode() == dfukit_nordic::bootloader::Mode::Dfu
-            && !board.bootloader().is_busy()
-        {
-            break;
-        }
-    }
+fn run_with(board: &mut Nrf52840, o: &Options, init: &[u8], image: &[u8]) -> Result<(), HostError> {
+    host::update(&mut BoardLink::new(board), o, init, image, &mut |_| {})
 }
 
+/// Asserts the board runs `image` as `version`, and bank 0 holds it byte
+/// for byte.
 fn assert_runs(board: &mut Nrf52840, image: &[u8], version: u32) {
-    let ins = board.inspect();
-    assert!(ins.app_valid, "no valid app: {ins:?}");
+    let ins = assert_app(board, image);
     assert_eq!(ins.app_version, version, "{ins:?}");
-    assert_eq!(ins.app_size as usize, image.len());
-    let mut crc = Crc32::new();
-    crc.update(image);
-    assert_eq!(ins.app_crc, crc.value());
     let flash = &board.memory().internal.contents()[APP_START..APP_START + image.len()];
     assert!(
         flash == image,
         "bank 0 does not hold the image byte for byte"
     );
-    assert!(
-        board.model_errors().is_empty(),
-        "{:?}",
-        board.model_errors()
-    );
+}
+
+/// Sends `init` and `image`, waits for activation, and asserts the board
+/// runs `image` as `version`.
+fn update_and_check(board: &mut Nrf52840, init: &[u8], image: &[u8], version: u32) {
+    run(board, init, image).unwrap();
+    settle(board);
+    assert_runs(board, image, version);
+}
+
+/// Sends `init` and `image`, asserts the host fails with an error that
+/// `expected` accepts (`what` names the case), and lets the board settle.
+fn refused(
+    board: &mut Nrf52840,
+    init: &[u8],
+    image: &[u8],
+    what: &str,
+    expected: impl Fn(&HostError) -> bool,
+) -> HostError {
+    let err = run(board, init, image).expect_err(what);
+    assert!(expected(&err), "{what}: unexpected error {err}");
+    settle(board);
+    err
 }
 
 /// Installs `image` as version `v` on `board` and waits for activation.
 fn install(board: &mut Nrf52840, key: &p256::ecdsa::SigningKey, image: &[u8], v: u32) {
     settle(board);
-    let init = init_packet(
-        key,
+    update_and_check(
+        board,
+        &init_packet(key, image, &Claims::version(v)),
         image,
-        &Claims {
-            fw_version: v,
-            ..Claims::default()
-        },
+        v,
     );
-    run(board, &init, image).unwrap();
+}
+
+/// A board with the given config running `v1` as version 1, as copies of
+/// its (internal, QSPI) flash for boards restarted from that state.
+fn flash_with_v1(cfg: &BoardConfig, k: &p256::ecdsa::SigningKey, v1: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut b = blank_board(cfg.clone());
+    install(&mut b, k, v1, 1);
+    (
+        b.memory().internal.contents().to_vec(),
+        b.memory().qspi.contents().to_vec(),
+    )
+}
+
+/// A board with bank 1 on QSPI, trusting test key `key_seed`, running
+/// `image` as `version`; and that key.
+fn qspi_board_running(
+    key_seed: u8,
+    image: &[u8],
+    version: u32,
+) -> (p256::ecdsa::SigningKey, Nrf52840) {
+    let k = key(key_seed);
+    let mut b = blank_board(config(&k, Bank1::Qspi));
+    install(&mut b, &k, image, version);
+    (k, b)
+}
+
+/// Power off and on again, then let the board boot.
+fn reboot(board: &mut Nrf52840) {
+    board.power_cycle(PowerCutPlan::Never);
     settle(board);
-    assert_runs(board, image, v);
 }
 
 #[test]
 fn qspi_bank1_update_and_activation() {
-    let k = key(1);
-    let mut b = blank_board(config(&k, Bank1::Qspi));
     let v1 = image(20_000, 1);
-    install(&mut b, &k, &v1, 1);
+    let (k, mut b) = qspi_board_running(1, &v1, 1);
     let v2 = image(70_001, 2);
     install(&mut b, &k, &v2, 2);
     // The image went through bank 1 on QSPI: it is there byte for byte.
@@ -119,28 +132,14 @@ fn internal_dual_bank_and_single_bank_fallback() {
 fn power_cut_sweep(cut: impl Fn(u64) -> PowerCutPlan) {
     let k = key(3);
     let cfg = config(&k, Bank1::Qspi);
-    let mut base = blank_board(cfg.clone());
-    let v1 = image(9_000, 10);
-    install(&mut base, &k, &v1, 1);
-    let internal = base.memory().internal.contents().to_vec();
-    let qspi = base.memory().qspi.contents().to_vec();
+    let (internal, qspi) = flash_with_v1(&cfg, &k, &image(9_000, 10));
     // Two activation steps (8 pages each) and a short last object.
     let v2 = image(41_000, 11);
-    let init = init_packet(
-        &k,
-        &v2,
-        &Claims {
-            fw_version: 2,
-            ..Claims::default()
-        },
-    );
+    let init = init_packet(&k, &v2, &Claims::version(2));
 
-    let mut clean = board_from(cfg.clone(), &internal, &qspi);
-    settle(&mut clean);
+    let mut clean = booted_from(cfg.clone(), &internal, &qspi);
     clean.arm(PowerCutPlan::Never);
-    run(&mut clean, &init, &v2).unwrap();
-    settle(&mut clean);
-    assert_runs(&mut clean, &v2, 2);
+    update_and_check(&mut clean, &init, &v2, 2);
     let total = clean.power().ops();
     assert!(
         total > 60,
@@ -148,14 +147,12 @@ fn power_cut_sweep(cut: impl Fn(u64) -> PowerCutPlan) {
     );
 
     for n in 1..=total {
-        let mut b = board_from(cfg.clone(), &internal, &qspi);
-        settle(&mut b);
+        let mut b = booted_from(cfg.clone(), &internal, &qspi);
         b.arm(cut(n));
         let _ = run(&mut b, &init, &v2);
         settle(&mut b);
         assert!(!b.is_powered(), "cut {n} of {total} never fired");
-        b.power_cycle(PowerCutPlan::Never);
-        settle(&mut b);
+        reboot(&mut b);
         let ins = b.inspect();
         assert!(
             ins.app_valid,
@@ -182,37 +179,30 @@ fn power_cut_part_way_through_every_flash_operation() {
 }
 
 #[test]
+fn power_cut_inside_every_operation_past_the_settings_crc() {
+    // 0x70 bytes into a settings program: past the 0x5C bytes the SDK's CRC
+    // covers, inside the stored init packet.
+    power_cut_sweep(|n| PowerCutPlan::during(n, CutPoint::Bytes(0x70)));
+}
+
+#[test]
 fn lost_qspi_completion_is_reported_not_wedged() {
     let k = key(4);
     let mut cfg = config(&k, Bank1::Qspi);
-    let mut b = blank_board(cfg.clone());
     let v1 = image(12_000, 20);
-    install(&mut b, &k, &v1, 1);
-    let internal = b.memory().internal.contents().to_vec();
-    let qspi = b.memory().qspi.contents().to_vec();
+    let (internal, qspi) = flash_with_v1(&cfg, &k, &v1);
     // The user report: the QSPI driver stops calling back after a few operations.
     cfg.fault = Some(Fault::QspiCompletionsStop { after: 3 });
-    let mut b = board_from(cfg, &internal, &qspi);
-    settle(&mut b);
+    let mut b = booted_from(cfg, &internal, &qspi);
     let v2 = image(30_000, 21);
-    let init = init_packet(
-        &k,
-        &v2,
-        &Claims {
-            fw_version: 2,
-            ..Claims::default()
-        },
-    );
+    let init = init_packet(&k, &v2, &Claims::version(2));
     let start = b.now();
     let err = run(&mut b, &init, &v2).unwrap_err();
     let elapsed = b.now().saturating_duration_since(start);
-    match err {
-        HostError::Rejected {
-            ext: Some(ExtError::FlashCompletionTimeout),
-            ..
-        } => {}
-        other => panic!("expected a flash completion timeout, got {other}"),
-    }
+    assert!(
+        rejected_with(&err, ExtError::FlashCompletionTimeout),
+        "expected a flash completion timeout, got {err}"
+    );
     assert!(err_text(&b).contains("CompletionTimeout"));
     // Bounded: the device's 1 s flash timeout, not the host's blind wait.
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
@@ -224,8 +214,7 @@ fn lost_qspi_completion_is_reported_not_wedged() {
         }
     )));
     // The old application is untouched.
-    b.power_cycle(PowerCutPlan::Never);
-    settle(&mut b);
+    reboot(&mut b);
     assert_runs(&mut b, &v1, 1);
 }
 
@@ -236,15 +225,10 @@ fn err_text(b: &Nrf52840) -> String {
 /// Each bad package is refused with the SDK's code, and the board keeps its app.
 #[test]
 fn bad_packages_are_refused_and_the_app_survives() {
-    let k = key(5);
-    let mut b = blank_board(config(&k, Bank1::Qspi));
     let v3 = image(16_000, 30);
-    install(&mut b, &k, &v3, 3);
+    let (k, mut b) = qspi_board_running(5, &v3, 3);
     let new = image(16_000, 31);
-    let ok = Claims {
-        fw_version: 4,
-        ..Claims::default()
-    };
+    let ok = Claims::version(4);
     type Check = fn(&HostError) -> bool;
     let cases: Vec<(&str, Vec<u8>, Vec<u8>, Check)> = vec![
         (
@@ -268,22 +252,11 @@ fn bad_packages_are_refused_and_the_app_survives() {
                 &new,
                 &Claims {
                     hw_version: 53,
-                    ..Claims {
-                        fw_version: 4,
-                        ..Claims::default()
-                    }
+                    ..Claims::version(4)
                 },
             ),
             new.clone(),
-            |e| {
-                matches!(
-                    e,
-                    HostError::Rejected {
-                        ext: Some(ExtError::HwVersionFailure),
-                        ..
-                    }
-                )
-            },
+            |e| rejected_with(e, ExtError::HwVersionFailure),
         ),
         (
             "unmet sd_req",
@@ -292,80 +265,35 @@ fn bad_packages_are_refused_and_the_app_survives() {
                 &new,
                 &Claims {
                     sd_req: vec![0xAE],
-                    ..Claims {
-                        fw_version: 4,
-                        ..Claims::default()
-                    }
+                    ..Claims::version(4)
                 },
             ),
             new.clone(),
-            |e| {
-                matches!(
-                    e,
-                    HostError::Rejected {
-                        ext: Some(ExtError::SdVersionFailure),
-                        ..
-                    }
-                )
-            },
+            |e| rejected_with(e, ExtError::SdVersionFailure),
         ),
         (
             "downgrade",
-            init_packet(
-                &k,
-                &new,
-                &Claims {
-                    fw_version: 2,
-                    ..Claims::default()
-                },
-            ),
+            init_packet(&k, &new, &Claims::version(2)),
             new.clone(),
-            |e| {
-                matches!(
-                    e,
-                    HostError::Rejected {
-                        ext: Some(ExtError::FwVersionFailure),
-                        ..
-                    }
-                )
-            },
+            |e| rejected_with(e, ExtError::FwVersionFailure),
         ),
         (
             "image larger than the bank",
             init_packet(&k, &image(9 << 20, 1), &ok),
             image(9 << 20, 1),
-            |e| {
-                matches!(
-                    e,
-                    HostError::Rejected {
-                        ext: Some(ExtError::InsufficientSpace),
-                        ..
-                    }
-                )
-            },
+            |e| rejected_with(e, ExtError::InsufficientSpace),
         ),
         (
             "image that does not match its hash",
             init_packet(&k, &new, &ok),
             image(16_000, 99),
-            |e| {
-                matches!(
-                    e,
-                    HostError::Rejected {
-                        ext: Some(ExtError::VerificationFailed),
-                        ..
-                    }
-                )
-            },
+            |e| rejected_with(e, ExtError::VerificationFailed),
         ),
     ];
     for (what, init, img, expected) in cases {
-        let err = run(&mut b, &init, &img).expect_err(what);
-        assert!(expected(&err), "{what}: unexpected error {err}");
+        let err = refused(&mut b, &init, &img, what, expected);
         assert!(!err.help().is_empty());
-        settle(&mut b);
-        b.power_cycle(PowerCutPlan::Never);
-        settle(&mut b);
+        reboot(&mut b);
         assert_runs(&mut b, &v3, 3);
     }
 }
@@ -380,25 +308,16 @@ fn host_resumes_an_interrupted_transfer() {
     let v1 = image(50_000, 40);
     let init = init_packet(&k, &v1, &Claims::default());
     settle(&mut b);
-    // Send the init packet and three objects, then "unplug the cable".
-    {
-        let mut link = BoardLink::new(&mut b);
-        let part = &v1[..3 * 4096];
-        // Run a full update of the first part's worth by stopping the host
-        // with a short image is not possible; instead, drive it and cut the
-        // link through a failing link wrapper.
-        let mut failing = FailAfter {
-            inner: &mut link,
-            writes_left: 3 * 4 + 1,
-        };
-        let _ = host::update(&mut failing, &opts(), &init, &v1, &mut |_| {});
-        let _ = part;
-    }
-    let mut events = Vec::new();
-    {
-        let mut link = BoardLink::new(&mut b);
-        host::update(&mut link, &opts(), &init, &v1, &mut |e| events.push(e)).unwrap();
-    }
+    // Send the init packet and three objects (one write and 3 × 4 of 1 KiB),
+    // then "unplug the cable".
+    let mut link = BoardLink::new(&mut b);
+    let _ = update_over(
+        &mut FaultyLink::new(&mut link, LinkFault::FailAfter(3 * 4 + 1)),
+        &init,
+        &v1,
+    );
+    let (result, events) = update_over(&mut BoardLink::new(&mut b), &init, &v1);
+    result.unwrap();
     assert!(
         events
             .iter()
@@ -415,49 +334,50 @@ fn host_resumes_an_interrupted_transfer() {
     assert_runs(&mut b, &v1, 1);
 }
 
-/// A link that fails after a number of WRITE requests, like a pulled cable.
-struct FailAfter<'a, 'b> {
-    inner: &'a mut BoardLink<'b>,
-    writes_left: u32,
+/// What a [`FaultyLink`] does to the host's WRITE requests.
+enum LinkFault {
+    /// Every WRITE after the first this many fails, like a pulled cable.
+    FailAfter(u32),
+    /// The n-th WRITE (from 1) has one byte flipped, like line noise the
+    /// framing does not catch.
+    CorruptNth(u32),
 }
 
-impl host::SecureDfuLink for FailAfter<'_, '_> {
-    fn send(&mut self, req: &dfukit_nordic::proto::Request<'_>) -> std::io::Result<()> {
-        if matches!(req, dfukit_nordic::proto::Request::Write(_)) {
-            if self.writes_left == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::BrokenPipe,
-                    "cable pulled",
-                ));
-            }
-            self.writes_left -= 1;
+/// A board link that spoils the host's WRITEs as its [`LinkFault`] says.
+struct FaultyLink<'a, 'b> {
+    inner: &'a mut BoardLink<'b>,
+    fault: LinkFault,
+    /// WRITEs seen so far.
+    writes: u32,
+}
+
+impl<'a, 'b> FaultyLink<'a, 'b> {
+    fn new(inner: &'a mut BoardLink<'b>, fault: LinkFault) -> Self {
+        FaultyLink {
+            inner,
+            fault,
+            writes: 0,
         }
-        self.inner.send(req)
-    }
-    fn recv(&mut self, timeout: Duration) -> std::io::Result<Option<Vec<u8>>> {
-        self.inner.recv(timeout)
-    }
-    fn max_write(&self, mtu: u16) -> usize {
-        self.inner.max_write(mtu)
     }
 }
 
-/// A link that flips one byte of the n-th WRITE, like line noise the
-/// framing does not catch.
-struct CorruptNth<'a, 'b> {
-    inner: &'a mut BoardLink<'b>,
-    n: u32,
-    seen: u32,
-}
-
-impl host::SecureDfuLink for CorruptNth<'_, '_> {
+impl host::SecureDfuLink for FaultyLink<'_, '_> {
     fn send(&mut self, req: &dfukit_nordic::proto::Request<'_>) -> std::io::Result<()> {
         if let dfukit_nordic::proto::Request::Write(data) = req {
-            self.seen += 1;
-            if self.seen == self.n {
-                let mut bad = data.to_vec();
-                bad[0] ^= 0x40;
-                return self.inner.send(&dfukit_nordic::proto::Request::Write(&bad));
+            self.writes += 1;
+            match self.fault {
+                LinkFault::FailAfter(n) if self.writes > n => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::BrokenPipe,
+                        "cable pulled",
+                    ));
+                }
+                LinkFault::CorruptNth(n) if self.writes == n => {
+                    let mut bad = data.to_vec();
+                    bad[0] ^= 0x40;
+                    return self.inner.send(&dfukit_nordic::proto::Request::Write(&bad));
+                }
+                _ => {}
             }
         }
         self.inner.send(req)
@@ -468,26 +388,30 @@ impl host::SecureDfuLink for CorruptNth<'_, '_> {
     fn max_write(&self, mtu: u16) -> usize {
         self.inner.max_write(mtu)
     }
+}
+
+/// Runs the host over `link`; returns its result and the events it reported.
+fn update_over(
+    link: &mut dyn host::SecureDfuLink,
+    init: &[u8],
+    image: &[u8],
+) -> (Result<(), HostError>, Vec<host::Event>) {
+    let mut events = Vec::new();
+    let result = host::update(link, &opts(), init, image, &mut |e| events.push(e));
+    (result, events)
 }
 
 #[test]
 fn an_object_whose_crc_does_not_match_is_sent_again() {
     let k = key(7);
-    let mut b = blank_board(config(&k, Bank1::Qspi));
-    settle(&mut b);
+    let mut b = fresh(config(&k, Bank1::Qspi));
     let img = image(20_000, 50);
     let init = init_packet(&k, &img, &Claims::default());
-    let mut events = Vec::new();
-    {
-        let mut link = BoardLink::new(&mut b);
-        // Write 6 is in the second object (1 KiB writes, 4 per object).
-        let mut noisy = CorruptNth {
-            inner: &mut link,
-            n: 6,
-            seen: 0,
-        };
-        host::update(&mut noisy, &opts(), &init, &img, &mut |e| events.push(e)).unwrap();
-    }
+    let mut link = BoardLink::new(&mut b);
+    // Write 6 is in the second object (1 KiB writes, 4 per object).
+    let mut noisy = FaultyLink::new(&mut link, LinkFault::CorruptNth(6));
+    let (result, events) = update_over(&mut noisy, &init, &img);
+    result.unwrap();
     let retries: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
@@ -506,88 +430,38 @@ fn an_object_whose_crc_does_not_match_is_sent_again() {
     assert_runs(&mut b, &img, 1);
 }
 
-#[test]
-fn power_cut_inside_every_operation_past_the_settings_crc() {
-    // 0x70 bytes into a settings program: past the 0x5C bytes the SDK's CRC
-    // covers, inside the stored init packet.
-    power_cut_sweep(|n| PowerCutPlan::during(n, CutPoint::Bytes(0x70)));
-}
-
 /// A final object whose hash fails must not turn into "done" on a rerun.
 #[test]
 fn a_failed_validation_is_never_reported_as_success_later() {
-    let k = key(8);
-    let mut b = blank_board(config(&k, Bank1::Qspi));
     let v1 = image(8_192, 60);
-    install(&mut b, &k, &v1, 1);
+    let (k, mut b) = qspi_board_running(8, &v1, 1);
     let good = image(8_192, 61);
-    let init = init_packet(
-        &k,
-        &good,
-        &Claims {
-            fw_version: 2,
-            ..Claims::default()
-        },
-    );
+    let init = init_packet(&k, &good, &Claims::version(2));
     let wrong = image(8_192, 62);
     for attempt in 0..2 {
-        let err = run(&mut b, &init, &wrong).expect_err("hash must fail");
-        assert!(
-            matches!(
-                err,
-                HostError::Rejected {
-                    ext: Some(ExtError::VerificationFailed),
-                    ..
-                }
-            ),
-            "attempt {attempt}: {err}"
-        );
-        settle(&mut b);
+        let what = format!("attempt {attempt}: hash must fail");
+        refused(&mut b, &init, &wrong, &what, |e| {
+            rejected_with(e, ExtError::VerificationFailed)
+        });
     }
     assert!(!b.events().iter().any(
         |(_, e)| matches!(e, BootloaderEvent::Activated { size: 8_192, crc } if *crc != crc_of(&v1))
     ));
     assert_runs(&mut b, &v1, 1);
     // The right image still goes in afterwards.
-    run(&mut b, &init, &good).unwrap();
-    settle(&mut b);
-    assert_runs(&mut b, &good, 2);
-}
-
-fn crc_of(b: &[u8]) -> u32 {
-    let mut c = Crc32::new();
-    c.update(b);
-    c.value()
+    update_and_check(&mut b, &init, &good, 2);
 }
 
 #[test]
 fn a_qspi_image_larger_than_bank0_is_refused() {
-    let k = key(10);
-    let mut b = blank_board(config(&k, Bank1::Qspi));
     let v1 = image(8_000, 70);
-    install(&mut b, &k, &v1, 1);
+    let (k, mut b) = qspi_board_running(10, &v1, 1);
     // Fits in 8 MiB of QSPI, not in the 828 KiB application area of bank 0.
     let big = image(0xF5000 - 0x27000 + 5 * 4096, 71);
-    let init = init_packet(
-        &k,
-        &big,
-        &Claims {
-            fw_version: 2,
-            ..Claims::default()
-        },
-    );
-    let err = run(&mut b, &init, &big).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            HostError::Rejected {
-                ext: Some(ExtError::InsufficientSpace),
-                ..
-            }
-        ),
-        "{err}"
-    );
-    settle(&mut b);
+    let init = init_packet(&k, &big, &Claims::version(2));
+    refused(&mut b, &init, &big, "larger than bank 0", |e| {
+        rejected_with(e, ExtError::InsufficientSpace)
+    });
     assert_runs(&mut b, &v1, 1);
 }
 
@@ -599,26 +473,16 @@ fn lost_completion_with_prn_is_reported() {
     let mut cfg = config(&k, Bank1::Qspi);
     cfg.mtu = 131; // UART: 64-byte writes
     cfg.fault = Some(Fault::QspiCompletionsStop { after: 3 });
-    let mut b = blank_board(cfg);
-    settle(&mut b);
+    let mut b = fresh(cfg);
     let img = image(12_000, 80);
     let init = init_packet(&k, &img, &Claims::default());
     for prn in [4u16, 8, 32] {
-        let mut link = BoardLink::new(&mut b);
-        let o = Options { prn, ..opts() };
-        let err = host::update(&mut link, &o, &init, &img, &mut |_| {}).unwrap_err();
+        let err = run_with(&mut b, &Options { prn, ..opts() }, &init, &img).unwrap_err();
         assert!(
-            matches!(
-                err,
-                HostError::Rejected {
-                    ext: Some(ExtError::FlashCompletionTimeout),
-                    ..
-                }
-            ),
+            rejected_with(&err, ExtError::FlashCompletionTimeout),
             "prn {prn}: {err}"
         );
-        b.power_cycle(PowerCutPlan::Never);
-        settle(&mut b);
+        reboot(&mut b);
     }
 }
 
@@ -627,27 +491,18 @@ fn lost_completion_with_prn_is_reported() {
 #[test]
 fn host_started_during_activation_connects_cleanly() {
     let k = key(12);
-    let mut b = blank_board(config(&k, Bank1::Qspi));
-    settle(&mut b);
+    let mut b = fresh(config(&k, Bank1::Qspi));
     let v1 = image(24_000, 90);
     run(&mut b, &init_packet(&k, &v1, &Claims::default()), &v1).unwrap();
     // No settle: the board is copying bank 1 into bank 0 right now (about
     // 0.8 s of flash time) and ignores the line meanwhile, as a real one does.
     let v2 = image(24_000, 91);
-    let init = init_packet(
-        &k,
-        &v2,
-        &Claims {
-            fw_version: 2,
-            ..Claims::default()
-        },
-    );
+    let init = init_packet(&k, &v2, &Claims::version(2));
     let o = Options {
         connect_timeout: Duration::from_secs(5),
         ..opts()
     };
-    let mut link = BoardLink::new(&mut b);
-    host::update(&mut link, &o, &init, &v2, &mut |_| {}).unwrap();
+    run_with(&mut b, &o, &init, &v2).unwrap();
     settle(&mut b);
     assert_runs(&mut b, &v2, 2);
 }
@@ -657,16 +512,12 @@ fn host_started_during_activation_connects_cleanly() {
 fn a_torn_backup_page_is_repaired_at_boot() {
     let k = key(13);
     let cfg = config(&k, Bank1::Qspi);
-    let mut b = blank_board(cfg.clone());
     let v1 = image(8_000, 100);
-    install(&mut b, &k, &v1, 1);
-    let mut internal = b.memory().internal.contents().to_vec();
-    let qspi = b.memory().qspi.contents().to_vec();
+    let (mut internal, qspi) = flash_with_v1(&cfg, &k, &v1);
     let main = internal[0xFF000..0xFF000 + 0x380].to_vec();
     // Half-erased backup page.
     internal[0xFE000..0xFE000 + 0x200].fill(0xFF);
-    let mut b = board_from(cfg, &internal, &qspi);
-    settle(&mut b);
+    let mut b = booted_from(cfg, &internal, &qspi);
     let repaired = &b.memory().internal.contents()[0xFE000..0xFE000 + 0x380];
     assert_eq!(repaired, &main[..], "backup not rewritten from main");
     assert_runs(&mut b, &v1, 1);

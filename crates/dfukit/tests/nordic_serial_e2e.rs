@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 struct Work {
@@ -21,6 +21,12 @@ impl Work {
     }
     fn path(&self, name: &str) -> String {
         self.dir.path().join(name).to_str().unwrap().to_string()
+    }
+    /// A new signing key `name` made by dfukit; returns its path.
+    fn key(&self, name: &str) -> String {
+        let key = self.path(name);
+        ok(&["nordic", "keys", "generate", &key]);
+        key
     }
     /// A key, and a signed package of an app of `len` bytes at `version`.
     fn package(&self, name: &str, key: &str, len: usize, version: u32) -> Vec<u8> {
@@ -46,9 +52,52 @@ impl Work {
     }
 }
 
+/// `dfukit nordic dfu serial` of `package` to the board on `port`.
+fn dfu_serial<'a>(package: &'a str, port: &'a str) -> [&'a str; 7] {
+    [
+        "nordic",
+        "dfu",
+        "serial",
+        "--package",
+        package,
+        "--port",
+        port,
+    ]
+}
+
+/// `dfukit nordic dfu ble --sim` of `package` to a board trusting `key`.
+fn dfu_ble_sim<'a>(package: &'a str, key: &'a str) -> [&'a str; 8] {
+    [
+        "nordic",
+        "dfu",
+        "ble",
+        "--sim",
+        "--package",
+        package,
+        "--public-key",
+        key,
+    ]
+}
+
+/// nrfutil's `pkg generate` of the app in `hex` at `version`, signed with
+/// `key`, into `pkg`.
+fn nrfutil_pkg(nrfutil: &Path, hex: &str, version: &str, key: &str, pkg: &str) -> Output {
+    Command::new(nrfutil)
+        .args(["pkg", "generate"])
+        .args(["--hw-version", "52", "--sd-req", "0x0100"])
+        .args(["--application-version", version, "--application", hex])
+        .args(["--key-file", key, pkg])
+        .output()
+        .unwrap()
+}
+
+/// The JSON object a `--json` command prints on its last line.
+fn last_line_json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out.lines().last().unwrap()).unwrap()
+}
+
 fn flash(w: &Work, bank1: &str) {
-    let key = w.path("key.pem");
-    ok(&["nordic", "keys", "generate", &key]);
+    let key = w.key("key.pem");
     let v1 = w.package("v1", &key, 30_001, 1);
     let v2 = w.package("v2", &key, 120_002, 2);
     let state = w.dir.path().join(format!("board-{bank1}"));
@@ -56,25 +105,9 @@ fn flash(w: &Work, bank1: &str) {
         &state,
         &["--bank1", bank1, "--public-key", &key, "--no-flash-timing"],
     );
-    ok(&[
-        "nordic",
-        "dfu",
-        "serial",
-        "--package",
-        &w.path("v1.zip"),
-        "--port",
-        &sim.pty,
-    ]);
+    ok(&dfu_serial(&w.path("v1.zip"), &sim.pty));
     wait_for_version(&state, 1);
-    ok(&[
-        "nordic",
-        "dfu",
-        "serial",
-        "--package",
-        &w.path("v2.zip"),
-        "--port",
-        &sim.pty,
-    ]);
+    ok(&dfu_serial(&w.path("v2.zip"), &sim.pty));
     wait_for_version(&state, 2);
     sim.kill();
     // Power the board up again from its state: it boots the new app.
@@ -113,29 +146,7 @@ fn nrfutil_flashes_the_simulated_board() {
     let hex = w.path("app.hex");
     let image = app_hex(Path::new(&hex), 50_003, 7);
     let pkg = w.path("app.zip");
-    let out = Command::new(&nrfutil)
-        .args([
-            "pkg",
-            "generate",
-            "--hw-version",
-            "52",
-            "--sd-req",
-            "0x0100",
-            "--application-version",
-            "3",
-            "--application",
-            &hex,
-            "--key-file",
-            &key,
-            &pkg,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&nrfutil_pkg(&nrfutil, &hex, "3", &key, &pkg));
     let state = w.dir.path().join("board");
     let sim = Sim::start(&state, &["--public-key", &key, "--no-flash-timing"]);
     let out = Command::new(&nrfutil)
@@ -144,12 +155,7 @@ fn nrfutil_flashes_the_simulated_board() {
         ])
         .output()
         .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.contains("Device programmed"),
-        "{text}"
-    );
+    assert_contains(&succeeded(&out), &["Device programmed"]);
     let v = wait_for_version(&state, 3);
     assert_eq!(v["app_crc"], crc(&image) as u64);
 
@@ -157,34 +163,8 @@ fn nrfutil_flashes_the_simulated_board() {
     let hex2 = w.path("app2.hex");
     let image2 = app_hex(Path::new(&hex2), 70_001, 8);
     let pkg2 = w.path("app2.zip");
-    let out = Command::new(&nrfutil)
-        .args([
-            "pkg",
-            "generate",
-            "--hw-version",
-            "52",
-            "--sd-req",
-            "0x0100",
-            "--application-version",
-            "4",
-            "--application",
-            &hex2,
-            "--key-file",
-            &key,
-            &pkg2,
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    ok(&[
-        "nordic",
-        "dfu",
-        "serial",
-        "--package",
-        &pkg2,
-        "--port",
-        &sim.pty,
-    ]);
+    succeeded(&nrfutil_pkg(&nrfutil, &hex2, "4", &key, &pkg2));
+    ok(&dfu_serial(&pkg2, &sim.pty));
     let v = wait_for_version(&state, 4);
     assert_eq!(v["app_crc"], crc(&image2) as u64);
 }
@@ -194,22 +174,12 @@ fn nrfutil_flashes_the_simulated_board() {
 #[test]
 fn bad_input_is_refused_and_the_board_keeps_its_app() {
     let w = Work::new();
-    let key = w.path("key.pem");
-    ok(&["nordic", "keys", "generate", &key]);
-    let other = w.path("other.pem");
-    ok(&["nordic", "keys", "generate", &other]);
+    let key = w.key("key.pem");
+    let other = w.key("other.pem");
     w.package("v1", &key, 20_000, 1);
     let state = w.dir.path().join("board");
     let sim = Sim::start(&state, &["--public-key", &key, "--no-flash-timing"]);
-    ok(&[
-        "nordic",
-        "dfu",
-        "serial",
-        "--package",
-        &w.path("v1.zip"),
-        "--port",
-        &sim.pty,
-    ]);
+    ok(&dfu_serial(&w.path("v1.zip"), &sim.pty));
     wait_for_version(&state, 1);
 
     // Each case: files to make, the package to send, words the error must contain.
@@ -269,16 +239,8 @@ fn bad_input_is_refused_and_the_board_keeps_its_app() {
         ("downgrade.zip", &["downgrade"]),
     ];
     for (file, words) in cases {
-        let out = run(&[
-            "nordic",
-            "dfu",
-            "serial",
-            "--package",
-            &w.path(file),
-            "--port",
-            &sim.pty,
-        ]);
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        let out = run(&dfu_serial(&w.path(file), &sim.pty));
+        let err = stderr(&out);
         assert!(!out.status.success(), "{file}: exit 0");
         for word in *words {
             assert!(
@@ -304,17 +266,9 @@ fn bad_input_is_refused_and_the_board_keeps_its_app() {
     assert!(text.contains("v1.bin"));
     let renamed: Vec<u8> = replace_all(&pkg_bytes, b"v1.bin", b"v9.bin");
     std::fs::write(w.path("missing.zip"), renamed).unwrap();
-    let out = run(&[
-        "nordic",
-        "dfu",
-        "serial",
-        "--package",
-        &w.path("missing.zip"),
-        "--port",
-        "/dev/null",
-    ]);
+    let out = run(&dfu_serial(&w.path("missing.zip"), "/dev/null"));
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("missing.zip"), "{err}");
 }
 
@@ -337,38 +291,21 @@ fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 #[test]
 fn a_port_that_is_not_a_dfu_target() {
     let w = Work::new();
-    let key = w.path("key.pem");
-    ok(&["nordic", "keys", "generate", &key]);
+    let key = w.key("key.pem");
     w.package("v1", &key, 4_000, 1);
     // A pty nobody serves, like a USB serial adapter with nothing attached.
     let silent = dfukit_sim::links::pty::Pty::open().unwrap();
     let port = silent.path().to_str().unwrap().to_string();
     let start = Instant::now();
-    let out = run(&[
-        "nordic",
-        "dfu",
-        "serial",
-        "--package",
-        &w.path("v1.zip"),
-        "--port",
-        &port,
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = run(&dfu_serial(&w.path("v1.zip"), &port));
+    let err = stderr(&out);
     assert!(!out.status.success());
     assert!(err.contains("no Secure DFU bootloader answered"), "{err}");
     assert!(err.contains("not_a_dfu_target"), "{err}");
     assert!(start.elapsed() < Duration::from_secs(10));
     // Not a serial port at all.
-    let out = run(&[
-        "nordic",
-        "dfu",
-        "serial",
-        "--package",
-        &w.path("v1.zip"),
-        "--port",
-        &w.path("v1.hex"),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = run(&dfu_serial(&w.path("v1.zip"), &w.path("v1.hex")));
+    let err = stderr(&out);
     assert!(!out.status.success());
     assert!(err.contains("as a serial port"), "{err}");
 }
@@ -389,7 +326,7 @@ fn bench_serial_reports_figures() {
         "--nrfutil",
         nrfutil.to_str().unwrap(),
     ]);
-    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let v = last_line_json(&out);
     assert_eq!(v["image_bytes"], 16 * 1024);
     for field in ["dfukit_s", "nrfutil_s", "ratio", "board_cpu_ms_per_mib"] {
         assert!(v[field].as_f64().is_some_and(|x| x > 0.0), "{field}: {v}");
@@ -402,37 +339,15 @@ fn bench_serial_reports_figures() {
 #[test]
 fn ble_sim_update_runs_and_a_foreign_key_is_refused() {
     let w = Work::new();
-    let key = w.path("key.pem");
-    ok(&["nordic", "keys", "generate", &key]);
+    let key = w.key("key.pem");
     w.package("app", &key, 20_000, 2);
     let pkg = w.path("app.zip");
-    let out = ok(&[
-        "nordic",
-        "dfu",
-        "ble",
-        "--sim",
-        "--package",
-        &pkg,
-        "--public-key",
-        &key,
-    ]);
-    assert!(out.contains("20000 bytes in"), "{out}");
-    assert!(out.contains("activated in"), "{out}");
-    assert!(out.contains("0 dropped"), "{out}");
-    let other = w.path("other.pem");
-    ok(&["nordic", "keys", "generate", &other]);
-    let r = run(&[
-        "nordic",
-        "dfu",
-        "ble",
-        "--sim",
-        "--package",
-        &pkg,
-        "--public-key",
-        &other,
-    ]);
+    let out = ok(&dfu_ble_sim(&pkg, &key));
+    assert_contains(&out, &["20000 bytes in", "activated in", "0 dropped"]);
+    let other = w.key("other.pem");
+    let r = run(&dfu_ble_sim(&pkg, &other));
     assert!(!r.status.success());
-    let err = String::from_utf8_lossy(&r.stderr);
+    let err = stderr(&r);
     assert!(err.to_lowercase().contains("signature"), "{err}");
 }
 
@@ -442,7 +357,7 @@ fn ble_sim_update_runs_and_a_foreign_key_is_refused() {
 #[test]
 fn bench_ble_reports_an_entry_per_link() {
     let out = ok(&["bench", "ble", "--size", "40000", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let v = last_line_json(&out);
     for link in [
         "ble-2m-ci15ms",
         "ble-2m-ci7.5ms",

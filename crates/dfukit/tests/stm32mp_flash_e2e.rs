@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+/// The USB vendor:product the ROM code and TF-A enumerate with.
+const ST_ROM: &str = "0483:df11";
+
 /// The simulated STM32MP157 exported over USB/IP.
 fn mp1(state: &Path, extra: &[&str]) -> UsbipSim {
     UsbipSim::start("stm32mp1", state, extra)
@@ -86,20 +89,11 @@ fn emmc_layout_flashed_over_usbip_matches_sfdisk_and_the_binaries() {
     let state = dir.path().join("board");
     let board = mp1(&state, &[]);
     let (out, _) = flash(&board, &tsv, &[]);
-    let t = text(&out);
-    assert!(out.status.success(), "{t}");
-    for name in [
-        "fsbl-boot",
-        "fip-boot",
-        "fsbl1",
-        "fsbl2",
-        "fip-a",
-        "bootfs",
-        "rootfs",
-    ] {
-        assert!(t.contains(name), "summary lacks {name}: {t}");
-    }
-    assert!(t.contains("done: "), "{t}");
+    let t = succeeded(&out);
+    // The summary names every partition.
+    let names = ["fsbl-boot", "fip-boot", "fsbl1", "fsbl2", "fip-a", "bootfs"];
+    assert_contains(&t, &names);
+    assert_contains(&t, &["rootfs", "done: "]);
 
     // The GPT U-Boot wrote, as Linux tools read it.
     let json = Command::new(sfdisk)
@@ -175,14 +169,10 @@ fn tf_a_silent_after_the_rom_hand_over_is_diagnosed_in_bounded_time() {
         &tsv,
         &["--tfa-timeout", "3", "--transfer-timeout", "1"],
     );
-    let t = text(&out);
-    assert!(!out.status.success(), "{t}");
-    assert!(t.contains("dfukit::stm32mp::tfa_silent"), "{t}");
-    assert!(t.contains("TF-A"), "{t}");
-    for needle in ["UART", "usb", "DDR", "OTG"] {
-        assert!(t.contains(needle), "{needle} missing: {t}");
-    }
-    assert!(t.contains("last device report"), "{t}");
+    let t = failed(&out);
+    assert_contains(&t, &["dfukit::stm32mp::tfa_silent", "TF-A"]);
+    assert_contains(&t, &["UART", "usb", "DDR", "OTG"]);
+    assert_contains(&t, &["last device report"]);
     // 3 s budget + one 1 s transfer + process start and the FSBL download.
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert!(took >= Duration::from_secs(3), "took {took:?}");
@@ -197,10 +187,9 @@ fn u_boot_that_never_reconnects_is_diagnosed_in_bounded_time() {
         &["--fault", "uboot-no-reconnect"],
     );
     let (out, took) = flash(&board, &tsv, &["--reenumerate-timeout", "2"]);
-    let t = text(&out);
-    assert!(!out.status.success(), "{t}");
-    assert!(t.contains("dfukit::stm32mp::uboot_no_reconnect"), "{t}");
-    assert!(t.contains("force-b-session-valid"), "{t}");
+    let t = failed(&out);
+    assert_contains(&t, &["dfukit::stm32mp::uboot_no_reconnect"]);
+    assert_contains(&t, &["force-b-session-valid"]);
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
@@ -211,11 +200,13 @@ fn partition_too_small_on_a_smaller_emmc_is_reported_with_its_name() {
     // rootfs at 37 MiB gets about 1 MiB on a 38 MiB eMMC: less than its image.
     let board = mp1(&dir.path().join("board"), &["--emmc-size-mib", "38"]);
     let (out, _) = flash(&board, &tsv, &[]);
-    let t = text(&out);
-    assert!(!out.status.success(), "{t}");
-    assert!(t.contains("rootfs"), "{t}");
-    assert!(t.contains("U-Boot (partitions)"), "{t}");
-    assert!(t.contains("does not fit its partition"), "{t}");
+    let t = failed(&out);
+    let words = [
+        "rootfs",
+        "U-Boot (partitions)",
+        "does not fit its partition",
+    ];
+    assert_contains(&t, &words);
 }
 
 #[test]
@@ -229,20 +220,11 @@ fn malformed_layout_is_refused_before_the_board_is_touched() {
     let state = dir.path().join("board");
     let board = mp1(&state, &[]);
     let (out, _) = flash(&board, &tsv, &[]);
-    let t = text(&out);
-    assert!(!out.status.success(), "{t}");
-    assert!(t.contains("FlashLayout_emmc.tsv:8:"), "{t}");
-    assert!(t.contains("nothing was sent"), "{t}");
+    let t = failed(&out);
+    assert_contains(&t, &["FlashLayout_emmc.tsv:8:", "nothing was sent"]);
     // The board is still in its ROM code, untouched.
-    let listed = dfukit()
-        .args(["usb", "list", "--usbip", &board.addr])
-        .output()
-        .unwrap();
-    assert!(
-        text(&listed).contains("@FSBL /0x01/1*1Me"),
-        "{}",
-        text(&listed)
-    );
+    let listed = run(&["usb", "list", "--usbip", &board.addr]);
+    assert_contains(&text(&listed), &["@FSBL /0x01/1*1Me"]);
 }
 
 /// ST's "How to load U-Boot with dfu-util": the FSBL to alt 1 (ROM code),
@@ -253,19 +235,18 @@ fn phase_via_dfu_util(board: &UsbipSim, dir: &std::path::Path) -> u8 {
     let phase_file = dir.join("phase.bin");
     // dfu-util refuses to overwrite an existing upload file.
     let _ = std::fs::remove_file(&phase_file);
-    let out = dfu_util(
+    let phase_arg = phase_file.to_str().unwrap();
+    succeeded(&dfu_util(
         board,
-        &[
-            "-d",
-            "0483:df11",
-            "-a",
-            "5",
-            "-U",
-            phase_file.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+        &["-d", ST_ROM, "-a", "5", "-U", phase_arg],
+    ));
     std::fs::read(&phase_file).unwrap()[0]
+}
+
+/// dfu-util's download of `file` to alternate setting `alt`, which must succeed.
+fn download_via_dfu_util(board: &UsbipSim, alt: &str, file: &Path) {
+    let file = file.to_str().unwrap();
+    succeeded(&dfu_util(board, &["-d", ST_ROM, "-a", alt, "-D", file]));
 }
 
 #[test]
@@ -286,24 +267,13 @@ fn dfu_util_loads_tf_a_and_the_fip_through_the_shim() {
     // The ROM's phase record: it wants the FSBL (phase 1).
     assert_eq!(phase_via_dfu_util(&board, dir.path()), 0x01);
 
-    let fsbl = dir.path().join("tf-a-usb.stm32");
-    let out = dfu_util(
-        &board,
-        &["-d", "0483:df11", "-a", "1", "-D", fsbl.to_str().unwrap()],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    download_via_dfu_util(&board, "1", &dir.path().join("tf-a-usb.stm32"));
 
     // TF-A now answers on the ROM's enumeration and wants the FIP.
     assert_eq!(phase_via_dfu_util(&board, dir.path()), 0x03);
 
-    let fip = dir.path().join("fip.bin");
-    let out = dfu_util(
-        &board,
-        &["-d", "0483:df11", "-a", "3", "-D", fip.to_str().unwrap()],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    let out = dfu_util(&board, &["-d", "0483:df11", "-a", "3", "-e"]);
-    assert!(out.status.success(), "{}", text(&out));
+    download_via_dfu_util(&board, "3", &dir.path().join("fip.bin"));
+    succeeded(&dfu_util(&board, &["-d", ST_ROM, "-a", "3", "-e"]));
 
     // U-Boot's stm32prog enumerates with the flashlayout alternate.
     let start = Instant::now();

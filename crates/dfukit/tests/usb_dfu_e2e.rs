@@ -40,16 +40,92 @@ impl Board {
     }
 }
 
-/// Waits for the board to come back after `:leave` (the sim re-attaches it).
-fn wait_listed(board: &Board) {
+/// A board in a new temporary directory, or None (the test is skipped)
+/// where dfu-util is missing.
+fn board_for_dfu_util() -> Option<(tempfile::TempDir, Board)> {
+    tool("dfu-util")?;
+    let dir = tempfile::tempdir().unwrap();
+    let b = Board::start(&dir.path().join("board"));
+    Some((dir, b))
+}
+
+/// Waits for the board to come back after `:leave` (the sim re-attaches it),
+/// as `list` (dfu-util's or dfukit's listing) shows it.
+fn wait_listed(list: impl Fn() -> Output) {
     let start = Instant::now();
-    while !text(&dfu_util(board, &["-l"])).contains("alt=0") {
+    while !text(&list()).contains("alt=0") {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "board never came back"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Writes `len` bytes of synthetic firmware from `seed` to `path`; returns them.
+fn firmware_file(path: &Path, len: usize, seed: u32) -> Vec<u8> {
+    let fw = dfukit_sim::synthetic::firmware(len, seed);
+    std::fs::write(path, &fw).unwrap();
+    fw
+}
+
+/// A DfuSe (.dfu) file for the STM32F4's ROM (0483:df11, bcdDevice 0x2200)
+/// with one target on alt 0 named `name`, holding `elements` as
+/// (address, data).
+fn dfuse_file(name: &str, elements: &[(u32, &[u8])]) -> Vec<u8> {
+    use dfukit_usbdfu::files;
+    files::DfuseFile {
+        targets: vec![files::Target {
+            alt: 0,
+            name: Some(name.into()),
+            elements: elements
+                .iter()
+                .map(|&(address, data)| files::Element {
+                    address,
+                    data: data.to_vec(),
+                })
+                .collect(),
+        }],
+        suffix: files::Suffix {
+            bcd_device: 0x2200,
+            id_product: 0xdf11,
+            id_vendor: 0x0483,
+            bcd_dfu: 0x011a,
+        },
+    }
+    .to_bytes()
+    .unwrap()
+}
+
+/// Whether `bytes` are all erased flash.
+fn erased(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&x| x == 0xFF)
+}
+
+/// dfu-util's download of `file` to alt 0 at `spec` (`ADDRESS[:MODIFIERS]`).
+fn dfu_util_download(board: &Board, spec: &str, file: impl AsRef<Path>) -> Output {
+    let file = file.as_ref().to_str().unwrap();
+    dfu_util(board, &["-a", "0", "-s", spec, "-D", file])
+}
+
+/// dfu-util's upload from alt 0 at `spec` (`ADDRESS:LENGTH`) into `file`.
+fn dfu_util_upload(board: &Board, spec: &str, file: impl AsRef<Path>) -> Output {
+    let file = file.as_ref().to_str().unwrap();
+    dfu_util(board, &["-a", "0", "-s", spec, "-U", file])
+}
+
+/// `dfukit usb upload` from alternate setting `alt` at `spec` into `file`.
+fn usb_upload(board: &Board, alt: &str, spec: &str, file: impl AsRef<Path>) -> Output {
+    let file = file.as_ref().to_str().unwrap();
+    usb(board, &["upload", "-a", alt, "-s", spec, "-U", file])
+}
+
+/// `dfukit usb download` of `file` to alt 0 at `spec`, with `extra` options.
+fn usb_download(board: &Board, spec: &str, extra: &[&str], file: impl AsRef<Path>) -> Output {
+    let mut args = vec!["download", "-a", "0", "-s", spec];
+    args.extend_from_slice(extra);
+    args.extend(["-D", file.as_ref().to_str().unwrap()]);
+    usb(board, &args)
 }
 
 #[test]
@@ -61,20 +137,18 @@ fn usbip_tool_lists_the_simulated_stm32f4() {
         .args(["--tcp-port", &b.port.to_string(), "list", "-r", "127.0.0.1"])
         .output()
         .unwrap();
-    let t = text(&out);
-    assert!(out.status.success(), "{t}");
-    assert!(t.contains("1-1: STMicroelectronics"), "{t}");
-    assert!(t.contains("(0483:df11)"), "{t}");
-    assert!(t.contains("(fe/01/02)"), "{t}");
+    let t = succeeded(&out);
+    assert_contains(
+        &t,
+        &["1-1: STMicroelectronics", "(0483:df11)", "(fe/01/02)"],
+    );
 }
 
 #[test]
 fn dfu_util_through_the_shim_lists_downloads_uploads_and_mass_erases() {
-    if tool("dfu-util").is_none() {
+    let Some((dir, b)) = board_for_dfu_util() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let b = Board::start(&dir.path().join("board"));
+    };
 
     let list = text(&dfu_util(&b, &["-l"]));
     assert!(list.contains(r#"[0483:df11] ver=2200, devnum=1, cfg=1, intf=0, path="1-1", alt=0, name="@Internal Flash  /0x08000000/04*016Kg,01*064Kg,07*128Kg""#), "{list}");
@@ -84,90 +158,33 @@ fn dfu_util_through_the_shim_lists_downloads_uploads_and_mass_erases() {
     );
 
     // Raw download with :leave, spanning sectors 0-4.
-    let fw = dfukit_sim::synthetic::firmware(70_000, 42);
     let bin = dir.path().join("fw.bin");
-    std::fs::write(&bin, &fw).unwrap();
-    let out = dfu_util(
-        &b,
-        &[
-            "-a",
-            "0",
-            "-s",
-            "0x08000000:leave",
-            "-D",
-            bin.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("File downloaded successfully"),
-        "{}",
-        text(&out)
-    );
+    let fw = firmware_file(&bin, 70_000, 42);
+    let t = succeeded(&dfu_util_download(&b, "0x08000000:leave", &bin));
+    assert_contains(&t, &["File downloaded successfully"]);
     assert_eq!(&b.flash()[..fw.len()], &fw[..]);
-    wait_listed(&b);
+    wait_listed(|| dfu_util(&b, &["-l"]));
 
     // Byte-exact read-back by dfu-util.
     let up = dir.path().join("up.bin");
-    let out = dfu_util(
-        &b,
-        &[
-            "-a",
-            "0",
-            "-s",
-            "0x08000000:70000",
-            "-U",
-            up.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    succeeded(&dfu_util_upload(&b, "0x08000000:70000", &up));
     assert_eq!(std::fs::read(&up).unwrap(), fw);
 
     // A .dfu file (DfuSe container) written by dfukit, at the 128 KiB sector 5.
     let fw2 = dfukit_sim::synthetic::firmware(5_000, 43);
-    let file = dfukit_usbdfu::files::DfuseFile {
-        targets: vec![dfukit_usbdfu::files::Target {
-            alt: 0,
-            name: Some("ST...".into()),
-            elements: vec![dfukit_usbdfu::files::Element {
-                address: 0x0802_0000,
-                data: fw2.clone(),
-            }],
-        }],
-        suffix: dfukit_usbdfu::files::Suffix {
-            bcd_device: 0x2200,
-            id_product: 0xdf11,
-            id_vendor: 0x0483,
-            bcd_dfu: 0x011a,
-        },
-    };
     let dfu = dir.path().join("fw2.dfu");
-    std::fs::write(&dfu, file.to_bytes().unwrap()).unwrap();
-    let out = dfu_util(&b, &["-a", "0", "-D", dfu.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
+    std::fs::write(&dfu, dfuse_file("ST...", &[(0x0802_0000, &fw2)])).unwrap();
+    succeeded(&dfu_util(&b, &["-a", "0", "-D", dfu.to_str().unwrap()]));
     assert_eq!(&b.flash()[0x20000..0x20000 + fw2.len()], &fw2[..]);
     // The first image is untouched by the second download.
     assert_eq!(&b.flash()[..fw.len()], &fw[..]);
 
     // Mass erase.
-    let out = dfu_util(
-        &b,
-        &[
-            "-a",
-            "0",
-            "-s",
-            "0x08000000:mass-erase:force",
-            "-D",
-            bin.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    succeeded(&dfu_util_download(&b, "0x08000000:mass-erase:force", &bin));
     let flash = b.flash();
     assert_eq!(&flash[..fw.len()], &fw[..], "re-downloaded after the erase");
     assert!(
-        flash[0x20000..0x20000 + fw2.len()]
-            .iter()
-            .all(|&x| x == 0xFF),
+        erased(&flash[0x20000..0x20000 + fw2.len()]),
         "mass erase left sector 5"
     );
 
@@ -175,11 +192,7 @@ fn dfu_util_through_the_shim_lists_downloads_uploads_and_mass_erases() {
     // is touched.
     let big = dir.path().join("big.bin");
     std::fs::write(&big, vec![0u8; 64]).unwrap();
-    let out = dfu_util(
-        &b,
-        &["-a", "0", "-s", "0x080FFFF0", "-D", big.to_str().unwrap()],
-    );
-    assert!(!out.status.success(), "{}", text(&out));
+    failed(&dfu_util_download(&b, "0x080FFFF0", &big));
 }
 
 fn usb(board: &Board, args: &[&str]) -> Output {
@@ -194,150 +207,60 @@ fn usb(board: &Board, args: &[&str]) -> Output {
 /// dfukit's host against the board, and each tool reading what the other wrote.
 #[test]
 fn dfukit_host_and_dfu_util_read_each_others_writes() {
-    if tool("dfu-util").is_none() {
+    let Some((dir, b)) = board_for_dfu_util() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let b = Board::start(&dir.path().join("board"));
+    };
     let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
 
     let list = text(&usb(&b, &["list"]));
     assert!(list.contains(r#"[0483:df11] ver=2200, devnum=1, cfg=1, intf=0, path="1-1", alt=0, name="@Internal Flash  /0x08000000/04*016Kg,01*064Kg,07*128Kg", serial="3574364C3034""#), "{list}");
 
     // dfukit writes (with read-back verify and :leave); dfu-util reads back.
-    let fw = dfukit_sim::synthetic::firmware(150_000, 7);
-    std::fs::write(p("a.bin"), &fw).unwrap();
-    let out = usb(
-        &b,
-        &[
-            "download",
-            "-a",
-            "0",
-            "-s",
-            "0x08000000:leave",
-            "--verify",
-            "-D",
-            &p("a.bin"),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    let fw = firmware_file(&dir.path().join("a.bin"), 150_000, 7);
+    let out = usb_download(&b, "0x08000000:leave", &["--verify"], p("a.bin"));
+    succeeded(&out);
     assert_eq!(&b.flash()[..fw.len()], &fw[..]);
-    wait_listed(&b);
-    let out = dfu_util(
-        &b,
-        &["-a", "0", "-s", "0x08000000:150000", "-U", &p("a.up")],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    wait_listed(|| dfu_util(&b, &["-l"]));
+    succeeded(&dfu_util_upload(&b, "0x08000000:150000", p("a.up")));
     assert_eq!(std::fs::read(p("a.up")).unwrap(), fw);
 
     // dfu-util writes (at the 64 KiB sector 4); dfukit reads back.
-    let fw2 = dfukit_sim::synthetic::firmware(20_000, 8);
-    std::fs::write(p("b.bin"), &fw2).unwrap();
-    let out = dfu_util(&b, &["-a", "0", "-s", "0x08040000", "-D", &p("b.bin")]);
-    assert!(out.status.success(), "{}", text(&out));
-    let out = usb(
-        &b,
-        &[
-            "upload",
-            "-a",
-            "@Internal Flash  /0x08000000/04*016Kg,01*064Kg,07*128Kg",
-            "-s",
-            "0x08040000:20000",
-            "-U",
-            &p("b.up"),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    let fw2 = firmware_file(&dir.path().join("b.bin"), 20_000, 8);
+    succeeded(&dfu_util_download(&b, "0x08040000", p("b.bin")));
+    let flash_alt = "@Internal Flash  /0x08000000/04*016Kg,01*064Kg,07*128Kg";
+    succeeded(&usb_upload(&b, flash_alt, "0x08040000:20000", p("b.up")));
     assert_eq!(std::fs::read(p("b.up")).unwrap(), fw2);
 
     // Option bytes through the second alternate setting.
-    let out = usb(
-        &b,
-        &[
-            "upload",
-            "-a",
-            "1",
-            "-s",
-            "0x1FFFC000:16",
-            "-U",
-            &p("ob.bin"),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    succeeded(&usb_upload(&b, "1", "0x1FFFC000:16", p("ob.bin")));
     assert_eq!(std::fs::read(p("ob.bin")).unwrap()[0], 0xAA, "RDP level 0");
 
     // Bad input: clear error, non-zero exit, flash untouched.
     let before = b.flash();
+    // Each case: the options before `-D a.bin`, and words the error must contain.
     let cases: &[(&[&str], &str)] = &[
+        (&["-a", "0", "-s", "0x080FF000"], "not writeable"),
+        (&["-a", "9", "-s", "0x08000000"], "no alternate setting"),
+        (&["-a", "0", "-s", "0x08000000:launch"], "DfuSe address"),
+        (&["-a", "0", "-s", "0x08000000:mass-erase"], ":force"),
+        (&["-a", "0"], "needs a target address"),
         (
-            &["download", "-a", "0", "-s", "0x080FF000", "-D", &p("a.bin")],
-            "not writeable",
-        ),
-        (
-            &["download", "-a", "9", "-s", "0x08000000", "-D", &p("a.bin")],
-            "no alternate setting",
-        ),
-        (
-            &[
-                "download",
-                "-a",
-                "0",
-                "-s",
-                "0x08000000:launch",
-                "-D",
-                &p("a.bin"),
-            ],
-            "DfuSe address",
-        ),
-        (
-            &[
-                "download",
-                "-a",
-                "0",
-                "-s",
-                "0x08000000:mass-erase",
-                "-D",
-                &p("a.bin"),
-            ],
-            ":force",
-        ),
-        (
-            &["download", "-a", "0", "-D", &p("a.bin")],
-            "needs a target address",
-        ),
-        (
-            &[
-                "download",
-                "-a",
-                "0",
-                "-d",
-                "1234:5678",
-                "-s",
-                "0x08000000",
-                "-D",
-                &p("a.bin"),
-            ],
+            &["-a", "0", "-d", "1234:5678", "-s", "0x08000000"],
             "no DFU device matches",
         ),
     ];
-    for (args, words) in cases {
-        let out = usb(&b, args);
+    let a_bin = p("a.bin");
+    for (options, words) in cases {
+        let args = [&["download"], *options, &["-D", &a_bin]].concat();
+        let out = usb(&b, &args);
         let t = text(&out);
         assert!(!out.status.success(), "{args:?}: exit 0");
         assert!(t.contains(words), "{args:?}: error lacks {words:?}:\n{t}");
         assert!(t.contains("dfukit::"), "{args:?}: no diagnostic code:\n{t}");
     }
     assert!(b.flash() == before, "a refused command changed the flash");
-    let out = dfukit()
-        .args(["usb", "list", "--usbip", "127.0.0.1:9"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("cannot reach the USB/IP server"),
-        "{}",
-        text(&out)
-    );
+    let t = failed(&run(&["usb", "list", "--usbip", "127.0.0.1:9"]));
+    assert_contains(&t, &["cannot reach the USB/IP server"]);
 }
 
 /// dfukit's suffixes pass dfu-suffix's check, and dfu-suffix's pass dfukit's.
@@ -361,13 +284,13 @@ fn dfu_suffix_files_are_interchangeable() {
         "-d",
         "2200",
     ]);
-    let out = Command::new(&dfu_suffix)
-        .arg("-c")
-        .arg(&a)
-        .output()
-        .unwrap();
-    let t = text(&out);
-    assert!(out.status.success(), "{t}");
+    let t = succeeded(
+        &Command::new(&dfu_suffix)
+            .arg("-c")
+            .arg(&a)
+            .output()
+            .unwrap(),
+    );
     assert!(
         t.contains("0xDF11") && t.contains("0x0483") && t.contains("0x2200"),
         "{t}"
@@ -381,7 +304,7 @@ fn dfu_suffix_files_are_interchangeable() {
         .args(["-v", "1209", "-p", "0001", "-d", "0100"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    succeeded(&out);
     let shown = ok(&["usb", "suffix", "check", b.to_str().unwrap()]);
     assert!(
         shown.contains("Vendor ID:\t0x1209") && shown.contains("Product ID:\t0x0001"),
@@ -407,27 +330,15 @@ fn dfu_suffix_files_are_interchangeable() {
 #[test]
 fn a_device_that_fails_mid_download_is_reported_not_claimed_written() {
     let dir = tempfile::tempdir().unwrap();
-    let fw = dfukit_sim::synthetic::firmware(100_000, 11);
     let bin = dir.path().join("fw.bin");
-    std::fs::write(&bin, &fw).unwrap();
+    let fw = firmware_file(&bin, 100_000, 11);
     for (fault, words) in [
         ("stall-after-blocks=10", "stall"),
         ("vanish-after-blocks=10", "disconnect"),
     ] {
         let b = Board::start_with(&dir.path().join(fault), &["--fault", fault]);
         let start = Instant::now();
-        let out = usb(
-            &b,
-            &[
-                "download",
-                "-a",
-                "0",
-                "-s",
-                "0x08000000",
-                "-D",
-                bin.to_str().unwrap(),
-            ],
-        );
+        let out = usb_download(&b, "0x08000000", &[], &bin);
         let t = text(&out);
         assert!(!out.status.success(), "{fault}: exit 0\n{t}");
         assert!(
@@ -450,7 +361,7 @@ fn a_device_that_fails_mid_download_is_reported_not_claimed_written() {
         );
         // Blocks 1-10 went in; nothing beyond them is claimed or present.
         assert_eq!(&b.flash()[..10 * 2048], &fw[..10 * 2048]);
-        assert!(b.flash()[11 * 2048..fw.len()].iter().all(|&x| x == 0xFF));
+        assert!(erased(&b.flash()[11 * 2048..fw.len()]));
     }
 }
 
@@ -463,85 +374,22 @@ fn dfu_file_elements_sharing_a_sector_all_survive() {
     let b = Board::start(&dir.path().join("board"));
     let e1 = dfukit_sim::synthetic::firmware(256, 21);
     let e2 = dfukit_sim::synthetic::firmware(256, 22);
-    let file = dfukit_usbdfu::files::DfuseFile {
-        targets: vec![dfukit_usbdfu::files::Target {
-            alt: 0,
-            name: Some("two".into()),
-            elements: vec![
-                dfukit_usbdfu::files::Element {
-                    address: 0x0800_0000,
-                    data: e1.clone(),
-                },
-                dfukit_usbdfu::files::Element {
-                    address: 0x0800_0400,
-                    data: e2.clone(),
-                },
-            ],
-        }],
-        suffix: dfukit_usbdfu::files::Suffix {
-            bcd_device: 0x2200,
-            id_product: 0xdf11,
-            id_vendor: 0x0483,
-            bcd_dfu: 0x011a,
-        },
-    };
     let path = dir.path().join("two.dfu");
-    std::fs::write(&path, file.to_bytes().unwrap()).unwrap();
-    let out = usb(
-        &b,
-        &[
-            "download",
-            "-a",
-            "0",
-            "--verify",
-            "-s",
-            ":leave",
-            "-D",
-            path.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    let file = dfuse_file("two", &[(0x0800_0000, &e1), (0x0800_0400, &e2)]);
+    std::fs::write(&path, file).unwrap();
+    succeeded(&usb_download(&b, ":leave", &["--verify"], &path));
     let flash = b.flash();
     assert_eq!(&flash[..256], &e1[..], "first element wiped");
     assert_eq!(&flash[0x400..0x500], &e2[..]);
-    wait_listed_usb(&b);
+    wait_listed(|| usb(&b, &["list"]));
     // An upload from a DfuSe device without an address is refused, not
     // answered with the command list.
-    let out = usb(
-        &b,
-        &[
-            "upload",
-            "-a",
-            "0",
-            "-U",
-            dir.path().join("x.bin").to_str().unwrap(),
-        ],
-    );
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("needs ADDRESS:LENGTH"),
-        "{}",
-        text(&out)
-    );
+    let x = dir.path().join("x.bin");
+    let t = failed(&usb(&b, &["upload", "-a", "0", "-U", x.to_str().unwrap()]));
+    assert_contains(&t, &["needs ADDRESS:LENGTH"]);
     // dfu-util's `-s :leave` with a .dfu file: the ROM takes the leave request from dfuIDLE.
     if tool("dfu-util").is_some() {
-        let out = dfu_util(
-            &b,
-            &["-a", "0", "-s", ":leave", "-D", path.to_str().unwrap()],
-        );
-        assert!(out.status.success(), "{}", text(&out));
-    }
-}
-
-/// Waits for the board after `:leave`, using dfukit's own listing.
-fn wait_listed_usb(board: &Board) {
-    let start = Instant::now();
-    while !text(&usb(board, &["list"])).contains("alt=0") {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "board never came back"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+        succeeded(&dfu_util_download(&b, ":leave", &path));
     }
 }
 
@@ -573,49 +421,24 @@ fn local_usb_without_a_usb_stack_is_a_clear_error() {
 fn dfukit_mass_erase_and_reset() {
     let dir = tempfile::tempdir().unwrap();
     let b = Board::start(&dir.path().join("board"));
-    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
-    let old = dfukit_sim::synthetic::firmware(40_000, 31);
-    std::fs::write(p("old.bin"), &old).unwrap();
+    let old_bin = dir.path().join("old.bin");
+    let old = firmware_file(&old_bin, 40_000, 31);
     // Something in the last sector, far from where the next image goes.
-    let out = usb(
-        &b,
-        &[
-            "download",
-            "-a",
-            "0",
-            "-s",
-            "0x080E0000",
-            "-D",
-            &p("old.bin"),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    succeeded(&usb_download(&b, "0x080E0000", &[], &old_bin));
     assert_eq!(&b.flash()[0xE0000..0xE0000 + old.len()], &old[..]);
-    let new = dfukit_sim::synthetic::firmware(10_000, 32);
-    std::fs::write(p("new.bin"), &new).unwrap();
-    let out = usb(
+    let new_bin = dir.path().join("new.bin");
+    let new = firmware_file(&new_bin, 10_000, 32);
+    let out = usb_download(
         &b,
-        &[
-            "download",
-            "-a",
-            "0",
-            "-s",
-            "0x08000000:mass-erase:force",
-            "-R",
-            "--verify",
-            "-D",
-            &p("new.bin"),
-        ],
+        "0x08000000:mass-erase:force",
+        &["-R", "--verify"],
+        &new_bin,
     );
-    let t = text(&out);
-    assert!(out.status.success(), "{t}");
-    assert!(t.contains("device reset"), "{t}");
+    assert_contains(&succeeded(&out), &["device reset"]);
     let flash = b.flash();
     assert_eq!(&flash[..new.len()], &new[..]);
     assert!(
-        flash[0xE0000..0xE0000 + old.len()]
-            .iter()
-            .all(|&x| x == 0xFF),
+        erased(&flash[0xE0000..0xE0000 + old.len()]),
         "mass erase left the last sector"
     );
     // After the reset the ROM answers again.
@@ -638,39 +461,23 @@ fn dfu_prefix_files_are_written_as_dfu_util_writes_them() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("lpc.bin");
     std::fs::write(&f, dfukit_sim::synthetic::firmware(5_000, 41)).unwrap();
-    let out = Command::new(&prefix)
-        .args(["-L", "-a"])
-        .arg(&f)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let out = Command::new(&suffix).arg("-a").arg(&f).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    succeeded(
+        &Command::new(&prefix)
+            .args(["-L", "-a"])
+            .arg(&f)
+            .output()
+            .unwrap(),
+    );
+    succeeded(&Command::new(&suffix).arg("-a").arg(&f).output().unwrap());
     let file = std::fs::read(&f).unwrap();
     let shown = ok(&["usb", "suffix", "check", f.to_str().unwrap()]);
     assert!(shown.contains("Length:\t\t16"), "{shown}");
     assert!(shown.contains("LpcUnencrypted, 16 bytes"), "{shown}");
 
     let ours = Board::start(&dir.path().join("ours"));
-    let out = usb(
-        &ours,
-        &[
-            "download",
-            "-a",
-            "0",
-            "-s",
-            "0x08000000",
-            "-D",
-            f.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    succeeded(&usb_download(&ours, "0x08000000", &[], &f));
     let theirs = Board::start(&dir.path().join("theirs"));
-    let out = dfu_util(
-        &theirs,
-        &["-a", "0", "-s", "0x08000000", "-D", f.to_str().unwrap()],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    succeeded(&dfu_util_download(&theirs, "0x08000000", &f));
     let payload = &file[16..file.len() - 16];
     assert!(
         ours.flash()[..payload.len()] == *payload,

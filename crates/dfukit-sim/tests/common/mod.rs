@@ -1,13 +1,18 @@
-//! Shared helpers: deterministic keys, images and signed init packets, and a
-//! board factory.
+//! Shared helpers: deterministic keys, images and signed init packets, a
+//! board factory, the host options the tests run with, and the checks on
+//! what the board ends up running.
 #![allow(dead_code)]
 
+use dfukit_core::Crc32;
+use dfukit_nordic::host::{HostError, Options};
 use dfukit_nordic::init_packet::{self, FwType, Hash, HashType, InitCommand, SignatureType};
 use dfukit_nordic::package::keys;
-use dfukit_sim::boards::nrf52840::{Bank1, BoardConfig, Nrf52840};
+use dfukit_nordic::proto::ExtError;
+use dfukit_sim::boards::nrf52840::{Bank1, BoardConfig, Inspection, Nrf52840};
 use dfukit_sim::Storage;
 use p256::ecdsa::SigningKey;
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 
 /// A fixed test key (never a real one).
 pub fn key(seed: u8) -> SigningKey {
@@ -29,6 +34,16 @@ pub struct Claims {
     pub fw_version: u32,
     pub hw_version: u32,
     pub sd_req: Vec<u32>,
+}
+
+impl Claims {
+    /// The default claims with firmware version `fw_version`.
+    pub fn version(fw_version: u32) -> Self {
+        Claims {
+            fw_version,
+            ..Claims::default()
+        }
+    }
 }
 
 impl Default for Claims {
@@ -99,4 +114,74 @@ pub fn board_from(cfg: BoardConfig, internal: &[u8], qspi: &[u8]) -> Nrf52840 {
         Storage::from_vec(qspi.to_vec()),
     )
     .unwrap()
+}
+
+/// A blank board, booted into DFU mode.
+pub fn fresh(cfg: BoardConfig) -> Nrf52840 {
+    let mut b = blank_board(cfg);
+    settle(&mut b);
+    b
+}
+
+/// A board on copies of the given flash contents, booted.
+pub fn booted_from(cfg: BoardConfig, internal: &[u8], qspi: &[u8]) -> Nrf52840 {
+    let mut b = board_from(cfg, internal, qspi);
+    settle(&mut b);
+    b
+}
+
+/// Host options for the simulated board: no PRN, short timeouts (virtual
+/// time makes them cheap), three tries per object.
+pub fn opts() -> Options {
+    Options {
+        prn: 0,
+        response_timeout: Duration::from_secs(3),
+        connect_timeout: Duration::from_millis(500),
+        object_retries: 3,
+        ..Options::default()
+    }
+}
+
+/// Lets the board finish whatever it does without input (booting, or
+/// activation after the update's reset), up to 30 s of virtual time.
+pub fn settle(board: &mut Nrf52840) {
+    let until = board.now() + Duration::from_secs(30);
+    while let Some(t) = board.next_wakeup() {
+        if t > until {
+            break;
+        }
+        board.advance(t);
+        if board.bootloader().mode() == dfukit_nordic::bootloader::Mode::Dfu
+            && !board.bootloader().is_busy()
+        {
+            break;
+        }
+    }
+}
+
+/// CRC-32 as the bootloader records it.
+pub fn crc_of(b: &[u8]) -> u32 {
+    let mut c = Crc32::new();
+    c.update(b);
+    c.value()
+}
+
+/// Asserts the board holds a valid app that is `image` (size and CRC) and
+/// that no flash rule was broken on the way; returns what it inspected.
+pub fn assert_app(board: &mut Nrf52840, image: &[u8]) -> Inspection {
+    let ins = board.inspect();
+    assert!(ins.app_valid, "no valid app: {ins:?}");
+    assert_eq!(ins.app_size as usize, image.len());
+    assert_eq!(ins.app_crc, crc_of(image));
+    assert!(
+        board.model_errors().is_empty(),
+        "{:?}",
+        board.model_errors()
+    );
+    ins
+}
+
+/// Whether the device refused a request of the update with `ext`.
+pub fn rejected_with(err: &HostError, ext: ExtError) -> bool {
+    matches!(err, HostError::Rejected { ext: Some(e), .. } if *e == ext)
 }

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The dfukit binary under test.
@@ -48,11 +48,45 @@ pub fn app_hex(path: &Path, len: usize, seed: u32) -> Vec<u8> {
     padded
 }
 
-/// A `dfukit sim nrf52840 --pty` process; killed when dropped.
-pub struct Sim {
+/// A process that announces where it serves on its first stdout line;
+/// killed when dropped.
+struct Announcing {
     child: Child,
     /// Kept open: the board prints more lines after the first.
-    _stdout: BufReader<std::process::ChildStdout>,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Announcing {
+    /// Spawns `cmd` and reads its first line, which must be `PREFIX VALUE`;
+    /// returns the process and VALUE.
+    fn spawn(cmd: &mut Command, prefix: &str) -> (Announcing, String) {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().expect("sim starts");
+        let mut first = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut first).unwrap();
+        let value = first
+            .trim()
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("first line is not `{prefix}…`: {first:?}"))
+            .to_string();
+        let process = Announcing {
+            child,
+            _stdout: stdout,
+        };
+        (process, value)
+    }
+}
+
+impl Drop for Announcing {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `dfukit sim nrf52840 --pty` process; killed when dropped.
+pub struct Sim {
+    _process: Announcing,
     /// The pty path it printed.
     pub pty: String,
 }
@@ -60,41 +94,24 @@ pub struct Sim {
 impl Sim {
     /// Starts a simulated board on `state` with extra options.
     pub fn start(state: &Path, extra: &[&str]) -> Sim {
-        let mut child = dfukit()
-            .args(["sim", "nrf52840", "--pty", "--state"])
-            .arg(state)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("sim starts");
-        let mut first = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut first).unwrap();
-        let pty = first
-            .strip_prefix("pty: ")
-            .unwrap_or_else(|| panic!("first line is not `pty: PATH`: {first:?}"))
-            .trim()
-            .to_string();
+        let (process, pty) = Announcing::spawn(
+            dfukit()
+                .args(["sim", "nrf52840", "--pty", "--state"])
+                .arg(state)
+                .args(extra)
+                .stderr(Stdio::inherit()),
+            "pty: ",
+        );
         assert!(pty.starts_with("/dev/pts/"), "{pty}");
         Sim {
-            child,
-            _stdout: stdout,
+            _process: process,
             pty,
         }
     }
 
     /// Stops the board (as pulling its power would).
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn kill(self) {
+        drop(self);
     }
 }
 
@@ -141,9 +158,7 @@ pub fn tool(name: &str) -> Option<PathBuf> {
 /// A `dfukit sim KIND --usbip 127.0.0.1:0` process (flash timing off);
 /// killed when dropped.
 pub struct UsbipSim {
-    child: Child,
-    /// Kept open: the board prints more lines after the first.
-    _stdout: BufReader<std::process::ChildStdout>,
+    _process: Announcing,
     /// `127.0.0.1:PORT` it printed.
     pub addr: String,
     /// The port alone.
@@ -153,45 +168,29 @@ pub struct UsbipSim {
 impl UsbipSim {
     /// Starts board `kind` (`stm32f4`, `stm32mp1`) on `state` with extra options.
     pub fn start(kind: &str, state: &Path, extra: &[&str]) -> UsbipSim {
-        let mut child = dfukit()
-            .args([
-                "sim",
-                kind,
-                "--usbip",
-                "127.0.0.1:0",
-                "--no-flash-timing",
-                "--state",
-            ])
-            .arg(state)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("sim starts");
-        let mut first = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut first).unwrap();
-        let addr = first
-            .trim()
-            .strip_prefix("usbip: ")
-            .unwrap_or_else(|| panic!("first line is not `usbip: ADDR`: {first:?}"))
-            .to_string();
+        let (process, addr) = Announcing::spawn(
+            dfukit()
+                .args([
+                    "sim",
+                    kind,
+                    "--usbip",
+                    "127.0.0.1:0",
+                    "--no-flash-timing",
+                    "--state",
+                ])
+                .arg(state)
+                .args(extra),
+            "usbip: ",
+        );
         let port = addr
             .strip_prefix("127.0.0.1:")
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("not a local address: {addr}"));
         UsbipSim {
-            child,
-            _stdout: stdout,
+            _process: process,
             addr,
             port,
         }
-    }
-}
-
-impl Drop for UsbipSim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -206,7 +205,33 @@ pub fn dfu_util(board: &UsbipSim, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A process's stderr.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 /// A process's stdout and stderr together.
 pub fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+}
+
+/// Asserts the process succeeded; returns its stdout and stderr together.
+pub fn succeeded(o: &Output) -> String {
+    let t = text(o);
+    assert!(o.status.success(), "{t}");
+    t
+}
+
+/// Asserts the process failed; returns its stdout and stderr together.
+pub fn failed(o: &Output) -> String {
+    let t = text(o);
+    assert!(!o.status.success(), "{t}");
+    t
+}
+
+/// Asserts `text` contains every one of `needles`.
+pub fn assert_contains(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "lacks {needle:?}:\n{text}");
+    }
 }
