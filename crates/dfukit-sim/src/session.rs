@@ -6,6 +6,7 @@ use crate::boards::nrf52840::{Bank1, BoardConfig, BoardError, Nrf52840};
 use crate::links::ble::{BleParams, InvalidParams};
 use crate::links::ble_link::{BleBoardLink, BleCounters};
 use crate::storage::Storage;
+use dfukit_core::Board;
 use dfukit_nordic::bootloader::Mode;
 use dfukit_nordic::host::{self, HostError, Options};
 use std::time::Duration;

@@ -12,6 +12,7 @@ use dfukit_sim::links::ble::BleParams;
 use dfukit_sim::links::ble_link::{BleBoardLink, BleCounters, Dir, PduKind, TraceEntry};
 use dfukit_sim::links::serial::BoardLink;
 use dfukit_sim::links::uart::UartModel;
+use dfukit_sim::Board;
 use dfukit_sim::PowerCutPlan;
 use std::io;
 use std::time::Duration;

@@ -8,6 +8,7 @@ use dfukit_nordic::host::{self, HostError, Options};
 use dfukit_nordic::proto::{ExtError, ResultCode};
 use dfukit_sim::boards::nrf52840::{Bank1, BoardConfig, Fault, Nrf52840};
 use dfukit_sim::links::serial::BoardLink;
+use dfukit_sim::Board;
 use dfukit_sim::{CutPoint, PowerCutPlan};
 use std::time::Duration;
 

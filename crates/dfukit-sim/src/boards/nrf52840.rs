@@ -280,16 +280,6 @@ impl Nrf52840 {
         self.boots
     }
 
-    /// Board time.
-    pub fn now(&self) -> Instant {
-        self.now
-    }
-
-    /// Whether the board has power.
-    pub fn is_powered(&self) -> bool {
-        self.power.is_on()
-    }
-
     /// Arms a power-cut plan, counting operations from now.
     pub fn arm(&mut self, plan: PowerCutPlan) {
         self.power.power_on(plan);
@@ -339,40 +329,6 @@ impl Nrf52840 {
         let r = self.bootloader.handle_request(self.now, transport, frame);
         self.advance(now);
         r
-    }
-
-    /// Runs the board up to `now`: delivers completions that are due, lets
-    /// the core work, starts the flash operations it asks for.
-    pub fn advance(&mut self, now: Instant) {
-        self.now = self.now.max(now);
-        while self.power.is_on() {
-            let mut changed = false;
-            if let Some(Pending {
-                at,
-                outcome: Some(outcome),
-            }) = self.pending
-            {
-                if at <= self.now {
-                    self.pending = None;
-                    self.bootloader.flash_complete(at, outcome);
-                    changed = true;
-                }
-            }
-            self.bootloader.poll(self.now, &mut self.mem);
-            if self.pending.is_none() {
-                changed |= self.start_next_op();
-            }
-            while let Some(r) = self.bootloader.poll_response() {
-                self.responses.push_back(r);
-            }
-            while let Some(e) = self.bootloader.poll_event() {
-                changed = true;
-                self.on_event(e);
-            }
-            if !changed {
-                break;
-            }
-        }
     }
 
     /// Starts the operation the core hands out, if any. True if one started.
@@ -445,18 +401,6 @@ impl Nrf52840 {
     /// The next response the bootloader sent, if any.
     pub fn take_response(&mut self) -> Option<Response> {
         self.responses.pop_front()
-    }
-
-    /// When the board next has something to do without input.
-    pub fn next_wakeup(&self) -> Option<Instant> {
-        if !self.power.is_on() {
-            return None;
-        }
-        let pending = self.pending.and_then(|p| p.outcome.map(|_| p.at));
-        match (pending, self.bootloader.poll_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
     }
 
     /// The bootloader's mode.
@@ -617,16 +561,51 @@ impl Board for Nrf52840 {
     type Inspection = Report;
 
     fn now(&self) -> Instant {
-        Nrf52840::now(self)
+        self.now
     }
     fn advance(&mut self, now: Instant) {
-        Nrf52840::advance(self, now)
+        self.now = self.now.max(now);
+        while self.power.is_on() {
+            let mut changed = false;
+            if let Some(Pending {
+                at,
+                outcome: Some(outcome),
+            }) = self.pending
+            {
+                if at <= self.now {
+                    self.pending = None;
+                    self.bootloader.flash_complete(at, outcome);
+                    changed = true;
+                }
+            }
+            self.bootloader.poll(self.now, &mut self.mem);
+            if self.pending.is_none() {
+                changed |= self.start_next_op();
+            }
+            while let Some(r) = self.bootloader.poll_response() {
+                self.responses.push_back(r);
+            }
+            while let Some(e) = self.bootloader.poll_event() {
+                changed = true;
+                self.on_event(e);
+            }
+            if !changed {
+                break;
+            }
+        }
     }
     fn next_wakeup(&self) -> Option<Instant> {
-        Nrf52840::next_wakeup(self)
+        if !self.power.is_on() {
+            return None;
+        }
+        let pending = self.pending.and_then(|p| p.outcome.map(|_| p.at));
+        match (pending, self.bootloader.poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
     fn is_powered(&self) -> bool {
-        Nrf52840::is_powered(self)
+        self.power.is_on()
     }
     fn power_cycle(&mut self) {
         Nrf52840::power_cycle(self, PowerCutPlan::Never)

@@ -192,26 +192,6 @@ impl Stm32f4 {
         self.clock = BoardClock::Virtual(t);
     }
 
-    /// Advances virtual time to `t` (no effect in wall-clock mode) and
-    /// runs what is due.
-    pub fn advance(&mut self, t: Instant) {
-        self.clock.advance_to(t);
-        self.run_due();
-    }
-
-    /// Board time.
-    pub fn now(&self) -> Instant {
-        self.clock.now()
-    }
-
-    /// When the board next has something to do without input.
-    pub fn next_wakeup(&self) -> Option<Instant> {
-        match (self.pending.map(|p| p.at), self.dev.poll_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
     /// The flash contents (1 MiB from 0x0800_0000).
     pub fn flash(&self) -> &[u8] {
         self.mem.flash.contents()
@@ -454,13 +434,17 @@ impl Board for Stm32f4 {
     type Inspection = Stm32f4Report;
 
     fn now(&self) -> Instant {
-        Stm32f4::now(self)
+        self.clock.now()
     }
     fn advance(&mut self, now: Instant) {
-        Stm32f4::advance(self, now)
+        self.clock.advance_to(now);
+        self.run_due();
     }
     fn next_wakeup(&self) -> Option<Instant> {
-        Stm32f4::next_wakeup(self)
+        match (self.pending.map(|p| p.at), self.dev.poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
     fn is_powered(&self) -> bool {
         // The board has no power model: it is always on.

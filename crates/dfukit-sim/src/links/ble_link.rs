@@ -36,6 +36,7 @@
 use crate::boards::nrf52840::Nrf52840;
 use crate::clock::SimRng;
 use crate::links::ble::{BleParams, InvalidParams, ATT_HEADER, ATT_WRITE_RSP, T_IFS};
+use dfukit_core::Board;
 use dfukit_core::Instant;
 use dfukit_nordic::bootloader::RxTransport;
 use dfukit_nordic::host::SecureDfuLink;

@@ -2,6 +2,7 @@
 //! that any serial tool (nrfutil included) can open it like a USB CDC port.
 
 use crate::boards::nrf52840::Nrf52840;
+use dfukit_core::Board;
 use dfukit_core::Instant;
 use dfukit_nordic::bootloader::RxTransport;
 use dfukit_nordic::slip;

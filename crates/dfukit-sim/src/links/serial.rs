@@ -13,6 +13,7 @@
 
 use crate::boards::nrf52840::Nrf52840;
 use crate::links::uart::UartModel;
+use dfukit_core::Board;
 use dfukit_core::Instant;
 use dfukit_nordic::bootloader::RxTransport;
 use dfukit_nordic::host::SecureDfuLink;

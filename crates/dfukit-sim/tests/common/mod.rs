@@ -9,6 +9,7 @@ use dfukit_nordic::init_packet::{self, FwType, Hash, HashType, InitCommand, Sign
 use dfukit_nordic::package::keys;
 use dfukit_nordic::proto::ExtError;
 use dfukit_sim::boards::nrf52840::{Bank1, BoardConfig, Inspection, Nrf52840};
+use dfukit_sim::Board;
 use dfukit_sim::Storage;
 use p256::ecdsa::SigningKey;
 use sha2::{Digest, Sha256};

@@ -258,26 +258,6 @@ impl Stm32mp1 {
         self.run_due();
     }
 
-    /// Advances virtual time to `t` (no effect in wall-clock mode) and
-    /// applies what is due: the ROM → TF-A hand-over, a re-enumeration.
-    pub fn advance(&mut self, t: Instant) {
-        self.clock.advance_to(t);
-        self.run_due();
-    }
-
-    /// Board time.
-    pub fn now(&self) -> Instant {
-        self.clock.now()
-    }
-
-    /// When the board next changes by itself.
-    pub fn next_wakeup(&self) -> Option<Instant> {
-        match (self.handover, self.enumerate_at.map(|(t, _)| t)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
     /// The firmware running.
     pub fn stage(&self) -> BootStage {
         self.m.stage()
@@ -577,13 +557,17 @@ impl Board for Stm32mp1 {
     type Inspection = Stm32mp1Report;
 
     fn now(&self) -> Instant {
-        Stm32mp1::now(self)
+        self.clock.now()
     }
     fn advance(&mut self, now: Instant) {
-        Stm32mp1::advance(self, now)
+        self.clock.advance_to(now);
+        self.run_due();
     }
     fn next_wakeup(&self) -> Option<Instant> {
-        Stm32mp1::next_wakeup(self)
+        match (self.handover, self.enumerate_at.map(|(t, _)| t)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
     fn is_powered(&self) -> bool {
         // The board has no power model: it is always on.

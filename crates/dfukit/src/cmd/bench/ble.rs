@@ -16,6 +16,7 @@ use dfukit_sim::links::ble::BleParams;
 use dfukit_sim::links::serial::BoardLink;
 use dfukit_sim::links::uart::UartModel;
 use dfukit_sim::session;
+use dfukit_sim::Board;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
