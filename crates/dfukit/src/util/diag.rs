@@ -49,3 +49,10 @@ impl From<dfukit_nordic::host::HostError> for Diag {
         Diag::new(e.code(), e.to_string(), e.help())
     }
 }
+
+/// Reads the file the user named, or says which file could not be read and
+/// why, under `code` with `help`.
+pub fn read_input(path: &std::path::Path, code: &'static str, help: &str) -> Result<Vec<u8>, Diag> {
+    std::fs::read(path)
+        .map_err(|e| Diag::new(code, format!("cannot read {}: {e}", path.display()), help))
+}

@@ -1,17 +1,21 @@
 //! Key files as users pass them to several commands (`sim nrf52840
 //! --public-key`, `nordic dfu ble --sim --public-key`, the demo).
 
+use super::diag::read_input;
 use super::diag::Diag;
 use std::path::Path;
 
 /// Reads a private or public key PEM into the SEC1 hex the board stores.
 pub fn public_key_hex(path: &Path) -> Result<String, Diag> {
     use p256::pkcs8::DecodePublicKey;
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    const KEY_HELP: &str =
+        "pass a key made by `dfukit nordic keys generate` or `nrfutil keys generate`";
+    let bytes = read_input(path, "dfukit::sim::key", KEY_HELP)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
         Diag::new(
             "dfukit::sim::key",
             format!("cannot read {}: {e}", path.display()),
-            "pass a key made by `dfukit nordic keys generate` or `nrfutil keys generate`",
+            KEY_HELP,
         )
     })?;
     let vk = match dfukit_nordic::package::keys::from_pem(&text) {

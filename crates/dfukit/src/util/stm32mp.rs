@@ -2,6 +2,7 @@
 //! loaded with every error printed, the flow with progress, the summary
 //! table, and the failure diagnosis with its likely causes.
 
+use super::diag::read_input;
 use super::diag::Diag;
 use dfukit_stm32mp::connect::Connector;
 use dfukit_stm32mp::layout::{self, CheckOptions, Layout};
@@ -35,13 +36,7 @@ pub fn flash(conn: &mut impl Connector, path: &Path, opts: &Options) -> Result<S
         d.message.push_str("; nothing was sent to the board");
         d
     })?;
-    let layout_bytes = std::fs::read(path).map_err(|e| {
-        Diag::new(
-            "dfukit::stm32mp::layout",
-            format!("cannot read {}: {e}", path.display()),
-            "check the path",
-        )
-    })?;
+    let layout_bytes = read_input(path, "dfukit::stm32mp::layout", "check the path")?;
     let mut bar: Option<ProgressBar> = None;
     let mut on_event = |e: Event| match e {
         Event::StageStarted { stage } => eprintln!("== {stage}"),

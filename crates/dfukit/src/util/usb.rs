@@ -3,6 +3,7 @@
 //! a diagnostic when that fails, and the DfuSe download as `usb download`
 //! runs it.
 
+use super::diag::read_input;
 use super::diag::Diag;
 use clap::Args;
 use dfukit_transport::usb::{find_dfu_devices, DeviceFilter, FindError, FoundDevice, UsbTransfer};
@@ -178,13 +179,7 @@ pub fn bad_address(s: &str) -> Diag {
 }
 
 pub fn read_file(p: &Path) -> Result<Vec<u8>, Diag> {
-    std::fs::read(p).map_err(|e| {
-        Diag::new(
-            "dfukit::usb::file",
-            format!("cannot read {}: {e}", p.display()),
-            "check the path",
-        )
-    })
+    read_input(p, "dfukit::usb::file", "check the path")
 }
 
 /// The options of a DfuSe address string: `[ADDRESS][:leave][:mass-erase][:force]`.

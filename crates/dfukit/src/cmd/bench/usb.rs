@@ -70,14 +70,7 @@ fn usb_board() -> Result<
 /// Runs `bench usb`.
 pub fn run(a: UsbBench) -> Result<(), Diag> {
     let dir = tempfile::tempdir().map_err(diag)?;
-    let len = a.size_kib * 1024;
-    if len > 1 << 20 {
-        return Err(Diag::new(
-            "dfukit::bench::size",
-            "the STM32F4 has 1024 KiB of flash",
-            "use --size-kib 1024 or less",
-        ));
-    }
+    let len = stm32f4_image_len(a.size_kib)?;
     let fw = dfukit_sim::synthetic::firmware(len, 0x5EED);
     let bin = dir.path().join("fw.bin");
     std::fs::write(&bin, &fw).map_err(diag)?;
@@ -174,14 +167,7 @@ pub fn run_flash(a: UsbFlashBench) -> Result<(), Diag> {
     use dfukit_stm32mp::connect::Connector;
     use dfukit_usbdfu::dfuse::MemoryLayout;
     use dfukit_usbdfu::host::{DfuHost, Options};
-    let len = a.size_kib * 1024;
-    if len > 1 << 20 {
-        return Err(Diag::new(
-            "dfukit::bench::size",
-            "the STM32F4 has 1024 KiB of flash",
-            "use --size-kib 1024 or less",
-        ));
-    }
+    let len = stm32f4_image_len(a.size_kib)?;
     let fw = dfukit_sim::synthetic::firmware(len, 0xF1A5);
     let mut board = Stm32f4::in_memory(Stm32f4Config::default());
     board.use_virtual_time(dfukit_core::Instant::ZERO);
@@ -235,4 +221,17 @@ pub fn run_flash(a: UsbFlashBench) -> Result<(), Diag> {
         println!("  ratio bound/transfer: {:.1}%", r.ratio * 100.0);
     }
     Ok(())
+}
+
+/// `size_kib` in bytes, if it fits the STM32F405's 1 MiB of flash.
+fn stm32f4_image_len(size_kib: usize) -> Result<usize, Diag> {
+    let len = size_kib * 1024;
+    if len > 1 << 20 {
+        return Err(Diag::new(
+            "dfukit::bench::size",
+            "the STM32F4 has 1024 KiB of flash",
+            "use --size-kib 1024 or less",
+        ));
+    }
+    Ok(len)
 }

@@ -1,5 +1,6 @@
 //! `dfukit stm32mp ...`: STM32MP1 flashlayouts, STM32 images, SD-card images.
 
+use crate::util::diag::read_input;
 mod flash;
 
 use crate::util::diag::Diag;
@@ -98,13 +99,7 @@ fn check(path: &Path) -> Result<Layout, Diag> {
 }
 
 fn image_info(path: &Path, json: bool) -> Result<(), Diag> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Diag::new(
-            "dfukit::stm32mp::image",
-            format!("cannot read {}: {e}", path.display()),
-            "check the path",
-        )
-    })?;
+    let bytes = read_input(path, "dfukit::stm32mp::image", "check the path")?;
     let info = image::inspect(&bytes).map_err(|e| {
         Diag::new(
             "dfukit::stm32mp::image",
