@@ -6,7 +6,7 @@
 //! so that pipelining is observable without a clock.
 
 use dfukit_core::crc::crc32;
-use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
+use dfukit_core::{Clock, FlashOp, FlashOutcome, Instant, ManualClock, ReadError, ReadFlash};
 use dfukit_nordic::bootloader::{Bank1Location, Bootloader, BootloaderConfig, Mode, RxTransport};
 use dfukit_nordic::host::{self, Event, HostError, Options, SecureDfuLink};
 use dfukit_nordic::init_packet::{self, FwType, Hash, HashType, InitCommand};
@@ -87,6 +87,8 @@ struct TestLink {
     dropping: bool,
     writes: usize,
     ops: Vec<Op>,
+    /// Time passes only in the host's sleeps.
+    clock: ManualClock,
     /// Replaces the CRC frame with this index (counted from 0) by the frame given.
     replace_crc: Option<(usize, Vec<u8>)>,
     /// Fail the first erase at this address (once).
@@ -120,6 +122,7 @@ impl TestLink {
             dropping: false,
             writes: 0,
             ops: Vec::new(),
+            clock: ManualClock::default(),
             replace_crc: None,
             fail_erase_at: None,
             dirty_programs: 0,
@@ -211,6 +214,16 @@ impl TestLink {
     }
 }
 
+impl Clock for TestLink {
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+    fn sleep(&mut self, d: Duration) {
+        self.ops.push(Op::Sleep(d));
+        self.clock.sleep(d);
+    }
+}
+
 impl SecureDfuLink for TestLink {
     fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
         self.ops_count += 1;
@@ -280,10 +293,6 @@ impl SecureDfuLink for TestLink {
 
     fn is_serial(&self) -> bool {
         false
-    }
-
-    fn sleep(&mut self, d: Duration) {
-        self.ops.push(Op::Sleep(d));
     }
 }
 

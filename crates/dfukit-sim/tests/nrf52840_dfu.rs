@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use dfukit_core::{Clock, Instant};
 use dfukit_nordic::bootloader::{BootloaderEvent, FlashFault};
 use dfukit_nordic::host::{self, HostError, Options};
 use dfukit_nordic::proto::{ExtError, ResultCode};
@@ -359,6 +360,15 @@ impl<'a, 'b> FaultyLink<'a, 'b> {
             fault,
             writes: 0,
         }
+    }
+}
+
+impl Clock for FaultyLink<'_, '_> {
+    fn now(&self) -> Instant {
+        self.inner.now()
+    }
+    fn sleep(&mut self, d: Duration) {
+        self.inner.sleep(d)
     }
 }
 

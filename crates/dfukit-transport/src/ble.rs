@@ -12,6 +12,7 @@ use btleplug::api::{
     ValueNotification, WriteType,
 };
 use btleplug::platform::{Adapter, Manager, Peripheral};
+use dfukit_core::{Clock, WallClock};
 use dfukit_nordic::host::SecureDfuLink;
 use dfukit_nordic::proto::Request;
 use futures::stream::BoxStream;
@@ -82,6 +83,7 @@ pub struct BleLink {
     packet: Characteristic,
     notifications: BoxStream<'static, ValueNotification>,
     att_mtu: u16,
+    clock: WallClock,
 }
 
 fn parse_address(s: &str) -> Result<BDAddr, BleError> {
@@ -185,6 +187,7 @@ impl BleLink {
             packet,
             notifications,
             att_mtu,
+            clock: WallClock::new(),
         })
     }
 
@@ -240,6 +243,16 @@ impl BleLink {
 
 fn io_err(e: btleplug::Error) -> io::Error {
     io::Error::other(e.to_string())
+}
+
+/// A radio runs in real time.
+impl Clock for BleLink {
+    fn now(&self) -> dfukit_core::Instant {
+        self.clock.now()
+    }
+    fn sleep(&mut self, d: Duration) {
+        self.clock.sleep(d)
+    }
 }
 
 impl SecureDfuLink for BleLink {

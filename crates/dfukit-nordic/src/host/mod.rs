@@ -41,12 +41,18 @@ pub use events::Event;
 pub use options::Options;
 
 use crate::proto::{ExtError, Opcode, Payload, Request, Response, ResultCode};
+use dfukit_core::Clock;
 use std::time::Duration;
 
 /// A request/response channel to a Secure DFU bootloader (SLIP serial, BLE,
 /// or an in-process board). Named for the protocol it carries: other crates'
 /// links move USB transfers or STM32 frames.
-pub trait SecureDfuLink {
+///
+/// Its [`Clock`] is where the host takes time from: every deliberate wait
+/// goes through [`Clock::sleep`], so a virtual-time link advances its clock
+/// (and its device) instead of sleeping the thread, and a real link says
+/// that it runs on the wall clock. There is no default.
+pub trait SecureDfuLink: Clock {
     /// Sends one request. WRITE requests are sent without waiting.
     fn send(&mut self, req: &Request<'_>) -> std::io::Result<()>;
     /// Receives one response frame, or `Ok(None)` when none came within `timeout`.
@@ -61,12 +67,6 @@ pub trait SecureDfuLink {
     /// Whether PING and MTU_GET are available (serial) or not (BLE).
     fn is_serial(&self) -> bool {
         true
-    }
-    /// Lets `d` pass. The host never reads a clock, so every deliberate wait
-    /// goes through here: a virtual-time link must override this to advance
-    /// its clock (and its device) instead of sleeping the thread.
-    fn sleep(&mut self, d: Duration) {
-        std::thread::sleep(d);
     }
 }
 

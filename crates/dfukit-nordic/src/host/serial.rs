@@ -3,6 +3,7 @@
 use super::SecureDfuLink;
 use crate::proto::Request;
 use crate::slip;
+use dfukit_core::{Clock, WallClock};
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ pub struct SlipLink<P: Port> {
     rx_pos: usize,
     rx_len: usize,
     tx: Vec<u8>,
+    clock: WallClock,
 }
 
 impl<P: Port> SlipLink<P> {
@@ -32,12 +34,23 @@ impl<P: Port> SlipLink<P> {
             rx_pos: 0,
             rx_len: 0,
             tx: Vec::with_capacity(4096),
+            clock: WallClock::new(),
         }
     }
 
     /// The port.
     pub fn into_inner(self) -> P {
         self.port
+    }
+}
+
+/// A serial port runs in real time.
+impl<P: Port> Clock for SlipLink<P> {
+    fn now(&self) -> dfukit_core::Instant {
+        self.clock.now()
+    }
+    fn sleep(&mut self, d: Duration) {
+        self.clock.sleep(d)
     }
 }
 

@@ -36,8 +36,8 @@
 use crate::boards::nrf52840::Nrf52840;
 use crate::clock::SimRng;
 use crate::links::ble::{BleParams, InvalidParams, ATT_HEADER, ATT_WRITE_RSP, T_IFS};
-use dfukit_core::Board;
 use dfukit_core::Instant;
+use dfukit_core::{Board, Clock};
 use dfukit_nordic::bootloader::RxTransport;
 use dfukit_nordic::host::SecureDfuLink;
 use dfukit_nordic::proto::Request;
@@ -488,6 +488,21 @@ impl<'a> BleBoardLink<'a> {
     }
 }
 
+impl Clock for BleBoardLink<'_> {
+    fn now(&self) -> Instant {
+        self.board.now()
+    }
+    /// The host waits: connection events keep running (queued packets go
+    /// out, notifications come in) until `d` of virtual time has passed.
+    fn sleep(&mut self, d: Duration) {
+        let until = self.board.now() + d;
+        while !self.lost && self.next_anchor <= until {
+            self.run_event();
+        }
+        self.advance_board(until);
+    }
+}
+
 impl SecureDfuLink for BleBoardLink<'_> {
     fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
         if self.lost {
@@ -549,16 +564,6 @@ impl SecureDfuLink for BleBoardLink<'_> {
     fn max_write(&self, _device_mtu: u16) -> usize {
         // BLE has no MTU_GET: the negotiated ATT_MTU decides.
         self.params.write_payload()
-    }
-
-    /// The host waits: connection events keep running (queued packets go
-    /// out, notifications come in) until `d` of virtual time has passed.
-    fn sleep(&mut self, d: Duration) {
-        let until = self.board.now() + d;
-        while !self.lost && self.next_anchor <= until {
-            self.run_event();
-        }
-        self.advance_board(until);
     }
 
     fn is_serial(&self) -> bool {

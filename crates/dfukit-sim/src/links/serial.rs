@@ -13,8 +13,8 @@
 
 use crate::boards::nrf52840::Nrf52840;
 use crate::links::uart::UartModel;
-use dfukit_core::Board;
 use dfukit_core::Instant;
+use dfukit_core::{Board, Clock};
 use dfukit_nordic::bootloader::RxTransport;
 use dfukit_nordic::host::SecureDfuLink;
 use dfukit_nordic::proto::Request;
@@ -152,6 +152,20 @@ impl<'a> BoardLink<'a> {
     }
 }
 
+impl Clock for BoardLink<'_> {
+    fn now(&self) -> Instant {
+        self.board.now()
+    }
+    /// The host waits: the board runs on for `d` of virtual time.
+    fn sleep(&mut self, d: Duration) {
+        let until = self.board.now() + d;
+        while self.board.now() < until {
+            self.step(until);
+            self.collect();
+        }
+    }
+}
+
 impl SecureDfuLink for BoardLink<'_> {
     fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
         let mut frame = Vec::with_capacity(8);
@@ -196,14 +210,5 @@ impl SecureDfuLink for BoardLink<'_> {
     fn max_write(&self, device_mtu: u16) -> usize {
         // The board speaks serial SLIP: the same limit as a real port.
         dfukit_nordic::slip::max_payload(device_mtu)
-    }
-
-    /// The host waits: the board runs on for `d` of virtual time.
-    fn sleep(&mut self, d: Duration) {
-        let until = self.board.now() + d;
-        while self.board.now() < until {
-            self.step(until);
-            self.collect();
-        }
     }
 }
