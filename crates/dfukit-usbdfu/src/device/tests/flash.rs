@@ -1,9 +1,8 @@
-//! Direct state-machine tests; host-driven scenarios are in `tests/host_device.rs`.
+//! [`DfuDevice`]: DfuSe over flash memory.
 
-use super::*;
-use crate::wire::DfuSetup;
-use crate::wire::REQUEST_TYPE_OUT;
-use dfukit_core::ReadError;
+use super::super::{ConfigError, DeviceConfig, DeviceEvent, DfuDevice, Dialect, Reply};
+use crate::wire::{DfuSetup, GetStatus, Request, SetupPacket, State, Status, REQUEST_TYPE_OUT};
+use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
 
 /// 1 MiB of erased flash at 0x08000000; completes nothing by itself.
 struct Mem(std::vec::Vec<u8>);
@@ -24,28 +23,11 @@ fn dev(dialect: Dialect) -> (DfuDevice, Mem) {
 }
 
 fn req(d: &mut DfuDevice, m: &mut Mem, r: Request, value: u16, data: &[u8]) -> Reply {
-    let len = if r.is_in() { 64 } else { data.len() as u16 };
-    let mut buf = [0u8; 64];
-    d.control(
-        Instant::ZERO,
-        &SetupPacket::dfu(r, value, 0, len),
-        data,
-        &mut buf,
-        m,
-    )
+    super::req(d, m, Instant::ZERO, r, value, data)
 }
 
 fn status(d: &mut DfuDevice, m: &mut Mem) -> GetStatus {
-    let mut buf = [0u8; 6];
-    let r = d.control(
-        Instant::ZERO,
-        &SetupPacket::dfu(Request::GetStatus, 0, 0, 6),
-        &[],
-        &mut buf,
-        m,
-    );
-    assert_eq!(r, Reply::In(6));
-    GetStatus::from_bytes(&buf).unwrap()
+    super::status(d, m, Instant::ZERO)
 }
 
 #[test]
@@ -168,13 +150,7 @@ fn upload_maps_blocks_with_fixed_transfer_size() {
     req(&mut d, &mut m, Request::Abort, 0, &[]);
     let mut buf = [0u8; 16];
     // A short (16-byte) request at block 4 still reads from pointer + 2×2048.
-    let r = d.control(
-        Instant::ZERO,
-        &SetupPacket::dfu(Request::Upload, 4, 0, 16),
-        &[],
-        &mut buf,
-        &mut m,
-    );
+    let r = super::upload(&mut d, &mut m, Instant::ZERO, 4, &mut buf);
     assert_eq!(r, Reply::In(16));
     assert_eq!(buf, [2; 16]);
     assert_eq!(d.state(), State::DfuUploadIdle);
