@@ -4,27 +4,14 @@
 
 mod common;
 
-use common::{image, FlashMode, RamFlash, Region, Sim};
+use common::{f4_host, image, layout, FlashMode, RamFlash, Region, Sim, F4_FLASH, F4_OPT};
 use dfukit_usbdfu::device::{AltSetting, DeviceConfig, DeviceEvent, Dialect, FlashTiming};
-use dfukit_usbdfu::dfuse::{Command, MemoryLayout};
+use dfukit_usbdfu::dfuse::Command;
 use dfukit_usbdfu::files::{DfuseFile, Element, Suffix, Target};
 use dfukit_usbdfu::host::{DfuHost, Event, HostError, LeaveOutcome, Options, Phase};
 use dfukit_usbdfu::wire::DfuSetup;
 use dfukit_usbdfu::wire::{Request, SetupPacket, State, Status};
 use std::time::Duration;
-
-const F4_FLASH: &str = "@Internal Flash  /0x08000000/04*016Kg,01*064Kg,07*128Kg";
-const F4_OPT: &str = "@Option Bytes  /0x1FFFC000/01*016 e";
-
-fn f4_host() -> DfuHost<Sim> {
-    let sim = Sim::stm32f4();
-    let desc = sim.dev.functional_descriptor();
-    DfuHost::new(sim, 0, desc, Options::default())
-}
-
-fn layout(s: &str) -> MemoryLayout {
-    MemoryLayout::parse(s).unwrap()
-}
 
 #[test]
 fn dfuse_download_and_upload_read_back_byte_exact() {

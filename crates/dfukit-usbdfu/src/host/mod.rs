@@ -9,18 +9,20 @@
 //! dfuERROR. ST's stack and TF-A turn a CLRSTATUS in any other state into
 //! dfuERROR/errUNKNOWN (the trap dfu-libusb#4 fell into).
 //!
-//! DfuSe downloads check the whole image against the memory layout before
-//! the first request, erase only the sectors the image touches, then send
-//! SET_ADDRESS + one block (at block number 2) per transfer-size chunk, as
-//! dfu-util does.
+//! DfuSe downloads (the `download` module: [`DfuHost::dfuse_download_job`]
+//! and the calls it is made of) check the whole image against the memory
+//! layout before the first request, erase only the sectors the image
+//! touches, then send SET_ADDRESS + one block (at block number 2) per
+//! transfer-size chunk, as dfu-util does.
 
+mod download;
 mod error;
 pub mod probe;
 
+pub use download::{DfuseDownload, DfuseImage};
 pub use error::{HostError, Phase, TransferError};
 
 use crate::dfuse::{Access, Command, MemoryLayout, FIRST_DATA_BLOCK};
-use crate::files::DfuseFile;
 use crate::wire::{DfuSetup, FunctionalDescriptor, GetStatus, Request, SetupPacket, State, Status};
 use std::time::Duration;
 
@@ -620,118 +622,6 @@ impl<T: ControlTransfer> DfuHost<T> {
         Ok(buf)
     }
 
-    /// Writes `data` at `address` on a DfuSe device whose alt setting has
-    /// `layout`: refuses ranges that are not writeable before sending
-    /// anything, erases only the erasable sectors the range touches, then
-    /// downloads per transfer-size chunk. With `verify`, reads the range back
-    /// and compares.
-    pub fn dfuse_download(
-        &mut self,
-        layout: &MemoryLayout,
-        address: u32,
-        data: &[u8],
-        verify: bool,
-        events: Ev<'_>,
-    ) -> Result<(), HostError> {
-        Self::check_writeable(layout, address, data.len())?;
-        if !self.desc.can_download() {
-            return Err(HostError::Unsupported { what: "download" });
-        }
-        if data.is_empty() {
-            return Ok(());
-        }
-        self.abort_to_idle()?;
-        self.write_checked(layout, address, data, events)?;
-        if verify {
-            self.verify(layout, address, data, events)?;
-        }
-        Ok(())
-    }
-
-    fn check_writeable(layout: &MemoryLayout, address: u32, len: usize) -> Result<(), HostError> {
-        let end = u64::from(address) + len as u64;
-        let not_writeable = |a| HostError::NotWriteable {
-            address: a,
-            start: address,
-            end,
-        };
-        if end > 1 << 32 {
-            return Err(not_writeable(u32::MAX));
-        }
-        if let Some(bad) = layout.first_denied(address, len as u32, Access::Write) {
-            return Err(not_writeable(bad));
-        }
-        Ok(())
-    }
-
-    fn write_checked(
-        &mut self,
-        layout: &MemoryLayout,
-        address: u32,
-        data: &[u8],
-        events: Ev<'_>,
-    ) -> Result<(), HostError> {
-        for s in layout.sectors_in(address, data.len() as u32) {
-            if s.mem.erasable() {
-                events(Event::Erase {
-                    addr: s.start,
-                    len: s.size,
-                });
-                self.dfuse_command(Command::Erase(s.start))?;
-            }
-        }
-        self.write_blocks(address, data, events)
-    }
-
-    /// Downloads `data` at `address`, already erased, block by block.
-    fn write_blocks(&mut self, address: u32, data: &[u8], events: Ev<'_>) -> Result<(), HostError> {
-        let xfer = self.desc.transfer_size.max(1) as usize;
-        let total = data.len() as u64;
-        // DfuSe maps block n to pointer + (n - 2) * wTransferSize, so one Set
-        // Address Pointer serves a run of consecutive blocks; dfu-util sets
-        // it before every block, which doubles the control transfers. The
-        // pointer is set again before the 16-bit block number would wrap.
-        let mut block = FIRST_DATA_BLOCK;
-        for (i, chunk) in data.chunks(xfer).enumerate() {
-            let a = address + (i * xfer) as u32;
-            if i == 0 || block == u16::MAX {
-                self.dfuse_command(Command::SetAddress(a))?;
-                block = FIRST_DATA_BLOCK;
-            }
-            self.out(Phase::Download, Some(a), Request::Dnload, block, chunk)?;
-            block += 1;
-            let st = self.wait_ready(Phase::Download, Some(a), None)?;
-            Self::expect(st, Phase::Download, Some(a), State::DfuDnloadIdle)?;
-            events(Event::Download {
-                done: (i * xfer + chunk.len()) as u64,
-                total,
-            });
-        }
-        Ok(())
-    }
-
-    fn verify(
-        &mut self,
-        layout: &MemoryLayout,
-        address: u32,
-        data: &[u8],
-        events: Ev<'_>,
-    ) -> Result<(), HostError> {
-        let back = self.dfuse_upload(layout, address, data.len(), &mut |_| {})?;
-        if let Some(i) = back.iter().zip(data).position(|(a, b)| a != b) {
-            return Err(HostError::Verify {
-                address: address + i as u32,
-                expected: data[i],
-                found: back[i],
-            });
-        }
-        events(Event::Verify {
-            done: data.len() as u64,
-            total: data.len() as u64,
-        });
-        Ok(())
-    }
-
     /// Reads `len` bytes from `address` on a DfuSe device.
     pub fn dfuse_upload(
         &mut self,
@@ -862,60 +752,5 @@ impl<T: ControlTransfer> DfuHost<T> {
             }
             s => LeaveOutcome::Stayed(s),
         })
-    }
-
-    /// Downloads every target of a `.dfu` file. `layout_for` gives the memory
-    /// layout of an alt setting; every element of every target is checked
-    /// against its layout before anything is sent.
-    pub fn dfuse_download_file(
-        &mut self,
-        file: &DfuseFile,
-        layout_for: &dyn Fn(u8) -> Option<MemoryLayout>,
-        verify: bool,
-        events: Ev<'_>,
-    ) -> Result<(), HostError> {
-        let mut layouts = Vec::new();
-        for t in &file.targets {
-            let layout = layout_for(t.alt).ok_or(HostError::NoLayout { alt: t.alt })?;
-            for e in &t.elements {
-                Self::check_writeable(&layout, e.address, e.data.len())?;
-            }
-            layouts.push(layout);
-        }
-        for (t, layout) in file.targets.iter().zip(&layouts) {
-            events(Event::Target {
-                alt: t.alt,
-                name: t.name.clone(),
-            });
-            self.set_alt(t.alt)?;
-            self.abort_to_idle()?;
-            // Elements may share a sector: erase every touched sector once,
-            // before any element is written, or a later element's erase
-            // would wipe an earlier one.
-            let mut erased: Vec<u32> = Vec::new();
-            for e in &t.elements {
-                for sec in layout.sectors_in(e.address, e.data.len() as u32) {
-                    if sec.mem.erasable() && !erased.contains(&sec.start) {
-                        erased.push(sec.start);
-                        events(Event::Erase {
-                            addr: sec.start,
-                            len: sec.size,
-                        });
-                        self.dfuse_command(Command::Erase(sec.start))?;
-                    }
-                }
-            }
-            for e in &t.elements {
-                self.write_blocks(e.address, &e.data, events)?;
-            }
-            // Verify once everything is written, so a later write that
-            // disturbed an earlier element is caught.
-            if verify {
-                for e in &t.elements {
-                    self.verify(layout, e.address, &e.data, events)?;
-                }
-            }
-        }
-        Ok(())
     }
 }
