@@ -2,7 +2,7 @@
 //! operations that complete asynchronously. See [`DfuDevice`].
 
 use super::state::{
-    AltError, Backend, Machine, Manifestation, Refusal, Sequence, Signal, Uploaded, Work,
+    AltError, Backend, Frame, Machine, Manifestation, Refusal, Sequence, Signal, Uploaded, Work,
 };
 use super::{ConfigError, DeviceConfig, DeviceEvent, Reply, MAX_TRANSFER_SIZE};
 use crate::dfuse::{block_address, Access, Command, MemoryLayout};
@@ -82,6 +82,14 @@ pub enum FlashFault {
         /// First non-blank address.
         addr: u32,
     },
+}
+
+/// What answers an UPLOAD frame.
+enum Source {
+    /// `len` bytes of memory at `addr`; `last` ends the upload.
+    Memory { addr: u32, len: usize, last: bool },
+    /// The frame is filled in already (DfuSe Get Commands).
+    Answered(Uploaded),
 }
 
 /// The flash work: the DfuSe address pointer, the decoded block, the job
@@ -351,17 +359,7 @@ impl FlashWork {
                     self.reset_after_work = true;
                 }
             }
-            Pending::Data { addr, len } => {
-                if self
-                    .layout(alt)
-                    .first_denied(addr, len.into(), Access::Write)
-                    .is_some()
-                {
-                    return Err(addr_err);
-                }
-                let _ = self.jobs.push_back(Job::Program { addr, len });
-            }
-            Pending::Raw { addr, len } => {
+            Pending::Data { addr, len } | Pending::Raw { addr, len } => {
                 if self
                     .layout(alt)
                     .first_denied(addr, len.into(), Access::Write)
@@ -370,9 +368,10 @@ impl FlashWork {
                     return Err(addr_err);
                 }
                 let end = u64::from(addr) + u64::from(len);
-                if end > self.raw_erased_to {
-                    // Erase the sectors this block reaches into that are not
-                    // erased yet; the previous block erased up to a sector end.
+                if matches!(pending, Pending::Raw { .. }) && end > self.raw_erased_to {
+                    // Plain DFU: erase the sectors this block reaches into
+                    // that are not erased yet; the previous block erased up
+                    // to a sector end.
                     let from = self.raw_erased_to.max(u64::from(addr)) as u32;
                     let _ = self.jobs.push_back(Job::Erase { next: from, end });
                     self.raw_erased_to = self
@@ -519,68 +518,50 @@ impl FlashWork {
         Ok(())
     }
 
-    /// A DfuSe UPLOAD: block 0 is Get Commands, block 1 is reserved, blocks
-    /// from 2 read the memory they map to.
-    fn dfuse_upload(
-        &mut self,
-        alt: u8,
-        block: u16,
-        buf: &mut [u8],
-        mem: &mut impl ReadFlash,
-    ) -> Result<Uploaded, Refusal> {
+    /// What an UPLOAD frame of `buf.len()` bytes answers. DfuSe: block 0
+    /// is Get Commands, block 1 is reserved, blocks from 2 read the memory
+    /// they map to. Plain DFU: the alt's memory from its first address on,
+    /// until a short frame.
+    fn upload_source(&mut self, at: Frame, buf: &mut [u8]) -> Result<Source, Refusal> {
         let want = buf.len();
-        match block {
+        let address_error = Refusal::Error(self.cfg.dialect.address_error);
+        if !self.cfg.dialect.dfuse {
+            let offset = clamp_u32(self.raw.read_from(at.starting));
+            let layout = self.layout(at.alt);
+            let size = u32::try_from(layout.total_size()).unwrap_or(u32::MAX);
+            let addr = layout.start().wrapping_add(offset);
+            let len = (size.saturating_sub(offset) as usize).min(want);
+            if len > 0 && !layout.is_readable(addr, len as u32) {
+                return Err(address_error);
+            }
+            return Ok(Source::Memory {
+                addr,
+                len,
+                last: len < want,
+            });
+        }
+        match at.block {
             0 => {
                 let cmds = self.cfg.dialect.get_commands;
                 let n = cmds.len().min(want);
                 buf[..n].copy_from_slice(&cmds[..n]);
                 // ST's stack (usbd_dfu.c) is idle again after a full Get
                 // Commands (wLength > 3): a query, not an upload.
-                Ok(Uploaded {
+                Ok(Source::Answered(Uploaded {
                     len: n,
                     last: want > 3,
-                })
+                }))
             }
             1 => Err(Refusal::Stall),
-            _ => {
-                let addr = block_address(self.pointer, block, self.cfg.transfer_size)
-                    .filter(|&a| self.layout(alt).is_readable(a, want as u32))
-                    .ok_or(Refusal::Error(self.cfg.dialect.address_error))?;
-                mem.read(addr, buf)
-                    .map_err(|_| Refusal::Error(Status::ErrUnknown))?;
-                Ok(Uploaded {
+            _ => block_address(self.pointer, at.block, self.cfg.transfer_size)
+                .filter(|&a| self.layout(at.alt).is_readable(a, want as u32))
+                .map(|addr| Source::Memory {
+                    addr,
                     len: want,
                     last: false,
                 })
-            }
+                .ok_or(address_error),
         }
-    }
-
-    /// A plain DFU UPLOAD: the alt's memory from its first address on, until
-    /// a short frame.
-    fn raw_upload(
-        &mut self,
-        alt: u8,
-        starting: bool,
-        buf: &mut [u8],
-        mem: &mut impl ReadFlash,
-    ) -> Result<Uploaded, Refusal> {
-        let want = buf.len();
-        let offset = clamp_u32(self.raw.read_from(starting));
-        let layout = self.layout(alt);
-        let size = u32::try_from(layout.total_size()).unwrap_or(u32::MAX);
-        let addr = layout.start().wrapping_add(offset);
-        let n = (size.saturating_sub(offset) as usize).min(want);
-        if n > 0 && !layout.is_readable(addr, n as u32) {
-            return Err(Refusal::Error(self.cfg.dialect.address_error));
-        }
-        mem.read(addr, &mut buf[..n])
-            .map_err(|_| Refusal::Error(Status::ErrUnknown))?;
-        self.raw.uploaded(n);
-        Ok(Uploaded {
-            len: n,
-            last: n < want,
-        })
     }
 }
 
@@ -610,18 +591,18 @@ impl<M: ReadFlash> Backend for FlashCtx<'_, M> {
         // ST's ROM takes the DfuSe leave request from dfuIDLE.
         self.flash.cfg.dialect.dfuse
     }
-    fn dnload(&mut self, alt: u8, block: u16, data: &[u8], starting: bool) -> Result<(), Refusal> {
+    fn dnload(&mut self, at: Frame, data: &[u8]) -> Result<(), Refusal> {
         let f = &mut *self.flash;
         if f.cfg.dialect.dfuse {
-            return f.dfuse_block(block, data);
+            return f.dfuse_block(at.block, data);
         }
-        if starting {
+        if at.starting {
             // A new download starts at the beginning of the alt.
             f.raw_erased_to = 0;
         }
-        let offset = f.raw.block(block, data.len(), starting)?;
+        let offset = f.raw.block(at.block, data.len(), at.starting)?;
         f.pending = Pending::Raw {
-            addr: f.layout(alt).start().wrapping_add(clamp_u32(offset)),
+            addr: f.layout(at.alt).start().wrapping_add(clamp_u32(offset)),
             len: data.len() as u16,
         };
         Ok(())
@@ -644,18 +625,18 @@ impl<M: ReadFlash> Backend for FlashCtx<'_, M> {
             Manifestation::Busy(poll)
         })
     }
-    fn upload(
-        &mut self,
-        alt: u8,
-        block: u16,
-        starting: bool,
-        buf: &mut [u8],
-    ) -> Result<Uploaded, Refusal> {
-        if self.flash.cfg.dialect.dfuse {
-            self.flash.dfuse_upload(alt, block, buf, self.mem)
-        } else {
-            self.flash.raw_upload(alt, starting, buf, self.mem)
+    fn upload(&mut self, at: Frame, buf: &mut [u8]) -> Result<Uploaded, Refusal> {
+        let (addr, len, last) = match self.flash.upload_source(at, buf)? {
+            Source::Memory { addr, len, last } => (addr, len, last),
+            Source::Answered(u) => return Ok(u),
+        };
+        self.mem
+            .read(addr, &mut buf[..len])
+            .map_err(|_| Refusal::Error(Status::ErrUnknown))?;
+        if !self.flash.cfg.dialect.dfuse {
+            self.flash.raw.uploaded(len);
         }
+        Ok(Uploaded { len, last })
     }
 }
 

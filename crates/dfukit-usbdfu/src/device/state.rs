@@ -63,6 +63,17 @@ pub(crate) enum Manifestation {
     },
 }
 
+/// Where a DNLOAD or UPLOAD frame belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Frame {
+    /// The selected alternate setting.
+    pub(crate) alt: u8,
+    /// wValue: the block number.
+    pub(crate) block: u16,
+    /// The device was in dfuIDLE: the frame starts a transfer.
+    pub(crate) starting: bool,
+}
+
 /// One UPLOAD frame a back end filled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Uploaded {
@@ -106,22 +117,15 @@ pub(crate) trait Backend {
     /// request; dfu-util returns to dfuIDLE before `:leave`). Plain DFU needs
     /// a download first.
     fn leave_from_idle(&self) -> bool;
-    /// A DNLOAD block arrived (the device was in dfuIDLE if `starting`);
-    /// its data goes to the block buffer if this accepts it.
-    fn dnload(&mut self, alt: u8, block: u16, data: &[u8], starting: bool) -> Result<(), Refusal>;
+    /// A DNLOAD block arrived; its data goes to the block buffer if this
+    /// accepts it.
+    fn dnload(&mut self, at: Frame, data: &[u8]) -> Result<(), Refusal>;
     /// The GETSTATUS after a block: act on it. `data` is the block.
     fn execute(&mut self, now: Instant, alt: u8, data: &[u8]) -> Result<Work, Status>;
     /// The GETSTATUS after the zero-length DNLOAD: manifest.
     fn manifest(&mut self, now: Instant, alt: u8) -> Result<Manifestation, Status>;
-    /// UPLOAD block `block` into `buf` (the device was in dfuIDLE if
-    /// `starting`).
-    fn upload(
-        &mut self,
-        alt: u8,
-        block: u16,
-        starting: bool,
-        buf: &mut [u8],
-    ) -> Result<Uploaded, Refusal>;
+    /// An UPLOAD: fill `buf`.
+    fn upload(&mut self, at: Frame, buf: &mut [u8]) -> Result<Uploaded, Refusal>;
 }
 
 /// Plain DFU 1.1 block numbering and the position in an alt, as U-Boot's
@@ -409,6 +413,14 @@ impl Machine {
         Reply::Stall
     }
 
+    fn frame(&self, setup: &SetupPacket, starting: bool) -> Frame {
+        Frame {
+            alt: self.alt,
+            block: setup.value,
+            starting,
+        }
+    }
+
     fn refuse(&mut self, r: Refusal, b: &impl Backend) -> Reply {
         match r {
             Refusal::Stall => self.stall_error(b),
@@ -499,7 +511,7 @@ impl Machine {
             self.state = State::DfuManifestSync;
             return Reply::Ack;
         }
-        if let Err(r) = b.dnload(self.alt, setup.value, data, starting) {
+        if let Err(r) = b.dnload(self.frame(setup, starting), data) {
             return self.refuse(r, b);
         }
         self.buf[..data.len()].copy_from_slice(data);
@@ -516,8 +528,8 @@ impl Machine {
         if want > self.transfer_size as usize {
             return self.stall_error(b);
         }
-        let starting = self.state == State::DfuIdle;
-        match b.upload(self.alt, setup.value, starting, &mut reply[..want]) {
+        let at = self.frame(setup, self.state == State::DfuIdle);
+        match b.upload(at, &mut reply[..want]) {
             Ok(u) => {
                 self.state = if u.last {
                     State::DfuIdle

@@ -14,7 +14,9 @@
 //! GETSTATUS stalls and sets dfuERROR/errSTALLEDPKT (DFU 1.1 state table).
 //! Block numbers follow U-Boot's `f_dfu` (see [`super::state::Sequence`]).
 
-use super::state::{Backend, Machine, Manifestation, Refusal, Sequence, Signal, Uploaded, Work};
+use super::state::{
+    Backend, Frame, Machine, Manifestation, Refusal, Sequence, Signal, Uploaded, Work,
+};
 use super::{DeviceEvent, Dialect, Reply, MAX_TRANSFER_SIZE};
 use crate::wire::{FunctionalDescriptor, SetupPacket, State, Status};
 use core::time::Duration;
@@ -87,8 +89,8 @@ impl<B: StreamBackend> Backend for StreamCtx<'_, B> {
     fn leave_from_idle(&self) -> bool {
         false
     }
-    fn dnload(&mut self, _alt: u8, block: u16, data: &[u8], starting: bool) -> Result<(), Refusal> {
-        self.work.block_offset = self.work.seq.block(block, data.len(), starting)?;
+    fn dnload(&mut self, at: Frame, data: &[u8]) -> Result<(), Refusal> {
+        self.work.block_offset = self.work.seq.block(at.block, data.len(), at.starting)?;
         Ok(())
     }
     fn execute(&mut self, now: Instant, alt: u8, data: &[u8]) -> Result<Work, Status> {
@@ -108,17 +110,11 @@ impl<B: StreamBackend> Backend for StreamCtx<'_, B> {
         self.work.busy_until = now + d;
         Ok(Manifestation::Busy(d))
     }
-    fn upload(
-        &mut self,
-        alt: u8,
-        _block: u16,
-        starting: bool,
-        buf: &mut [u8],
-    ) -> Result<Uploaded, Refusal> {
-        let offset = self.work.seq.read_from(starting);
+    fn upload(&mut self, at: Frame, buf: &mut [u8]) -> Result<Uploaded, Refusal> {
+        let offset = self.work.seq.read_from(at.starting);
         let n = self
             .backend
-            .read(alt, offset, buf)
+            .read(at.alt, offset, buf)
             .map_err(Refusal::Error)?
             .min(buf.len());
         self.work.seq.uploaded(n);

@@ -223,18 +223,29 @@ impl<T: ControlTransfer> DfuHost<T> {
             })
     }
 
-    fn status_in(&mut self, phase: Phase, address: Option<u32>) -> Result<GetStatus, HostError> {
-        let mut buf = [0u8; 6];
-        let setup = SetupPacket::dfu(Request::GetStatus, 0, self.interface, 6);
-        let n = self
-            .t
-            .control_in(setup, &mut buf, self.opts.timeout)
+    /// An IN request for `buf.len()` bytes; returns the bytes received.
+    fn input(
+        &mut self,
+        phase: Phase,
+        address: Option<u32>,
+        req: Request,
+        value: u16,
+        buf: &mut [u8],
+    ) -> Result<usize, HostError> {
+        let setup = SetupPacket::dfu(req, value, self.interface, buf.len() as u16);
+        self.t
+            .control_in(setup, buf, self.opts.timeout)
             .map_err(|source| HostError::Transfer {
                 phase,
-                request: Request::GetStatus,
+                request: req,
                 address,
                 source,
-            })?;
+            })
+    }
+
+    fn status_in(&mut self, phase: Phase, address: Option<u32>) -> Result<GetStatus, HostError> {
+        let mut buf = [0u8; 6];
+        let n = self.input(phase, address, Request::GetStatus, 0, &mut buf)?;
         GetStatus::from_bytes(&buf[..n]).map_err(|detail| HostError::BadStatus { phase, detail })
     }
 
@@ -262,17 +273,7 @@ impl<T: ControlTransfer> DfuHost<T> {
     /// DFU_GETSTATE.
     pub fn get_state(&mut self) -> Result<State, HostError> {
         let mut b = [0u8; 1];
-        let setup = SetupPacket::dfu(Request::GetState, 0, self.interface, 1);
-        let err = |source| HostError::Transfer {
-            phase: Phase::Setup,
-            request: Request::GetState,
-            address: None,
-            source,
-        };
-        let n = self
-            .t
-            .control_in(setup, &mut b, self.opts.timeout)
-            .map_err(err)?;
+        let n = self.input(Phase::Setup, None, Request::GetState, 0, &mut b)?;
         if n < 1 {
             return Err(HostError::BadStatus {
                 phase: Phase::Setup,
@@ -357,14 +358,7 @@ impl<T: ControlTransfer> DfuHost<T> {
                 Err(e) => return Err(e),
             };
             polls += 1;
-            if st.state == State::DfuError || st.status != Status::Ok {
-                return Err(HostError::Device {
-                    phase,
-                    state: st.state,
-                    status: st.status,
-                    address,
-                });
-            }
+            Self::check_status(&st, phase, address)?;
             let mut delay = self.poll_delay(&st);
             if let Some(m) = min_poll {
                 delay = delay.max(m);
@@ -389,6 +383,19 @@ impl<T: ControlTransfer> DfuHost<T> {
                 });
             }
         }
+    }
+
+    /// A status that reports an error (dfuERROR or a non-OK status) is one.
+    fn check_status(st: &GetStatus, phase: Phase, address: Option<u32>) -> Result<(), HostError> {
+        if st.state == State::DfuError || st.status != Status::Ok {
+            return Err(HostError::Device {
+                phase,
+                state: st.state,
+                status: st.status,
+                address,
+            });
+        }
+        Ok(())
     }
 
     fn expect(
@@ -463,14 +470,7 @@ impl<T: ControlTransfer> DfuHost<T> {
                 }
                 Err(e) => return Err(e),
             };
-            if st.state == State::DfuError || st.status != Status::Ok {
-                return Err(HostError::Device {
-                    phase: Phase::Manifest,
-                    state: st.state,
-                    status: st.status,
-                    address: None,
-                });
-            }
+            Self::check_status(&st, Phase::Manifest, None)?;
             let remaining = self.opts.busy_limit.saturating_sub(waited);
             self.t.sleep(self.poll_delay(&st).min(remaining));
             match st.state {
@@ -518,16 +518,8 @@ impl<T: ControlTransfer> DfuHost<T> {
             }
             let start = out.len();
             out.resize(start + want, 0);
-            let setup = SetupPacket::dfu(Request::Upload, block, self.interface, want as u16);
-            let n = self
-                .t
-                .control_in(setup, &mut out[start..], self.opts.timeout)
-                .map_err(|source| HostError::Transfer {
-                    phase: Phase::Upload,
-                    request: Request::Upload,
-                    address: None,
-                    source,
-                })?;
+            let buf = &mut out[start..];
+            let n = self.input(Phase::Upload, None, Request::Upload, block, buf)?;
             out.truncate(start + n);
             events(Event::Upload {
                 done: out.len() as u64,
@@ -581,14 +573,7 @@ impl<T: ControlTransfer> DfuHost<T> {
             // The device erases everything and resets; nothing more to poll.
             return Ok(());
         }
-        if st.state == State::DfuError || st.status != Status::Ok {
-            return Err(HostError::Device {
-                phase,
-                state: st.state,
-                status: st.status,
-                address,
-            });
-        }
+        Self::check_status(&st, phase, address)?;
         Self::expect(st, phase, address, State::DfuDnbusy)?;
         let min_poll = match cmd {
             Command::MassErase => self.opts.mass_erase_min_poll,
@@ -607,16 +592,7 @@ impl<T: ControlTransfer> DfuHost<T> {
     pub fn dfuse_get_commands(&mut self) -> Result<Vec<u8>, HostError> {
         self.abort_to_idle()?;
         let mut buf = vec![0u8; 32];
-        let setup = SetupPacket::dfu(Request::Upload, 0, self.interface, buf.len() as u16);
-        let n = self
-            .t
-            .control_in(setup, &mut buf, self.opts.timeout)
-            .map_err(|source| HostError::Transfer {
-                phase: Phase::Command,
-                request: Request::Upload,
-                address: None,
-                source,
-            })?;
+        let n = self.input(Phase::Command, None, Request::Upload, 0, &mut buf)?;
         buf.truncate(n);
         self.abort_to_idle()?;
         Ok(buf)
@@ -667,16 +643,8 @@ impl<T: ControlTransfer> DfuHost<T> {
                 let start = out.len();
                 out.resize(start + want, 0);
                 let block = FIRST_DATA_BLOCK + b as u16;
-                let setup = SetupPacket::dfu(Request::Upload, block, self.interface, want as u16);
-                let n = self
-                    .t
-                    .control_in(setup, &mut out[start..], self.opts.timeout)
-                    .map_err(|source| HostError::Transfer {
-                        phase: Phase::Upload,
-                        request: Request::Upload,
-                        address: Some(a),
-                        source,
-                    })?;
+                let buf = &mut out[start..];
+                let n = self.input(Phase::Upload, Some(a), Request::Upload, block, buf)?;
                 if n != want {
                     return Err(HostError::ShortUpload {
                         address: a,
@@ -738,14 +706,7 @@ impl<T: ControlTransfer> DfuHost<T> {
             Err(e) if gone(&e) => return Ok(LeaveOutcome::Disconnected),
             Err(e) => return Err(e),
         };
-        if st.state == State::DfuError || st.status != Status::Ok {
-            return Err(HostError::Device {
-                phase: Phase::Leave,
-                state: st.state,
-                status: st.status,
-                address,
-            });
-        }
+        Self::check_status(&st, Phase::Leave, address)?;
         Ok(match st.state {
             State::DfuManifest | State::DfuManifestSync | State::DfuManifestWaitReset => {
                 LeaveOutcome::Manifesting

@@ -6,7 +6,7 @@
 use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
 use dfukit_usbdfu::device::{DeviceConfig, DeviceEvent, DfuDevice, Reply};
 use dfukit_usbdfu::dfuse::MemoryLayout;
-use dfukit_usbdfu::host::{ControlTransfer, DfuHost, Options, TransferError};
+use dfukit_usbdfu::host::{ControlTransfer, DfuHost, HostError, Options, TransferError};
 use dfukit_usbdfu::wire::DfuSetup;
 use dfukit_usbdfu::wire::{Request, SetupPacket};
 use std::time::Duration;
@@ -299,11 +299,15 @@ pub const F4_FLASH: &str = "@Internal Flash  /0x08000000/04*016Kg,01*064Kg,07*12
 /// The STM32F4 ROM's option-byte alt setting.
 pub const F4_OPT: &str = "@Option Bytes  /0x1FFFC000/01*016 e";
 
-/// A host on an in-process STM32F4 ROM.
-pub fn f4_host() -> DfuHost<Sim> {
-    let sim = Sim::stm32f4();
+/// A host with default options on `sim`, using its functional descriptor.
+pub fn host_on(sim: Sim) -> DfuHost<Sim> {
     let desc = sim.dev.functional_descriptor();
     DfuHost::new(sim, 0, desc, Options::default())
+}
+
+/// A host on an in-process STM32F4 ROM.
+pub fn f4_host() -> DfuHost<Sim> {
+    host_on(Sim::stm32f4())
 }
 
 pub fn layout(s: &str) -> MemoryLayout {
@@ -317,4 +321,9 @@ pub fn f4_layouts(alt: u8) -> Option<MemoryLayout> {
         1 => Some(layout(F4_OPT)),
         _ => None,
     }
+}
+
+/// Writes `data` at `address` into the STM32F4's flash alt, unverified.
+pub fn f4_write(host: &mut DfuHost<Sim>, address: u32, data: &[u8]) -> Result<(), HostError> {
+    host.dfuse_download(&layout(F4_FLASH), address, data, false, &mut |_| {})
 }

@@ -23,11 +23,16 @@ fn dev(dialect: Dialect) -> (DfuDevice, Mem) {
 }
 
 fn req(d: &mut DfuDevice, m: &mut Mem, r: Request, value: u16, data: &[u8]) -> Reply {
-    super::req(d, m, Instant::ZERO, r, value, data)
+    super::req(
+        &mut |s, o, i| d.control(Instant::ZERO, s, o, i, m),
+        r,
+        value,
+        data,
+    )
 }
 
 fn status(d: &mut DfuDevice, m: &mut Mem) -> GetStatus {
-    super::status(d, m, Instant::ZERO)
+    super::status(&mut |s, o, i| d.control(Instant::ZERO, s, o, i, m))
 }
 
 #[test]
@@ -150,7 +155,11 @@ fn upload_maps_blocks_with_fixed_transfer_size() {
     req(&mut d, &mut m, Request::Abort, 0, &[]);
     let mut buf = [0u8; 16];
     // A short (16-byte) request at block 4 still reads from pointer + 2×2048.
-    let r = super::upload(&mut d, &mut m, Instant::ZERO, 4, &mut buf);
+    let r = super::upload(
+        &mut |s, o, i| d.control(Instant::ZERO, s, o, i, &mut m),
+        4,
+        &mut buf,
+    );
     assert_eq!(r, Reply::In(16));
     assert_eq!(buf, [2; 16]);
     assert_eq!(d.state(), State::DfuUploadIdle);
@@ -198,4 +207,34 @@ fn get_commands_and_alt_selection_return_to_idle() {
     assert_eq!(d.state(), State::DfuError);
     d.select_alt(1).unwrap();
     assert_eq!((d.state(), d.status()), (State::DfuIdle, Status::Ok));
+}
+
+#[test]
+fn abort_in_sync_states_follows_the_dialect() {
+    // ST (lenient): ABORT drops the block waiting in dfuDNLOAD-SYNC.
+    let (mut d, mut m) = dev(Dialect::ST_ROM);
+    req(&mut d, &mut m, Request::Dnload, 0, &[0x21, 0, 0, 0, 8]);
+    assert_eq!(d.state(), State::DfuDnloadSync);
+    assert_eq!(req(&mut d, &mut m, Request::Abort, 0, &[]), Reply::Ack);
+    assert_eq!(d.state(), State::DfuIdle);
+    // The DFU 1.1 table (U-Boot): the same ABORT is an error.
+    let (mut d, mut m) = dev(Dialect::U_BOOT);
+    req(&mut d, &mut m, Request::Dnload, 0, &[0; 16]);
+    assert_eq!(d.state(), State::DfuDnloadSync);
+    assert_eq!(req(&mut d, &mut m, Request::Abort, 0, &[]), Reply::Stall);
+    assert_eq!(
+        (d.state(), d.status()),
+        (State::DfuError, Status::ErrStalledPkt)
+    );
+}
+
+#[test]
+fn a_refused_request_in_error_keeps_the_status_that_explains_it() {
+    let (mut d, mut m) = dev(Dialect::ST_ROM);
+    // Set Address outside the memory map: errTARGET at the GETSTATUS.
+    req(&mut d, &mut m, Request::Dnload, 0, &[0x21, 0, 0, 0, 0x30]);
+    let st = status(&mut d, &mut m);
+    assert_eq!((st.state, st.status), (State::DfuError, Status::ErrTarget));
+    assert_eq!(req(&mut d, &mut m, Request::Upload, 2, &[]), Reply::Stall);
+    assert_eq!(d.status(), Status::ErrTarget);
 }

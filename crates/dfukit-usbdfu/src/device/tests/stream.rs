@@ -2,9 +2,9 @@
 
 use super::super::stream::{StreamBackend, StreamDevice};
 use super::super::{DeviceEvent, Dialect, Reply};
-use super::{req, status, upload};
 use crate::wire::{
-    Request, SetupPacket, State, Status, REQUEST_TYPE_STANDARD_INTERFACE_OUT, SET_INTERFACE,
+    GetStatus, Request, SetupPacket, State, Status, REQUEST_TYPE_STANDARD_INTERFACE_OUT,
+    SET_INTERFACE,
 };
 use core::time::Duration;
 use dfukit_core::Instant;
@@ -65,6 +65,30 @@ fn t(ms: u64) -> Instant {
     Instant::from_micros(ms * 1000)
 }
 
+fn req(
+    d: &mut StreamDevice,
+    b: &mut VecBackend,
+    now: Instant,
+    r: Request,
+    value: u16,
+    data: &[u8],
+) -> Reply {
+    super::req(&mut |s, o, i| d.control(now, s, o, i, b), r, value, data)
+}
+
+/// A request the device must accept.
+fn ack(reply: Reply) {
+    assert_eq!(reply, Reply::Ack);
+}
+
+fn status(d: &mut StreamDevice, b: &mut VecBackend, now: Instant) -> GetStatus {
+    super::status(&mut |s, o, i| d.control(now, s, o, i, b))
+}
+
+fn upload(d: &mut StreamDevice, b: &mut VecBackend, now: Instant, buf: &mut [u8]) -> Reply {
+    super::upload(&mut |s, o, i| d.control(now, s, o, i, b), 0, buf)
+}
+
 fn dev(dialect: Dialect) -> StreamDevice {
     StreamDevice::new(dialect, 0, 16, 100)
 }
@@ -73,17 +97,14 @@ fn dev(dialect: Dialect) -> StreamDevice {
 fn download_polls_busy_then_manifests() {
     let mut d = dev(Dialect::U_BOOT);
     let mut b = VecBackend::new(10);
-    assert_eq!(
-        req(
-            &mut d,
-            &mut b,
-            t(0),
-            Request::Dnload,
-            0,
-            b"0123456789abcdef"
-        ),
-        Reply::Ack
-    );
+    ack(req(
+        &mut d,
+        &mut b,
+        t(0),
+        Request::Dnload,
+        0,
+        b"0123456789abcdef",
+    ));
     assert_eq!(d.state(), State::DfuDnloadSync);
     let s = status(&mut d, &mut b, t(0));
     assert_eq!((s.state, s.poll_timeout_ms), (State::DfuDnbusy, 10));
@@ -92,16 +113,10 @@ fn download_polls_busy_then_manifests() {
     assert_eq!((s.state, s.poll_timeout_ms), (State::DfuDnbusy, 6));
     let s = status(&mut d, &mut b, t(10));
     assert_eq!(s.state, State::DfuDnloadIdle);
-    assert_eq!(
-        req(&mut d, &mut b, t(11), Request::Dnload, 1, b"xyz"),
-        Reply::Ack
-    );
+    ack(req(&mut d, &mut b, t(11), Request::Dnload, 1, b"xyz"));
     assert_eq!(status(&mut d, &mut b, t(11)).state, State::DfuDnbusy);
     assert_eq!(status(&mut d, &mut b, t(21)).state, State::DfuDnloadIdle);
-    assert_eq!(
-        req(&mut d, &mut b, t(22), Request::Dnload, 2, &[]),
-        Reply::Ack
-    );
+    ack(req(&mut d, &mut b, t(22), Request::Dnload, 2, &[]));
     assert_eq!(d.state(), State::DfuManifestSync);
     let s = status(&mut d, &mut b, t(22));
     assert_eq!((s.state, s.poll_timeout_ms), (State::DfuManifest, 7));
@@ -115,15 +130,9 @@ fn download_polls_busy_then_manifests() {
 fn abort_cannot_drop_a_pending_manifestation_and_errors_keep_their_status() {
     let mut d = dev(Dialect::U_BOOT);
     let mut b = VecBackend::new(0);
-    assert_eq!(
-        req(&mut d, &mut b, t(0), Request::Dnload, 0, &[1; 16]),
-        Reply::Ack
-    );
+    ack(req(&mut d, &mut b, t(0), Request::Dnload, 0, &[1; 16]));
     assert_eq!(status(&mut d, &mut b, t(0)).state, State::DfuDnloadIdle);
-    assert_eq!(
-        req(&mut d, &mut b, t(0), Request::Dnload, 1, &[]),
-        Reply::Ack
-    );
+    ack(req(&mut d, &mut b, t(0), Request::Dnload, 1, &[]));
     assert_eq!(d.state(), State::DfuManifestSync);
     // ABORT here would skip the manifestation: refused.
     assert_eq!(
@@ -144,10 +153,7 @@ fn abort_cannot_drop_a_pending_manifestation_and_errors_keep_their_status() {
 
     let mut d = dev(Dialect::ST_ROM);
     let mut b = VecBackend::new(0);
-    assert_eq!(
-        req(&mut d, &mut b, t(0), Request::Dnload, 0, &[1; 16]),
-        Reply::Ack
-    );
+    ack(req(&mut d, &mut b, t(0), Request::Dnload, 0, &[1; 16]));
     status(&mut d, &mut b, t(0));
     req(&mut d, &mut b, t(0), Request::Dnload, 1, &[]);
     status(&mut d, &mut b, t(0));
@@ -179,20 +185,14 @@ fn synchronous_writes_hold_the_reply_instead_of_reporting_busy() {
     let mut d = dev(Dialect::U_BOOT);
     d.set_synchronous_writes(true);
     let mut b = VecBackend::new(3);
-    assert_eq!(
-        req(&mut d, &mut b, t(0), Request::Dnload, 0, &[1; 16]),
-        Reply::Ack
-    );
+    ack(req(&mut d, &mut b, t(0), Request::Dnload, 0, &[1; 16]));
     let s = status(&mut d, &mut b, t(1));
     // Written inside the request: idle at once, poll timeout 0, and the
     // reply completes when the 3 ms write does.
     assert_eq!((s.state, s.poll_timeout_ms), (State::DfuDnloadIdle, 0));
     assert_eq!(d.reply_at(), t(4));
     assert_eq!(b.alts[0], [1; 16]);
-    assert_eq!(
-        req(&mut d, &mut b, t(4), Request::Dnload, 1, &[2; 16]),
-        Reply::Ack
-    );
+    ack(req(&mut d, &mut b, t(4), Request::Dnload, 1, &[2; 16]));
     assert_eq!(status(&mut d, &mut b, t(4)).state, State::DfuDnloadIdle);
     assert_eq!(b.alts[0].len(), 32);
 }
@@ -224,7 +224,7 @@ fn upload_reads_at_running_offset_until_short_frame() {
     let mut buf = [0u8; 16];
     let mut got = Vec::new();
     loop {
-        let r = upload(&mut d, &mut b, t(0), 0, &mut buf);
+        let r = upload(&mut d, &mut b, t(0), &mut buf);
         let Reply::In(n) = r else { panic!("{r:?}") };
         got.extend_from_slice(&buf[..n]);
         if n < 16 {
@@ -236,7 +236,7 @@ fn upload_reads_at_running_offset_until_short_frame() {
     assert_eq!(d.state(), State::DfuIdle);
     // More than wTransferSize is refused.
     let mut big = [0u8; 32];
-    let r = upload(&mut d, &mut b, t(0), 0, &mut big);
+    let r = upload(&mut d, &mut b, t(0), &mut big);
     assert_eq!(r, Reply::Stall);
     assert_eq!(d.status(), Status::ErrStalledPkt);
 }
@@ -245,10 +245,7 @@ fn upload_reads_at_running_offset_until_short_frame() {
 fn clrstatus_strict_versus_lenient() {
     let mut b = VecBackend::new(0);
     let mut strict = dev(Dialect::TF_A);
-    assert_eq!(
-        req(&mut strict, &mut b, t(0), Request::ClrStatus, 0, &[]),
-        Reply::Ack
-    );
+    ack(req(&mut strict, &mut b, t(0), Request::ClrStatus, 0, &[]));
     let s = status(&mut strict, &mut b, t(0));
     assert_eq!((s.state, s.status), (State::DfuError, Status::ErrUnknown));
     req(&mut strict, &mut b, t(0), Request::ClrStatus, 0, &[]);
@@ -327,10 +324,7 @@ fn requests_while_busy_stall() {
 fn detach_in_idle_raises_events() {
     let mut b = VecBackend::new(0);
     let mut d = dev(Dialect::U_BOOT);
-    assert_eq!(
-        req(&mut d, &mut b, t(0), Request::Detach, 500, &[]),
-        Reply::Ack
-    );
+    ack(req(&mut d, &mut b, t(0), Request::Detach, 500, &[]));
     assert_eq!(
         d.poll_event(),
         Some(DeviceEvent::Detach { timeout_ms: 500 })
@@ -348,4 +342,26 @@ fn transfer_size_is_clamped() {
     assert_eq!(d.functional_descriptor().transfer_size, 4096);
     let d = StreamDevice::new(Dialect::U_BOOT, 0, 0, 0);
     assert_eq!(d.functional_descriptor().transfer_size, 1);
+}
+
+#[test]
+fn abort_in_sync_states_follows_the_dialect() {
+    // The same table as the flash core: the dialect decides, not the back end.
+    let mut b = VecBackend::new(0);
+    let mut d = dev(Dialect::ST_ROM);
+    ack(req(&mut d, &mut b, t(0), Request::Dnload, 0, b"ab"));
+    assert_eq!(d.state(), State::DfuDnloadSync);
+    ack(req(&mut d, &mut b, t(0), Request::Abort, 0, &[]));
+    assert_eq!(d.state(), State::DfuIdle);
+    assert!(b.alts[0].is_empty(), "the dropped block was never written");
+    let mut d = dev(Dialect::U_BOOT);
+    ack(req(&mut d, &mut b, t(0), Request::Dnload, 0, b"ab"));
+    assert_eq!(
+        req(&mut d, &mut b, t(0), Request::Abort, 0, &[]),
+        Reply::Stall
+    );
+    assert_eq!(
+        (d.state(), d.status()),
+        (State::DfuError, Status::ErrStalledPkt)
+    );
 }
