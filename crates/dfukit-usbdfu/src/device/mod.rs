@@ -1,6 +1,6 @@
 //! Sans-IO DFU 1.1 / DfuSe devices: the state machine behind EP0.
 //!
-//! One state table ([`state`]) serves two back ends:
+//! One DFU 1.1 state table (in `device/state.rs`) serves two back ends:
 //!
 //! - [`DfuDevice`]: DfuSe (or plain DFU) over flash memory, with erase and
 //!   program operations handed to the environment and completed later, in

@@ -6,13 +6,16 @@
 //! block, and read back the same way. [`StreamDevice`] is that protocol
 //! engine; what a block *means* is up to a [`StreamBackend`].
 //!
-//! Like [`super::DfuDevice`] it is sans-IO and runs the same state table
-//! ([`super::state`]): time comes in as an [`Instant`] with each request,
-//! and the work a block causes is reported by the backend as a duration.
+//! Like [`super::DfuDevice`] it is sans-IO and runs the same state table:
+//! time comes in as an [`Instant`] with each request, and the work a block
+//! causes is reported by the backend as a duration.
 //! The device then answers dfuDNBUSY, with bwPollTimeout set to the time
 //! left, until that duration has passed; meanwhile any request other than
 //! GETSTATUS stalls and sets dfuERROR/errSTALLEDPKT (DFU 1.1 state table).
-//! Block numbers follow U-Boot's `f_dfu` (see [`super::state::Sequence`]).
+//! Block numbers follow U-Boot's `f_dfu`: a download starts at block 0 and
+//! numbers follow each other (wrapping at 65535), any other number is
+//! refused with dfuERROR/errUNKNOWN; UPLOAD block numbers are not checked,
+//! the stream offset advances by what was returned.
 
 use super::state::{
     Backend, Frame, Machine, Manifestation, Refusal, Sequence, Signal, Uploaded, Work,

@@ -81,6 +81,16 @@ fn ack(reply: Reply) {
     assert_eq!(reply, Reply::Ack);
 }
 
+/// A request refused as not valid in the state: STALL,
+/// dfuERROR/errSTALLEDPKT.
+fn stalled_into_error(reply: Reply, d: &StreamDevice) {
+    assert_eq!(reply, Reply::Stall);
+    assert_eq!(
+        (d.state(), d.status()),
+        (State::DfuError, Status::ErrStalledPkt)
+    );
+}
+
 fn status(d: &mut StreamDevice, b: &mut VecBackend, now: Instant) -> GetStatus {
     super::status(&mut |s, o, i| d.control(now, s, o, i, b))
 }
@@ -135,14 +145,7 @@ fn abort_cannot_drop_a_pending_manifestation_and_errors_keep_their_status() {
     ack(req(&mut d, &mut b, t(0), Request::Dnload, 1, &[]));
     assert_eq!(d.state(), State::DfuManifestSync);
     // ABORT here would skip the manifestation: refused.
-    assert_eq!(
-        req(&mut d, &mut b, t(0), Request::Abort, 0, &[]),
-        Reply::Stall
-    );
-    assert_eq!(
-        (d.state(), d.status()),
-        (State::DfuError, Status::ErrStalledPkt)
-    );
+    stalled_into_error(req(&mut d, &mut b, t(0), Request::Abort, 0, &[]), &d);
     assert!(b.manifested.is_empty());
     // A second bad request keeps the first status.
     assert_eq!(
@@ -356,12 +359,5 @@ fn abort_in_sync_states_follows_the_dialect() {
     assert!(b.alts[0].is_empty(), "the dropped block was never written");
     let mut d = dev(Dialect::U_BOOT);
     ack(req(&mut d, &mut b, t(0), Request::Dnload, 0, b"ab"));
-    assert_eq!(
-        req(&mut d, &mut b, t(0), Request::Abort, 0, &[]),
-        Reply::Stall
-    );
-    assert_eq!(
-        (d.state(), d.status()),
-        (State::DfuError, Status::ErrStalledPkt)
-    );
+    stalled_into_error(req(&mut d, &mut b, t(0), Request::Abort, 0, &[]), &d);
 }
