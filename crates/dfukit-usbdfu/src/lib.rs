@@ -4,10 +4,12 @@
 //!   descriptor and setup packets (no_std).
 //! - [`dfuse`]: DfuSe commands, block → address mapping and memory-layout
 //!   strings (no_std).
-//! - [`device`]: a sans-IO DFU/DfuSe device state machine with dialects for
-//!   the ST ROM, U-Boot and TF-A (no_std).
+//! - [`device`]: sans-IO DFU/DfuSe devices: one state table with dialects
+//!   for the ST ROM, U-Boot and TF-A, over flash memory ([`DfuDevice`]) or
+//!   byte streams ([`device::stream::StreamDevice`]) (no_std).
 //! - [`host`] (std): a dfu-util-equivalent host driver over a
-//!   [`host::ControlTransfer`].
+//!   [`host::ControlTransfer`], with the whole DfuSe download policy in
+//!   [`host::DfuHost::dfuse_download_job`].
 //! - [`files`] (std): DFU suffix and DfuSe `.dfu` files.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]

@@ -4,27 +4,16 @@
 
 mod common;
 
-use common::{image, FlashMode, RamFlash, Region, Sim};
+use common::{
+    f4_host, f4_write, host_on, image, layout, FlashMode, RamFlash, Region, Sim, F4_FLASH, F4_OPT,
+};
 use dfukit_usbdfu::device::{AltSetting, DeviceConfig, DeviceEvent, Dialect, FlashTiming};
-use dfukit_usbdfu::dfuse::{Command, MemoryLayout};
+use dfukit_usbdfu::dfuse::Command;
 use dfukit_usbdfu::files::{DfuseFile, Element, Suffix, Target};
-use dfukit_usbdfu::host::{DfuHost, Event, HostError, LeaveOutcome, Options, Phase};
+use dfukit_usbdfu::host::{DfuHost, Event, HostError, LeaveOutcome, Phase};
 use dfukit_usbdfu::wire::DfuSetup;
 use dfukit_usbdfu::wire::{Request, SetupPacket, State, Status};
 use std::time::Duration;
-
-const F4_FLASH: &str = "@Internal Flash  /0x08000000/04*016Kg,01*064Kg,07*128Kg";
-const F4_OPT: &str = "@Option Bytes  /0x1FFFC000/01*016 e";
-
-fn f4_host() -> DfuHost<Sim> {
-    let sim = Sim::stm32f4();
-    let desc = sim.dev.functional_descriptor();
-    DfuHost::new(sim, 0, desc, Options::default())
-}
-
-fn layout(s: &str) -> MemoryLayout {
-    MemoryLayout::parse(s).unwrap()
-}
 
 #[test]
 fn dfuse_download_and_upload_read_back_byte_exact() {
@@ -115,9 +104,7 @@ fn unaligned_upload_uses_fixed_transfer_size_mapping() {
 fn write_outside_writeable_regions_is_refused_before_touching_the_device() {
     let mut host = f4_host();
     let img = image(0x2_0000, 3);
-    let err = host
-        .dfuse_download(&layout(F4_FLASH), 0x080F_0000, &img, false, &mut |_| {})
-        .unwrap_err();
+    let err = f4_write(&mut host, 0x080F_0000, &img).unwrap_err();
     assert_eq!(
         err,
         HostError::NotWriteable {
@@ -245,8 +232,7 @@ fn busy_status_reports_remaining_flash_work() {
 fn leave_with_st_rom_dialect() {
     let mut host = f4_host();
     let img = image(3000, 7);
-    host.dfuse_download(&layout(F4_FLASH), 0x0800_0000, &img, false, &mut |_| {})
-        .unwrap();
+    f4_write(&mut host, 0x0800_0000, &img).unwrap();
     let out = host.dfuse_leave(Some(0x0800_0000)).unwrap();
     assert_eq!(out, LeaveOutcome::Manifesting);
     let sim = host.transport();
@@ -390,19 +376,23 @@ fn plain_sim(dialect: Dialect) -> Sim {
     Sim::new(cfg, flash)
 }
 
+/// A plain DFU download, reported through manifestation to its end.
+fn download_through_manifestation(host: &mut DfuHost<Sim>, img: &[u8]) {
+    let mut events = Vec::new();
+    host.download(img, &mut |e| events.push(e)).unwrap();
+    assert!(events.contains(&Event::Manifesting));
+    assert_eq!(events.last(), Some(&Event::Manifested));
+}
+
 #[test]
 fn dfu11_download_with_manifestation_and_upload() {
-    let sim = uboot_sim();
-    let desc = sim.dev.functional_descriptor();
+    let mut host = host_on(uboot_sim());
+    let desc = host.descriptor();
     assert!(desc.manifestation_tolerant() && !desc.is_dfuse());
-    let mut host = DfuHost::new(sim, 0, desc, Options::default());
     // Pre-existing content is erased sector by sector as the download advances.
     host.transport().flash.fill(0x0010_0000, &[0; 32]);
     let img = image(10_000, 10);
-    let mut events = Vec::new();
-    host.download(&img, &mut |e| events.push(e)).unwrap();
-    assert!(events.contains(&Event::Manifesting));
-    assert_eq!(events.last(), Some(&Event::Manifested));
+    download_through_manifestation(&mut host, &img);
     let sim = host.transport();
     assert!(sim.events.contains(&DeviceEvent::Manifested));
     assert_eq!(sim.dev.state(), State::DfuIdle);
@@ -435,15 +425,10 @@ fn dfu11_non_tolerant_manifestation_runs_to_wait_reset() {
         will_detach: false,
         ..Dialect::U_BOOT
     };
-    let sim = plain_sim(dialect);
-    let desc = sim.dev.functional_descriptor();
-    assert!(!desc.manifestation_tolerant());
-    let mut host = DfuHost::new(sim, 0, desc, Options::default());
+    let mut host = host_on(plain_sim(dialect));
+    assert!(!host.descriptor().manifestation_tolerant());
     let img = image(6_000, 12);
-    let mut events = Vec::new();
-    host.download(&img, &mut |e| events.push(e)).unwrap();
-    assert!(events.contains(&Event::Manifesting));
-    assert_eq!(events.last(), Some(&Event::Manifested));
+    download_through_manifestation(&mut host, &img);
     let sim = host.transport();
     assert_eq!(sim.dev.state(), State::DfuManifestWaitReset);
     assert_eq!(sim.flash.bytes(0x0010_0000, img.len()), img);
@@ -451,9 +436,7 @@ fn dfu11_non_tolerant_manifestation_runs_to_wait_reset() {
 
 #[test]
 fn detach_reports_whether_a_reset_is_needed() {
-    let sim = uboot_sim();
-    let desc = sim.dev.functional_descriptor();
-    let mut host = DfuHost::new(sim, 0, desc, Options::default());
+    let mut host = host_on(uboot_sim());
     let out = host.detach().unwrap();
     assert!(!out.needs_usb_reset);
     assert!(host
@@ -485,9 +468,7 @@ fn clrstatus_outside_error_trap() {
     assert_eq!(host.transport().requests(Request::ClrStatus), 0);
 
     // U-Boot tolerates it.
-    let sim = uboot_sim();
-    let desc = sim.dev.functional_descriptor();
-    let mut host = DfuHost::new(sim, 0, desc, Options::default());
+    let mut host = host_on(uboot_sim());
     host.clear_status().unwrap();
     assert_eq!(host.get_status().unwrap().state, State::DfuIdle);
 }
@@ -496,15 +477,7 @@ fn clrstatus_outside_error_trap() {
 fn flash_failure_is_reported_with_address() {
     let mut host = f4_host();
     host.transport().mode = FlashMode::Fail;
-    let err = host
-        .dfuse_download(
-            &layout(F4_FLASH),
-            0x0800_4000,
-            &image(10, 12),
-            false,
-            &mut |_| {},
-        )
-        .unwrap_err();
+    let err = f4_write(&mut host, 0x0800_4000, &image(10, 12)).unwrap_err();
     assert_eq!(
         err,
         HostError::Device {
@@ -521,15 +494,7 @@ fn flash_failure_is_reported_with_address() {
 fn flash_completion_that_never_comes_ends_in_an_error_not_a_hang() {
     let mut host = f4_host();
     host.transport().mode = FlashMode::Hang;
-    let err = host
-        .dfuse_download(
-            &layout(F4_FLASH),
-            0x0800_0000,
-            &image(10, 13),
-            false,
-            &mut |_| {},
-        )
-        .unwrap_err();
+    let err = f4_write(&mut host, 0x0800_0000, &image(10, 13)).unwrap_err();
     assert!(
         matches!(
             err,

@@ -39,6 +39,13 @@ pub struct Dialect {
     /// Status for a write, read or Set Address outside the memory map. ST
     /// reports errTARGET, others errADDRESS.
     pub address_error: Status,
+    /// ABORT is also taken in dfuDNLOAD-SYNC and dfuMANIFEST-SYNC (dropping
+    /// the block or the manifestation they hold), DETACH in every state
+    /// ABORT is taken in, and an ABORT refused elsewhere only stalls (ST
+    /// `usbd_dfu.c`). Otherwise the DFU 1.1 state table holds (U-Boot's
+    /// `f_dfu`): ABORT in the idle states only, DETACH in dfuIDLE only, and
+    /// refusing either is an error.
+    pub lenient_abort: bool,
 }
 
 impl Dialect {
@@ -52,6 +59,7 @@ impl Dialect {
         dfuse: true,
         get_commands: &[0x00, 0x21, 0x41, 0x92],
         address_error: Status::ErrTarget,
+        lenient_abort: true,
     };
 
     /// U-Boot's `f_dfu` gadget (bmAttributes 0x0F): CLRSTATUS is harmless,
@@ -64,6 +72,7 @@ impl Dialect {
         dfuse: false,
         get_commands: &[0x00, 0x21, 0x41],
         address_error: Status::ErrAddress,
+        lenient_abort: false,
     };
 
     /// TF-A's `usb_dfu.c` on STM32MP: plain DFU, stays in DFU after
@@ -77,6 +86,7 @@ impl Dialect {
         dfuse: false,
         get_commands: &[0x00, 0x21, 0x41],
         address_error: Status::ErrAddress,
+        lenient_abort: false,
     };
 
     /// The functional descriptor this dialect implies.

@@ -9,18 +9,20 @@
 //! dfuERROR. ST's stack and TF-A turn a CLRSTATUS in any other state into
 //! dfuERROR/errUNKNOWN (the trap dfu-libusb#4 fell into).
 //!
-//! DfuSe downloads check the whole image against the memory layout before
-//! the first request, erase only the sectors the image touches, then send
-//! SET_ADDRESS + one block (at block number 2) per transfer-size chunk, as
-//! dfu-util does.
+//! DfuSe downloads (the `download` module: [`DfuHost::dfuse_download_job`]
+//! and the calls it is made of) check the whole image against the memory
+//! layout before the first request, erase only the sectors the image
+//! touches, then send SET_ADDRESS + one block (at block number 2) per
+//! transfer-size chunk, as dfu-util does.
 
+mod download;
 mod error;
 pub mod probe;
 
+pub use download::{DfuseDownload, DfuseImage};
 pub use error::{HostError, Phase, TransferError};
 
 use crate::dfuse::{Access, Command, MemoryLayout, FIRST_DATA_BLOCK};
-use crate::files::DfuseFile;
 use crate::wire::{DfuSetup, FunctionalDescriptor, GetStatus, Request, SetupPacket, State, Status};
 use std::time::Duration;
 
@@ -221,18 +223,29 @@ impl<T: ControlTransfer> DfuHost<T> {
             })
     }
 
-    fn status_in(&mut self, phase: Phase, address: Option<u32>) -> Result<GetStatus, HostError> {
-        let mut buf = [0u8; 6];
-        let setup = SetupPacket::dfu(Request::GetStatus, 0, self.interface, 6);
-        let n = self
-            .t
-            .control_in(setup, &mut buf, self.opts.timeout)
+    /// An IN request for `buf.len()` bytes; returns the bytes received.
+    fn input(
+        &mut self,
+        phase: Phase,
+        address: Option<u32>,
+        req: Request,
+        value: u16,
+        buf: &mut [u8],
+    ) -> Result<usize, HostError> {
+        let setup = SetupPacket::dfu(req, value, self.interface, buf.len() as u16);
+        self.t
+            .control_in(setup, buf, self.opts.timeout)
             .map_err(|source| HostError::Transfer {
                 phase,
-                request: Request::GetStatus,
+                request: req,
                 address,
                 source,
-            })?;
+            })
+    }
+
+    fn status_in(&mut self, phase: Phase, address: Option<u32>) -> Result<GetStatus, HostError> {
+        let mut buf = [0u8; 6];
+        let n = self.input(phase, address, Request::GetStatus, 0, &mut buf)?;
         GetStatus::from_bytes(&buf[..n]).map_err(|detail| HostError::BadStatus { phase, detail })
     }
 
@@ -260,17 +273,7 @@ impl<T: ControlTransfer> DfuHost<T> {
     /// DFU_GETSTATE.
     pub fn get_state(&mut self) -> Result<State, HostError> {
         let mut b = [0u8; 1];
-        let setup = SetupPacket::dfu(Request::GetState, 0, self.interface, 1);
-        let err = |source| HostError::Transfer {
-            phase: Phase::Setup,
-            request: Request::GetState,
-            address: None,
-            source,
-        };
-        let n = self
-            .t
-            .control_in(setup, &mut b, self.opts.timeout)
-            .map_err(err)?;
+        let n = self.input(Phase::Setup, None, Request::GetState, 0, &mut b)?;
         if n < 1 {
             return Err(HostError::BadStatus {
                 phase: Phase::Setup,
@@ -355,14 +358,7 @@ impl<T: ControlTransfer> DfuHost<T> {
                 Err(e) => return Err(e),
             };
             polls += 1;
-            if st.state == State::DfuError || st.status != Status::Ok {
-                return Err(HostError::Device {
-                    phase,
-                    state: st.state,
-                    status: st.status,
-                    address,
-                });
-            }
+            Self::check_status(&st, phase, address)?;
             let mut delay = self.poll_delay(&st);
             if let Some(m) = min_poll {
                 delay = delay.max(m);
@@ -387,6 +383,19 @@ impl<T: ControlTransfer> DfuHost<T> {
                 });
             }
         }
+    }
+
+    /// A status that reports an error (dfuERROR or a non-OK status) is one.
+    fn check_status(st: &GetStatus, phase: Phase, address: Option<u32>) -> Result<(), HostError> {
+        if st.state == State::DfuError || st.status != Status::Ok {
+            return Err(HostError::Device {
+                phase,
+                state: st.state,
+                status: st.status,
+                address,
+            });
+        }
+        Ok(())
     }
 
     fn expect(
@@ -461,14 +470,7 @@ impl<T: ControlTransfer> DfuHost<T> {
                 }
                 Err(e) => return Err(e),
             };
-            if st.state == State::DfuError || st.status != Status::Ok {
-                return Err(HostError::Device {
-                    phase: Phase::Manifest,
-                    state: st.state,
-                    status: st.status,
-                    address: None,
-                });
-            }
+            Self::check_status(&st, Phase::Manifest, None)?;
             let remaining = self.opts.busy_limit.saturating_sub(waited);
             self.t.sleep(self.poll_delay(&st).min(remaining));
             match st.state {
@@ -516,16 +518,8 @@ impl<T: ControlTransfer> DfuHost<T> {
             }
             let start = out.len();
             out.resize(start + want, 0);
-            let setup = SetupPacket::dfu(Request::Upload, block, self.interface, want as u16);
-            let n = self
-                .t
-                .control_in(setup, &mut out[start..], self.opts.timeout)
-                .map_err(|source| HostError::Transfer {
-                    phase: Phase::Upload,
-                    request: Request::Upload,
-                    address: None,
-                    source,
-                })?;
+            let buf = &mut out[start..];
+            let n = self.input(Phase::Upload, None, Request::Upload, block, buf)?;
             out.truncate(start + n);
             events(Event::Upload {
                 done: out.len() as u64,
@@ -579,14 +573,7 @@ impl<T: ControlTransfer> DfuHost<T> {
             // The device erases everything and resets; nothing more to poll.
             return Ok(());
         }
-        if st.state == State::DfuError || st.status != Status::Ok {
-            return Err(HostError::Device {
-                phase,
-                state: st.state,
-                status: st.status,
-                address,
-            });
-        }
+        Self::check_status(&st, phase, address)?;
         Self::expect(st, phase, address, State::DfuDnbusy)?;
         let min_poll = match cmd {
             Command::MassErase => self.opts.mass_erase_min_poll,
@@ -605,131 +592,10 @@ impl<T: ControlTransfer> DfuHost<T> {
     pub fn dfuse_get_commands(&mut self) -> Result<Vec<u8>, HostError> {
         self.abort_to_idle()?;
         let mut buf = vec![0u8; 32];
-        let setup = SetupPacket::dfu(Request::Upload, 0, self.interface, buf.len() as u16);
-        let n = self
-            .t
-            .control_in(setup, &mut buf, self.opts.timeout)
-            .map_err(|source| HostError::Transfer {
-                phase: Phase::Command,
-                request: Request::Upload,
-                address: None,
-                source,
-            })?;
+        let n = self.input(Phase::Command, None, Request::Upload, 0, &mut buf)?;
         buf.truncate(n);
         self.abort_to_idle()?;
         Ok(buf)
-    }
-
-    /// Writes `data` at `address` on a DfuSe device whose alt setting has
-    /// `layout`: refuses ranges that are not writeable before sending
-    /// anything, erases only the erasable sectors the range touches, then
-    /// downloads per transfer-size chunk. With `verify`, reads the range back
-    /// and compares.
-    pub fn dfuse_download(
-        &mut self,
-        layout: &MemoryLayout,
-        address: u32,
-        data: &[u8],
-        verify: bool,
-        events: Ev<'_>,
-    ) -> Result<(), HostError> {
-        Self::check_writeable(layout, address, data.len())?;
-        if !self.desc.can_download() {
-            return Err(HostError::Unsupported { what: "download" });
-        }
-        if data.is_empty() {
-            return Ok(());
-        }
-        self.abort_to_idle()?;
-        self.write_checked(layout, address, data, events)?;
-        if verify {
-            self.verify(layout, address, data, events)?;
-        }
-        Ok(())
-    }
-
-    fn check_writeable(layout: &MemoryLayout, address: u32, len: usize) -> Result<(), HostError> {
-        let end = u64::from(address) + len as u64;
-        let not_writeable = |a| HostError::NotWriteable {
-            address: a,
-            start: address,
-            end,
-        };
-        if end > 1 << 32 {
-            return Err(not_writeable(u32::MAX));
-        }
-        if let Some(bad) = layout.first_denied(address, len as u32, Access::Write) {
-            return Err(not_writeable(bad));
-        }
-        Ok(())
-    }
-
-    fn write_checked(
-        &mut self,
-        layout: &MemoryLayout,
-        address: u32,
-        data: &[u8],
-        events: Ev<'_>,
-    ) -> Result<(), HostError> {
-        for s in layout.sectors_in(address, data.len() as u32) {
-            if s.mem.erasable() {
-                events(Event::Erase {
-                    addr: s.start,
-                    len: s.size,
-                });
-                self.dfuse_command(Command::Erase(s.start))?;
-            }
-        }
-        self.write_blocks(address, data, events)
-    }
-
-    /// Downloads `data` at `address`, already erased, block by block.
-    fn write_blocks(&mut self, address: u32, data: &[u8], events: Ev<'_>) -> Result<(), HostError> {
-        let xfer = self.desc.transfer_size.max(1) as usize;
-        let total = data.len() as u64;
-        // DfuSe maps block n to pointer + (n - 2) * wTransferSize, so one Set
-        // Address Pointer serves a run of consecutive blocks; dfu-util sets
-        // it before every block, which doubles the control transfers. The
-        // pointer is set again before the 16-bit block number would wrap.
-        let mut block = FIRST_DATA_BLOCK;
-        for (i, chunk) in data.chunks(xfer).enumerate() {
-            let a = address + (i * xfer) as u32;
-            if i == 0 || block == u16::MAX {
-                self.dfuse_command(Command::SetAddress(a))?;
-                block = FIRST_DATA_BLOCK;
-            }
-            self.out(Phase::Download, Some(a), Request::Dnload, block, chunk)?;
-            block += 1;
-            let st = self.wait_ready(Phase::Download, Some(a), None)?;
-            Self::expect(st, Phase::Download, Some(a), State::DfuDnloadIdle)?;
-            events(Event::Download {
-                done: (i * xfer + chunk.len()) as u64,
-                total,
-            });
-        }
-        Ok(())
-    }
-
-    fn verify(
-        &mut self,
-        layout: &MemoryLayout,
-        address: u32,
-        data: &[u8],
-        events: Ev<'_>,
-    ) -> Result<(), HostError> {
-        let back = self.dfuse_upload(layout, address, data.len(), &mut |_| {})?;
-        if let Some(i) = back.iter().zip(data).position(|(a, b)| a != b) {
-            return Err(HostError::Verify {
-                address: address + i as u32,
-                expected: data[i],
-                found: back[i],
-            });
-        }
-        events(Event::Verify {
-            done: data.len() as u64,
-            total: data.len() as u64,
-        });
-        Ok(())
     }
 
     /// Reads `len` bytes from `address` on a DfuSe device.
@@ -777,16 +643,8 @@ impl<T: ControlTransfer> DfuHost<T> {
                 let start = out.len();
                 out.resize(start + want, 0);
                 let block = FIRST_DATA_BLOCK + b as u16;
-                let setup = SetupPacket::dfu(Request::Upload, block, self.interface, want as u16);
-                let n = self
-                    .t
-                    .control_in(setup, &mut out[start..], self.opts.timeout)
-                    .map_err(|source| HostError::Transfer {
-                        phase: Phase::Upload,
-                        request: Request::Upload,
-                        address: Some(a),
-                        source,
-                    })?;
+                let buf = &mut out[start..];
+                let n = self.input(Phase::Upload, Some(a), Request::Upload, block, buf)?;
                 if n != want {
                     return Err(HostError::ShortUpload {
                         address: a,
@@ -848,74 +706,12 @@ impl<T: ControlTransfer> DfuHost<T> {
             Err(e) if gone(&e) => return Ok(LeaveOutcome::Disconnected),
             Err(e) => return Err(e),
         };
-        if st.state == State::DfuError || st.status != Status::Ok {
-            return Err(HostError::Device {
-                phase: Phase::Leave,
-                state: st.state,
-                status: st.status,
-                address,
-            });
-        }
+        Self::check_status(&st, Phase::Leave, address)?;
         Ok(match st.state {
             State::DfuManifest | State::DfuManifestSync | State::DfuManifestWaitReset => {
                 LeaveOutcome::Manifesting
             }
             s => LeaveOutcome::Stayed(s),
         })
-    }
-
-    /// Downloads every target of a `.dfu` file. `layout_for` gives the memory
-    /// layout of an alt setting; every element of every target is checked
-    /// against its layout before anything is sent.
-    pub fn dfuse_download_file(
-        &mut self,
-        file: &DfuseFile,
-        layout_for: &dyn Fn(u8) -> Option<MemoryLayout>,
-        verify: bool,
-        events: Ev<'_>,
-    ) -> Result<(), HostError> {
-        let mut layouts = Vec::new();
-        for t in &file.targets {
-            let layout = layout_for(t.alt).ok_or(HostError::NoLayout { alt: t.alt })?;
-            for e in &t.elements {
-                Self::check_writeable(&layout, e.address, e.data.len())?;
-            }
-            layouts.push(layout);
-        }
-        for (t, layout) in file.targets.iter().zip(&layouts) {
-            events(Event::Target {
-                alt: t.alt,
-                name: t.name.clone(),
-            });
-            self.set_alt(t.alt)?;
-            self.abort_to_idle()?;
-            // Elements may share a sector: erase every touched sector once,
-            // before any element is written, or a later element's erase
-            // would wipe an earlier one.
-            let mut erased: Vec<u32> = Vec::new();
-            for e in &t.elements {
-                for sec in layout.sectors_in(e.address, e.data.len() as u32) {
-                    if sec.mem.erasable() && !erased.contains(&sec.start) {
-                        erased.push(sec.start);
-                        events(Event::Erase {
-                            addr: sec.start,
-                            len: sec.size,
-                        });
-                        self.dfuse_command(Command::Erase(sec.start))?;
-                    }
-                }
-            }
-            for e in &t.elements {
-                self.write_blocks(e.address, &e.data, events)?;
-            }
-            // Verify once everything is written, so a later write that
-            // disturbed an earlier element is caught.
-            if verify {
-                for e in &t.elements {
-                    self.verify(layout, e.address, &e.data, events)?;
-                }
-            }
-        }
-        Ok(())
     }
 }

@@ -5,7 +5,8 @@
 
 use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
 use dfukit_usbdfu::device::{DeviceConfig, DeviceEvent, DfuDevice, Reply};
-use dfukit_usbdfu::host::{ControlTransfer, TransferError};
+use dfukit_usbdfu::dfuse::MemoryLayout;
+use dfukit_usbdfu::host::{ControlTransfer, DfuHost, HostError, Options, TransferError};
 use dfukit_usbdfu::wire::DfuSetup;
 use dfukit_usbdfu::wire::{Request, SetupPacket};
 use std::time::Duration;
@@ -291,4 +292,38 @@ impl ControlTransfer for Sim {
 /// A deterministic test image.
 pub fn image(len: usize, seed: u32) -> Vec<u8> {
     dfukit_core::synthetic::bytes(seed).take(len).collect()
+}
+
+/// The STM32F4 ROM's flash alt setting.
+pub const F4_FLASH: &str = "@Internal Flash  /0x08000000/04*016Kg,01*064Kg,07*128Kg";
+/// The STM32F4 ROM's option-byte alt setting.
+pub const F4_OPT: &str = "@Option Bytes  /0x1FFFC000/01*016 e";
+
+/// A host with default options on `sim`, using its functional descriptor.
+pub fn host_on(sim: Sim) -> DfuHost<Sim> {
+    let desc = sim.dev.functional_descriptor();
+    DfuHost::new(sim, 0, desc, Options::default())
+}
+
+/// A host on an in-process STM32F4 ROM.
+pub fn f4_host() -> DfuHost<Sim> {
+    host_on(Sim::stm32f4())
+}
+
+pub fn layout(s: &str) -> MemoryLayout {
+    MemoryLayout::parse(s).unwrap()
+}
+
+/// The memory layouts of the STM32F4 ROM's alt settings.
+pub fn f4_layouts(alt: u8) -> Option<MemoryLayout> {
+    match alt {
+        0 => Some(layout(F4_FLASH)),
+        1 => Some(layout(F4_OPT)),
+        _ => None,
+    }
+}
+
+/// Writes `data` at `address` into the STM32F4's flash alt, unverified.
+pub fn f4_write(host: &mut DfuHost<Sim>, address: u32, data: &[u8]) -> Result<(), HostError> {
+    host.dfuse_download(&layout(F4_FLASH), address, data, false, &mut |_| {})
 }

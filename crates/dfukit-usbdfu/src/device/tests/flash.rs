@@ -1,9 +1,8 @@
-//! Direct state-machine tests; host-driven scenarios are in `tests/host_device.rs`.
+//! [`DfuDevice`]: DfuSe over flash memory.
 
-use super::*;
-use crate::wire::DfuSetup;
-use crate::wire::REQUEST_TYPE_OUT;
-use dfukit_core::ReadError;
+use super::super::{ConfigError, DeviceConfig, DeviceEvent, DfuDevice, Dialect, Reply};
+use crate::wire::{DfuSetup, GetStatus, Request, SetupPacket, State, Status, REQUEST_TYPE_OUT};
+use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
 
 /// 1 MiB of erased flash at 0x08000000; completes nothing by itself.
 struct Mem(std::vec::Vec<u8>);
@@ -24,28 +23,16 @@ fn dev(dialect: Dialect) -> (DfuDevice, Mem) {
 }
 
 fn req(d: &mut DfuDevice, m: &mut Mem, r: Request, value: u16, data: &[u8]) -> Reply {
-    let len = if r.is_in() { 64 } else { data.len() as u16 };
-    let mut buf = [0u8; 64];
-    d.control(
-        Instant::ZERO,
-        &SetupPacket::dfu(r, value, 0, len),
+    super::req(
+        &mut |s, o, i| d.control(Instant::ZERO, s, o, i, m),
+        r,
+        value,
         data,
-        &mut buf,
-        m,
     )
 }
 
 fn status(d: &mut DfuDevice, m: &mut Mem) -> GetStatus {
-    let mut buf = [0u8; 6];
-    let r = d.control(
-        Instant::ZERO,
-        &SetupPacket::dfu(Request::GetStatus, 0, 0, 6),
-        &[],
-        &mut buf,
-        m,
-    );
-    assert_eq!(r, Reply::In(6));
-    GetStatus::from_bytes(&buf).unwrap()
+    super::status(&mut |s, o, i| d.control(Instant::ZERO, s, o, i, m))
 }
 
 #[test]
@@ -168,12 +155,10 @@ fn upload_maps_blocks_with_fixed_transfer_size() {
     req(&mut d, &mut m, Request::Abort, 0, &[]);
     let mut buf = [0u8; 16];
     // A short (16-byte) request at block 4 still reads from pointer + 2×2048.
-    let r = d.control(
-        Instant::ZERO,
-        &SetupPacket::dfu(Request::Upload, 4, 0, 16),
-        &[],
+    let r = super::upload(
+        &mut |s, o, i| d.control(Instant::ZERO, s, o, i, &mut m),
+        4,
         &mut buf,
-        &mut m,
     );
     assert_eq!(r, Reply::In(16));
     assert_eq!(buf, [2; 16]);
@@ -222,4 +207,34 @@ fn get_commands_and_alt_selection_return_to_idle() {
     assert_eq!(d.state(), State::DfuError);
     d.select_alt(1).unwrap();
     assert_eq!((d.state(), d.status()), (State::DfuIdle, Status::Ok));
+}
+
+#[test]
+fn abort_in_sync_states_follows_the_dialect() {
+    // ST (lenient): ABORT drops the block waiting in dfuDNLOAD-SYNC.
+    let (mut d, mut m) = dev(Dialect::ST_ROM);
+    req(&mut d, &mut m, Request::Dnload, 0, &[0x21, 0, 0, 0, 8]);
+    assert_eq!(d.state(), State::DfuDnloadSync);
+    assert_eq!(req(&mut d, &mut m, Request::Abort, 0, &[]), Reply::Ack);
+    assert_eq!(d.state(), State::DfuIdle);
+    // The DFU 1.1 table (U-Boot): the same ABORT is an error.
+    let (mut d, mut m) = dev(Dialect::U_BOOT);
+    req(&mut d, &mut m, Request::Dnload, 0, &[0; 16]);
+    assert_eq!(d.state(), State::DfuDnloadSync);
+    assert_eq!(req(&mut d, &mut m, Request::Abort, 0, &[]), Reply::Stall);
+    assert_eq!(
+        (d.state(), d.status()),
+        (State::DfuError, Status::ErrStalledPkt)
+    );
+}
+
+#[test]
+fn a_refused_request_in_error_keeps_the_status_that_explains_it() {
+    let (mut d, mut m) = dev(Dialect::ST_ROM);
+    // Set Address outside the memory map: errTARGET at the GETSTATUS.
+    req(&mut d, &mut m, Request::Dnload, 0, &[0x21, 0, 0, 0, 0x30]);
+    let st = status(&mut d, &mut m);
+    assert_eq!((st.state, st.status), (State::DfuError, Status::ErrTarget));
+    assert_eq!(req(&mut d, &mut m, Request::Upload, 2, &[]), Reply::Stall);
+    assert_eq!(d.status(), Status::ErrTarget);
 }
