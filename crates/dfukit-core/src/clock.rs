@@ -28,50 +28,49 @@ pub trait Clock {
     fn since(&self, earlier: Instant) -> Duration {
         self.now().saturating_duration_since(earlier)
     }
+
+    /// Time since the clock's origin.
+    fn elapsed(&self) -> Duration {
+        self.since(Instant::ZERO)
+    }
 }
 
-impl<C: Clock + ?Sized> Clock for &mut C {
+/// Declares that a type runs on the machine's monotonic clock: it is then
+/// a [`Clock`] whose origin is the first time any wall clock of the
+/// process was read, and whose sleep sleeps the thread. Real transports
+/// (a USB device, a serial port, a radio) say so with one line,
+/// `impl WallTime for MyPort {}`; nothing is a wall clock by default.
+#[cfg(feature = "std")]
+pub trait WallTime {}
+
+#[cfg(feature = "std")]
+impl<T: WallTime + ?Sized> Clock for T {
     fn now(&self) -> Instant {
-        (**self).now()
-    }
-    fn sleep(&mut self, d: Duration) {
-        (**self).sleep(d)
-    }
-}
-
-/// The machine's monotonic clock, from the moment the value was made.
-#[cfg(feature = "std")]
-#[derive(Debug, Clone, Copy)]
-pub struct WallClock {
-    origin: std::time::Instant,
-}
-
-#[cfg(feature = "std")]
-impl WallClock {
-    /// A clock whose origin is now.
-    pub fn new() -> Self {
-        WallClock {
-            origin: std::time::Instant::now(),
-        }
-    }
-}
-
-#[cfg(feature = "std")]
-impl Default for WallClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-#[cfg(feature = "std")]
-impl Clock for WallClock {
-    fn now(&self) -> Instant {
-        Instant::from_micros(self.origin.elapsed().as_micros() as u64)
+        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let origin = ORIGIN.get_or_init(std::time::Instant::now);
+        Instant::from_micros(origin.elapsed().as_micros() as u64)
     }
     fn sleep(&mut self, d: Duration) {
         std::thread::sleep(d)
     }
 }
+
+/// The machine's monotonic clock on its own, for code that has no
+/// transport to take time from.
+#[cfg(feature = "std")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WallClock;
+
+#[cfg(feature = "std")]
+impl WallClock {
+    /// The wall clock.
+    pub const fn new() -> Self {
+        WallClock
+    }
+}
+
+#[cfg(feature = "std")]
+impl WallTime for WallClock {}
 
 /// Virtual time that moves only when slept through: for drivers whose
 /// peer answers at once (an in-process device core in a unit test).

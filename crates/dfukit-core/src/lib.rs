@@ -20,9 +20,9 @@ pub mod time;
 pub mod usb;
 
 pub use board::Board;
-#[cfg(feature = "std")]
-pub use clock::WallClock;
 pub use clock::{Clock, ManualClock};
+#[cfg(feature = "std")]
+pub use clock::{WallClock, WallTime};
 pub use crc::Crc32;
 pub use flash::{FlashOp, FlashOutcome, ReadError, ReadFlash};
 pub use time::Instant;

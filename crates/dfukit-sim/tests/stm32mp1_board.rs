@@ -4,6 +4,7 @@
 //! The driver here is deliberately small (probe, select alt, download,
 //! read 0xF1, detach, reconnect), as STM32CubeProgrammer's USB flow is.
 
+use dfukit_core::Clock;
 use dfukit_core::{synthetic, Instant};
 use dfukit_sim::boards::stm32mp1::{
     BootStage, EmmcConfig, NandConfig, NorConfig, Stm32mp1, Stm32mp1Config, Stm32mp1Fault,

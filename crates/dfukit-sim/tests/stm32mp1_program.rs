@@ -3,6 +3,7 @@
 //! eMMC, SD-card and NAND layouts, and each fault switch with the diagnosis
 //! and the time bound the host keeps.
 
+use dfukit_core::Clock;
 use dfukit_core::{synthetic, Instant};
 use dfukit_sim::boards::stm32mp1::{
     BootStage, EmmcConfig, NandConfig, SdCardConfig, Stm32mp1, Stm32mp1Config, Stm32mp1Fault,

@@ -7,21 +7,21 @@
 //! the connector hides whether the board is behind USB/IP, local USB or an
 //! in-process simulator running in virtual time.
 
+use dfukit_core::Clock;
 use dfukit_usbdfu::host::ControlTransfer;
 use std::time::Duration;
 
 /// A way to open the STM32MP's DFU device (0483:df11), again and again.
-pub trait Connector {
+///
+/// Its [`Clock`] is the run's clock: the flow measures every bound with
+/// it (the wall clock for a real bus, virtual time for a simulated one).
+pub trait Connector: Clock {
     /// The open device.
     type Transport: ControlTransfer;
 
     /// Waits up to `timeout` for the device to be present and opens it.
     /// A previously returned transport is no longer used once this is called.
     fn connect(&mut self, timeout: Duration) -> Result<Self::Transport, ConnectError>;
-
-    /// Time since the connector was made: the wall clock, or the
-    /// simulator's virtual clock. The host measures its bounds with it.
-    fn elapsed(&self) -> Duration;
 }
 
 /// Why the device could not be opened.

@@ -12,7 +12,7 @@ use btleplug::api::{
     ValueNotification, WriteType,
 };
 use btleplug::platform::{Adapter, Manager, Peripheral};
-use dfukit_core::{Clock, WallClock};
+use dfukit_core::WallTime;
 use dfukit_nordic::host::SecureDfuLink;
 use dfukit_nordic::proto::Request;
 use futures::stream::BoxStream;
@@ -83,7 +83,6 @@ pub struct BleLink {
     packet: Characteristic,
     notifications: BoxStream<'static, ValueNotification>,
     att_mtu: u16,
-    clock: WallClock,
 }
 
 fn parse_address(s: &str) -> Result<BDAddr, BleError> {
@@ -187,7 +186,6 @@ impl BleLink {
             packet,
             notifications,
             att_mtu,
-            clock: WallClock::new(),
         })
     }
 
@@ -246,14 +244,7 @@ fn io_err(e: btleplug::Error) -> io::Error {
 }
 
 /// A radio runs in real time.
-impl Clock for BleLink {
-    fn now(&self) -> dfukit_core::Instant {
-        self.clock.now()
-    }
-    fn sleep(&mut self, d: Duration) {
-        self.clock.sleep(d)
-    }
-}
+impl WallTime for BleLink {}
 
 impl SecureDfuLink for BleLink {
     fn send(&mut self, req: &Request<'_>) -> io::Result<()> {

@@ -1,6 +1,7 @@
 //! Finding an STM32MP board again after each re-enumeration.
 
 use crate::usb::{find_dfu_devices, DeviceFilter, UsbTransfer};
+use dfukit_core::WallTime;
 use dfukit_stm32mp::connect::{ConnectError, Connector};
 use dfukit_stm32mp::phase::{USB_PID, USB_VID};
 use std::time::{Duration, Instant};
@@ -9,8 +10,10 @@ use std::time::{Duration, Instant};
 /// or the local bus, each time the programming flow asks for it.
 pub struct UsbConnector {
     filter: DeviceFilter,
-    start: Instant,
 }
+
+/// The board is found on a real bus, in real time.
+impl WallTime for UsbConnector {}
 
 impl UsbConnector {
     /// A connector for the STM32MP DFU device on `usbip` (or local USB
@@ -23,7 +26,6 @@ impl UsbConnector {
                 serial,
                 path: None,
             },
-            start: Instant::now(),
         }
     }
 }
@@ -53,9 +55,5 @@ impl Connector for UsbConnector {
             // only loads the server.
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    fn elapsed(&self) -> Duration {
-        self.start.elapsed()
     }
 }

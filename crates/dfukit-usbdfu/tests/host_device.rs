@@ -7,6 +7,7 @@ mod common;
 use common::{
     f4_host, f4_write, host_on, image, layout, FlashMode, RamFlash, Region, Sim, F4_FLASH, F4_OPT,
 };
+use dfukit_core::Clock;
 use dfukit_usbdfu::device::{AltSetting, DeviceConfig, DeviceEvent, Dialect, FlashTiming};
 use dfukit_usbdfu::dfuse::Command;
 use dfukit_usbdfu::files::{DfuseFile, Element, Suffix, Target};

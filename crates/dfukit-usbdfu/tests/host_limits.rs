@@ -2,8 +2,11 @@
 //! stays busy, answers slowly or asks for absurd poll timeouts is given up
 //! on after `busy_limit`, not after hours.
 
-use dfukit_usbdfu::host::{ControlTransfer, DfuHost, HostError, Options, TransferError};
-use dfukit_usbdfu::wire::{FunctionalDescriptor, GetStatus, SetupPacket, State, Status};
+use dfukit_core::{Clock, Instant};
+use dfukit_usbdfu::host::{
+    ControlRequest, ControlTransfer, DataStage, DfuHost, HostError, Options, TransferError,
+};
+use dfukit_usbdfu::wire::{FunctionalDescriptor, GetStatus, State, Status};
 use std::time::Duration;
 
 /// A device that is idle until a DNLOAD, then reports `after_block` after
@@ -18,50 +21,40 @@ struct ForeverBusy {
     poll_ms: u32,
 }
 
-impl ControlTransfer for ForeverBusy {
-    fn control_in(
-        &mut self,
-        setup: SetupPacket,
-        buf: &mut [u8],
-        _timeout: Duration,
-    ) -> Result<usize, TransferError> {
-        self.now += self.per_transfer;
-        // GETSTATUS (3).
-        if setup.request == 3 {
-            let st = GetStatus {
-                status: Status::Ok,
-                poll_timeout_ms: self.poll_ms,
-                state: self.state,
-                string_index: 0,
-            };
-            buf[..GetStatus::LEN].copy_from_slice(&st.to_bytes());
-            Ok(GetStatus::LEN)
-        } else {
-            Err(TransferError::Stall)
-        }
+impl Clock for ForeverBusy {
+    fn now(&self) -> Instant {
+        Instant::ZERO + self.now
     }
-
-    fn control_out(
-        &mut self,
-        _setup: SetupPacket,
-        data: &[u8],
-        _timeout: Duration,
-    ) -> Result<usize, TransferError> {
-        self.now += self.per_transfer;
-        self.state = if data.is_empty() {
-            self.after_end
-        } else {
-            self.after_block
-        };
-        Ok(data.len())
-    }
-
     fn sleep(&mut self, d: Duration) {
         self.now += d;
     }
+}
 
-    fn elapsed(&self) -> Duration {
-        self.now
+impl ControlTransfer for ForeverBusy {
+    fn control(&mut self, req: ControlRequest<'_>) -> Result<usize, TransferError> {
+        self.now += self.per_transfer;
+        match req.data {
+            // GETSTATUS (3).
+            DataStage::In(buf) if req.setup.request == 3 => {
+                let st = GetStatus {
+                    status: Status::Ok,
+                    poll_timeout_ms: self.poll_ms,
+                    state: self.state,
+                    string_index: 0,
+                };
+                buf[..GetStatus::LEN].copy_from_slice(&st.to_bytes());
+                Ok(GetStatus::LEN)
+            }
+            DataStage::In(_) => Err(TransferError::Stall),
+            DataStage::Out(data) => {
+                self.state = if data.is_empty() {
+                    self.after_end
+                } else {
+                    self.after_block
+                };
+                Ok(data.len())
+            }
+        }
     }
 }
 

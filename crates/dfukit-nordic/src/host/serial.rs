@@ -3,7 +3,7 @@
 use super::SecureDfuLink;
 use crate::proto::Request;
 use crate::slip;
-use dfukit_core::{Clock, WallClock};
+use dfukit_core::WallTime;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,6 @@ pub struct SlipLink<P: Port> {
     rx_pos: usize,
     rx_len: usize,
     tx: Vec<u8>,
-    clock: WallClock,
 }
 
 impl<P: Port> SlipLink<P> {
@@ -34,7 +33,6 @@ impl<P: Port> SlipLink<P> {
             rx_pos: 0,
             rx_len: 0,
             tx: Vec::with_capacity(4096),
-            clock: WallClock::new(),
         }
     }
 
@@ -45,14 +43,7 @@ impl<P: Port> SlipLink<P> {
 }
 
 /// A serial port runs in real time.
-impl<P: Port> Clock for SlipLink<P> {
-    fn now(&self) -> dfukit_core::Instant {
-        self.clock.now()
-    }
-    fn sleep(&mut self, d: Duration) {
-        self.clock.sleep(d)
-    }
-}
+impl<P: Port> WallTime for SlipLink<P> {}
 
 impl<P: Port> SecureDfuLink for SlipLink<P> {
     fn send(&mut self, req: &Request<'_>) -> io::Result<()> {

@@ -12,9 +12,9 @@
 //! same elapsed time on every run.
 
 use crate::boards::stm32f4::Stm32f4;
-use dfukit_core::{Board, Instant};
+use dfukit_core::{Board, Clock, Instant};
 use dfukit_stm32mp::connect::{ConnectError, Connector};
-use dfukit_usbdfu::host::{ControlTransfer, TransferError};
+use dfukit_usbdfu::host::{ControlRequest, ControlTransfer, DataStage, TransferError};
 use dfukit_usbip::{ControlReply, SetupPacket, UsbDevice};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -123,7 +123,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct SimUsb<D: VirtualUsbDevice> {
     device: Arc<Mutex<D>>,
     clock: SharedTime,
-    start: Instant,
     link: UsbLinkModel,
 }
 
@@ -140,14 +139,8 @@ impl<D: VirtualUsbDevice> SimUsb<D> {
         SimUsb {
             device,
             clock: Arc::new(Mutex::new(start)),
-            start,
             link,
         }
-    }
-
-    /// The virtual clock.
-    pub fn now(&self) -> Instant {
-        *lock(&self.clock)
     }
 
     /// The board.
@@ -174,6 +167,17 @@ fn advance<D: VirtualUsbDevice>(clock: &SharedTime, device: &Mutex<D>, d: Durati
     drop(c);
     lock(device).advance(now);
     now
+}
+
+/// The cable's virtual time: the host's waits advance it, and the board
+/// with it.
+impl<D: VirtualUsbDevice> Clock for SimUsb<D> {
+    fn now(&self) -> Instant {
+        *lock(&self.clock)
+    }
+    fn sleep(&mut self, d: Duration) {
+        advance(&self.clock, &self.device, d);
+    }
 }
 
 impl<D: VirtualUsbDevice> Connector for SimUsb<D> {
@@ -216,10 +220,6 @@ impl<D: VirtualUsbDevice> Connector for SimUsb<D> {
                 }
             }
         }
-    }
-
-    fn elapsed(&self) -> Duration {
-        self.now().saturating_duration_since(self.start)
     }
 }
 
@@ -275,40 +275,34 @@ impl<D: VirtualUsbDevice> SimTransport<D> {
     }
 }
 
-impl<D: VirtualUsbDevice> ControlTransfer for SimTransport<D> {
-    fn control_in(
-        &mut self,
-        setup: SetupPacket,
-        buf: &mut [u8],
-        timeout: Duration,
-    ) -> Result<usize, TransferError> {
-        let want = buf.len().min(usize::from(setup.length));
-        match self.transfer(setup, &[], want, timeout)? {
-            ControlReply::Data(d) => {
-                let n = d.len().min(want);
-                buf[..n].copy_from_slice(&d[..n]);
-                Ok(n)
-            }
-            _ => unreachable!("transfer maps every other reply to an error"),
-        }
+impl<D: VirtualUsbDevice> Clock for SimTransport<D> {
+    fn now(&self) -> Instant {
+        *lock(&self.clock)
     }
-
-    fn control_out(
-        &mut self,
-        setup: SetupPacket,
-        data: &[u8],
-        timeout: Duration,
-    ) -> Result<usize, TransferError> {
-        self.transfer(setup, data, data.len(), timeout)?;
-        Ok(data.len())
-    }
-
     fn sleep(&mut self, d: Duration) {
         advance(&self.clock, &self.device, d);
     }
+}
 
-    fn elapsed(&self) -> Duration {
-        Duration::from_micros(lock(&self.clock).as_micros())
+impl<D: VirtualUsbDevice> ControlTransfer for SimTransport<D> {
+    fn control(&mut self, req: ControlRequest<'_>) -> Result<usize, TransferError> {
+        match req.data {
+            DataStage::In(buf) => {
+                let want = buf.len().min(usize::from(req.setup.length));
+                match self.transfer(req.setup, &[], want, req.timeout)? {
+                    ControlReply::Data(d) => {
+                        let n = d.len().min(want);
+                        buf[..n].copy_from_slice(&d[..n]);
+                        Ok(n)
+                    }
+                    _ => unreachable!("transfer maps every other reply to an error"),
+                }
+            }
+            DataStage::Out(data) => {
+                self.transfer(req.setup, data, data.len(), req.timeout)?;
+                Ok(data.len())
+            }
+        }
     }
 }
 

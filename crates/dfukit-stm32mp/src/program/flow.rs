@@ -11,8 +11,9 @@ use super::transport::{DeviceReport, GuardedTransport};
 use crate::connect::{ConnectError, Connector};
 use crate::layout::{Layout, Partition};
 use crate::phase::{self, PhaseRecord, ID_CMD};
+use dfukit_core::Clock;
 use dfukit_usbdfu::host::probe::probe;
-use dfukit_usbdfu::host::{ControlTransfer, DfuHost, Event as HostEvent, HostError, TransferError};
+use dfukit_usbdfu::host::{DfuHost, Event as HostEvent, HostError, TransferError};
 use std::time::Duration;
 
 /// Pause between two attempts to reach a device that is starting up or
@@ -39,7 +40,7 @@ impl<'c, C: Connector> Dev<'c, C> {
 
     /// The run's time.
     pub(super) fn now(&mut self) -> Duration {
-        self.guard().now()
+        self.guard().elapsed()
     }
 
     /// Waits [`RETRY_PAUSE`] (bounded by the deadline) before trying again.

@@ -3,7 +3,8 @@
 
 use crate::connect::Connector;
 use crate::phase::PhaseRecord;
-use dfukit_usbdfu::host::{ControlTransfer, TransferError};
+use dfukit_core::{Clock, Instant};
+use dfukit_usbdfu::host::{ControlRequest, ControlTransfer, DataStage, TransferError};
 use dfukit_usbdfu::wire::{GetStatus, Request, SetupPacket};
 use std::fmt;
 use std::time::Duration;
@@ -69,11 +70,6 @@ impl<'c, C: Connector> GuardedTransport<'c, C> {
         }
     }
 
-    /// The run's time (the connector's clock).
-    pub(super) fn now(&self) -> Duration {
-        self.clock.elapsed()
-    }
-
     /// Arms the hand-off budget: the deadline is set `budget` after the
     /// next zero-length DNLOAD.
     pub(super) fn arm_handoff(&mut self, budget: Duration) {
@@ -117,40 +113,12 @@ fn is_class(setup: &SetupPacket, request: Request) -> bool {
     setup.request_type & 0x60 == 0x20 && setup.request == request as u8
 }
 
-impl<C: Connector> ControlTransfer for GuardedTransport<'_, C> {
-    fn control_in(
-        &mut self,
-        setup: SetupPacket,
-        buf: &mut [u8],
-        timeout: Duration,
-    ) -> Result<usize, TransferError> {
-        let timeout = self.gate(timeout)?;
-        let n = self.inner.control_in(setup, buf, timeout)?;
-        if is_class(&setup, Request::GetStatus) {
-            if let Ok(st) = GetStatus::from_bytes(&buf[..n]) {
-                self.last_report = Some(DeviceReport::Status(st));
-            }
-        }
-        Ok(n)
+impl<C: Connector> Clock for GuardedTransport<'_, C> {
+    fn now(&self) -> Instant {
+        self.clock.now()
     }
 
-    fn control_out(
-        &mut self,
-        setup: SetupPacket,
-        data: &[u8],
-        timeout: Duration,
-    ) -> Result<usize, TransferError> {
-        if is_class(&setup, Request::Dnload) && data.is_empty() {
-            if let Some(budget) = self.arm.take() {
-                let now = self.clock.elapsed();
-                self.handoff_start = Some(now);
-                self.deadline = Some(now + budget);
-            }
-        }
-        let timeout = self.gate(timeout)?;
-        self.inner.control_out(setup, data, timeout)
-    }
-
+    /// No wait outlasts the deadline.
     fn sleep(&mut self, d: Duration) {
         let d = match self.deadline {
             Some(end) => d.min(end.saturating_sub(self.clock.elapsed())),
@@ -158,8 +126,37 @@ impl<C: Connector> ControlTransfer for GuardedTransport<'_, C> {
         };
         self.inner.sleep(d)
     }
+}
 
-    fn elapsed(&self) -> Duration {
-        self.clock.elapsed()
+impl<C: Connector> ControlTransfer for GuardedTransport<'_, C> {
+    fn control(&mut self, req: ControlRequest<'_>) -> Result<usize, TransferError> {
+        let ControlRequest {
+            setup,
+            data,
+            timeout,
+        } = req;
+        match data {
+            DataStage::In(buf) => {
+                let timeout = self.gate(timeout)?;
+                let n = self.inner.control_in(setup, buf, timeout)?;
+                if is_class(&setup, Request::GetStatus) {
+                    if let Ok(st) = GetStatus::from_bytes(&buf[..n]) {
+                        self.last_report = Some(DeviceReport::Status(st));
+                    }
+                }
+                Ok(n)
+            }
+            DataStage::Out(data) => {
+                if is_class(&setup, Request::Dnload) && data.is_empty() {
+                    if let Some(budget) = self.arm.take() {
+                        let now = self.clock.elapsed();
+                        self.handoff_start = Some(now);
+                        self.deadline = Some(now + budget);
+                    }
+                }
+                let timeout = self.gate(timeout)?;
+                self.inner.control_out(setup, data, timeout)
+            }
+        }
     }
 }

@@ -2,8 +2,9 @@
 //! libusb).
 
 use super::{DeviceFilter, FindError, FoundDevice, UsbTransfer};
+use dfukit_core::WallTime;
 use dfukit_usbdfu::host::probe::probe;
-use dfukit_usbdfu::host::{ControlTransfer, TransferError};
+use dfukit_usbdfu::host::{ControlRequest, ControlTransfer, DataStage, TransferError};
 use dfukit_usbdfu::wire::SetupPacket;
 use nusb::MaybeFuture;
 use std::time::Duration;
@@ -66,8 +67,20 @@ impl NusbTransfer {
     }
 }
 
+/// This machine's USB runs in real time.
+impl WallTime for NusbTransfer {}
+
 impl ControlTransfer for NusbTransfer {
-    fn control_in(
+    fn control(&mut self, req: ControlRequest<'_>) -> Result<usize, TransferError> {
+        match req.data {
+            DataStage::In(buf) => self.read(req.setup, buf, req.timeout),
+            DataStage::Out(data) => self.write(req.setup, data, req.timeout),
+        }
+    }
+}
+
+impl NusbTransfer {
+    fn read(
         &mut self,
         s: SetupPacket,
         buf: &mut [u8],
@@ -92,7 +105,7 @@ impl ControlTransfer for NusbTransfer {
         Ok(n)
     }
 
-    fn control_out(
+    fn write(
         &mut self,
         s: SetupPacket,
         data: &[u8],

@@ -9,10 +9,9 @@ mod usbip;
 pub use local::NusbTransfer;
 pub use usbip::{with_default_port, UsbipTransfer};
 
+use dfukit_core::WallTime;
 use dfukit_usbdfu::host::probe::DfuInterface;
-use dfukit_usbdfu::host::{ControlTransfer, TransferError};
-use dfukit_usbdfu::wire::SetupPacket;
-use std::time::Duration;
+use dfukit_usbdfu::host::{ControlRequest, ControlTransfer, TransferError};
 
 /// Which devices are wanted, as dfu-util's -d, -S and -p select them.
 #[derive(Debug, Clone, Default)]
@@ -118,30 +117,15 @@ impl UsbTransfer {
     }
 }
 
-impl ControlTransfer for UsbTransfer {
-    fn control_in(
-        &mut self,
-        s: SetupPacket,
-        buf: &mut [u8],
-        t: Duration,
-    ) -> Result<usize, TransferError> {
-        match self {
-            UsbTransfer::Usbip(u) => u.control_in(s, buf, t),
-            #[cfg(feature = "usb")]
-            UsbTransfer::Local(l) => l.control_in(s, buf, t),
-        }
-    }
+/// USB runs in real time, over USB/IP or locally.
+impl WallTime for UsbTransfer {}
 
-    fn control_out(
-        &mut self,
-        s: SetupPacket,
-        data: &[u8],
-        t: Duration,
-    ) -> Result<usize, TransferError> {
+impl ControlTransfer for UsbTransfer {
+    fn control(&mut self, req: ControlRequest<'_>) -> Result<usize, TransferError> {
         match self {
-            UsbTransfer::Usbip(u) => u.control_out(s, data, t),
+            UsbTransfer::Usbip(u) => u.control(req),
             #[cfg(feature = "usb")]
-            UsbTransfer::Local(l) => l.control_out(s, data, t),
+            UsbTransfer::Local(l) => l.control(req),
         }
     }
 }

@@ -2,9 +2,9 @@
 //! on the machine the device is plugged into).
 
 use super::{DeviceFilter, FindError, FoundDevice, UsbTransfer};
+use dfukit_core::WallTime;
 use dfukit_usbdfu::host::probe::probe;
-use dfukit_usbdfu::host::{ControlTransfer, TransferError};
-use dfukit_usbdfu::wire::SetupPacket;
+use dfukit_usbdfu::host::{ControlRequest, ControlTransfer, DataStage, TransferError};
 use dfukit_usbip::{Client, ControlError, Imported};
 use std::time::Duration;
 
@@ -27,27 +27,28 @@ impl UsbipTransfer {
     }
 }
 
-impl ControlTransfer for UsbipTransfer {
-    fn control_in(
-        &mut self,
-        s: SetupPacket,
-        buf: &mut [u8],
-        timeout: Duration,
-    ) -> Result<usize, TransferError> {
-        let data = self.0.control(s, &[], timeout).map_err(map_err)?;
-        let n = data.len().min(buf.len());
-        buf[..n].copy_from_slice(&data[..n]);
-        Ok(n)
-    }
+/// A USB/IP device runs in real time.
+impl WallTime for UsbipTransfer {}
 
-    fn control_out(
-        &mut self,
-        s: SetupPacket,
-        data: &[u8],
-        timeout: Duration,
-    ) -> Result<usize, TransferError> {
-        self.0.control(s, data, timeout).map_err(map_err)?;
-        Ok(data.len())
+impl ControlTransfer for UsbipTransfer {
+    fn control(&mut self, req: ControlRequest<'_>) -> Result<usize, TransferError> {
+        match req.data {
+            DataStage::In(buf) => {
+                let data = self
+                    .0
+                    .control(req.setup, &[], req.timeout)
+                    .map_err(map_err)?;
+                let n = data.len().min(buf.len());
+                buf[..n].copy_from_slice(&data[..n]);
+                Ok(n)
+            }
+            DataStage::Out(data) => {
+                self.0
+                    .control(req.setup, data, req.timeout)
+                    .map_err(map_err)?;
+                Ok(data.len())
+            }
+        }
     }
 }
 

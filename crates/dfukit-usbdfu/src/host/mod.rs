@@ -24,34 +24,65 @@ pub use error::{HostError, Phase, TransferError};
 
 use crate::dfuse::{Access, Command, MemoryLayout, FIRST_DATA_BLOCK};
 use crate::wire::{DfuSetup, FunctionalDescriptor, GetStatus, Request, SetupPacket, State, Status};
+use dfukit_core::Clock;
 use std::time::Duration;
 
-/// Control transfers on the DFU interface, plus a way to wait.
-pub trait ControlTransfer {
+/// The data stage of one control transfer.
+#[derive(Debug)]
+pub enum DataStage<'a> {
+    /// Device to host: the answer goes into this buffer (its length is the
+    /// most wanted).
+    In(&'a mut [u8]),
+    /// Host to device (or no data stage): these bytes go out.
+    Out(&'a [u8]),
+}
+
+/// One control transfer: the setup stage, the data stage, and how long it
+/// may take.
+#[derive(Debug)]
+pub struct ControlRequest<'a> {
+    /// The setup stage as the host puts it on the wire.
+    pub setup: SetupPacket,
+    /// The data stage.
+    pub data: DataStage<'a>,
+    /// The transfer's time limit.
+    pub timeout: Duration,
+}
+
+/// Control transfers on the DFU interface, and the [`Clock`] the host's
+/// waits (bwPollTimeout) and time limits use: a real transport runs on the
+/// wall clock (`impl WallTime`), a simulated one advances virtual time and
+/// its device with it. There is no default.
+pub trait ControlTransfer: Clock {
+    /// One control transfer; returns the bytes moved in the data stage.
+    fn control(&mut self, req: ControlRequest<'_>) -> Result<usize, TransferError>;
+
     /// A control transfer with an IN data stage; returns the bytes received.
     fn control_in(
         &mut self,
         setup: SetupPacket,
         buf: &mut [u8],
         timeout: Duration,
-    ) -> Result<usize, TransferError>;
+    ) -> Result<usize, TransferError> {
+        self.control(ControlRequest {
+            setup,
+            data: DataStage::In(buf),
+            timeout,
+        })
+    }
+
     /// A control transfer with an OUT (or no) data stage; returns the bytes sent.
     fn control_out(
         &mut self,
         setup: SetupPacket,
         data: &[u8],
         timeout: Duration,
-    ) -> Result<usize, TransferError>;
-    /// Waits `d` (bwPollTimeout). A simulated transport advances its clock.
-    fn sleep(&mut self, d: Duration) {
-        std::thread::sleep(d)
-    }
-    /// The transport's clock, for the host's time limits: time since an
-    /// arbitrary fixed origin. The default is the wall clock; a simulated
-    /// transport returns its virtual time, so limits hold in both.
-    fn elapsed(&self) -> Duration {
-        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        ORIGIN.get_or_init(std::time::Instant::now).elapsed()
+    ) -> Result<usize, TransferError> {
+        self.control(ControlRequest {
+            setup,
+            data: DataStage::Out(data),
+            timeout,
+        })
     }
 }
 

@@ -3,10 +3,12 @@
 //! erase-before-write and completes operations after a modelled delay.
 #![allow(dead_code)]
 
-use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
+use dfukit_core::{Clock, FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
 use dfukit_usbdfu::device::{DeviceConfig, DeviceEvent, DfuDevice, Reply};
 use dfukit_usbdfu::dfuse::MemoryLayout;
-use dfukit_usbdfu::host::{ControlTransfer, DfuHost, HostError, Options, TransferError};
+use dfukit_usbdfu::host::{
+    ControlRequest, ControlTransfer, DataStage, DfuHost, HostError, Options, TransferError,
+};
 use dfukit_usbdfu::wire::DfuSetup;
 use dfukit_usbdfu::wire::{Request, SetupPacket};
 use std::time::Duration;
@@ -259,33 +261,26 @@ impl Sim {
     }
 }
 
-impl ControlTransfer for Sim {
-    fn control_in(
-        &mut self,
-        setup: SetupPacket,
-        buf: &mut [u8],
-        _t: Duration,
-    ) -> Result<usize, TransferError> {
-        let len = (setup.length as usize).min(buf.len());
-        self.transfer(setup, &[], &mut buf[..len])
+/// The device core's virtual time: the host's waits let it work.
+impl Clock for Sim {
+    fn now(&self) -> Instant {
+        self.now
     }
-
-    fn control_out(
-        &mut self,
-        setup: SetupPacket,
-        data: &[u8],
-        _t: Duration,
-    ) -> Result<usize, TransferError> {
-        self.transfer(setup, data, &mut [])
-    }
-
     fn sleep(&mut self, d: Duration) {
         self.now += d;
         self.service();
     }
+}
 
-    fn elapsed(&self) -> Duration {
-        Duration::from_micros(self.now.as_micros())
+impl ControlTransfer for Sim {
+    fn control(&mut self, req: ControlRequest<'_>) -> Result<usize, TransferError> {
+        match req.data {
+            DataStage::In(buf) => {
+                let len = (req.setup.length as usize).min(buf.len());
+                self.transfer(req.setup, &[], &mut buf[..len])
+            }
+            DataStage::Out(data) => self.transfer(req.setup, data, &mut []),
+        }
     }
 }
 

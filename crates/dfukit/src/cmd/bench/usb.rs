@@ -6,6 +6,7 @@ use crate::util::diag::Diag;
 use crate::util::serve::serve_usbip;
 use crate::util::shim::shim_dir;
 use clap::Args;
+use dfukit_core::Clock;
 use serde::Serialize;
 use std::process::Command;
 use std::time::Duration;
