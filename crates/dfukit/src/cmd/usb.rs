@@ -97,7 +97,7 @@ pub fn run(cmd: UsbCommand) -> miette::Result<()> {
 }
 
 fn upload(a: &Upload) -> Result<(), Diag> {
-    let (mut host, _dfu, layout) = open_alt(&a.target, &a.alt, None)?;
+    let (mut host, _dfu, _alt, layout) = open_alt(&a.target, &a.alt, None)?;
     let bar = crate::util::progress::bar(0, "upload");
     let mut events = |e: Event| {
         if let Event::Upload { done, total } = e {

@@ -10,7 +10,7 @@ use dfukit_transport::usb::{find_dfu_devices, DeviceFilter, FindError, FoundDevi
 use dfukit_usbdfu::dfuse::MemoryLayout;
 use dfukit_usbdfu::files::{self, DfuseFile};
 use dfukit_usbdfu::host::probe::DfuInterface;
-use dfukit_usbdfu::host::{DfuHost, Event, Options, TransferError};
+use dfukit_usbdfu::host::{DfuHost, DfuseDownload, DfuseImage, Event, Options, TransferError};
 use std::path::{Path, PathBuf};
 
 /// Which device, and how to reach it.
@@ -126,12 +126,13 @@ pub fn host_error(e: dfukit_usbdfu::host::HostError) -> Diag {
     Diag::new(e.code(), e.to_string(), e.help())
 }
 
-/// Opens the device and selects the alt setting; returns the host and the alt's layout.
+/// Opens the device and selects the alt setting; returns the host, the
+/// interface, the alt and its layout.
 pub fn open_alt(
     t: &DeviceArgs,
     which: &str,
     transfer_size: Option<u16>,
-) -> Result<(DfuHost<UsbTransfer>, DfuInterface, Option<MemoryLayout>), Diag> {
+) -> Result<(DfuHost<UsbTransfer>, DfuInterface, u8, Option<MemoryLayout>), Diag> {
     let d = one_device(t)?;
     let (alt, name) = d.dfu.find_alt(which).ok_or_else(|| {
         Diag::new(
@@ -160,7 +161,7 @@ pub fn open_alt(
         opts,
     );
     host.set_alt(alt).map_err(host_error)?;
-    Ok((host, d.dfu, layout))
+    Ok((host, d.dfu, alt, layout))
 }
 
 pub fn parse_num(s: &str) -> Option<u32> {
@@ -222,12 +223,19 @@ fn dfuse_options(spec: &str) -> Result<DfuseOptions, Diag> {
     Ok(o)
 }
 
-/// Downloads `a.file` to the device, as `dfu-util -D` does.
+/// Downloads `a.file` to the device, as `dfu-util -D` does. The DfuSe
+/// policy (check every element, plan the erases for all of them, erase,
+/// write, verify after the last write, leave) is the library's
+/// [`DfuHost::dfuse_download_job`]: this function only reads the input and
+/// reports.
 pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
     let bytes = read_file(&a.file)?;
     // Options first: they apply to raw and .dfu files alike.
     let opts = a.dfuse_address.as_deref().map(dfuse_options).transpose()?;
-    let (mut host, dfu, layout) = open_alt(&a.target, &a.alt, a.transfer_size)?;
+    let address = opts.as_ref().and_then(|o| o.address);
+    let mass_erase = opts.as_ref().is_some_and(|o| o.mass_erase);
+    let leave = opts.as_ref().is_some_and(|o| o.leave);
+    let (mut host, dfu, alt, layout) = open_alt(&a.target, &a.alt, a.transfer_size)?;
     let bar = super::progress::bar(0, "download");
     let mut events = |e: Event| match e {
         Event::Erase { addr, len } => bar.set_message(format!("erase {addr:#010x}+{len}")),
@@ -239,11 +247,20 @@ pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
         }
         _ => {}
     };
-    if opts.as_ref().is_some_and(|o| o.mass_erase) {
-        host.dfuse_mass_erase(&mut events).map_err(host_error)?;
-    }
-    let leave_to = if bytes.starts_with(b"DfuSe") {
-        if opts.as_ref().and_then(|o| o.address).is_some() {
+    let layout_for = |alt: u8| {
+        dfu.alts
+            .iter()
+            .find(|(a, _)| *a == alt)
+            .and_then(|(_, n)| MemoryLayout::parse(n).ok())
+    };
+    let job = |image| DfuseDownload {
+        image,
+        mass_erase,
+        verify: a.verify,
+        leave,
+    };
+    let left_to = if bytes.starts_with(b"DfuSe") {
+        if address.is_some() {
             return Err(Diag::new(
                 "dfukit::usb::dfuse_address",
                 "a .dfu file carries its own addresses",
@@ -257,14 +274,7 @@ pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
                 "the .dfu file is damaged: rebuild it",
             )
         })?;
-        let layouts: Vec<(u8, String)> = dfu.alts.clone();
-        let layout_for = |alt: u8| {
-            layouts
-                .iter()
-                .find(|(a, _)| *a == alt)
-                .and_then(|(_, n)| MemoryLayout::parse(n).ok())
-        };
-        host.dfuse_download_file(&file, &layout_for, a.verify, &mut events)
+        host.dfuse_download_job(&job(DfuseImage::File(&file)), &layout_for, &mut events)
             .map_err(host_error)?;
         bar.finish_and_clear();
         eprintln!(
@@ -289,7 +299,7 @@ pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
             }
             Err(_) => bytes,
         };
-        match opts.as_ref().and_then(|o| o.address) {
+        match address {
             None if dfu.functional.is_dfuse() => {
                 return Err(Diag::new(
                     "dfukit::usb::dfuse_address",
@@ -298,17 +308,8 @@ pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
                 ));
             }
             None => {
-                host.download(&payload, &mut events).map_err(host_error)?;
+                plain_download(&mut host, &dfu, a, &payload, mass_erase, leave, &mut events)?;
                 bar.finish_and_clear();
-                eprintln!("{}: {} bytes downloaded", a.file.display(), payload.len());
-                // A device that is not manifestation tolerant waits for a USB
-                // reset to run the new firmware (dfu-util resets it too).
-                if !dfu.functional.manifestation_tolerant() && !a.reset {
-                    match host.transport().reset() {
-                        Ok(()) | Err(TransferError::Disconnected) => eprintln!("device reset to finish manifestation"),
-                        Err(e) => eprintln!("warning: the device needs a USB reset to run the new firmware, and resetting it failed: {e}"),
-                    }
-                }
                 None
             }
             Some(addr) => {
@@ -321,18 +322,23 @@ pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
                             a.file.display(),
                             k.len()
                         );
-                        payload[k.len()..].to_vec()
+                        &payload[k.len()..]
                     }
-                    None => payload,
+                    None => &payload[..],
                 };
-                let layout = layout.ok_or_else(|| {
-                    Diag::new(
+                if layout.is_none() {
+                    return Err(Diag::new(
                         "dfukit::usb::layout",
                         "the alternate setting's name is not a DfuSe memory layout",
                         "choose the alt that names the memory (see `dfukit usb list`)",
-                    )
-                })?;
-                host.dfuse_download(&layout, addr, &payload, a.verify, &mut events)
+                    ));
+                }
+                let raw = DfuseImage::Raw {
+                    alt,
+                    address: addr,
+                    data: payload,
+                };
+                host.dfuse_download_job(&job(raw), &layout_for, &mut events)
                     .map_err(host_error)?;
                 bar.finish_and_clear();
                 eprintln!(
@@ -345,9 +351,8 @@ pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
             }
         }
     };
-    if opts.as_ref().is_some_and(|o| o.leave) {
-        host.dfuse_leave(leave_to).map_err(host_error)?;
-        match leave_to {
+    if leave {
+        match left_to {
             Some(addr) => eprintln!("left DFU mode: jump to {addr:#010x}"),
             None => eprintln!("left DFU mode"),
         }
@@ -364,6 +369,42 @@ pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
                 ))
             }
         }
+    }
+    Ok(())
+}
+
+/// A raw file to a plain DFU 1.1 device: the whole payload from block 0,
+/// then the USB reset a device that is not manifestation tolerant waits
+/// for. `:mass-erase` and `:leave` are DfuSe requests, sent as dfu-util
+/// sends them.
+fn plain_download(
+    host: &mut DfuHost<UsbTransfer>,
+    dfu: &DfuInterface,
+    a: &DownloadArgs,
+    payload: &[u8],
+    mass_erase: bool,
+    leave: bool,
+    events: &mut dyn FnMut(Event),
+) -> Result<(), Diag> {
+    if mass_erase {
+        host.dfuse_mass_erase(events).map_err(host_error)?;
+    }
+    host.download(payload, events).map_err(host_error)?;
+    eprintln!("{}: {} bytes downloaded", a.file.display(), payload.len());
+    // A device that is not manifestation tolerant waits for a USB reset to
+    // run the new firmware (dfu-util resets it too).
+    if !dfu.functional.manifestation_tolerant() && !a.reset {
+        match host.transport().reset() {
+            Ok(()) | Err(TransferError::Disconnected) => {
+                eprintln!("device reset to finish manifestation")
+            }
+            Err(e) => eprintln!(
+                "warning: the device needs a USB reset to run the new firmware, and resetting it failed: {e}"
+            ),
+        }
+    }
+    if leave {
+        host.dfuse_leave(None).map_err(host_error)?;
     }
     Ok(())
 }
