@@ -6,39 +6,19 @@
 //! so that pipelining is observable without a clock.
 
 use dfukit_core::crc::crc32;
-use dfukit_core::{Clock, FlashOp, FlashOutcome, Instant, ManualClock, ReadError, ReadFlash};
+use dfukit_core::{Clock, FlashOp, FlashOutcome, Instant, ManualClock};
 use dfukit_nordic::bootloader::{Bank1Location, Bootloader, BootloaderConfig, Mode, RxTransport};
 use dfukit_nordic::host::{self, Event, HostError, Options, SecureDfuLink};
-use dfukit_nordic::init_packet::{self, FwType, Hash, HashType, InitCommand};
+use dfukit_nordic::init_packet;
 use dfukit_nordic::proto::Request;
+use dfukit_testkit::TestFlash;
 use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
+use unsigned_init::unsigned_init;
 
-/// Flat memory: 1 MiB internal at 0 and 8 MiB external at 0x1200_0000.
-struct Ram {
-    internal: Vec<u8>,
-    qspi: Vec<u8>,
-}
-
-impl Ram {
-    fn slice(&mut self, addr: u32, len: usize) -> &mut [u8] {
-        if addr >= 0x1200_0000 {
-            let a = (addr - 0x1200_0000) as usize;
-            &mut self.qspi[a..a + len]
-        } else {
-            &mut self.internal[addr as usize..addr as usize + len]
-        }
-    }
-}
-
-impl ReadFlash for Ram {
-    fn read(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), ReadError> {
-        let n = buf.len();
-        buf.copy_from_slice(self.slice(addr, n));
-        Ok(())
-    }
-}
+#[path = "support/unsigned_init.rs"]
+mod unsigned_init;
 
 /// What the host did on the link, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +52,10 @@ enum Drops {
 /// chosen WRITEs dropped as a device with full buffers does.
 struct TestLink {
     t: Bootloader,
-    mem: Ram,
+    /// Recording: programs onto bytes that were not erased (NOR programs
+    /// only clear bits, so such a program corrupts the data) are counted in
+    /// its `violations`.
+    mem: TestFlash,
     /// Response frames with the operation count at which they arrive.
     transit: VecDeque<(u64, Vec<u8>)>,
     ops_count: u64,
@@ -93,9 +76,6 @@ struct TestLink {
     replace_crc: Option<(usize, Vec<u8>)>,
     /// Fail the first erase at this address (once).
     fail_erase_at: Option<u32>,
-    /// Programs onto bytes that were not erased (NOR programs only clear
-    /// bits, so such a program corrupts the data).
-    dirty_programs: usize,
     /// Addresses of every erase, in order.
     erases: Vec<u32>,
     crc_frames: usize,
@@ -109,10 +89,7 @@ impl TestLink {
         );
         let mut l = TestLink {
             t: Bootloader::new(cfg),
-            mem: Ram {
-                internal: vec![0xFF; 1 << 20],
-                qspi: vec![0xFF; 8 << 20],
-            },
+            mem: TestFlash::nrf52840_with_qspi().recording(),
             transit: VecDeque::new(),
             ops_count: 0,
             latency,
@@ -125,7 +102,6 @@ impl TestLink {
             clock: ManualClock::default(),
             replace_crc: None,
             fail_erase_at: None,
-            dirty_programs: 0,
             erases: Vec::new(),
             crc_frames: 0,
         };
@@ -167,30 +143,21 @@ impl TestLink {
             }
             match self.t.poll_flash() {
                 Some(op) => {
-                    let mut outcome = FlashOutcome::Done;
-                    match op {
-                        FlashOp::Erase { addr, len } => {
-                            self.erases.push(addr);
-                            if self.fail_erase_at == Some(addr) {
-                                self.fail_erase_at = None;
-                                outcome = FlashOutcome::Failed;
-                            } else {
-                                self.mem.slice(addr, len as usize).fill(0xFF)
-                            }
-                        }
-                        FlashOp::Program { addr, data } => {
-                            // NOR: a program only clears bits.
-                            let data = data.to_vec();
-                            let dst = self.mem.slice(addr, data.len());
-                            if dst.iter().any(|b| *b != 0xFF) {
-                                self.dirty_programs += 1;
-                            }
-                            for (b, d) in dst.iter_mut().zip(&data) {
-                                *b &= *d;
-                            }
+                    if let FlashOp::Erase { addr, .. } = op {
+                        self.erases.push(addr);
+                        if self.fail_erase_at == Some(addr) {
+                            self.fail_erase_at = None;
+                            self.t.flash_complete(Instant::ZERO, FlashOutcome::Failed);
+                            continue;
                         }
                     }
-                    self.t.flash_complete(Instant::ZERO, outcome);
+                    let violations = self.mem.violations.len();
+                    let applied = self.mem.apply(&op);
+                    assert!(
+                        applied || self.mem.violations.len() > violations,
+                        "flash op outside the map"
+                    );
+                    self.t.flash_complete(Instant::ZERO, FlashOutcome::Done);
                 }
                 None => break,
             }
@@ -302,27 +269,6 @@ fn image(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// An unsigned init packet the unsigned core accepts.
-fn init_for(image: &[u8]) -> Vec<u8> {
-    use sha2::Digest;
-    let mut d: [u8; 32] = sha2::Sha256::digest(image).into();
-    // The SDK stores SHA-256 little-endian.
-    d.reverse();
-    let cmd = InitCommand {
-        fw_version: Some(1),
-        hw_version: Some(52),
-        sd_req: heapless::Vec::from_slice(&[0x0100]).unwrap(),
-        fw_type: Some(FwType::Application),
-        app_size: Some(image.len() as u32),
-        hash: Some(Hash {
-            hash_type: HashType::Sha256,
-            hash: heapless::Vec::from_slice(&d).unwrap(),
-        }),
-        ..Default::default()
-    };
-    init_packet::encode_packet(&cmd, None)
-}
-
 fn opts(prn: u16) -> Options {
     Options {
         prn,
@@ -334,7 +280,7 @@ fn opts(prn: u16) -> Options {
 
 fn update(link: &mut TestLink, o: &Options, img: &[u8]) -> (Result<(), HostError>, Vec<Event>) {
     let mut events = Vec::new();
-    let r = host::update(link, o, &init_for(img), img, &mut |e| events.push(e));
+    let r = host::update(link, o, &unsigned_init(img), img, &mut |e| events.push(e));
     (r, events)
 }
 
@@ -679,10 +625,10 @@ fn flash_completion_timeout_in_a_notification_is_named() {
 fn a_failed_erase_ahead_is_done_again_at_create() {
     let img = image(3 * 4096);
     let mut link = TestLink::new(0);
-    link.mem.qspi[..64 * 1024].fill(0x5A);
+    link.mem.fill(0x1200_0000, &[0x5A; 64 * 1024]);
     link.fail_erase_at = Some(0x1200_0000 + 4096);
     let (r, events) = update(&mut link, &opts(0), &img);
-    assert_eq!(link.dirty_programs, 0, "programs onto unerased flash");
+    assert_eq!(link.mem.violations.len(), 0, "programs onto unerased flash");
     r.unwrap();
     // The failed sector was erased again.
     assert_eq!(
@@ -721,7 +667,7 @@ fn device_data_that_is_not_the_image_restarts_from_a_fresh_init_packet() {
     // takes it until the final hash check) and stops after object 0.
     let b = image(2 * 4096);
     let a: Vec<u8> = b.iter().map(|x| x ^ 0x55).collect();
-    let init_b = init_for(&b);
+    let init_b = unsigned_init(&b);
     let mut link = TestLink::dropping(2, 1 + 17, Drops::Always);
     let o = Options {
         max_recoveries: 1,

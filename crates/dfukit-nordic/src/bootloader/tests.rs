@@ -4,60 +4,22 @@
 extern crate std;
 
 use super::*;
-use crate::init_packet::{self, FwType, Hash, HashType, InitCommand, SignatureType};
+use crate::init_packet;
 use crate::proto::{Opcode, Payload, ResultCode};
 use core::time::Duration;
 use dfukit_core::crc::crc32;
+use dfukit_testkit::TestFlash;
 use std::vec;
 use std::vec::Vec;
+use unsigned_init::unsigned_init;
 
-/// Flat memory: 1 MiB internal at 0 and 8 MiB "QSPI" at 0x1200_0000.
-struct Ram {
-    internal: Vec<u8>,
-    qspi: Vec<u8>,
-}
-
-impl Ram {
-    fn new() -> Self {
-        Ram {
-            internal: vec![0xFF; 1 << 20],
-            qspi: vec![0xFF; 8 << 20],
-        }
-    }
-    fn slice(&mut self, addr: u32, len: usize) -> &mut [u8] {
-        if addr >= 0x1200_0000 {
-            let a = (addr - 0x1200_0000) as usize;
-            &mut self.qspi[a..a + len]
-        } else {
-            &mut self.internal[addr as usize..addr as usize + len]
-        }
-    }
-    fn apply(&mut self, op: FlashOp<'_>) {
-        match op {
-            FlashOp::Erase { addr, len } => self.slice(addr, len as usize).fill(0xFF),
-            FlashOp::Program { addr, data } => {
-                let dst = self.slice(addr, data.len());
-                assert!(
-                    dst.iter().all(|b| *b == 0xFF),
-                    "program over unerased flash at {addr:#010x}"
-                );
-                dst.copy_from_slice(data);
-            }
-        }
-    }
-}
-
-impl ReadFlash for Ram {
-    fn read(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), dfukit_core::ReadError> {
-        let n = buf.len();
-        buf.copy_from_slice(self.slice(addr, n));
-        Ok(())
-    }
-}
+#[path = "../../tests/support/unsigned_init.rs"]
+mod unsigned_init;
 
 struct Rig {
     t: Bootloader,
-    mem: Ram,
+    /// Strict: a program over unerased bytes panics.
+    mem: TestFlash,
     now: Instant,
 }
 
@@ -69,7 +31,7 @@ impl Rig {
         );
         let mut r = Rig {
             t: Bootloader::new(cfg),
-            mem: Ram::new(),
+            mem: TestFlash::nrf52840_with_qspi(),
             now: Instant::ZERO,
         };
         r.run();
@@ -83,7 +45,7 @@ impl Rig {
             self.t.poll(self.now, &mut self.mem);
             match self.t.poll_flash() {
                 Some(op) => {
-                    self.mem.apply(op);
+                    assert!(self.mem.apply(&op), "flash op outside the map");
                     self.t.flash_complete(self.now, FlashOutcome::Done);
                 }
                 None => break,
@@ -96,7 +58,7 @@ impl Rig {
         self.t.poll(self.now, &mut self.mem);
         match self.t.poll_flash() {
             Some(op) => {
-                self.mem.apply(op);
+                assert!(self.mem.apply(&op), "flash op outside the map");
                 true
             }
             None => false,
@@ -118,26 +80,6 @@ impl Rig {
         self.run();
         self.t.poll_response().expect("a response")
     }
-}
-
-fn unsigned_init(image: &[u8]) -> Vec<u8> {
-    use sha2::Digest;
-    let mut d: [u8; 32] = sha2::Sha256::digest(image).into();
-    d.reverse();
-    let cmd = InitCommand {
-        fw_version: Some(1),
-        hw_version: Some(52),
-        sd_req: heapless::Vec::from_slice(&[0x0100]).unwrap(),
-        fw_type: Some(FwType::Application),
-        app_size: Some(image.len() as u32),
-        hash: Some(Hash {
-            hash_type: HashType::Sha256,
-            hash: heapless::Vec::from_slice(&d).unwrap(),
-        }),
-        ..Default::default()
-    };
-    let _ = SignatureType::EcdsaP256Sha256;
-    init_packet::encode_packet(&cmd, None)
 }
 
 fn write(data: &[u8]) -> Vec<u8> {
@@ -318,7 +260,7 @@ fn writes_are_programmed_in_page_pieces_in_order() {
         if let FlashOp::Program { addr, data } = op {
             programs.push((addr - base, data.len() as u32));
         }
-        r.mem.apply(op);
+        assert!(r.mem.apply(&op), "flash op outside the map");
         r.t.flash_complete(r.now, FlashOutcome::Done);
     }
     assert_eq!(
@@ -332,7 +274,7 @@ fn writes_are_programmed_in_page_pieces_in_order() {
             (1024, 100)
         ]
     );
-    assert_eq!(r.mem.slice(base, 1124), &image[..1124]);
+    assert_eq!(r.mem.bytes(base, 1124), &image[..1124]);
     // Every buffer went back to the pool: four more writes are taken.
     for i in 0..SERIAL_RX.buffers as usize {
         let at = 1124 + i * 4;
