@@ -10,7 +10,7 @@ use crate::util::keys::public_key_hex;
 use crate::util::nordic::{update_serial, SerialUpdate};
 use crate::util::serve::serve_usbip;
 use crate::util::stm32mp::flash;
-use crate::util::usb::{self, DeviceArgs, DownloadArgs};
+use crate::util::usb::{self, AltArgs, DeviceArgs, DownloadArgs};
 use clap::Args;
 use dfukit_nordic::package::{self, firmware, keys};
 use dfukit_sim::boards::nrf52840::describe;
@@ -207,8 +207,10 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
     );
     let started = std::time::Instant::now();
     usb::download(&DownloadArgs {
-        target,
-        alt: "0".into(),
+        dfu: AltArgs {
+            device: target,
+            alt: "0".into(),
+        },
         dfuse_address: Some("0x08000000:leave".into()),
         file: stm_bin.clone(),
         verify: true,

@@ -65,15 +65,49 @@ pub struct Nrf52840Args {
 }
 
 fn parse_fault(s: &str) -> Result<Fault, String> {
+    parse_named_fault(
+        s,
+        &[],
+        &[("qspi-completions-stop", "operations", |after| {
+            Fault::QspiCompletionsStop { after }
+        })],
+    )
+}
+
+/// A fault spelt `NAME=N`: its name, what N counts, and the fault for N.
+type CountedFault<N, F> = (&'static str, &'static str, fn(N) -> F);
+
+/// A `--fault` value: one of the `bare` names, or `NAME=N` for one of the
+/// `counted` faults. An unknown value is answered with every known spelling.
+fn parse_named_fault<F: Copy, N: std::str::FromStr>(
+    s: &str,
+    bare: &[(&str, F)],
+    counted: &[CountedFault<N, F>],
+) -> Result<F, String>
+where
+    N::Err: std::fmt::Display,
+{
     match s.split_once('=') {
-        Some(("qspi-completions-stop", n)) => n
-            .parse()
-            .map(|after| Fault::QspiCompletionsStop { after })
-            .map_err(|e| format!("qspi-completions-stop needs a number of operations: {e}")),
-        _ => Err(format!(
-            "unknown fault {s:?}; known: qspi-completions-stop=N"
-        )),
+        None => {
+            if let Some(&(_, fault)) = bare.iter().find(|(name, _)| *name == s) {
+                return Ok(fault);
+            }
+        }
+        Some((name, n)) => {
+            if let Some((_, what, make)) = counted.iter().find(|(c, ..)| *c == name) {
+                return n
+                    .parse()
+                    .map(make)
+                    .map_err(|e| format!("{name} needs a number of {what}: {e}"));
+            }
+        }
     }
+    let known: Vec<String> = bare
+        .iter()
+        .map(|(name, _)| name.to_string())
+        .chain(counted.iter().map(|(name, ..)| format!("{name}=N")))
+        .collect();
+    Err(format!("unknown fault {s:?}; known: {}", known.join(", ")))
 }
 
 /// Options of `sim stm32f4`.
@@ -144,17 +178,16 @@ pub struct Stm32mp1Args {
 
 fn parse_mp1_fault(s: &str) -> Result<dfukit_sim::boards::stm32mp1::Stm32mp1Fault, String> {
     use dfukit_sim::boards::stm32mp1::Stm32mp1Fault;
-    match s.split_once('=') {
-        None if s == "tfa-no-usb" => Ok(Stm32mp1Fault::TfaNoUsb),
-        None if s == "uboot-no-reconnect" => Ok(Stm32mp1Fault::UbootNoReconnect),
-        Some(("nand-erase-failure", n)) => n
-            .parse()
-            .map(|after| Stm32mp1Fault::NandEraseFailure { after })
-            .map_err(|e| format!("nand-erase-failure needs a number of erases: {e}")),
-        _ => Err(format!(
-            "unknown fault {s:?}; known: tfa-no-usb, uboot-no-reconnect, nand-erase-failure=N"
-        )),
-    }
+    parse_named_fault(
+        s,
+        &[
+            ("tfa-no-usb", Stm32mp1Fault::TfaNoUsb),
+            ("uboot-no-reconnect", Stm32mp1Fault::UbootNoReconnect),
+        ],
+        &[("nand-erase-failure", "erases", |after| {
+            Stm32mp1Fault::NandEraseFailure { after }
+        })],
+    )
 }
 
 /// Options of `sim inspect`.
@@ -357,4 +390,43 @@ fn inspect(a: InspectArgs) -> Result<(), Diag> {
         print!("{}", dfukit_sim::boards::nrf52840::describe(&cfg, &ins));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dfukit_sim::boards::stm32mp1::Stm32mp1Fault;
+
+    /// The messages are the ones each parser wrote on its own before they
+    /// shared `parse_named_fault`.
+    #[test]
+    fn fault_values_parse_or_name_every_known_spelling() {
+        assert_eq!(
+            parse_fault("qspi-completions-stop=7"),
+            Ok(Fault::QspiCompletionsStop { after: 7 })
+        );
+        assert!(parse_fault("qspi-completions-stop=x")
+            .unwrap_err()
+            .starts_with("qspi-completions-stop needs a number of operations: "));
+        assert_eq!(
+            parse_fault("qspi-completions-stop"),
+            Err("unknown fault \"qspi-completions-stop\"; known: qspi-completions-stop=N".into())
+        );
+        assert_eq!(parse_mp1_fault("tfa-no-usb"), Ok(Stm32mp1Fault::TfaNoUsb));
+        assert_eq!(
+            parse_mp1_fault("uboot-no-reconnect"),
+            Ok(Stm32mp1Fault::UbootNoReconnect)
+        );
+        assert_eq!(
+            parse_mp1_fault("nand-erase-failure=3"),
+            Ok(Stm32mp1Fault::NandEraseFailure { after: 3 })
+        );
+        assert!(parse_mp1_fault("nand-erase-failure=-1")
+            .unwrap_err()
+            .starts_with("nand-erase-failure needs a number of erases: "));
+        assert_eq!(
+            parse_mp1_fault("tfa-no-usb=1"),
+            Err("unknown fault \"tfa-no-usb=1\"; known: tfa-no-usb, uboot-no-reconnect, nand-erase-failure=N".into())
+        );
+    }
 }

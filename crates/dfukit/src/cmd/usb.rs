@@ -3,7 +3,7 @@
 use crate::util::diag::Diag;
 use crate::util::shim::shim_dir;
 use crate::util::usb::{
-    bad_address, download, host_error, list, one_device, open_alt, parse_num, read_file,
+    bad_address, download, host_error, list, one_device, open_alt, parse_num, read_file, AltArgs,
     DeviceArgs, DownloadArgs,
 };
 use clap::{Args, Subcommand};
@@ -37,10 +37,7 @@ pub enum UsbCommand {
 #[derive(Args)]
 pub struct Upload {
     #[command(flatten)]
-    pub target: DeviceArgs,
-    /// Alternate setting, by number or name.
-    #[arg(short = 'a', long, default_value = "0")]
-    pub alt: String,
+    pub dfu: AltArgs,
     /// DfuSe: ADDRESS:LENGTH to read.
     #[arg(short = 's', long = "dfuse-address")]
     pub dfuse_address: Option<String>,
@@ -97,7 +94,7 @@ pub fn run(cmd: UsbCommand) -> miette::Result<()> {
 }
 
 fn upload(a: &Upload) -> Result<(), Diag> {
-    let (mut host, _dfu, _alt, layout) = open_alt(&a.target, &a.alt, None)?;
+    let (mut host, _dfu, _alt, layout) = open_alt(&a.dfu, None)?;
     let bar = crate::util::progress::bar(0, "upload");
     let mut events = |e: Event| {
         if let Event::Upload { done, total } = e {

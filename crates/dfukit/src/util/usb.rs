@@ -43,14 +43,22 @@ impl DeviceArgs {
     }
 }
 
+/// Which device and which of its alternate settings (`-a`), as `download`
+/// and `upload` take them.
+#[derive(Args, Clone)]
+pub struct AltArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Alternate setting, by number or name.
+    #[arg(short = 'a', long, default_value = "0")]
+    pub alt: String,
+}
+
 /// Options of `download`.
 #[derive(Args)]
 pub struct DownloadArgs {
     #[command(flatten)]
-    pub target: DeviceArgs,
-    /// Alternate setting, by number or name.
-    #[arg(short = 'a', long, default_value = "0")]
-    pub alt: String,
+    pub dfu: AltArgs,
     /// DfuSe: ADDRESS[:leave][:mass-erase][:force] for a raw file.
     #[arg(short = 's', long = "dfuse-address")]
     pub dfuse_address: Option<String>,
@@ -129,11 +137,11 @@ pub fn host_error(e: dfukit_usbdfu::host::HostError) -> Diag {
 /// Opens the device and selects the alt setting; returns the host, the
 /// interface, the alt and its layout.
 pub fn open_alt(
-    t: &DeviceArgs,
-    which: &str,
+    at: &AltArgs,
     transfer_size: Option<u16>,
 ) -> Result<(DfuHost<UsbTransfer>, DfuInterface, u8, Option<MemoryLayout>), Diag> {
-    let d = one_device(t)?;
+    let which = &at.alt;
+    let d = one_device(&at.device)?;
     let (alt, name) = d.dfu.find_alt(which).ok_or_else(|| {
         Diag::new(
             "dfukit::usb::no_alt",
@@ -235,7 +243,7 @@ pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
     let address = opts.as_ref().and_then(|o| o.address);
     let mass_erase = opts.as_ref().is_some_and(|o| o.mass_erase);
     let leave = opts.as_ref().is_some_and(|o| o.leave);
-    let (mut host, dfu, alt, layout) = open_alt(&a.target, &a.alt, a.transfer_size)?;
+    let (mut host, dfu, alt, layout) = open_alt(&a.dfu, a.transfer_size)?;
     let bar = super::progress::bar(0, "download");
     let mut events = |e: Event| match e {
         Event::Erase { addr, len } => bar.set_message(format!("erase {addr:#010x}+{len}")),

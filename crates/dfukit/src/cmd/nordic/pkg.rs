@@ -120,6 +120,18 @@ fn parse_version_string(s: &str) -> Result<u32, String> {
     Ok(v)
 }
 
+/// `--app-boot-validation` and `--sd-boot-validation`, taken alike by
+/// `pkg generate` and `settings generate` (as nrfutil's).
+#[derive(Args, Debug)]
+pub struct BootValidationArgs {
+    /// Boot validation for the application.
+    #[arg(long, value_enum)]
+    pub app_boot_validation: Option<BootValidationArg>,
+    /// Boot validation for the SoftDevice.
+    #[arg(long, value_enum)]
+    pub sd_boot_validation: Option<BootValidationArg>,
+}
+
 /// `pkg generate` options (names as nrfutil's).
 #[derive(Args, Debug)]
 pub struct PkgGenerateArgs {
@@ -155,12 +167,8 @@ pub struct PkgGenerateArgs {
     /// SoftDevice image.
     #[arg(long)]
     pub softdevice: Option<PathBuf>,
-    /// Boot validation for the SoftDevice.
-    #[arg(long, value_enum)]
-    pub sd_boot_validation: Option<BootValidationArg>,
-    /// Boot validation for the application.
-    #[arg(long, value_enum)]
-    pub app_boot_validation: Option<BootValidationArg>,
+    #[command(flatten)]
+    pub boot: BootValidationArgs,
     /// Private signing key (PEM). Without it the package is unsigned.
     #[arg(long)]
     pub key_file: Option<PathBuf>,
@@ -236,12 +244,8 @@ pub struct SettingsGenerateArgs {
     /// Backup page address (default: settings address − 0x1000).
     #[arg(long, value_parser = parse_int)]
     pub backup_address: Option<u32>,
-    /// Boot validation for the application.
-    #[arg(long, value_enum)]
-    pub app_boot_validation: Option<BootValidationArg>,
-    /// Boot validation for the SoftDevice.
-    #[arg(long, value_enum)]
-    pub sd_boot_validation: Option<BootValidationArg>,
+    #[command(flatten)]
+    pub boot: BootValidationArgs,
     /// SoftDevice image in flash.
     #[arg(long)]
     pub softdevice: Option<PathBuf>,
@@ -393,8 +397,8 @@ pub fn run_pkg(cmd: PkgCommand) -> miette::Result<()> {
                 sd_req: a.sd_req,
                 sd_id: a.sd_id,
                 key,
-                app_boot_validation: a.app_boot_validation.map(Into::into),
-                sd_boot_validation: a.sd_boot_validation.map(Into::into),
+                app_boot_validation: a.boot.app_boot_validation.map(Into::into),
+                sd_boot_validation: a.boot.sd_boot_validation.map(Into::into),
                 debug_mode: a.debug_mode,
                 external_app: a.external_app,
             };
@@ -436,8 +440,8 @@ pub fn run_settings(cmd: SettingsCommand) -> miette::Result<()> {
                 start_address: a.start_address,
                 no_backup: a.no_backup,
                 backup_address: a.backup_address,
-                app_boot_validation: a.app_boot_validation.map(Into::into),
-                sd_boot_validation: a.sd_boot_validation.map(Into::into),
+                app_boot_validation: a.boot.app_boot_validation.map(Into::into),
+                sd_boot_validation: a.boot.sd_boot_validation.map(Into::into),
                 softdevice: a.softdevice,
                 key,
             };
@@ -497,7 +501,7 @@ mod tests {
         assert_eq!(a.sd_req, Some(vec![0x100, 0xCA]));
         assert_eq!(a.application_version_string, Some(20731));
         assert!(matches!(
-            a.app_boot_validation,
+            a.boot.app_boot_validation,
             Some(BootValidationArg::ValidateEcdsaP256Sha256)
         ));
     }
