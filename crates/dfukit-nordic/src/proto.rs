@@ -9,80 +9,82 @@
 
 use core::fmt;
 
-/// Control-point opcodes (`nrf_dfu_op_t`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Opcode {
-    /// Ask for the protocol version.
-    ProtocolVersion = 0x00,
-    /// Create a command or data object.
-    ObjectCreate = 0x01,
-    /// Set the packet receipt notification interval.
-    ReceiptNotifSet = 0x02,
-    /// Ask for the offset and CRC of the current object.
-    CrcGet = 0x03,
-    /// Execute the current object.
-    ObjectExecute = 0x04,
-    /// Select an object type and ask for its state.
-    ObjectSelect = 0x06,
-    /// Ask for the transport MTU (serial only).
-    MtuGet = 0x07,
-    /// Object data.
-    ObjectWrite = 0x08,
-    /// Ping with an id that is echoed.
-    Ping = 0x09,
-    /// Ask for hardware information.
-    HardwareVersion = 0x0A,
-    /// Ask for the version of an installed image.
-    FirmwareVersion = 0x0B,
-    /// Abort the update and reset.
-    Abort = 0x0C,
-    /// The first byte of every response.
-    Response = 0x60,
-}
-
-impl Opcode {
-    /// Decodes an opcode byte.
-    pub fn from_u8(b: u8) -> Option<Opcode> {
-        Some(match b {
-            0x00 => Opcode::ProtocolVersion,
-            0x01 => Opcode::ObjectCreate,
-            0x02 => Opcode::ReceiptNotifSet,
-            0x03 => Opcode::CrcGet,
-            0x04 => Opcode::ObjectExecute,
-            0x06 => Opcode::ObjectSelect,
-            0x07 => Opcode::MtuGet,
-            0x08 => Opcode::ObjectWrite,
-            0x09 => Opcode::Ping,
-            0x0A => Opcode::HardwareVersion,
-            0x0B => Opcode::FirmwareVersion,
-            0x0C => Opcode::Abort,
-            0x60 => Opcode::Response,
-            _ => return None,
-        })
-    }
-}
-
-/// The two object kinds of an update.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ObjectType {
-    /// The init packet.
-    Command = 1,
-    /// Firmware image data.
-    Data = 2,
-}
-
-impl ObjectType {
-    /// Decodes an object type byte.
-    pub fn from_u8(b: u8) -> Option<ObjectType> {
-        match b {
-            1 => Some(ObjectType::Command),
-            2 => Some(ObjectType::Data),
-            _ => None,
+/// A `#[repr(u8)]` wire enum and its `from_u8`, from one list of values, so
+/// that a value cannot be declared and then left out of the decoder. With a
+/// description after each value (`Name = 0x01 => "words"`) it also gets
+/// `describe`.
+macro_rules! byte_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $val:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum $name {
+            $($(#[$vm])* $var = $val,)*
         }
-    }
+        impl $name {
+            /// Decodes a wire byte; `None` for a value the protocol does not define.
+            pub fn from_u8(b: u8) -> Option<$name> {
+                match b {
+                    $($val => Some($name::$var),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $val:literal => $desc:literal,)* }) => {
+        byte_enum!($(#[$m])* $name { $($(#[$vm])* $var = $val,)* });
+        impl $name {
+            /// What the code means, in words.
+            pub fn describe(self) -> &'static str {
+                match self {
+                    $($name::$var => $desc,)*
+                }
+            }
+        }
+    };
 }
+
+byte_enum!(
+    /// Control-point opcodes (`nrf_dfu_op_t`).
+    Opcode {
+        /// Ask for the protocol version.
+        ProtocolVersion = 0x00,
+        /// Create a command or data object.
+        ObjectCreate = 0x01,
+        /// Set the packet receipt notification interval.
+        ReceiptNotifSet = 0x02,
+        /// Ask for the offset and CRC of the current object.
+        CrcGet = 0x03,
+        /// Execute the current object.
+        ObjectExecute = 0x04,
+        /// Select an object type and ask for its state.
+        ObjectSelect = 0x06,
+        /// Ask for the transport MTU (serial only).
+        MtuGet = 0x07,
+        /// Object data.
+        ObjectWrite = 0x08,
+        /// Ping with an id that is echoed.
+        Ping = 0x09,
+        /// Ask for hardware information.
+        HardwareVersion = 0x0A,
+        /// Ask for the version of an installed image.
+        FirmwareVersion = 0x0B,
+        /// Abort the update and reset.
+        Abort = 0x0C,
+        /// The first byte of every response.
+        Response = 0x60,
+    }
+);
+
+byte_enum!(
+    /// The two object kinds of an update.
+    ObjectType {
+        /// The init packet.
+        Command = 1,
+        /// Firmware image data.
+        Data = 2,
+    }
+);
 
 impl fmt::Display for ObjectType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -93,156 +95,72 @@ impl fmt::Display for ObjectType {
     }
 }
 
-/// Result codes (`nrf_dfu_result_t`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ResultCode {
-    /// Never sent by a correct device.
-    Invalid = 0x00,
-    /// The request succeeded.
-    Success = 0x01,
-    /// Unknown opcode.
-    OpCodeNotSupported = 0x02,
-    /// A field of the request is out of range.
-    InvalidParameter = 0x03,
-    /// Not enough memory or space.
-    InsufficientResources = 0x04,
-    /// The object is malformed, or its signature does not verify.
-    InvalidObject = 0x05,
-    /// Listed by nrfutil; the SDK never sends it.
-    InvalidSignature = 0x06,
-    /// Unsupported object type.
-    UnsupportedType = 0x07,
-    /// The request is not allowed in the current state.
-    OperationNotPermitted = 0x08,
-    /// The device could not carry the request out (a flash or settings write failed).
-    OperationFailed = 0x0A,
-    /// An extended error code follows.
-    ExtError = 0x0B,
-}
-
-impl ResultCode {
-    /// Decodes a result byte.
-    pub fn from_u8(b: u8) -> Option<ResultCode> {
-        Some(match b {
-            0x00 => ResultCode::Invalid,
-            0x01 => ResultCode::Success,
-            0x02 => ResultCode::OpCodeNotSupported,
-            0x03 => ResultCode::InvalidParameter,
-            0x04 => ResultCode::InsufficientResources,
-            0x05 => ResultCode::InvalidObject,
-            0x06 => ResultCode::InvalidSignature,
-            0x07 => ResultCode::UnsupportedType,
-            0x08 => ResultCode::OperationNotPermitted,
-            0x0A => ResultCode::OperationFailed,
-            0x0B => ResultCode::ExtError,
-            _ => return None,
-        })
+byte_enum!(
+    /// Result codes (`nrf_dfu_result_t`).
+    ResultCode {
+        /// Never sent by a correct device.
+        Invalid = 0x00 => "invalid result code",
+        /// The request succeeded.
+        Success = 0x01 => "success",
+        /// Unknown opcode.
+        OpCodeNotSupported = 0x02 => "opcode not supported",
+        /// A field of the request is out of range.
+        InvalidParameter = 0x03 => "invalid parameter",
+        /// Not enough memory or space.
+        InsufficientResources = 0x04 => "insufficient resources",
+        /// The object is malformed, or its signature does not verify.
+        InvalidObject = 0x05 => "invalid object (malformed init packet or bad signature)",
+        /// Listed by nrfutil; the SDK never sends it.
+        InvalidSignature = 0x06 => "invalid signature",
+        /// Unsupported object type.
+        UnsupportedType = 0x07 => "unsupported object type",
+        /// The request is not allowed in the current state.
+        OperationNotPermitted = 0x08 => "operation not permitted in this state",
+        /// The device could not carry the request out (a flash or settings write failed).
+        OperationFailed = 0x0A => "operation failed on the device",
+        /// An extended error code follows.
+        ExtError = 0x0B => "extended error",
     }
+);
 
-    /// What the code means, in words.
-    pub fn describe(self) -> &'static str {
-        match self {
-            ResultCode::Invalid => "invalid result code",
-            ResultCode::Success => "success",
-            ResultCode::OpCodeNotSupported => "opcode not supported",
-            ResultCode::InvalidParameter => "invalid parameter",
-            ResultCode::InsufficientResources => "insufficient resources",
-            ResultCode::InvalidObject => "invalid object (malformed init packet or bad signature)",
-            ResultCode::InvalidSignature => "invalid signature",
-            ResultCode::UnsupportedType => "unsupported object type",
-            ResultCode::OperationNotPermitted => "operation not permitted in this state",
-            ResultCode::OperationFailed => "operation failed on the device",
-            ResultCode::ExtError => "extended error",
-        }
+byte_enum!(
+    /// Extended error codes (`nrf_dfu_ext_error_code_t`), plus dfukit's own
+    /// flash-path codes, which the SDK lacks: its flash callback swallows failures.
+    ExtError {
+        /// No extended error was latched.
+        NoError = 0x00 => "no extended error latched",
+        /// Development-only code.
+        InvalidErrorCode = 0x01 => "invalid error code",
+        /// The command was malformed.
+        WrongCommandFormat = 0x02 => "wrong command format",
+        /// The command is not known.
+        UnknownCommand = 0x03 => "unknown command",
+        /// The init command is invalid or lacks a field its type needs.
+        InitCommandInvalid = 0x04 => "init command invalid for its update type",
+        /// The firmware version is lower than the installed one.
+        FwVersionFailure = 0x05 => "firmware version too low (downgrade refused)",
+        /// The hardware version does not match.
+        HwVersionFailure = 0x06 => "hardware version does not match",
+        /// The installed SoftDevice is not in `sd_req`.
+        SdVersionFailure = 0x07 => "installed SoftDevice not in sd_req",
+        /// The init packet is unsigned but a signature is required.
+        SignatureMissing = 0x08 => "init packet not signed",
+        /// The hash type is not supported.
+        WrongHashType = 0x09 => "hash type not supported",
+        /// The hash could not be computed.
+        HashFailed = 0x0A => "hash could not be computed",
+        /// The signature type is not supported.
+        WrongSignatureType = 0x0B => "signature type not supported",
+        /// The received image does not match the hash in the init packet.
+        VerificationFailed = 0x0C => "image hash does not match the init packet",
+        /// The image does not fit.
+        InsufficientSpace = 0x0D => "image does not fit in the update bank",
+        /// dfukit: a flash operation was started but its completion never arrived.
+        FlashCompletionTimeout = 0x20 => "flash write completion not received",
+        /// dfukit: the flash controller reported a failed erase or program.
+        FlashOperationFailed = 0x21 => "flash operation failed",
     }
-}
-
-/// Extended error codes (`nrf_dfu_ext_error_code_t`), plus dfukit's own
-/// flash-path codes, which the SDK lacks: its flash callback swallows failures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ExtError {
-    /// No extended error was latched.
-    NoError = 0x00,
-    /// Development-only code.
-    InvalidErrorCode = 0x01,
-    /// The command was malformed.
-    WrongCommandFormat = 0x02,
-    /// The command is not known.
-    UnknownCommand = 0x03,
-    /// The init command is invalid or lacks a field its type needs.
-    InitCommandInvalid = 0x04,
-    /// The firmware version is lower than the installed one.
-    FwVersionFailure = 0x05,
-    /// The hardware version does not match.
-    HwVersionFailure = 0x06,
-    /// The installed SoftDevice is not in `sd_req`.
-    SdVersionFailure = 0x07,
-    /// The init packet is unsigned but a signature is required.
-    SignatureMissing = 0x08,
-    /// The hash type is not supported.
-    WrongHashType = 0x09,
-    /// The hash could not be computed.
-    HashFailed = 0x0A,
-    /// The signature type is not supported.
-    WrongSignatureType = 0x0B,
-    /// The received image does not match the hash in the init packet.
-    VerificationFailed = 0x0C,
-    /// The image does not fit.
-    InsufficientSpace = 0x0D,
-    /// dfukit: a flash operation was started but its completion never arrived.
-    FlashCompletionTimeout = 0x20,
-    /// dfukit: the flash controller reported a failed erase or program.
-    FlashOperationFailed = 0x21,
-}
-
-impl ExtError {
-    /// Decodes an extended error byte.
-    pub fn from_u8(b: u8) -> Option<ExtError> {
-        Some(match b {
-            0x00 => ExtError::NoError,
-            0x01 => ExtError::InvalidErrorCode,
-            0x02 => ExtError::WrongCommandFormat,
-            0x03 => ExtError::UnknownCommand,
-            0x04 => ExtError::InitCommandInvalid,
-            0x05 => ExtError::FwVersionFailure,
-            0x06 => ExtError::HwVersionFailure,
-            0x07 => ExtError::SdVersionFailure,
-            0x08 => ExtError::SignatureMissing,
-            0x09 => ExtError::WrongHashType,
-            0x0A => ExtError::HashFailed,
-            0x0B => ExtError::WrongSignatureType,
-            0x0C => ExtError::VerificationFailed,
-            0x0D => ExtError::InsufficientSpace,
-            0x20 => ExtError::FlashCompletionTimeout,
-            0x21 => ExtError::FlashOperationFailed,
-            _ => return None,
-        })
-    }
-
-    /// What the code means, in words.
-    pub fn describe(self) -> &'static str {
-        match self {
-            ExtError::NoError => "no extended error latched",
-            ExtError::InvalidErrorCode => "invalid error code",
-            ExtError::WrongCommandFormat => "wrong command format",
-            ExtError::UnknownCommand => "unknown command",
-            ExtError::InitCommandInvalid => "init command invalid for its update type",
-            ExtError::FwVersionFailure => "firmware version too low (downgrade refused)",
-            ExtError::HwVersionFailure => "hardware version does not match",
-            ExtError::SdVersionFailure => "installed SoftDevice not in sd_req",
-            ExtError::SignatureMissing => "init packet not signed",
-            ExtError::WrongHashType => "hash type not supported",
-            ExtError::HashFailed => "hash could not be computed",
-            ExtError::WrongSignatureType => "signature type not supported",
-            ExtError::VerificationFailed => "image hash does not match the init packet",
-            ExtError::InsufficientSpace => "image does not fit in the update bank",
-            ExtError::FlashCompletionTimeout => "flash write completion not received",
-            ExtError::FlashOperationFailed => "flash operation failed",
-        }
-    }
-}
+);
 
 /// A control-point request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

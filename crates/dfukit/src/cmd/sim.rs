@@ -405,28 +405,30 @@ mod tests {
             parse_fault("qspi-completions-stop=7"),
             Ok(Fault::QspiCompletionsStop { after: 7 })
         );
-        assert!(parse_fault("qspi-completions-stop=x")
-            .unwrap_err()
-            .starts_with("qspi-completions-stop needs a number of operations: "));
-        assert_eq!(
-            parse_fault("qspi-completions-stop"),
-            Err("unknown fault \"qspi-completions-stop\"; known: qspi-completions-stop=N".into())
-        );
-        assert_eq!(parse_mp1_fault("tfa-no-usb"), Ok(Stm32mp1Fault::TfaNoUsb));
-        assert_eq!(
-            parse_mp1_fault("uboot-no-reconnect"),
-            Ok(Stm32mp1Fault::UbootNoReconnect)
-        );
-        assert_eq!(
-            parse_mp1_fault("nand-erase-failure=3"),
-            Ok(Stm32mp1Fault::NandEraseFailure { after: 3 })
-        );
-        assert!(parse_mp1_fault("nand-erase-failure=-1")
-            .unwrap_err()
-            .starts_with("nand-erase-failure needs a number of erases: "));
-        assert_eq!(
-            parse_mp1_fault("tfa-no-usb=1"),
-            Err("unknown fault \"tfa-no-usb=1\"; known: tfa-no-usb, uboot-no-reconnect, nand-erase-failure=N".into())
-        );
+        for (value, fault) in [
+            ("tfa-no-usb", Stm32mp1Fault::TfaNoUsb),
+            ("uboot-no-reconnect", Stm32mp1Fault::UbootNoReconnect),
+            (
+                "nand-erase-failure=3",
+                Stm32mp1Fault::NandEraseFailure { after: 3 },
+            ),
+        ] {
+            assert_eq!(parse_mp1_fault(value), Ok(fault));
+        }
+        let errors = [
+            parse_fault("qspi-completions-stop=x").unwrap_err(),
+            parse_fault("qspi-completions-stop").unwrap_err(),
+            parse_mp1_fault("nand-erase-failure=-1").unwrap_err(),
+            parse_mp1_fault("tfa-no-usb=1").unwrap_err(),
+        ];
+        let expected = [
+            "qspi-completions-stop needs a number of operations: ",
+            "unknown fault \"qspi-completions-stop\"; known: qspi-completions-stop=N",
+            "nand-erase-failure needs a number of erases: ",
+            "unknown fault \"tfa-no-usb=1\"; known: tfa-no-usb, uboot-no-reconnect, nand-erase-failure=N",
+        ];
+        for (error, start) in errors.iter().zip(expected) {
+            assert!(error.starts_with(start), "{error:?}");
+        }
     }
 }
