@@ -337,63 +337,60 @@ fn copy_limited<const N: usize>(
     Ok(v)
 }
 
-fn decode_hash(buf: &[u8], base: usize) -> Result<Hash, DecodeError> {
-    let mut r = Reader::new(buf, base);
-    let mut hash_type = None;
-    let mut hash = None;
-    while let Some(f) = r.next_field() {
-        let f = f?;
-        match f.number {
-            1 => hash_type = Some(f.enumeration("Hash.hash_type", HashType::from_u32)?),
-            2 => {
-                let b = f.bytes("Hash.hash")?;
-                hash = Some(copy_limited(b, MAX_HASH_LEN, "Hash.hash", f.value_offset)?);
-            }
-            _ => {}
-        }
-    }
-    Ok(Hash {
-        hash_type: hash_type.ok_or(DecodeError::MissingField {
-            offset: base,
-            field: "Hash.hash_type",
-        })?,
-        hash: hash.ok_or(DecodeError::MissingField {
-            offset: base,
-            field: "Hash.hash",
-        })?,
-    })
-}
-
-fn decode_boot_validation(buf: &[u8], base: usize) -> Result<BootValidation, DecodeError> {
+/// Decodes a `Hash` or `BootValidation`: both are an enum (field 1) and
+/// bytes of at most `max` (field 2), both required; `names` are the two
+/// fields' names, for errors.
+fn decode_kind_bytes<K, const N: usize>(
+    buf: &[u8],
+    base: usize,
+    names: [&'static str; 2],
+    conv: fn(u32) -> Option<K>,
+    max: usize,
+) -> Result<(K, heapless::Vec<u8, N>), DecodeError> {
     let mut r = Reader::new(buf, base);
     let mut kind = None;
     let mut bytes = None;
     while let Some(f) = r.next_field() {
         let f = f?;
         match f.number {
-            1 => kind = Some(f.enumeration("BootValidation.type", ValidationType::from_u32)?),
+            1 => kind = Some(f.enumeration(names[0], conv)?),
             2 => {
-                let b = f.bytes("BootValidation.bytes")?;
-                bytes = Some(copy_limited(
-                    b,
-                    MAX_BOOT_VALIDATION_BYTES,
-                    "BootValidation.bytes",
-                    f.value_offset,
-                )?);
+                let b = f.bytes(names[1])?;
+                bytes = Some(copy_limited(b, max, names[1], f.value_offset)?);
             }
             _ => {}
         }
     }
-    Ok(BootValidation {
-        kind: kind.ok_or(DecodeError::MissingField {
-            offset: base,
-            field: "BootValidation.type",
-        })?,
-        bytes: bytes.ok_or(DecodeError::MissingField {
-            offset: base,
-            field: "BootValidation.bytes",
-        })?,
-    })
+    let missing = |field| DecodeError::MissingField {
+        offset: base,
+        field,
+    };
+    Ok((
+        kind.ok_or(missing(names[0]))?,
+        bytes.ok_or(missing(names[1]))?,
+    ))
+}
+
+fn decode_hash(buf: &[u8], base: usize) -> Result<Hash, DecodeError> {
+    let (hash_type, hash) = decode_kind_bytes(
+        buf,
+        base,
+        ["Hash.hash_type", "Hash.hash"],
+        HashType::from_u32,
+        MAX_HASH_LEN,
+    )?;
+    Ok(Hash { hash_type, hash })
+}
+
+fn decode_boot_validation(buf: &[u8], base: usize) -> Result<BootValidation, DecodeError> {
+    let (kind, bytes) = decode_kind_bytes(
+        buf,
+        base,
+        ["BootValidation.type", "BootValidation.bytes"],
+        ValidationType::from_u32,
+        MAX_BOOT_VALIDATION_BYTES,
+    )?;
+    Ok(BootValidation { kind, bytes })
 }
 
 fn push_sd_req(cmd: &mut InitCommand, v: u32, offset: usize) -> Result<(), DecodeError> {

@@ -1,6 +1,6 @@
 //! The encoder, byte-compatible with protobuf's Python serializer as nrfutil uses it.
 
-use super::{BootValidation, Hash, InitCommand, SignatureType, OP_CODE_INIT, WT_LEN, WT_VARINT};
+use super::{InitCommand, SignatureType, OP_CODE_INIT, WT_LEN, WT_VARINT};
 
 fn varint_len(mut v: u64) -> usize {
     let mut n = 1;
@@ -51,26 +51,18 @@ fn bytes_field_len(field: u32, len: usize) -> usize {
     varint_len(u64::from(field) << 3) + varint_len(len as u64) + len
 }
 
-impl Hash {
-    fn encoded_len(&self) -> usize {
-        uint_field_len(1, u64::from(self.hash_type.as_u32())) + bytes_field_len(2, self.hash.len())
-    }
-
-    fn encode(&self, out: &mut impl FnMut(&[u8])) {
-        put_uint(out, 1, u64::from(self.hash_type.as_u32()));
-        put_bytes(out, 2, &self.hash);
-    }
+/// The length of a `Hash` or `BootValidation` message body: both are an
+/// enum as field 1 and bytes as field 2.
+fn kind_bytes_len(kind: u32, bytes: &[u8]) -> usize {
+    uint_field_len(1, u64::from(kind)) + bytes_field_len(2, bytes.len())
 }
 
-impl BootValidation {
-    fn encoded_len(&self) -> usize {
-        uint_field_len(1, u64::from(self.kind.as_u32())) + bytes_field_len(2, self.bytes.len())
-    }
-
-    fn encode(&self, out: &mut impl FnMut(&[u8])) {
-        put_uint(out, 1, u64::from(self.kind.as_u32()));
-        put_bytes(out, 2, &self.bytes);
-    }
+/// Writes a `Hash` or `BootValidation` message as field `field`.
+fn put_kind_bytes(out: &mut impl FnMut(&[u8]), field: u32, kind: u32, bytes: &[u8]) {
+    put_key(out, field, WT_LEN);
+    put_varint(out, kind_bytes_len(kind, bytes) as u64);
+    put_uint(out, 1, u64::from(kind));
+    put_bytes(out, 2, bytes);
 }
 
 impl InitCommand {
@@ -92,11 +84,11 @@ impl InitCommand {
         n += opt(6, self.bl_size.map(u64::from));
         n += opt(7, self.app_size.map(u64::from));
         if let Some(h) = &self.hash {
-            n += bytes_field_len(8, h.encoded_len());
+            n += bytes_field_len(8, kind_bytes_len(h.hash_type.as_u32(), &h.hash));
         }
         n += opt(9, self.is_debug.map(u64::from));
         for bv in &self.boot_validation {
-            n += bytes_field_len(10, bv.encoded_len());
+            n += bytes_field_len(10, kind_bytes_len(bv.kind.as_u32(), &bv.bytes));
         }
         n
     }
@@ -131,17 +123,13 @@ impl InitCommand {
             put_uint(out, 7, u64::from(v));
         }
         if let Some(h) = &self.hash {
-            put_key(out, 8, WT_LEN);
-            put_varint(out, h.encoded_len() as u64);
-            h.encode(out);
+            put_kind_bytes(out, 8, h.hash_type.as_u32(), &h.hash);
         }
         if let Some(d) = self.is_debug {
             put_uint(out, 9, u64::from(d));
         }
         for bv in &self.boot_validation {
-            put_key(out, 10, WT_LEN);
-            put_varint(out, bv.encoded_len() as u64);
-            bv.encode(out);
+            put_kind_bytes(out, 10, bv.kind.as_u32(), &bv.bytes);
         }
     }
 
