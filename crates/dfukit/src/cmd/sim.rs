@@ -110,13 +110,20 @@ where
     Err(format!("unknown fault {s:?}; known: {}", known.join(", ")))
 }
 
-/// Options of `sim stm32f4`.
+/// Where `sim stm32f4` and `sim stm32mp1` export their board.
 #[derive(Args)]
-pub struct Stm32f4Args {
+pub struct ExportArgs {
     /// Address to export the board on (USB/IP server; the first line of
     /// output is `usbip: HOST:PORT`). Port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:3240")]
     pub usbip: String,
+}
+
+/// Options of `sim stm32f4`.
+#[derive(Args)]
+pub struct Stm32f4Args {
+    #[command(flatten)]
+    pub export: ExportArgs,
     /// Directory holding the flash image (`flash.bin`) and option bytes (kept across runs).
     #[arg(long)]
     pub state: Option<PathBuf>,
@@ -149,10 +156,8 @@ fn parse_usb_fault(s: &str) -> Result<dfukit_sim::boards::stm32f4::UsbFault, Str
 /// Options of `sim stm32mp1`.
 #[derive(Args)]
 pub struct Stm32mp1Args {
-    /// Address to export the board on (USB/IP server; the first line of
-    /// output is `usbip: HOST:PORT`). Port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:3240")]
-    pub usbip: String,
+    #[command(flatten)]
+    pub export: ExportArgs,
     /// Directory holding the storage images (emmc-user.img, sdcard.img,
     /// nand.img, ...) and board.json (kept across runs).
     #[arg(long)]
@@ -302,7 +307,7 @@ fn stm32f4(a: Stm32f4Args) -> Result<(), Diag> {
     cfg.fault = a.fault.or(cfg.fault);
     let board = Stm32f4::open(&state, Some(cfg)).map_err(|e| state_error(&dir, e))?;
     let board = Arc::new(Mutex::new(board));
-    let _server = export_usbip(&a.usbip, board.clone(), &dir)?;
+    let _server = export_usbip(&a.export.usbip, board.clone(), &dir)?;
     // After `:leave` the ROM jumps to the application and drops off the bus;
     // the board comes back as if reset with BOOT0 held, so that a host can
     // check what it wrote and a test can go on.
@@ -359,7 +364,7 @@ fn stm32mp1(a: Stm32mp1Args) -> Result<(), Diag> {
         )
     })?;
     let board = Arc::new(Mutex::new(board));
-    let _server = export_usbip(&a.usbip, board, &dir)?;
+    let _server = export_usbip(&a.export.usbip, board, &dir)?;
     // The board changes personality by itself (ROM → TF-A → U-Boot) on its
     // own clock; the server thread serves it until the process is killed.
     loop {
