@@ -164,7 +164,7 @@ byte_enum!(
 
 /// A control-point request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request<'a> {
+pub enum SecureDfuRequest<'a> {
     /// 0x00.
     ProtocolVersion,
     /// 0x01: create an object of `obj_type` (raw byte, validated by the device) and `size` bytes.
@@ -222,27 +222,27 @@ fn le_u32(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
-impl<'a> Request<'a> {
+impl<'a> SecureDfuRequest<'a> {
     /// The opcode of this request.
     pub fn opcode(&self) -> Opcode {
         match self {
-            Request::ProtocolVersion => Opcode::ProtocolVersion,
-            Request::Create { .. } => Opcode::ObjectCreate,
-            Request::SetPrn(_) => Opcode::ReceiptNotifSet,
-            Request::CrcGet => Opcode::CrcGet,
-            Request::Execute => Opcode::ObjectExecute,
-            Request::Select(_) => Opcode::ObjectSelect,
-            Request::MtuGet => Opcode::MtuGet,
-            Request::Write(_) => Opcode::ObjectWrite,
-            Request::Ping(_) => Opcode::Ping,
-            Request::HardwareVersion => Opcode::HardwareVersion,
-            Request::FirmwareVersion(_) => Opcode::FirmwareVersion,
-            Request::Abort => Opcode::Abort,
+            SecureDfuRequest::ProtocolVersion => Opcode::ProtocolVersion,
+            SecureDfuRequest::Create { .. } => Opcode::ObjectCreate,
+            SecureDfuRequest::SetPrn(_) => Opcode::ReceiptNotifSet,
+            SecureDfuRequest::CrcGet => Opcode::CrcGet,
+            SecureDfuRequest::Execute => Opcode::ObjectExecute,
+            SecureDfuRequest::Select(_) => Opcode::ObjectSelect,
+            SecureDfuRequest::MtuGet => Opcode::MtuGet,
+            SecureDfuRequest::Write(_) => Opcode::ObjectWrite,
+            SecureDfuRequest::Ping(_) => Opcode::Ping,
+            SecureDfuRequest::HardwareVersion => Opcode::HardwareVersion,
+            SecureDfuRequest::FirmwareVersion(_) => Opcode::FirmwareVersion,
+            SecureDfuRequest::Abort => Opcode::Abort,
         }
     }
 
     /// Parses a request frame (opcode first), as received over serial.
-    pub fn parse(frame: &'a [u8]) -> Result<Request<'a>, ParseError> {
+    pub fn parse(frame: &'a [u8]) -> Result<SecureDfuRequest<'a>, ParseError> {
         let (&op, body) = frame.split_first().ok_or(ParseError::Empty)?;
         let need = |n: usize| {
             if body.len() < n {
@@ -257,36 +257,36 @@ impl<'a> Request<'a> {
         };
         let opcode = Opcode::from_u8(op).ok_or(ParseError::UnknownOpcode(op))?;
         Ok(match opcode {
-            Opcode::ProtocolVersion => Request::ProtocolVersion,
+            Opcode::ProtocolVersion => SecureDfuRequest::ProtocolVersion,
             Opcode::ObjectCreate => {
                 need(5)?;
-                Request::Create {
+                SecureDfuRequest::Create {
                     obj_type: body[0],
                     size: le_u32(&body[1..5]),
                 }
             }
             Opcode::ReceiptNotifSet => {
                 need(2)?;
-                Request::SetPrn(le_u16(body))
+                SecureDfuRequest::SetPrn(le_u16(body))
             }
-            Opcode::CrcGet => Request::CrcGet,
-            Opcode::ObjectExecute => Request::Execute,
+            Opcode::CrcGet => SecureDfuRequest::CrcGet,
+            Opcode::ObjectExecute => SecureDfuRequest::Execute,
             Opcode::ObjectSelect => {
                 need(1)?;
-                Request::Select(body[0])
+                SecureDfuRequest::Select(body[0])
             }
-            Opcode::MtuGet => Request::MtuGet,
-            Opcode::ObjectWrite => Request::Write(body),
+            Opcode::MtuGet => SecureDfuRequest::MtuGet,
+            Opcode::ObjectWrite => SecureDfuRequest::Write(body),
             Opcode::Ping => {
                 need(1)?;
-                Request::Ping(body[0])
+                SecureDfuRequest::Ping(body[0])
             }
-            Opcode::HardwareVersion => Request::HardwareVersion,
+            Opcode::HardwareVersion => SecureDfuRequest::HardwareVersion,
             Opcode::FirmwareVersion => {
                 need(1)?;
-                Request::FirmwareVersion(body[0])
+                SecureDfuRequest::FirmwareVersion(body[0])
             }
-            Opcode::Abort => Request::Abort,
+            Opcode::Abort => SecureDfuRequest::Abort,
             Opcode::Response => return Err(ParseError::UnknownOpcode(op)),
         })
     }
@@ -295,21 +295,21 @@ impl<'a> Request<'a> {
     pub fn encode(&self, out: &mut impl FnMut(&[u8])) {
         out(&[self.opcode() as u8]);
         match *self {
-            Request::Create { obj_type, size } => {
+            SecureDfuRequest::Create { obj_type, size } => {
                 out(&[obj_type]);
                 out(&size.to_le_bytes());
             }
-            Request::SetPrn(n) => out(&n.to_le_bytes()),
-            Request::Select(t) => out(&[t]),
-            Request::Write(data) => out(data),
-            Request::Ping(id) => out(&[id]),
-            Request::FirmwareVersion(n) => out(&[n]),
-            Request::ProtocolVersion
-            | Request::CrcGet
-            | Request::Execute
-            | Request::MtuGet
-            | Request::HardwareVersion
-            | Request::Abort => {}
+            SecureDfuRequest::SetPrn(n) => out(&n.to_le_bytes()),
+            SecureDfuRequest::Select(t) => out(&[t]),
+            SecureDfuRequest::Write(data) => out(data),
+            SecureDfuRequest::Ping(id) => out(&[id]),
+            SecureDfuRequest::FirmwareVersion(n) => out(&[n]),
+            SecureDfuRequest::ProtocolVersion
+            | SecureDfuRequest::CrcGet
+            | SecureDfuRequest::Execute
+            | SecureDfuRequest::MtuGet
+            | SecureDfuRequest::HardwareVersion
+            | SecureDfuRequest::Abort => {}
         }
     }
 }
@@ -603,7 +603,7 @@ mod tests {
     fn create_request_matches_nrfutil_trace() {
         // `01 01 d2000000`: create command object of 210 bytes (reference trace).
         let v = bytes_of(|o| {
-            Request::Create {
+            SecureDfuRequest::Create {
                 obj_type: 1,
                 size: 210,
             }
@@ -611,8 +611,8 @@ mod tests {
         });
         assert_eq!(&v[..], &[0x01, 0x01, 0xd2, 0, 0, 0]);
         assert_eq!(
-            Request::parse(&v).unwrap(),
-            Request::Create {
+            SecureDfuRequest::parse(&v).unwrap(),
+            SecureDfuRequest::Create {
                 obj_type: 1,
                 size: 210
             }
@@ -647,12 +647,15 @@ mod tests {
 
     #[test]
     fn short_frames_are_errors_not_panics() {
-        assert_eq!(Request::parse(&[]), Err(ParseError::Empty));
+        assert_eq!(SecureDfuRequest::parse(&[]), Err(ParseError::Empty));
         assert!(matches!(
-            Request::parse(&[0x01, 0x01]),
+            SecureDfuRequest::parse(&[0x01, 0x01]),
             Err(ParseError::TooShort { opcode: 1, .. })
         ));
-        assert_eq!(Request::parse(&[0x05]), Err(ParseError::UnknownOpcode(5)));
+        assert_eq!(
+            SecureDfuRequest::parse(&[0x05]),
+            Err(ParseError::UnknownOpcode(5))
+        );
         assert_eq!(
             Response::parse(&[0x60, 0x03, 0x01, 1, 2], Opcode::CrcGet),
             Err(ResponseError::Truncated)
@@ -669,7 +672,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn any_frame_parses_without_panicking(frame in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
-            let _ = Request::parse(&frame);
+            let _ = SecureDfuRequest::parse(&frame);
             for op in [Opcode::CrcGet, Opcode::ObjectSelect, Opcode::HardwareVersion, Opcode::FirmwareVersion] {
                 let _ = Response::parse(&frame, op);
             }

@@ -8,9 +8,9 @@
 use dfukit_core::crc::crc32;
 use dfukit_core::{Clock, FlashOp, FlashOutcome, Instant, ManualClock};
 use dfukit_nordic::bootloader::{Bank1Location, Bootloader, BootloaderConfig, Mode, RxTransport};
-use dfukit_nordic::host::{self, Event, HostError, Options, SecureDfuLink};
+use dfukit_nordic::host::{self, SecureDfuLink, UpdateError, UpdateEvent, UpdateOptions};
 use dfukit_nordic::init_packet;
-use dfukit_nordic::proto::Request;
+use dfukit_nordic::proto::SecureDfuRequest;
 use dfukit_testkit::TestFlash;
 use std::collections::VecDeque;
 use std::io;
@@ -192,11 +192,11 @@ impl Clock for TestLink {
 }
 
 impl SecureDfuLink for TestLink {
-    fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
+    fn send(&mut self, req: &SecureDfuRequest<'_>) -> io::Result<()> {
         self.ops_count += 1;
         let mut frame = Vec::new();
         req.encode(&mut |b| frame.extend_from_slice(b));
-        if let Request::Write(_) = req {
+        if let SecureDfuRequest::Write(_) = req {
             let i = self.writes;
             self.writes += 1;
             if self.drop_from == Some(i) {
@@ -269,24 +269,28 @@ fn image(len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn opts(prn: u16) -> Options {
-    Options {
+fn opts(prn: u16) -> UpdateOptions {
+    UpdateOptions {
         prn,
         response_timeout: Duration::from_secs(1),
         stall_timeout: Duration::from_millis(50),
-        ..Options::default()
+        ..UpdateOptions::default()
     }
 }
 
-fn update(link: &mut TestLink, o: &Options, img: &[u8]) -> (Result<(), HostError>, Vec<Event>) {
+fn update(
+    link: &mut TestLink,
+    o: &UpdateOptions,
+    img: &[u8],
+) -> (Result<(), UpdateError>, Vec<UpdateEvent>) {
     let mut events = Vec::new();
     let r = host::update(link, o, &unsigned_init(img), img, &mut |e| events.push(e));
     (r, events)
 }
 
 /// The device validated the hash and holds the image's CRC in bank 1.
-fn assert_done(link: &TestLink, img: &[u8], events: &[Event]) {
-    assert_eq!(events.last(), Some(&Event::Done));
+fn assert_done(link: &TestLink, img: &[u8], events: &[UpdateEvent]) {
+    assert_eq!(events.last(), Some(&UpdateEvent::Done));
     assert_eq!(link.t.settings().bank_1.image_crc, crc32(0, img));
 }
 
@@ -313,7 +317,9 @@ fn pipelined_window_sends_past_prn_before_reading_a_notification() {
             poll: true
         }
     )));
-    assert!(!events.iter().any(|e| matches!(e, Event::Recovered { .. })));
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, UpdateEvent::Recovered { .. })));
     // No write was ever more than the window ahead of the acknowledgements:
     // the host never sent more writes in a row than the window allows.
     let mut run = 0;
@@ -341,7 +347,7 @@ fn dropped_tail_is_resent_at_object_end_without_prn() {
     let rec: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
-            Event::Recovered {
+            UpdateEvent::Recovered {
                 object,
                 offset,
                 lost,
@@ -351,7 +357,9 @@ fn dropped_tail_is_resent_at_object_end_without_prn() {
         .collect();
     assert_eq!(rec, vec![(Some(0), 12 * 244, 4096 - 12 * 244)]);
     // Recovered in the same object: no re-create.
-    assert!(!events.iter().any(|e| matches!(e, Event::Retry { .. })));
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, UpdateEvent::Retry { .. })));
 }
 
 #[test]
@@ -368,7 +376,7 @@ fn dropped_writes_in_a_full_window_are_recovered() {
         .filter(|e| {
             matches!(
                 e,
-                Event::Recovered {
+                UpdateEvent::Recovered {
                     object: Some(1),
                     ..
                 }
@@ -376,7 +384,9 @@ fn dropped_writes_in_a_full_window_are_recovered() {
         })
         .count();
     assert_eq!(n, 1, "{events:?}");
-    assert!(!events.iter().any(|e| matches!(e, Event::Retry { .. })));
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, UpdateEvent::Retry { .. })));
 }
 
 #[test]
@@ -384,7 +394,7 @@ fn a_gap_matches_no_prefix_and_is_a_crc_error() {
     let img = image(4096);
     // One write lost and the next ones taken: the device's data has a hole.
     let mut link = TestLink::dropping(0, 1 + 3, Drops::Gap);
-    let o = Options {
+    let o = UpdateOptions {
         object_retries: 0,
         ..opts(0)
     };
@@ -392,7 +402,7 @@ fn a_gap_matches_no_prefix_and_is_a_crc_error() {
     assert!(
         matches!(
             r,
-            Err(HostError::CrcMismatch {
+            Err(UpdateError::CrcMismatch {
                 object: Some(0),
                 ..
             })
@@ -405,7 +415,7 @@ fn a_gap_matches_no_prefix_and_is_a_crc_error() {
 fn recoveries_are_bounded_and_name_the_lost_bytes() {
     let img = image(4096);
     let mut link = TestLink::dropping(0, 1 + 10, Drops::Always);
-    let o = Options {
+    let o = UpdateOptions {
         max_recoveries: 2,
         ..opts(0)
     };
@@ -414,7 +424,7 @@ fn recoveries_are_bounded_and_name_the_lost_bytes() {
     assert!(
         matches!(
             e,
-            HostError::BytesLost {
+            UpdateError::BytesLost {
                 object: Some(0),
                 sent: 4096,
                 device_offset: 2440,
@@ -430,7 +440,7 @@ fn recoveries_are_bounded_and_name_the_lost_bytes() {
     assert_eq!(
         events
             .iter()
-            .filter(|e| matches!(e, Event::Recovered { .. }))
+            .filter(|e| matches!(e, UpdateEvent::Recovered { .. }))
             .count(),
         2
     );
@@ -440,9 +450,9 @@ fn recoveries_are_bounded_and_name_the_lost_bytes() {
 fn phone_baseline_waits_after_each_create_and_stops_at_each_prn() {
     let img = image(3 * 4096 + 100);
     let mut link = TestLink::new(4);
-    let o = Options {
+    let o = UpdateOptions {
         response_timeout: Duration::from_secs(1),
-        ..Options::phone_baseline()
+        ..UpdateOptions::phone_baseline()
     };
     assert_eq!((o.prn, o.window), (12, 12));
     let (r, events) = update(&mut link, &o, &img);
@@ -492,7 +502,7 @@ fn controls(link: &TestLink) -> Vec<u8> {
 fn prn_zero_reads_only_at_object_ends() {
     let img = image(2 * 4096 + 8);
     let mut link = TestLink::new(2);
-    let o = Options {
+    let o = UpdateOptions {
         pipeline: false,
         ..opts(0)
     };
@@ -568,7 +578,7 @@ fn pipelined_execute_of_an_incomplete_object_falls_back_to_resending() {
     assert!(
         events.iter().any(|e| matches!(
             e,
-            Event::Recovered {
+            UpdateEvent::Recovered {
                 object: Some(0),
                 offset: 1220,
                 ..
@@ -601,7 +611,7 @@ fn flash_completion_timeout_in_a_notification_is_named() {
     assert!(
         matches!(
             e,
-            HostError::Rejected {
+            UpdateError::Rejected {
                 ext: Some(dfukit_nordic::proto::ExtError::FlashCompletionTimeout),
                 object: Some(0),
                 ..
@@ -657,7 +667,9 @@ fn a_stale_notification_after_a_mismatch_is_not_an_answer() {
     link.replace_crc = Some((1, bad));
     let (r, events) = update(&mut link, &opts(4), &img);
     r.unwrap();
-    assert!(events.iter().any(|e| matches!(e, Event::Retry { .. })));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, UpdateEvent::Retry { .. })));
     assert_done(&link, &img, &events);
 }
 
@@ -669,14 +681,14 @@ fn device_data_that_is_not_the_image_restarts_from_a_fresh_init_packet() {
     let a: Vec<u8> = b.iter().map(|x| x ^ 0x55).collect();
     let init_b = unsigned_init(&b);
     let mut link = TestLink::dropping(2, 1 + 17, Drops::Always);
-    let o = Options {
+    let o = UpdateOptions {
         max_recoveries: 1,
         ..opts(0)
     };
     // Object 1's writes are all dropped: its pipelined EXECUTE is refused
     // (the device executes only a complete object), never taken as done.
     let r = host::update(&mut link, &o, &init_b, &a, &mut |_| {});
-    assert!(matches!(r, Err(HostError::BytesLost { .. })), "{r:?}");
+    assert!(matches!(r, Err(UpdateError::BytesLost { .. })), "{r:?}");
     assert_eq!(link.t.settings().progress.firmware_image_offset, 4096);
     // Run 2, the right image: the device's 4096 bytes do not match it, and
     // CREATE would append to them; the host sends the init packet anew,
@@ -688,7 +700,9 @@ fn device_data_that_is_not_the_image_restarts_from_a_fresh_init_packet() {
     let mut events = Vec::new();
     host::update(&mut link, &opts(0), &init_b, &b, &mut |e| events.push(e)).unwrap();
     assert_done(&link, &b, &events);
-    assert!(!events.iter().any(|e| matches!(e, Event::Resumed { .. })));
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, UpdateEvent::Resumed { .. })));
     // SET_PRN, SELECT command, EXECUTE (the packet is there), SELECT data,
     // then SELECT and CREATE command: the fresh init packet.
     assert_eq!(

@@ -8,13 +8,13 @@ use crate::links::ble_link::{BleBoardLink, BleCounters};
 use crate::storage::Storage;
 use dfukit_core::Board;
 use dfukit_nordic::bootloader::Mode;
-use dfukit_nordic::host::{self, HostError, Options};
+use dfukit_nordic::host::{self, UpdateError, UpdateOptions};
 use std::time::Duration;
 
 /// What one update over the modelled BLE link did.
 pub struct BleUpdate {
     /// The host's result.
-    pub result: Result<(), HostError>,
+    pub result: Result<(), UpdateError>,
     /// Virtual time from the first request to the host's return.
     pub transfer: Duration,
     /// Virtual time from the host's return to the new app running
@@ -64,10 +64,10 @@ pub fn update_over_ble(
     b: &mut Nrf52840,
     params: BleParams,
     seed: u64,
-    opts: &Options,
+    opts: &UpdateOptions,
     init: &[u8],
     fw: &[u8],
-    events: &mut dyn FnMut(host::Event),
+    events: &mut dyn FnMut(host::UpdateEvent),
 ) -> Result<BleUpdate, InvalidParams> {
     let start = b.now();
     let boots = b.boots();

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use dfukit_nordic::bootloader::BLE_RX;
-use dfukit_nordic::host::{self, Event, HostError, Options};
-use dfukit_nordic::proto::{ExtError, Request};
+use dfukit_nordic::host::{self, UpdateError, UpdateEvent, UpdateOptions};
+use dfukit_nordic::proto::{ExtError, SecureDfuRequest};
 use dfukit_sim::boards::nrf52840::{Bank1, BoardConfig, Fault, Nrf52840};
 use dfukit_sim::links::ble::BleParams;
 use dfukit_sim::links::ble_link::{BleBoardLink, BleCounters, Dir, PduKind, TraceEntry};
@@ -26,7 +26,7 @@ fn signed(image: &[u8]) -> Vec<u8> {
 
 /// The result of one update over BLE.
 struct BleRun {
-    result: Result<(), HostError>,
+    result: Result<(), UpdateError>,
     /// Virtual time from the first request to the host's return.
     elapsed: Duration,
     /// Write payload the host chose.
@@ -38,9 +38,9 @@ struct BleRun {
 }
 
 /// An event handler that keeps the write payload the host chose at connect.
-fn keep_chunk(chunk: &mut usize) -> impl FnMut(&Event) + '_ {
+fn keep_chunk(chunk: &mut usize) -> impl FnMut(&UpdateEvent) + '_ {
     |e| {
-        if let Event::Connected { chunk: c, .. } = e {
+        if let UpdateEvent::Connected { chunk: c, .. } = e {
             *chunk = *c;
         }
     }
@@ -50,7 +50,7 @@ fn ble_update(
     board: &mut Nrf52840,
     params: BleParams,
     seed: u64,
-    o: &Options,
+    o: &UpdateOptions,
     image: &[u8],
 ) -> BleRun {
     ble_update_observed(board, params, seed, o, image, &mut |_| {})
@@ -61,9 +61,9 @@ fn ble_update_observed(
     board: &mut Nrf52840,
     params: BleParams,
     seed: u64,
-    o: &Options,
+    o: &UpdateOptions,
     image: &[u8],
-    observe: &mut dyn FnMut(Event),
+    observe: &mut dyn FnMut(UpdateEvent),
 ) -> BleRun {
     let init = signed(image);
     let start = board.now();
@@ -225,7 +225,7 @@ fn stalled_qspi_holds_the_buffers_and_reports_the_lost_completion() {
     cfg.fault = Some(Fault::QspiCompletionsStop { after: 1 });
     let mut b = fresh(cfg);
     let img = image(40_000, 5);
-    let o = Options {
+    let o = UpdateOptions {
         response_timeout: Duration::from_secs(2),
         ..opts()
     };
@@ -254,7 +254,11 @@ fn stalled_qspi_holds_the_buffers_and_reports_the_lost_completion() {
 }
 
 /// Collects the host's events along with the run.
-fn ble_update_events(board: &mut Nrf52840, o: &Options, image: &[u8]) -> (BleRun, Vec<Event>) {
+fn ble_update_events(
+    board: &mut Nrf52840,
+    o: &UpdateOptions,
+    image: &[u8],
+) -> (BleRun, Vec<UpdateEvent>) {
     let mut events = Vec::new();
     let run = ble_update_observed(board, BleParams::fast_15ms(), 9, o, image, &mut |e| {
         events.push(e)
@@ -279,9 +283,9 @@ fn the_reports_failure_with_the_sdk_answers_and_the_phone_host() {
         // The first QSPI operation (object 0's erase) completes; nothing after.
         cfg.fault = Some(Fault::QspiCompletionsStop { after: 1 });
         cfg.sdk_answers = sdk_answers;
-        let phone = Options {
+        let phone = UpdateOptions {
             max_recoveries: 3,
-            ..Options::phone_baseline()
+            ..UpdateOptions::phone_baseline()
         };
         let (run, events) = ble_update_events(&mut fresh(cfg), &phone, &img);
         (run.result.unwrap_err(), run.counters, events)
@@ -291,7 +295,7 @@ fn the_reports_failure_with_the_sdk_answers_and_the_phone_host() {
     assert!(
         matches!(
             err,
-            HostError::BytesLost {
+            UpdateError::BytesLost {
                 object: Some(1),
                 device_offset: 4096,
                 ..
@@ -301,7 +305,7 @@ fn the_reports_failure_with_the_sdk_answers_and_the_phone_host() {
     );
     assert!(err.to_string().contains("bytes lost"), "{err}");
     // Object 0 went through: checked and executed on received bytes.
-    assert!(events.contains(&Event::Progress {
+    assert!(events.contains(&UpdateEvent::Progress {
         done: 4096,
         total: img.len() as u32
     }));
@@ -310,7 +314,7 @@ fn the_reports_failure_with_the_sdk_answers_and_the_phone_host() {
     let lost: Vec<(u32, u32)> = events
         .iter()
         .filter_map(|e| match e {
-            Event::Recovered {
+            UpdateEvent::Recovered {
                 object: Some(1),
                 offset,
                 lost,
@@ -331,7 +335,7 @@ fn the_reports_failure_with_the_sdk_answers_and_the_phone_host() {
         rejected_with(&err, ExtError::FlashCompletionTimeout)
             && matches!(
                 err,
-                HostError::Rejected {
+                UpdateError::Rejected {
                     object: Some(0),
                     ..
                 }
@@ -356,14 +360,14 @@ fn power_loss_is_reported_after_the_supervision_timeout() {
         supervision_timeout: Duration::from_secs(4),
         ..BleParams::fast_15ms()
     };
-    let o = Options {
+    let o = UpdateOptions {
         response_timeout: Duration::from_secs(10),
         ..opts()
     };
     let run = ble_update(&mut b, params, 2, &o, &img);
     assert!(!b.is_powered());
     let err = run.result.unwrap_err();
-    let HostError::Link { source, .. } = &err else {
+    let UpdateError::Link { source, .. } = &err else {
         panic!("expected a link error, got {err}");
     };
     assert_eq!(source.kind(), io::ErrorKind::ConnectionAborted, "{err}");
@@ -385,7 +389,7 @@ fn write_line_time(model: UartModel, image: &[u8], chunk: usize) -> Duration {
         .chunks(chunk)
         .map(|c| {
             let mut frame = Vec::with_capacity(c.len() + 1);
-            Request::Write(c).encode(&mut |b| frame.extend_from_slice(b));
+            SecureDfuRequest::Write(c).encode(&mut |b| frame.extend_from_slice(b));
             model.frame_time(&frame)
         })
         .sum()
@@ -407,7 +411,7 @@ fn uart_transfer_takes_its_line_time() {
         let mut chunk = 0;
         {
             let mut link = BoardLink::with_uart(&mut b, model);
-            let o = Options {
+            let o = UpdateOptions {
                 response_timeout: Duration::from_secs(5),
                 ..opts()
             };

@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use dfukit_core::{Clock, Instant};
-use dfukit_nordic::bootloader::{BootloaderEvent, FlashFault};
-use dfukit_nordic::host::{self, HostError, Options};
+use dfukit_nordic::bootloader::{BootloaderEvent, BootloaderFault};
+use dfukit_nordic::host::{self, UpdateError, UpdateOptions};
 use dfukit_nordic::proto::{ExtError, ResultCode};
 use dfukit_sim::boards::nrf52840::{Bank1, BoardConfig, Fault, Nrf52840};
 use dfukit_sim::links::serial::BoardLink;
@@ -15,11 +15,16 @@ use std::time::Duration;
 
 const APP_START: usize = 0x27000;
 
-fn run(board: &mut Nrf52840, init: &[u8], image: &[u8]) -> Result<(), HostError> {
+fn run(board: &mut Nrf52840, init: &[u8], image: &[u8]) -> Result<(), UpdateError> {
     run_with(board, &opts(), init, image)
 }
 
-fn run_with(board: &mut Nrf52840, o: &Options, init: &[u8], image: &[u8]) -> Result<(), HostError> {
+fn run_with(
+    board: &mut Nrf52840,
+    o: &UpdateOptions,
+    init: &[u8],
+    image: &[u8],
+) -> Result<(), UpdateError> {
     host::update(&mut BoardLink::new(board), o, init, image, &mut |_| {})
 }
 
@@ -50,8 +55,8 @@ fn refused(
     init: &[u8],
     image: &[u8],
     what: &str,
-    expected: impl Fn(&HostError) -> bool,
-) -> HostError {
+    expected: impl Fn(&UpdateError) -> bool,
+) -> UpdateError {
     let err = run(board, init, image).expect_err(what);
     assert!(expected(&err), "{what}: unexpected error {err}");
     settle(board);
@@ -210,8 +215,8 @@ fn lost_qspi_completion_is_reported_not_wedged() {
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
     assert!(b.events().iter().any(|(_, e)| matches!(
         e,
-        BootloaderEvent::FlashFault {
-            fault: FlashFault::CompletionTimeout,
+        BootloaderEvent::BootloaderFault {
+            fault: BootloaderFault::CompletionTimeout,
             ..
         }
     )));
@@ -231,7 +236,7 @@ fn bad_packages_are_refused_and_the_app_survives() {
     let (k, mut b) = qspi_board_running(5, &v3, 3);
     let new = image(16_000, 31);
     let ok = Claims::version(4);
-    type Check = fn(&HostError) -> bool;
+    type Check = fn(&UpdateError) -> bool;
     let cases: Vec<(&str, Vec<u8>, Vec<u8>, Check)> = vec![
         (
             "signed with another key",
@@ -240,7 +245,7 @@ fn bad_packages_are_refused_and_the_app_survives() {
             |e| {
                 matches!(
                     e,
-                    HostError::Rejected {
+                    UpdateError::Rejected {
                         result: ResultCode::InvalidObject,
                         ..
                     }
@@ -323,13 +328,13 @@ fn host_resumes_an_interrupted_transfer() {
     assert!(
         events
             .iter()
-            .any(|e| matches!(e, host::Event::InitPacketSent { resumed: true })),
+            .any(|e| matches!(e, host::UpdateEvent::InitPacketSent { resumed: true })),
         "{events:?}"
     );
     assert!(
         events
             .iter()
-            .any(|e| matches!(e, host::Event::Resumed { offset } if *offset >= 2 * 4096)),
+            .any(|e| matches!(e, host::UpdateEvent::Resumed { offset } if *offset >= 2 * 4096)),
         "{events:?}"
     );
     settle(&mut b);
@@ -373,8 +378,8 @@ impl Clock for FaultyLink<'_, '_> {
 }
 
 impl host::SecureDfuLink for FaultyLink<'_, '_> {
-    fn send(&mut self, req: &dfukit_nordic::proto::Request<'_>) -> std::io::Result<()> {
-        if let dfukit_nordic::proto::Request::Write(data) = req {
+    fn send(&mut self, req: &dfukit_nordic::proto::SecureDfuRequest<'_>) -> std::io::Result<()> {
+        if let dfukit_nordic::proto::SecureDfuRequest::Write(data) = req {
             self.writes += 1;
             match self.fault {
                 LinkFault::FailAfter(n) if self.writes > n => {
@@ -386,7 +391,9 @@ impl host::SecureDfuLink for FaultyLink<'_, '_> {
                 LinkFault::CorruptNth(n) if self.writes == n => {
                     let mut bad = data.to_vec();
                     bad[0] ^= 0x40;
-                    return self.inner.send(&dfukit_nordic::proto::Request::Write(&bad));
+                    return self
+                        .inner
+                        .send(&dfukit_nordic::proto::SecureDfuRequest::Write(&bad));
                 }
                 _ => {}
             }
@@ -406,7 +413,7 @@ fn update_over(
     link: &mut dyn host::SecureDfuLink,
     init: &[u8],
     image: &[u8],
-) -> (Result<(), HostError>, Vec<host::Event>) {
+) -> (Result<(), UpdateError>, Vec<host::UpdateEvent>) {
     let mut events = Vec::new();
     let result = host::update(link, &opts(), init, image, &mut |e| events.push(e));
     (result, events)
@@ -426,7 +433,7 @@ fn an_object_whose_crc_does_not_match_is_sent_again() {
     let retries: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
-            host::Event::Retry { object, reason } => Some((*object, reason.clone())),
+            host::UpdateEvent::Retry { object, reason } => Some((*object, reason.clone())),
             _ => None,
         })
         .collect();
@@ -488,7 +495,7 @@ fn lost_completion_with_prn_is_reported() {
     let img = image(12_000, 80);
     let init = init_packet(&k, &img, &Claims::default());
     for prn in [4u16, 8, 32] {
-        let err = run_with(&mut b, &Options { prn, ..opts() }, &init, &img).unwrap_err();
+        let err = run_with(&mut b, &UpdateOptions { prn, ..opts() }, &init, &img).unwrap_err();
         assert!(
             rejected_with(&err, ExtError::FlashCompletionTimeout),
             "prn {prn}: {err}"
@@ -509,7 +516,7 @@ fn host_started_during_activation_connects_cleanly() {
     // 0.8 s of flash time) and ignores the line meanwhile, as a real one does.
     let v2 = image(24_000, 91);
     let init = init_packet(&k, &v2, &Claims::version(2));
-    let o = Options {
+    let o = UpdateOptions {
         connect_timeout: Duration::from_secs(5),
         ..opts()
     };

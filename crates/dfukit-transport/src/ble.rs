@@ -14,7 +14,7 @@ use btleplug::api::{
 use btleplug::platform::{Adapter, Manager, Peripheral};
 use dfukit_core::WallTime;
 use dfukit_nordic::host::SecureDfuLink;
-use dfukit_nordic::proto::Request;
+use dfukit_nordic::proto::SecureDfuRequest;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use std::io;
@@ -247,11 +247,13 @@ fn io_err(e: btleplug::Error) -> io::Error {
 impl WallTime for BleLink {}
 
 impl SecureDfuLink for BleLink {
-    fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
+    fn send(&mut self, req: &SecureDfuRequest<'_>) -> io::Result<()> {
         let (ch, data, kind) = match req {
             // Firmware and init-packet bytes go raw to the Packet
             // characteristic; every other request is a Control Point write.
-            Request::Write(data) => (&self.packet, data.to_vec(), WriteType::WithoutResponse),
+            SecureDfuRequest::Write(data) => {
+                (&self.packet, data.to_vec(), WriteType::WithoutResponse)
+            }
             other => {
                 let mut v = Vec::new();
                 other.encode(&mut |b| v.extend_from_slice(b));

@@ -3,9 +3,9 @@
 //! work queued before it is done.
 
 use super::rx::rx_bytes;
-use super::{Answers, Bootloader, BootloaderEvent, Busy, Current, FlashFault, ResetReason};
+use super::{Answers, Bootloader, BootloaderEvent, BootloaderFault, Busy, Current, ResetReason};
 use super::{QUEUE_LEN, RESERVED_JOBS};
-use crate::proto::{Opcode, Request, Response};
+use crate::proto::{Opcode, Response, SecureDfuRequest};
 use dfukit_core::crc::crc32;
 use dfukit_core::{Instant, ReadFlash};
 use heapless::Deque;
@@ -26,7 +26,7 @@ pub(super) enum Source {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Step {
     /// Process a request other than WRITE.
-    Request(ShortFrame),
+    SecureDfuRequest(ShortFrame),
     /// Send the CRC response a packet receipt notification calls for.
     PrnCrc,
     /// Send a fixed response.
@@ -68,8 +68,8 @@ impl ShortFrame {
         }
     }
 
-    pub(super) fn request(&self) -> Request<'_> {
-        Request::parse(&self.bytes[..self.len as usize]).expect("parsed on arrival")
+    pub(super) fn request(&self) -> SecureDfuRequest<'_> {
+        SecureDfuRequest::parse(&self.bytes[..self.len as usize]).expect("parsed on arrival")
     }
 }
 
@@ -143,7 +143,7 @@ impl Bootloader {
         } = job
         {
             if mem.read(from, &mut self.copy_buf[..len as usize]).is_err() {
-                self.set_fault(FlashFault::OperationFailed, job);
+                self.set_fault(BootloaderFault::OperationFailed, job);
                 return;
             }
         }
@@ -180,7 +180,7 @@ impl Bootloader {
         }
     }
 
-    pub(super) fn set_fault(&mut self, fault: FlashFault, job: Job) {
+    pub(super) fn set_fault(&mut self, fault: BootloaderFault, job: Job) {
         let addr = match job {
             Job::Erase { addr, .. } | Job::Program { addr, .. } => addr,
             Job::Step(_) => 0,
@@ -188,7 +188,7 @@ impl Bootloader {
         if self.fault.is_none() {
             let _ = self
                 .events
-                .push_back(BootloaderEvent::FlashFault { fault, addr });
+                .push_back(BootloaderEvent::BootloaderFault { fault, addr });
         }
         self.fault = Some(fault);
         // Queued erases are dropped with the rest of the work: whatever was
@@ -201,7 +201,7 @@ impl Bootloader {
             ..
         } = job
         {
-            if fault == FlashFault::OperationFailed {
+            if fault == BootloaderFault::OperationFailed {
                 self.release_if_unreferenced(buf);
             }
         }
@@ -232,7 +232,7 @@ impl Bootloader {
 
     pub(super) fn run_step(&mut self, step: Step, mem: &mut impl ReadFlash) {
         match step {
-            Step::Request(r) => self.on_request(r, mem),
+            Step::SecureDfuRequest(r) => self.on_request(r, mem),
             Step::PrnCrc => {
                 let payload = self.crc_payload();
                 let r = match self.fault {

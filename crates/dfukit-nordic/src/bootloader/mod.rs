@@ -39,7 +39,7 @@ pub use config::{
 pub use persist::{load_settings, SettingsSource};
 pub use rx::{RxPool, RxTransport, BLE_RX, SERIAL_RX};
 
-use crate::proto::{ExtError, ParseError, Request, Response, ResultCode};
+use crate::proto::{ExtError, ParseError, Response, ResultCode, SecureDfuRequest};
 use crate::settings::{Settings, SETTINGS_LEN};
 use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadFlash};
 use heapless::Deque;
@@ -87,9 +87,9 @@ pub enum BootloaderEvent {
         crc: u32,
     },
     /// A flash operation failed or its completion never arrived.
-    FlashFault {
+    BootloaderFault {
         /// Which.
-        fault: FlashFault,
+        fault: BootloaderFault,
         /// Address of the operation.
         addr: u32,
     },
@@ -108,18 +108,18 @@ pub enum ResetReason {
 
 /// A flash path failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlashFault {
+pub enum BootloaderFault {
     /// A completion did not arrive within `flash_timeout`.
     CompletionTimeout,
     /// The flash reported a failed operation.
     OperationFailed,
 }
 
-impl FlashFault {
+impl BootloaderFault {
     fn ext(self) -> ExtError {
         match self {
-            FlashFault::CompletionTimeout => ExtError::FlashCompletionTimeout,
-            FlashFault::OperationFailed => ExtError::FlashOperationFailed,
+            BootloaderFault::CompletionTimeout => ExtError::FlashCompletionTimeout,
+            BootloaderFault::OperationFailed => ExtError::FlashOperationFailed,
         }
     }
 }
@@ -162,7 +162,7 @@ pub struct Bootloader {
     /// An operation whose completion never came; its buffer stays reserved
     /// because a DMA may still read it.
     stuck: Option<Job>,
-    fault: Option<FlashFault>,
+    fault: Option<BootloaderFault>,
     out: Deque<Response, OUT_LEN>,
     events: Deque<BootloaderEvent, 8>,
     /// Receive buffers of every transport's pool, back to back.
@@ -259,7 +259,7 @@ impl Bootloader {
     }
 
     /// The latched flash fault, if any.
-    pub fn fault(&self) -> Option<FlashFault> {
+    pub fn fault(&self) -> Option<BootloaderFault> {
         self.fault
     }
 
@@ -278,7 +278,7 @@ impl Bootloader {
             return Ok(());
         }
         self.last_activity = now;
-        let req = match Request::parse(frame) {
+        let req = match SecureDfuRequest::parse(frame) {
             Ok(r) => r,
             Err(ParseError::Empty) => return Ok(()),
             Err(ParseError::UnknownOpcode(op)) => {
@@ -292,8 +292,8 @@ impl Bootloader {
             }
         };
         match req {
-            Request::Write(data) => self.on_write(transport, data),
-            _ => self.queue_step(Step::Request(ShortFrame::new(frame))),
+            SecureDfuRequest::Write(data) => self.on_write(transport, data),
+            _ => self.queue_step(Step::SecureDfuRequest(ShortFrame::new(frame))),
         }
     }
 
@@ -314,7 +314,7 @@ impl Bootloader {
         };
         match outcome {
             FlashOutcome::Done => self.on_job_done(f.job),
-            FlashOutcome::Failed => self.set_fault(FlashFault::OperationFailed, f.job),
+            FlashOutcome::Failed => self.set_fault(BootloaderFault::OperationFailed, f.job),
         }
     }
 
@@ -332,7 +332,7 @@ impl Bootloader {
             if now >= f.deadline {
                 self.in_flight = None;
                 self.stuck = Some(f.job);
-                self.set_fault(FlashFault::CompletionTimeout, f.job);
+                self.set_fault(BootloaderFault::CompletionTimeout, f.job);
             }
         }
         if self.mode == Mode::Dfu
@@ -367,7 +367,12 @@ impl Bootloader {
         let runs_now = |j: &Job| {
             matches!(
                 j,
-                Job::Step(Step::Request(_) | Step::Write { .. } | Step::Respond(_) | Step::PrnCrc)
+                Job::Step(
+                    Step::SecureDfuRequest(_)
+                        | Step::Write { .. }
+                        | Step::Respond(_)
+                        | Step::PrnCrc
+                )
             )
         };
         while !self.out.is_full() {

@@ -5,10 +5,10 @@
 use super::jobs::{Job, ShortFrame, Step};
 use super::validation;
 use super::{
-    Bank1Location, Bootloader, BootloaderEvent, Current, FlashFault, Mode, ResetReason,
+    Bank1Location, Bootloader, BootloaderEvent, BootloaderFault, Current, Mode, ResetReason,
     DATA_OBJECT_MAX_SIZE, INIT_COMMAND_MAX_SIZE,
 };
-use crate::proto::{ExtError, ObjectType, Opcode, Payload, Request, Response, ResultCode};
+use crate::proto::{ExtError, ObjectType, Opcode, Payload, Response, ResultCode, SecureDfuRequest};
 use crate::settings::bank_code;
 use dfukit_core::ReadFlash;
 
@@ -32,7 +32,7 @@ impl Bootloader {
             return;
         }
         let resp = match frame.request() {
-            Request::Execute => match self.current {
+            SecureDfuRequest::Execute => match self.current {
                 Current::Command => self.execute_command(),
                 Current::Data => self.execute_data(mem),
                 Current::None => Some(Response::error(
@@ -40,18 +40,20 @@ impl Bootloader {
                     ResultCode::OperationNotPermitted,
                 )),
             },
-            Request::ProtocolVersion => Some(Response::ok(
+            SecureDfuRequest::ProtocolVersion => Some(Response::ok(
                 Opcode::ProtocolVersion,
                 Payload::ProtocolVersion(1),
             )),
-            Request::Ping(id) => Some(Response::ok(Opcode::Ping, Payload::Ping(id))),
-            Request::MtuGet => Some(Response::ok(Opcode::MtuGet, Payload::Mtu(self.cfg.mtu))),
-            Request::SetPrn(n) => {
+            SecureDfuRequest::Ping(id) => Some(Response::ok(Opcode::Ping, Payload::Ping(id))),
+            SecureDfuRequest::MtuGet => {
+                Some(Response::ok(Opcode::MtuGet, Payload::Mtu(self.cfg.mtu)))
+            }
+            SecureDfuRequest::SetPrn(n) => {
                 self.prn = n;
                 self.prn_count = 0;
                 Some(Response::ok(Opcode::ReceiptNotifSet, Payload::None))
             }
-            Request::HardwareVersion => {
+            SecureDfuRequest::HardwareVersion => {
                 let h = self.cfg.hardware;
                 Some(Response::ok(
                     Opcode::HardwareVersion,
@@ -64,17 +66,17 @@ impl Bootloader {
                     },
                 ))
             }
-            Request::FirmwareVersion(n) => Some(self.firmware_version(n)),
-            Request::Abort => {
+            SecureDfuRequest::FirmwareVersion(n) => Some(self.firmware_version(n)),
+            SecureDfuRequest::Abort => {
                 let _ = self
                     .events
                     .push_back(BootloaderEvent::Reset(ResetReason::Abort));
                 Some(Response::ok(Opcode::Abort, Payload::None))
             }
-            Request::Write(_) => unreachable!("writes are handled on arrival"),
-            Request::Select(t) => Some(self.on_select(t)),
-            Request::Create { obj_type, size } => Some(self.on_create(obj_type, size)),
-            Request::CrcGet => Some(match (self.current, self.fault) {
+            SecureDfuRequest::Write(_) => unreachable!("writes are handled on arrival"),
+            SecureDfuRequest::Select(t) => Some(self.on_select(t)),
+            SecureDfuRequest::Create { obj_type, size } => Some(self.on_create(obj_type, size)),
+            SecureDfuRequest::CrcGet => Some(match (self.current, self.fault) {
                 (Current::Data, Some(f)) => Response::ext_error(Opcode::CrcGet, f.ext()),
                 _ => Response::ok(Opcode::CrcGet, self.crc_payload()),
             }),
@@ -164,7 +166,9 @@ impl Bootloader {
                 self.current = Current::Command;
                 self.init_accepted = false;
                 self.erased_ahead = None;
-                self.fault = self.fault.filter(|f| *f == FlashFault::CompletionTimeout);
+                self.fault = self
+                    .fault
+                    .filter(|f| *f == BootloaderFault::CompletionTimeout);
                 self.settings.progress = Default::default();
                 self.settings.progress.command_size = size;
                 self.prn_count = 0;
@@ -180,7 +184,7 @@ impl Bootloader {
                 if size > DATA_OBJECT_MAX_SIZE {
                     return Response::error(OP, ResultCode::InsufficientResources);
                 }
-                if self.fault == Some(FlashFault::CompletionTimeout) {
+                if self.fault == Some(BootloaderFault::CompletionTimeout) {
                     return Response::ext_error(OP, ExtError::FlashCompletionTimeout);
                 }
                 // A failed write is retried by re-creating its object.
@@ -402,7 +406,7 @@ impl Bootloader {
         if self
             .jobs
             .iter()
-            .any(|j| matches!(j, Job::Step(Step::Request(_) | Step::Write { .. })))
+            .any(|j| matches!(j, Job::Step(Step::SecureDfuRequest(_) | Step::Write { .. })))
         {
             return;
         }

@@ -210,11 +210,11 @@ fn a_lost_completion_becomes_a_bounded_reported_error() {
         r.t.poll_response()
             .expect("answered after the flash timeout");
     assert_eq!(resp.ext, Some(ExtError::FlashCompletionTimeout));
-    assert_eq!(r.t.fault(), Some(FlashFault::CompletionTimeout));
+    assert_eq!(r.t.fault(), Some(BootloaderFault::CompletionTimeout));
     let events: Vec<_> = core::iter::from_fn(|| r.t.poll_event()).collect();
     assert!(
-        events.contains(&BootloaderEvent::FlashFault {
-            fault: FlashFault::CompletionTimeout,
+        events.contains(&BootloaderEvent::BootloaderFault {
+            fault: BootloaderFault::CompletionTimeout,
             addr: 0x1200_0000
         }),
         "{events:?}"

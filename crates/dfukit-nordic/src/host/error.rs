@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// The phase of an update an error happened in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub enum UpdatePhase {
     /// Opening the link: PING, PRN, MTU.
     Connect,
     /// Sending and executing the init packet.
@@ -18,13 +18,13 @@ pub enum Phase {
     Validate,
 }
 
-impl fmt::Display for Phase {
+impl fmt::Display for UpdatePhase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Phase::Connect => "connect",
-            Phase::InitPacket => "init packet",
-            Phase::Data => "data transfer",
-            Phase::Validate => "image validation",
+            UpdatePhase::Connect => "connect",
+            UpdatePhase::InitPacket => "init packet",
+            UpdatePhase::Data => "data transfer",
+            UpdatePhase::Validate => "image validation",
         })
     }
 }
@@ -35,12 +35,12 @@ fn obj_suffix(o: &Option<u32>) -> String {
 
 /// Why an update failed.
 #[derive(Debug, thiserror::Error)]
-pub enum HostError {
+pub enum UpdateError {
     /// Reading or writing the link failed.
     #[error("{phase}: link error: {source}")]
     Link {
         /// Phase.
-        phase: Phase,
+        phase: UpdatePhase,
         /// The I/O error.
         #[source]
         source: std::io::Error,
@@ -55,7 +55,7 @@ pub enum HostError {
     #[error("{phase}: no response to {request:?} within {waited:?}{obj} at image offset {offset}", obj = obj_suffix(.object))]
     Timeout {
         /// Phase.
-        phase: Phase,
+        phase: UpdatePhase,
         /// The request.
         request: Opcode,
         /// Data object index.
@@ -69,7 +69,7 @@ pub enum HostError {
     #[error("{phase}: device refused {request:?}{obj} at image offset {offset}: {}{}", result.describe(), ext.map_or(String::new(), |e| format!(": {} (0x{:02X})", e.describe(), e as u8)), obj = obj_suffix(.object))]
     Rejected {
         /// Phase.
-        phase: Phase,
+        phase: UpdatePhase,
         /// The request refused.
         request: Opcode,
         /// Result code.
@@ -85,7 +85,7 @@ pub enum HostError {
     #[error("{phase}: checksum mismatch{obj}: sent {sent} bytes with CRC {crc:#010x}, device has {device_offset} bytes with CRC {device_crc:#010x}{after}", obj = obj_suffix(.object), after = if *.executed { " (found after the device executed the object)" } else { "" })]
     CrcMismatch {
         /// Phase.
-        phase: Phase,
+        phase: UpdatePhase,
         /// Data object index.
         object: Option<u32>,
         /// Bytes sent so far.
@@ -106,7 +106,7 @@ pub enum HostError {
     #[error("{phase}: the device dropped written data{obj}: sent up to image offset {sent}, device holds up to {device_offset} ({lost} bytes lost) after {recoveries} resends", obj = obj_suffix(.object), lost = .sent - .device_offset)]
     BytesLost {
         /// Phase.
-        phase: Phase,
+        phase: UpdatePhase,
         /// Data object index.
         object: Option<u32>,
         /// Offset the host had sent up to.
@@ -120,7 +120,7 @@ pub enum HostError {
     #[error("{phase}: malformed response to {request:?}: {detail}")]
     BadResponse {
         /// Phase.
-        phase: Phase,
+        phase: UpdatePhase,
         /// The request.
         request: Opcode,
         /// What was wrong.
@@ -136,35 +136,35 @@ pub enum HostError {
     },
 }
 
-impl HostError {
+impl UpdateError {
     /// A stable code for diagnostics.
     pub fn code(&self) -> &'static str {
         match self {
-            HostError::Link { .. } => "dfukit::nordic::dfu::link",
-            HostError::NotADfuTarget { .. } => "dfukit::nordic::dfu::not_a_dfu_target",
-            HostError::Timeout { .. } => "dfukit::nordic::dfu::timeout",
-            HostError::Rejected { .. } => "dfukit::nordic::dfu::rejected",
-            HostError::CrcMismatch { .. } => "dfukit::nordic::dfu::crc_mismatch",
-            HostError::BytesLost { .. } => "dfukit::nordic::dfu::bytes_lost",
-            HostError::BadResponse { .. } => "dfukit::nordic::dfu::bad_response",
-            HostError::InitPacketTooLarge { .. } => "dfukit::nordic::dfu::init_packet_too_large",
+            UpdateError::Link { .. } => "dfukit::nordic::dfu::link",
+            UpdateError::NotADfuTarget { .. } => "dfukit::nordic::dfu::not_a_dfu_target",
+            UpdateError::Timeout { .. } => "dfukit::nordic::dfu::timeout",
+            UpdateError::Rejected { .. } => "dfukit::nordic::dfu::rejected",
+            UpdateError::CrcMismatch { .. } => "dfukit::nordic::dfu::crc_mismatch",
+            UpdateError::BytesLost { .. } => "dfukit::nordic::dfu::bytes_lost",
+            UpdateError::BadResponse { .. } => "dfukit::nordic::dfu::bad_response",
+            UpdateError::InitPacketTooLarge { .. } => "dfukit::nordic::dfu::init_packet_too_large",
         }
     }
 
     /// The likely cause and what to do.
     pub fn help(&self) -> String {
         match self {
-            HostError::Link { .. } => "the port closed or failed: check the cable and that no other program holds the port".into(),
-            HostError::NotADfuTarget { .. } => "is the device in its DFU bootloader (hold the DFU button while resetting, or use buttonless entry)? Is this the right port? A running application or another program on the port does not answer Secure DFU PING".into(),
-            HostError::Timeout { request: Opcode::ObjectExecute, phase: Phase::Validate, .. } => "the device did not finish validating the image in time: it may still be hashing a large image (raise --timeout), or its flash driver stopped reporting completions".into(),
-            HostError::Timeout { .. } => "the device stopped answering: it may have reset (watchdog, brown-out), or its flash driver never reported a completion (a bootloader port to new flash that does not call the completion callback). Run the same command again to resume from what the device holds".into(),
-            HostError::Rejected { ext: Some(e), .. } => ext_help(*e).into(),
-            HostError::Rejected { result, .. } => result_help(*result).into(),
-            HostError::CrcMismatch { executed: true, .. } => "the device holds an object that differs from the image although it received every byte (corruption the link's own CRC missed, or faulty RAM or flash on the device). It will refuse the image at validation, so nothing runs from it; run the update again: the host sees the device's data does not match and restarts from the init packet".into(),
-            HostError::CrcMismatch { .. } => "bytes were lost or corrupted on the way to flash (link noise, a receive buffer pool that ran dry, or a flash write that never completed); the object was retried and still did not match".into(),
-            HostError::BytesLost { .. } => "the device's receive buffers keep running out (BLE drops Packet writes it cannot buffer): use a packet receipt notification interval (--prn) so the host paces its writes, or allow more resends (Options::max_recoveries); if the device's flash driver is slow or stalls, check its completion callback".into(),
-            HostError::BadResponse { .. } => "the device does not speak nRF5 SDK Secure DFU as expected: check the bootloader version and that this is not a legacy-DFU bootloader".into(),
-            HostError::InitPacketTooLarge { .. } => "the bootloader was built with a smaller INIT_COMMAND_MAX_SIZE: remove boot validation entries or sd_req entries from the package".into(),
+            UpdateError::Link { .. } => "the port closed or failed: check the cable and that no other program holds the port".into(),
+            UpdateError::NotADfuTarget { .. } => "is the device in its DFU bootloader (hold the DFU button while resetting, or use buttonless entry)? Is this the right port? A running application or another program on the port does not answer Secure DFU PING".into(),
+            UpdateError::Timeout { request: Opcode::ObjectExecute, phase: UpdatePhase::Validate, .. } => "the device did not finish validating the image in time: it may still be hashing a large image (raise --timeout), or its flash driver stopped reporting completions".into(),
+            UpdateError::Timeout { .. } => "the device stopped answering: it may have reset (watchdog, brown-out), or its flash driver never reported a completion (a bootloader port to new flash that does not call the completion callback). Run the same command again to resume from what the device holds".into(),
+            UpdateError::Rejected { ext: Some(e), .. } => ext_help(*e).into(),
+            UpdateError::Rejected { result, .. } => result_help(*result).into(),
+            UpdateError::CrcMismatch { executed: true, .. } => "the device holds an object that differs from the image although it received every byte (corruption the link's own CRC missed, or faulty RAM or flash on the device). It will refuse the image at validation, so nothing runs from it; run the update again: the host sees the device's data does not match and restarts from the init packet".into(),
+            UpdateError::CrcMismatch { .. } => "bytes were lost or corrupted on the way to flash (link noise, a receive buffer pool that ran dry, or a flash write that never completed); the object was retried and still did not match".into(),
+            UpdateError::BytesLost { .. } => "the device's receive buffers keep running out (BLE drops Packet writes it cannot buffer): use a packet receipt notification interval (--prn) so the host paces its writes, or allow more resends (Options::max_recoveries); if the device's flash driver is slow or stalls, check its completion callback".into(),
+            UpdateError::BadResponse { .. } => "the device does not speak nRF5 SDK Secure DFU as expected: check the bootloader version and that this is not a legacy-DFU bootloader".into(),
+            UpdateError::InitPacketTooLarge { .. } => "the bootloader was built with a smaller INIT_COMMAND_MAX_SIZE: remove boot validation entries or sd_req entries from the package".into(),
         }
     }
 }

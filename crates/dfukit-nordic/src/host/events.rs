@@ -2,7 +2,7 @@
 
 /// Progress of an update, reported as it happens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum UpdateEvent {
     /// The device answered; writes carry up to `chunk` bytes.
     Connected {
         /// Device MTU.

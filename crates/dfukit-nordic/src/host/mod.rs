@@ -3,7 +3,7 @@
 //! The logic talks to a [`SecureDfuLink`] — one request out, one response frame back
 //! within a timeout — so it runs over a serial port, a pseudo-terminal, or an
 //! in-process simulated board alike, and never reads a clock itself.
-//! Progress is reported as [`Event`] values; the library never draws.
+//! Progress is reported as [`UpdateEvent`] values; the library never draws.
 //!
 //! Where it differs from nrfutil on purpose: every request has a response
 //! timeout that is an error (nrfutil ignores a missing EXECUTE response), an
@@ -36,11 +36,11 @@ mod options;
 pub mod serial;
 mod transfer;
 
-pub use error::{HostError, Phase};
-pub use events::Event;
-pub use options::Options;
+pub use error::{UpdateError, UpdatePhase};
+pub use events::UpdateEvent;
+pub use options::UpdateOptions;
 
-use crate::proto::{ExtError, Opcode, Payload, Request, Response, ResultCode};
+use crate::proto::{ExtError, Opcode, Payload, Response, ResultCode, SecureDfuRequest};
 use dfukit_core::Clock;
 use std::time::Duration;
 
@@ -54,7 +54,7 @@ use std::time::Duration;
 /// that it runs on the wall clock. There is no default.
 pub trait SecureDfuLink: Clock {
     /// Sends one request. WRITE requests are sent without waiting.
-    fn send(&mut self, req: &Request<'_>) -> std::io::Result<()>;
+    fn send(&mut self, req: &SecureDfuRequest<'_>) -> std::io::Result<()>;
     /// Receives one response frame, or `Ok(None)` when none came within `timeout`.
     ///
     /// `Duration::ZERO` means "poll": return a frame that has already
@@ -73,11 +73,11 @@ pub trait SecureDfuLink: Clock {
 /// Runs a whole update: init packet, then image.
 pub fn update(
     link: &mut dyn SecureDfuLink,
-    opts: &Options,
+    opts: &UpdateOptions,
     init_packet: &[u8],
     image: &[u8],
-    events: &mut dyn FnMut(Event),
-) -> Result<(), HostError> {
+    events: &mut dyn FnMut(UpdateEvent),
+) -> Result<(), UpdateError> {
     let mut s = Session {
         link,
         opts,
@@ -86,33 +86,33 @@ pub fn update(
     s.connect(events)?;
     s.send_init(init_packet, false, events)?;
     s.send_image(image, init_packet, events)?;
-    events(Event::Done);
+    events(UpdateEvent::Done);
     Ok(())
 }
 
 /// State of one connection.
 struct Session<'a> {
     link: &'a mut dyn SecureDfuLink,
-    opts: &'a Options,
+    opts: &'a UpdateOptions,
     chunk: usize,
 }
 
 /// Which object a request concerns, for error messages.
 #[derive(Debug, Clone, Copy)]
 struct At {
-    phase: Phase,
+    phase: UpdatePhase,
     object: Option<u32>,
     offset: u32,
 }
 
 impl Session<'_> {
-    fn request(&mut self, req: Request<'_>, at: At) -> Result<Payload, HostError> {
+    fn request(&mut self, req: SecureDfuRequest<'_>, at: At) -> Result<Payload, UpdateError> {
         self.send(&req, at)?;
         self.response(req.opcode(), at)
     }
 
     /// Waits for the response to `op`.
-    fn response(&mut self, op: Opcode, at: At) -> Result<Payload, HostError> {
+    fn response(&mut self, op: Opcode, at: At) -> Result<Payload, UpdateError> {
         // A PRN notification still in flight from writes sent before an error
         // arrives as an unsolicited CRC frame: skipped while waiting for any
         // other answer, so that it is not read as (say) CREATE's reply. At
@@ -128,7 +128,7 @@ impl Session<'_> {
                 return parse(&frame, op, at);
             }
         }
-        Err(HostError::BadResponse {
+        Err(UpdateError::BadResponse {
             phase: at.phase,
             request: op,
             detail: format!("more than {max_stale} unsolicited CRC notifications"),
@@ -137,9 +137,9 @@ impl Session<'_> {
 
     /// Receives the next frame while an answer to `request` is owed: none
     /// within the response timeout is an error that names it.
-    fn recv_answer(&mut self, request: Opcode, at: At) -> Result<Vec<u8>, HostError> {
+    fn recv_answer(&mut self, request: Opcode, at: At) -> Result<Vec<u8>, UpdateError> {
         self.recv_frame(self.opts.response_timeout, at)?
-            .ok_or(HostError::Timeout {
+            .ok_or(UpdateError::Timeout {
                 phase: at.phase,
                 request,
                 object: at.object,
@@ -149,16 +149,16 @@ impl Session<'_> {
     }
 
     /// Sends one request, mapping I/O errors.
-    fn send(&mut self, req: &Request<'_>, at: At) -> Result<(), HostError> {
-        self.link.send(req).map_err(|e| HostError::Link {
+    fn send(&mut self, req: &SecureDfuRequest<'_>, at: At) -> Result<(), UpdateError> {
+        self.link.send(req).map_err(|e| UpdateError::Link {
             phase: at.phase,
             source: e,
         })
     }
 
     /// Receives one frame, mapping I/O errors.
-    fn recv_frame(&mut self, timeout: Duration, at: At) -> Result<Option<Vec<u8>>, HostError> {
-        self.link.recv(timeout).map_err(|e| HostError::Link {
+    fn recv_frame(&mut self, timeout: Duration, at: At) -> Result<Option<Vec<u8>>, UpdateError> {
+        self.link.recv(timeout).map_err(|e| UpdateError::Link {
             phase: at.phase,
             source: e,
         })
@@ -167,14 +167,14 @@ impl Session<'_> {
 
 /// Parses a response to `op`. A response to a WRITE that arrives instead
 /// is the device refusing a write: reported as such.
-fn parse(frame: &[u8], op: Opcode, at: At) -> Result<Payload, HostError> {
+fn parse(frame: &[u8], op: Opcode, at: At) -> Result<Payload, UpdateError> {
     let write_refused = frame.get(1) == Some(&(Opcode::ObjectWrite as u8));
     let expected = if write_refused {
         Opcode::ObjectWrite
     } else {
         op
     };
-    let r = Response::parse(frame, expected).map_err(|e| HostError::BadResponse {
+    let r = Response::parse(frame, expected).map_err(|e| UpdateError::BadResponse {
         phase: at.phase,
         request: op,
         detail: format!("{e:?} in frame {frame:02x?}"),
@@ -182,7 +182,7 @@ fn parse(frame: &[u8], op: Opcode, at: At) -> Result<Payload, HostError> {
     if r.result == ResultCode::Success && !write_refused {
         return Ok(r.payload);
     }
-    Err(HostError::Rejected {
+    Err(UpdateError::Rejected {
         phase: at.phase,
         request: expected,
         result: r.result,
@@ -192,11 +192,11 @@ fn parse(frame: &[u8], op: Opcode, at: At) -> Result<Payload, HostError> {
     })
 }
 
-fn check(at: At, offset: u32, crc: u32, dev_offset: u32, dev_crc: u32) -> Result<(), HostError> {
+fn check(at: At, offset: u32, crc: u32, dev_offset: u32, dev_crc: u32) -> Result<(), UpdateError> {
     if offset == dev_offset && crc == dev_crc {
         return Ok(());
     }
-    Err(HostError::CrcMismatch {
+    Err(UpdateError::CrcMismatch {
         phase: at.phase,
         object: at.object,
         sent: offset,
@@ -207,8 +207,8 @@ fn check(at: At, offset: u32, crc: u32, dev_offset: u32, dev_crc: u32) -> Result
     })
 }
 
-fn unexpected(at: At, op: Opcode, got: Payload) -> HostError {
-    HostError::BadResponse {
+fn unexpected(at: At, op: Opcode, got: Payload) -> UpdateError {
+    UpdateError::BadResponse {
         phase: at.phase,
         request: op,
         detail: format!("unexpected payload {got:?}"),

@@ -2,15 +2,18 @@
 //! from what the device already holds.
 
 use super::transfer::Pipe;
-use super::{unexpected, At, Event, HostError, Phase, Session};
-use crate::proto::{ExtError, ObjectType, Opcode, Payload, Request, ResultCode};
+use super::{unexpected, At, Session, UpdateError, UpdateEvent, UpdatePhase};
+use crate::proto::{ExtError, ObjectType, Opcode, Payload, ResultCode, SecureDfuRequest};
 use dfukit_core::crc::crc32;
 use std::time::Duration;
 
 impl Session<'_> {
-    pub(super) fn connect(&mut self, events: &mut dyn FnMut(Event)) -> Result<(), HostError> {
+    pub(super) fn connect(
+        &mut self,
+        events: &mut dyn FnMut(UpdateEvent),
+    ) -> Result<(), UpdateError> {
         let at = At {
-            phase: Phase::Connect,
+            phase: UpdatePhase::Connect,
             object: None,
             offset: 0,
         };
@@ -30,7 +33,7 @@ impl Session<'_> {
             let mut answered = false;
             'tries: for id in 1..=tries {
                 let id = id as u8;
-                self.send(&Request::Ping(id), at)?;
+                self.send(&SecureDfuRequest::Ping(id), at)?;
                 // Read until this ping's window closes; stale echoes of
                 // earlier pings are skipped.
                 for _ in 0..16 {
@@ -45,37 +48,37 @@ impl Session<'_> {
                 }
             }
             if !answered {
-                return Err(HostError::NotADfuTarget {
+                return Err(UpdateError::NotADfuTarget {
                     waited: self.opts.connect_timeout,
                 });
             }
-            self.request(Request::SetPrn(self.opts.prn), at)?;
-            match self.request(Request::MtuGet, at)? {
+            self.request(SecureDfuRequest::SetPrn(self.opts.prn), at)?;
+            match self.request(SecureDfuRequest::MtuGet, at)? {
                 Payload::Mtu(m) => m,
                 other => return Err(unexpected(at, Opcode::MtuGet, other)),
             }
         } else {
-            self.request(Request::SetPrn(self.opts.prn), at)?;
+            self.request(SecureDfuRequest::SetPrn(self.opts.prn), at)?;
             0
         };
         // Writes must keep flash alignment: a multiple of 4 bytes.
         self.chunk = self.link.max_write(mtu) / 4 * 4;
         if self.chunk == 0 {
-            return Err(HostError::BadResponse {
+            return Err(UpdateError::BadResponse {
                 phase: at.phase,
                 request: Opcode::MtuGet,
                 detail: format!("MTU {mtu} leaves no room for data"),
             });
         }
-        events(Event::Connected {
+        events(UpdateEvent::Connected {
             mtu,
             chunk: self.chunk,
         });
         Ok(())
     }
 
-    fn select(&mut self, t: ObjectType, at: At) -> Result<(u32, u32, u32), HostError> {
-        match self.request(Request::Select(t as u8), at)? {
+    fn select(&mut self, t: ObjectType, at: At) -> Result<(u32, u32, u32), UpdateError> {
+        match self.request(SecureDfuRequest::Select(t as u8), at)? {
             Payload::Select {
                 max_size,
                 offset,
@@ -85,8 +88,8 @@ impl Session<'_> {
         }
     }
 
-    pub(super) fn crc_get(&mut self, at: At) -> Result<(u32, u32), HostError> {
-        match self.request(Request::CrcGet, at)? {
+    pub(super) fn crc_get(&mut self, at: At) -> Result<(u32, u32), UpdateError> {
+        match self.request(SecureDfuRequest::CrcGet, at)? {
             Payload::Crc { offset, crc } => Ok((offset, crc)),
             other => Err(unexpected(at, Opcode::CrcGet, other)),
         }
@@ -99,16 +102,16 @@ impl Session<'_> {
         &mut self,
         init: &[u8],
         fresh: bool,
-        events: &mut dyn FnMut(Event),
-    ) -> Result<(), HostError> {
+        events: &mut dyn FnMut(UpdateEvent),
+    ) -> Result<(), UpdateError> {
         let at = At {
-            phase: Phase::InitPacket,
+            phase: UpdatePhase::InitPacket,
             object: None,
             offset: 0,
         };
         let (max, offset, crc) = self.select(ObjectType::Command, at)?;
         if init.len() as u32 > max {
-            return Err(HostError::InitPacketTooLarge {
+            return Err(UpdateError::InitPacketTooLarge {
                 size: init.len() as u32,
                 max,
             });
@@ -116,20 +119,20 @@ impl Session<'_> {
         // The same init packet is already there: execute it again (cheap,
         // and a device that rebooted needs it) and keep its data progress.
         if !fresh && offset == init.len() as u32 && crc == crc32(0, init) {
-            self.request(Request::Execute, at)?;
-            events(Event::InitPacketSent { resumed: true });
+            self.request(SecureDfuRequest::Execute, at)?;
+            events(UpdateEvent::InitPacketSent { resumed: true });
             return Ok(());
         }
         self.request(
-            Request::Create {
+            SecureDfuRequest::Create {
                 obj_type: ObjectType::Command as u8,
                 size: init.len() as u32,
             },
             at,
         )?;
         self.stream(init, 0, 0, at, Pipe::default(), events)?;
-        self.request(Request::Execute, at)?;
-        events(Event::InitPacketSent { resumed: false });
+        self.request(SecureDfuRequest::Execute, at)?;
+        events(UpdateEvent::InitPacketSent { resumed: false });
         Ok(())
     }
 
@@ -137,18 +140,18 @@ impl Session<'_> {
         &mut self,
         image: &[u8],
         init: &[u8],
-        events: &mut dyn FnMut(Event),
-    ) -> Result<(), HostError> {
+        events: &mut dyn FnMut(UpdateEvent),
+    ) -> Result<(), UpdateError> {
         let total = image.len() as u32;
         let at0 = At {
-            phase: Phase::Data,
+            phase: UpdatePhase::Data,
             object: None,
             offset: 0,
         };
         let (max, dev_offset, dev_crc) = self.select(ObjectType::Data, at0)?;
         if max == 0 {
-            return Err(HostError::BadResponse {
-                phase: Phase::Data,
+            return Err(UpdateError::BadResponse {
+                phase: UpdatePhase::Data,
                 request: Opcode::ObjectSelect,
                 detail: "device reports a maximum object size of 0".into(),
             });
@@ -167,10 +170,10 @@ impl Session<'_> {
                     offset: dev_offset,
                     ..at0
                 };
-                match self.request(Request::Execute, at) {
+                match self.request(SecureDfuRequest::Execute, at) {
                     Ok(_) => {}
                     // Already executed: a bootloader may refuse a second EXECUTE.
-                    Err(HostError::Rejected {
+                    Err(UpdateError::Rejected {
                         result: ResultCode::OperationNotPermitted,
                         ..
                     }) => {}
@@ -182,7 +185,7 @@ impl Session<'_> {
                 offset = start;
             }
             if offset > 0 {
-                events(Event::Resumed { offset });
+                events(UpdateEvent::Resumed { offset });
             }
         } else if dev_offset > 0 {
             // The device holds data that is not this image's (corrupted, or
@@ -190,7 +193,7 @@ impl Session<'_> {
             // to it. A fresh init packet resets its progress to zero.
             self.send_init(init, true, events)?;
         }
-        events(Event::Progress {
+        events(UpdateEvent::Progress {
             done: offset,
             total,
         });
@@ -203,9 +206,9 @@ impl Session<'_> {
             let crc_before = crc_done;
             let exec_at = At {
                 phase: if offset + len == total {
-                    Phase::Validate
+                    UpdatePhase::Validate
                 } else {
-                    Phase::Data
+                    UpdatePhase::Data
                 },
                 object: Some(index),
                 offset: offset + len,
@@ -215,11 +218,11 @@ impl Session<'_> {
             let mut pipeline = self.opts.pipeline;
             loop {
                 let at = At {
-                    phase: Phase::Data,
+                    phase: UpdatePhase::Data,
                     object: Some(index),
                     offset,
                 };
-                let create = Request::Create {
+                let create = SecureDfuRequest::Create {
                     obj_type: ObjectType::Data as u8,
                     size: len,
                 };
@@ -245,24 +248,24 @@ impl Session<'_> {
                 match self.stream(data, offset, crc_before, at, pipe, events) {
                     Ok(true) => break,
                     Ok(false) => {
-                        self.request(Request::Execute, exec_at)?;
+                        self.request(SecureDfuRequest::Execute, exec_at)?;
                         break;
                     }
                     // A mismatch, or a device that reports a failed flash
                     // write (it drops the object), is worth another try
                     // while the object is not executed.
                     Err(
-                        e @ (HostError::CrcMismatch {
+                        e @ (UpdateError::CrcMismatch {
                             executed: false, ..
                         }
-                        | HostError::Rejected {
+                        | UpdateError::Rejected {
                             ext: Some(ExtError::FlashOperationFailed),
                             ..
                         }),
                     ) if attempt < self.opts.object_retries => {
                         attempt += 1;
                         pipeline = false;
-                        events(Event::Retry {
+                        events(UpdateEvent::Retry {
                             object: index,
                             reason: e.to_string(),
                         });
@@ -272,7 +275,7 @@ impl Session<'_> {
             }
             crc_done = crc32(crc_done, data);
             offset += len;
-            events(Event::Progress {
+            events(UpdateEvent::Progress {
                 done: offset,
                 total,
             });

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// Host options.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct UpdateOptions {
     /// Packet receipt notification interval (0 = CRC only at object ends).
     pub prn: u16,
     /// How many WRITEs may be unacknowledged by a receipt notification
@@ -46,9 +46,9 @@ pub struct Options {
     pub create_delay: Duration,
 }
 
-impl Default for Options {
+impl Default for UpdateOptions {
     fn default() -> Self {
-        Options {
+        UpdateOptions {
             prn: 0,
             window: 0,
             response_timeout: Duration::from_secs(5),
@@ -62,7 +62,7 @@ impl Default for Options {
     }
 }
 
-impl Options {
+impl UpdateOptions {
     /// An **emulation** of the baseline phone library of the user report
     /// (Nordic's Android DFU library with its defaults of that time), for
     /// benchmarks only; never use it for real updates. PRN 12 with
@@ -70,12 +70,12 @@ impl Options {
     /// before sending on), `wait(400)` after each data object CREATE, as
     /// in the report's log, and every request answered before the next.
     pub fn phone_baseline() -> Self {
-        Options {
+        UpdateOptions {
             prn: 12,
             window: 12,
             pipeline: false,
             create_delay: Duration::from_millis(400),
-            ..Options::default()
+            ..UpdateOptions::default()
         }
     }
 

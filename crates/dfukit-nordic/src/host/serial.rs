@@ -1,7 +1,7 @@
 //! The serial transport: SLIP frames over a UART, USB CDC port or pseudo-terminal.
 
 use super::SecureDfuLink;
-use crate::proto::Request;
+use crate::proto::SecureDfuRequest;
 use crate::slip;
 use dfukit_core::WallTime;
 use std::io::{self, Read, Write};
@@ -46,7 +46,7 @@ impl<P: Port> SlipLink<P> {
 impl<P: Port> WallTime for SlipLink<P> {}
 
 impl<P: Port> SecureDfuLink for SlipLink<P> {
-    fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
+    fn send(&mut self, req: &SecureDfuRequest<'_>) -> io::Result<()> {
         self.tx.clear();
         let mut payload = Vec::with_capacity(8);
         req.encode(&mut |b| payload.extend_from_slice(b));

@@ -1,8 +1,8 @@
 //! Streaming one object: writes under the PRN window, pipelined CREATE and EXECUTE, and
 //! recovery of dropped writes from the device's offset.
 
-use super::{check, parse, unexpected, At, Event, HostError, Session};
-use crate::proto::{Opcode, Payload, Request, ResultCode};
+use super::{check, parse, unexpected, At, Session, UpdateError, UpdateEvent};
+use crate::proto::{Opcode, Payload, ResultCode, SecureDfuRequest};
 use dfukit_core::crc::crc32;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -30,8 +30,8 @@ impl Session<'_> {
         crc_before: u32,
         at: At,
         pipe: Pipe,
-        events: &mut dyn FnMut(Event),
-    ) -> Result<bool, HostError> {
+        events: &mut dyn FnMut(UpdateEvent),
+    ) -> Result<bool, UpdateError> {
         let mut pipelined = pipe.execute;
         let prn = u32::from(self.opts.prn);
         let window = self.opts.effective_window();
@@ -67,7 +67,7 @@ impl Session<'_> {
                 }
                 let from = (w.sent - start) as usize;
                 let chunk = &data[from..(from + self.chunk).min(data.len())];
-                self.send(&Request::Write(chunk), at)?;
+                self.send(&SecureDfuRequest::Write(chunk), at)?;
                 w.crc = crc32(w.crc, chunk);
                 w.sent += chunk.len() as u32;
                 w.in_flight.push_back(w.sent);
@@ -96,7 +96,7 @@ impl Session<'_> {
             if o < w.sent {
                 recoveries += 1;
                 if recoveries > self.opts.max_recoveries {
-                    return Err(HostError::BytesLost {
+                    return Err(UpdateError::BytesLost {
                         phase: at.phase,
                         object: at.object,
                         sent: w.sent,
@@ -104,7 +104,7 @@ impl Session<'_> {
                         recoveries: self.opts.max_recoveries,
                     });
                 }
-                events(Event::Recovered {
+                events(UpdateEvent::Recovered {
                     object: at.object,
                     offset: o,
                     lost: w.sent - o,
@@ -127,13 +127,13 @@ impl Session<'_> {
         data: &[u8],
         w: &mut Window,
         at: At,
-    ) -> Result<bool, HostError> {
-        self.send(&Request::Execute, at)?;
+    ) -> Result<bool, UpdateError> {
+        self.send(&SecureDfuRequest::Execute, at)?;
         // An error in a frame before EXECUTE's answer (a mismatch, a refused
         // CREATE, a flash fault) is judged once that answer is read: it
         // says whether the object was executed, and it must not be left
         // for the next request to read.
-        let mut held: Option<HostError> = None;
+        let mut held: Option<UpdateError> = None;
         // At most one notification per write, CREATE's answer and EXECUTE's.
         for _ in 0..=w.in_flight.len() + 2 {
             let frame = self.recv_answer(Opcode::ObjectExecute, at)?;
@@ -146,8 +146,8 @@ impl Session<'_> {
             let executed = parse(&frame, Opcode::ObjectExecute, at);
             return match (executed, held) {
                 (Ok(_), None) => Ok(true),
-                (Ok(_), Some(mut e @ HostError::CrcMismatch { .. })) => {
-                    if let HostError::CrcMismatch { executed, .. } = &mut e {
+                (Ok(_), Some(mut e @ UpdateError::CrcMismatch { .. })) => {
+                    if let UpdateError::CrcMismatch { executed, .. } = &mut e {
                         *executed = true;
                     }
                     Err(e)
@@ -155,17 +155,17 @@ impl Session<'_> {
                 // Incomplete: some writes were dropped. Not executed; the
                 // caller asks for the offset (a mismatch shows there again).
                 (
-                    Err(HostError::Rejected {
+                    Err(UpdateError::Rejected {
                         result: ResultCode::OperationNotPermitted,
                         ..
                     }),
-                    None | Some(HostError::CrcMismatch { .. }),
+                    None | Some(UpdateError::CrcMismatch { .. }),
                 ) => Ok(false),
                 // The first error explains the rest.
                 (_, Some(e)) | (Err(e), None) => Err(e),
             };
         }
-        Err(HostError::BadResponse {
+        Err(UpdateError::BadResponse {
             phase: at.phase,
             request: Opcode::ObjectExecute,
             detail: "more notifications than writes before EXECUTE's answer".into(),
@@ -180,7 +180,7 @@ impl Session<'_> {
         data: &[u8],
         w: &mut Window,
         at: At,
-    ) -> Result<(), HostError> {
+    ) -> Result<(), UpdateError> {
         let at = At {
             offset: w.sent,
             ..at
@@ -214,10 +214,10 @@ impl Session<'_> {
     /// notification, so when a notification may still be on its way, a
     /// SET_PRN goes first: its answer separates the notifications before it
     /// from the CRC_GET answer after it, and it resets the device's counter.
-    fn sync(&mut self, data: &[u8], w: &mut Window, at: At) -> Result<(u32, u32), HostError> {
+    fn sync(&mut self, data: &[u8], w: &mut Window, at: At) -> Result<(u32, u32), UpdateError> {
         let prn = self.opts.prn;
         if prn != 0 && (w.in_flight.len() >= usize::from(prn) || w.counter_unknown) {
-            self.send(&Request::SetPrn(prn), at)?;
+            self.send(&SecureDfuRequest::SetPrn(prn), at)?;
             loop {
                 let frame = self.recv_answer(Opcode::ReceiptNotifSet, at)?;
                 if frame.get(1) == Some(&(Opcode::CrcGet as u8)) {

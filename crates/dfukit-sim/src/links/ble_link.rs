@@ -40,7 +40,7 @@ use dfukit_core::Instant;
 use dfukit_core::{Board, Clock};
 use dfukit_nordic::bootloader::RxTransport;
 use dfukit_nordic::host::SecureDfuLink;
-use dfukit_nordic::proto::Request;
+use dfukit_nordic::proto::SecureDfuRequest;
 use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
@@ -504,7 +504,7 @@ impl Clock for BleBoardLink<'_> {
 }
 
 impl SecureDfuLink for BleBoardLink<'_> {
-    fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
+    fn send(&mut self, req: &SecureDfuRequest<'_>) -> io::Result<()> {
         if self.lost {
             return Err(self.aborted());
         }
@@ -512,7 +512,7 @@ impl SecureDfuLink for BleBoardLink<'_> {
         req.encode(&mut |b| frame.extend_from_slice(b));
         let (kind, value) = match req {
             // The Packet characteristic takes the data alone, no opcode.
-            Request::Write(d) => (PduKind::PacketWrite, d.len()),
+            SecureDfuRequest::Write(d) => (PduKind::PacketWrite, d.len()),
             _ => (PduKind::ControlWrite, frame.len()),
         };
         if value > self.params.write_payload() {
@@ -611,7 +611,7 @@ mod tests {
         let p = BleParams::fast_15ms();
         let mut link = BleBoardLink::new(&mut b, p.clone(), 3).unwrap();
         let start = link.now();
-        link.send(&Request::Select(ObjectType::Command as u8))
+        link.send(&SecureDfuRequest::Select(ObjectType::Command as u8))
             .unwrap();
         let r = link
             .recv(Duration::from_secs(1))
@@ -647,10 +647,10 @@ mod tests {
         let mut link = BleBoardLink::new(&mut b, p.clone(), 3).unwrap();
         // A request with packet writes queued behind it: the event goes on,
         // and the granted write comes back in one of its later exchanges.
-        link.send(&Request::Select(ObjectType::Command as u8))
+        link.send(&SecureDfuRequest::Select(ObjectType::Command as u8))
             .unwrap();
         for _ in 0..4 {
-            link.send(&Request::Write(&[0u8; 244])).unwrap();
+            link.send(&SecureDfuRequest::Write(&[0u8; 244])).unwrap();
         }
         let r = link
             .recv(Duration::from_secs(1))
@@ -673,7 +673,7 @@ mod tests {
     fn writes_without_an_object_are_refused_not_dropped() {
         let mut b = booted();
         let mut link = BleBoardLink::new(&mut b, BleParams::fast_15ms(), 1).unwrap();
-        link.send(&Request::Write(&[0u8; 16])).unwrap();
+        link.send(&SecureDfuRequest::Write(&[0u8; 16])).unwrap();
         // No object: the board answers with an error notification.
         let r = link
             .recv(Duration::from_secs(1))
@@ -681,6 +681,6 @@ mod tests {
             .expect("a response");
         assert_eq!(r[1], 0x08);
         assert_eq!(link.counters().writes_dropped, 0);
-        assert!(link.send(&Request::Write(&[0u8; 245])).is_err());
+        assert!(link.send(&SecureDfuRequest::Write(&[0u8; 245])).is_err());
     }
 }

@@ -17,7 +17,7 @@ use dfukit_core::Instant;
 use dfukit_core::{Board, Clock};
 use dfukit_nordic::bootloader::RxTransport;
 use dfukit_nordic::host::SecureDfuLink;
-use dfukit_nordic::proto::Request;
+use dfukit_nordic::proto::SecureDfuRequest;
 use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
@@ -167,7 +167,7 @@ impl Clock for BoardLink<'_> {
 }
 
 impl SecureDfuLink for BoardLink<'_> {
-    fn send(&mut self, req: &Request<'_>) -> io::Result<()> {
+    fn send(&mut self, req: &SecureDfuRequest<'_>) -> io::Result<()> {
         let mut frame = Vec::with_capacity(8);
         req.encode(&mut |b| frame.extend_from_slice(b));
         if self.uart.is_some() {

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use dfukit_core::Crc32;
-use dfukit_nordic::host::{HostError, Options};
+use dfukit_nordic::host::{UpdateError, UpdateOptions};
 use dfukit_nordic::init_packet::{self, FwType, Hash, HashType, InitCommand, SignatureType};
 use dfukit_nordic::package::keys;
 use dfukit_nordic::proto::ExtError;
@@ -133,13 +133,13 @@ pub fn booted_from(cfg: BoardConfig, internal: &[u8], qspi: &[u8]) -> Nrf52840 {
 
 /// Host options for the simulated board: no PRN, short timeouts (virtual
 /// time makes them cheap), three tries per object.
-pub fn opts() -> Options {
-    Options {
+pub fn opts() -> UpdateOptions {
+    UpdateOptions {
         prn: 0,
         response_timeout: Duration::from_secs(3),
         connect_timeout: Duration::from_millis(500),
         object_retries: 3,
-        ..Options::default()
+        ..UpdateOptions::default()
     }
 }
 
@@ -183,6 +183,6 @@ pub fn assert_app(board: &mut Nrf52840, image: &[u8]) -> Inspection {
 }
 
 /// Whether the device refused a request of the update with `ext`.
-pub fn rejected_with(err: &HostError, ext: ExtError) -> bool {
-    matches!(err, HostError::Rejected { ext: Some(e), .. } if *e == ext)
+pub fn rejected_with(err: &UpdateError, ext: ExtError) -> bool {
+    matches!(err, UpdateError::Rejected { ext: Some(e), .. } if *e == ext)
 }

@@ -44,8 +44,8 @@ impl miette::Diagnostic for Diag {
     }
 }
 
-impl From<dfukit_nordic::host::HostError> for Diag {
-    fn from(e: dfukit_nordic::host::HostError) -> Self {
+impl From<dfukit_nordic::host::UpdateError> for Diag {
+    fn from(e: dfukit_nordic::host::UpdateError) -> Self {
         Diag::new(e.code(), e.to_string(), e.help())
     }
 }

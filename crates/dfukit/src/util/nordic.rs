@@ -5,7 +5,7 @@
 
 use super::diag::Diag;
 use dfukit_nordic::host::serial::SlipLink;
-use dfukit_nordic::host::{self, Event, Options, SecureDfuLink};
+use dfukit_nordic::host::{self, SecureDfuLink, UpdateEvent, UpdateOptions};
 use dfukit_nordic::package::{Package, PackageError};
 use dfukit_transport::serial::SerialPort;
 use std::path::{Path, PathBuf};
@@ -93,10 +93,10 @@ pub fn update_serial(a: &SerialUpdate) -> Result<UpdateSummary, Diag> {
     let pkg = open_package(&a.package)?;
     let port = open_port(&a.port, a.baud)?;
     let mut link = SlipLink::new(port);
-    let opts = Options {
+    let opts = UpdateOptions {
         prn: a.prn,
         response_timeout: Duration::from_secs_f64(a.timeout.max(0.01)),
-        ..Options::default()
+        ..UpdateOptions::default()
     };
     update_package(&mut link, &opts, &pkg, &a.package)
 }
@@ -104,7 +104,7 @@ pub fn update_serial(a: &SerialUpdate) -> Result<UpdateSummary, Diag> {
 /// Sends every image of `pkg` over `link`, with a progress bar per image.
 pub fn update_package(
     link: &mut impl SecureDfuLink,
-    opts: &Options,
+    opts: &UpdateOptions,
     pkg: &Package,
     path: &Path,
 ) -> Result<UpdateSummary, Diag> {
@@ -138,18 +138,18 @@ pub fn firmware_of<'a>(
 /// Sends one image of a package over `link`, with a progress bar.
 pub fn update_image(
     link: &mut impl SecureDfuLink,
-    opts: &Options,
+    opts: &UpdateOptions,
     img: &dfukit_nordic::package::PackageImage,
     path: &Path,
 ) -> Result<(), Diag> {
     let fw = firmware_of(img, path)?;
     let bar = super::progress::bar(fw.len() as u64, img.kind.display_name());
     let result = host::update(link, opts, &img.init_packet, fw, &mut |e| match e {
-        Event::Progress { done, .. } => bar.set_position(done as u64),
-        Event::Resumed { offset } => bar.println(format!(
+        UpdateEvent::Progress { done, .. } => bar.set_position(done as u64),
+        UpdateEvent::Resumed { offset } => bar.println(format!(
             "resuming at byte {offset}: the device already holds the first part"
         )),
-        Event::Retry { object, reason } => {
+        UpdateEvent::Retry { object, reason } => {
             bar.println(format!("retrying object {object}: {reason}"))
         }
         _ => {}

@@ -9,7 +9,7 @@
 use crate::util::diag::Diag;
 use clap::Args;
 use dfukit_core::FlashOp;
-use dfukit_nordic::host::{self, Options};
+use dfukit_nordic::host::{self, UpdateOptions};
 use dfukit_nordic::package;
 use dfukit_sim::flash::FlashTiming;
 use dfukit_sim::links::ble::BleParams;
@@ -91,8 +91,8 @@ pub fn run(a: &BleBench) -> Result<(), Diag> {
     let img = &pkg.images[0];
     let fw = img.firmware.as_ref().ok_or_else(|| diag("no firmware"))?;
     let init = &img.init_packet;
-    let ours = Options::default();
-    let phone = Options::phone_baseline();
+    let ours = UpdateOptions::default();
+    let phone = UpdateOptions::phone_baseline();
     let activation_bound_s = activation_bound(fw.len()).as_secs_f64();
 
     let mut out = BTreeMap::new();
@@ -101,7 +101,7 @@ pub fn run(a: &BleBench) -> Result<(), Diag> {
         ("ble-2m-ci7.5ms", BleParams::fast_7_5ms()),
         ("ble-phone-report", BleParams::phone_report()),
     ] {
-        let run = |o: &Options| -> Result<session::BleUpdate, Diag> {
+        let run = |o: &UpdateOptions| -> Result<session::BleUpdate, Diag> {
             let mut b = session::qspi_board(None).map_err(diag)?;
             let r =
                 session::update_over_ble(&mut b, params.clone(), a.seed, o, init, fw, &mut |_| {})
@@ -146,7 +146,7 @@ pub fn run(a: &BleBench) -> Result<(), Diag> {
     }
     for baud in [115_200u32, 1_000_000] {
         let uart = UartModel::new(baud);
-        let run = |o: &Options| -> Result<(Duration, Duration), Diag> {
+        let run = |o: &UpdateOptions| -> Result<(Duration, Duration), Diag> {
             let mut b = session::qspi_board(None).map_err(diag)?;
             let start = b.now();
             let boots = b.boots();

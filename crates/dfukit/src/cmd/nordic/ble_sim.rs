@@ -4,7 +4,7 @@
 use crate::util::diag::Diag;
 use crate::util::nordic::firmware_of;
 use crate::util::progress;
-use dfukit_nordic::host::{self, Options};
+use dfukit_nordic::host::{self, UpdateOptions};
 use dfukit_nordic::package::Package;
 use dfukit_sim::links::ble::BleParams;
 use dfukit_sim::session;
@@ -32,7 +32,7 @@ pub fn params_diag(e: impl std::fmt::Display) -> Diag {
 pub fn run(
     pkg: &Package,
     path: &Path,
-    opts: &Options,
+    opts: &UpdateOptions,
     public_key: Option<String>,
 ) -> Result<(), Diag> {
     let mut b = session::qspi_board(public_key).map_err(board_diag)?;
@@ -48,7 +48,7 @@ pub fn run(
             &img.init_packet,
             fw,
             &mut |e| {
-                if let host::Event::Progress { done, .. } = e {
+                if let host::UpdateEvent::Progress { done, .. } = e {
                     bar.set_position(done as u64);
                 }
             },

@@ -4,7 +4,7 @@ use crate::util::diag::Diag;
 use crate::util::keys::public_key_hex;
 use crate::util::nordic::{open_package, update_image, update_serial, SerialUpdate};
 use clap::{Args, Subcommand};
-use dfukit_nordic::host::Options;
+use dfukit_nordic::host::UpdateOptions;
 use dfukit_nordic::package::Package;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -101,10 +101,10 @@ pub fn run(cmd: DfuCommand) -> miette::Result<()> {
 /// Runs `dfu ble`.
 pub fn ble(a: &BleArgs) -> Result<(), Diag> {
     let pkg = open_package(&a.package)?;
-    let opts = Options {
+    let opts = UpdateOptions {
         prn: a.prn,
         response_timeout: Duration::from_secs_f64(a.timeout.max(0.01)),
-        ..Options::default()
+        ..UpdateOptions::default()
     };
     if a.sim {
         let key = a.public_key.as_deref().map(public_key_hex).transpose()?;
@@ -115,7 +115,7 @@ pub fn ble(a: &BleArgs) -> Result<(), Diag> {
 }
 
 #[cfg(feature = "ble")]
-fn ble_radio(a: &BleArgs, address: &str, pkg: &Package, opts: &Options) -> Result<(), Diag> {
+fn ble_radio(a: &BleArgs, address: &str, pkg: &Package, opts: &UpdateOptions) -> Result<(), Diag> {
     use dfukit_transport::ble::{next_address, BleError, BleLink};
     let scan = Duration::from_secs_f64(a.scan.max(0.1));
     let diag = |e: BleError| {
@@ -161,7 +161,7 @@ fn ble_radio(a: &BleArgs, address: &str, pkg: &Package, opts: &Options) -> Resul
 }
 
 #[cfg(not(feature = "ble"))]
-fn ble_radio(_: &BleArgs, _: &str, _: &Package, _: &Options) -> Result<(), Diag> {
+fn ble_radio(_: &BleArgs, _: &str, _: &Package, _: &UpdateOptions) -> Result<(), Diag> {
     Err(Diag::new(
         "dfukit::nordic::dfu::ble",
         "this dfukit was built without Bluetooth support",
