@@ -307,10 +307,36 @@ impl<'a> BleBoardLink<'a> {
         self.retry_held();
     }
 
-    /// A data packet is lost to a CRC error (drawn only for data packets,
-    /// so the draw sequence depends on traffic alone).
-    fn corrupted(&mut self) -> bool {
-        self.params.packet_error_rate > 0.0 && self.rng.chance(self.params.packet_error_rate)
+    /// Whether a data packet is lost to a CRC error (drawn only for data
+    /// packets, so the draw sequence depends on traffic alone). Such a
+    /// packet is not acknowledged and counts as a retransmission.
+    fn lost_to_crc(&mut self) -> bool {
+        let rate = self.params.packet_error_rate;
+        let lost = rate > 0.0 && self.rng.chance(rate);
+        if lost {
+            self.counters.retransmissions += 1;
+        }
+        lost
+    }
+
+    /// Records a packet, `(kind, octets, last)`, in the trace.
+    fn log_packet(
+        &mut self,
+        at: Instant,
+        dir: Dir,
+        (kind, octets, last): (PduKind, u16, bool),
+        crc_error: bool,
+        dropped: bool,
+    ) {
+        self.trace.push(TraceEntry {
+            at,
+            dir,
+            kind,
+            octets,
+            last,
+            crc_error,
+            dropped,
+        });
     }
 
     /// Runs the next connection event.
@@ -381,13 +407,11 @@ impl<'a> BleBoardLink<'a> {
         let c_octets = c.map_or(0, |(_, n, _)| n);
         let arrival = s + phy.packet_time(c_octets);
         let up = self.board_up();
-        if let Some((kind, octets, last)) = c {
+        if let Some(packet @ (_, _, last)) = c {
             self.counters.packets_sent += 1;
-            let crc_error = self.corrupted();
+            let crc_error = self.lost_to_crc();
             let mut dropped = false;
-            if crc_error {
-                self.counters.retransmissions += 1;
-            } else {
+            if !crc_error {
                 self.advance_board(arrival);
                 if last {
                     dropped = self.deliver(up);
@@ -395,15 +419,7 @@ impl<'a> BleBoardLink<'a> {
                     o.sent += 1;
                 }
             }
-            self.trace.push(TraceEntry {
-                at: s,
-                dir: Dir::ToPeripheral,
-                kind,
-                octets,
-                last,
-                crc_error,
-                dropped,
-            });
+            self.log_packet(s, Dir::ToPeripheral, packet, crc_error, dropped);
         }
         // Peripheral answer, T_IFS after the central packet ends. It sends
         // data only if the exchange still fits the event (the first always).
@@ -416,12 +432,11 @@ impl<'a> BleBoardLink<'a> {
             .filter(|&(_, n, _)| first || p_start + phy.packet_time(n) + T_IFS <= end);
         let p_octets = p.map_or(0, |(_, n, _)| n);
         let p_end = p_start + phy.packet_time(p_octets);
-        if let Some((kind, octets, last)) = p {
-            let crc_error = self.corrupted();
-            if crc_error {
-                // Not acknowledged: the peripheral sends it again.
-                self.counters.retransmissions += 1;
-            } else {
+        if let Some(packet @ (_, _, last)) = p {
+            // A corrupted packet is not acknowledged: the peripheral sends it
+            // again.
+            let crc_error = self.lost_to_crc();
+            if !crc_error {
                 // Only a packet received intact resets the supervision timer
                 // (Core Vol 6 Part B §4.5.2).
                 self.last_heard = p_end;
@@ -435,15 +450,7 @@ impl<'a> BleBoardLink<'a> {
                     o.sent += 1;
                 }
             }
-            self.trace.push(TraceEntry {
-                at: p_start,
-                dir: Dir::ToCentral,
-                kind,
-                octets,
-                last,
-                crc_error,
-                dropped: false,
-            });
+            self.log_packet(p_start, Dir::ToCentral, packet, crc_error, false);
         }
         if p.is_none() {
             // The empty ACK (never corrupted in this model) was heard.
