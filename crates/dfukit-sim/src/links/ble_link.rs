@@ -598,6 +598,21 @@ mod tests {
         .unwrap()
     }
 
+    /// The board's next response, within a second.
+    fn response(link: &mut BleBoardLink<'_>) -> Vec<u8> {
+        link.recv(Duration::from_secs(1))
+            .unwrap()
+            .expect("a response")
+    }
+
+    /// Waits for the successful answer to the Select sent first, and
+    /// returns the link's trace so far.
+    fn select_answered(link: &mut BleBoardLink<'_>) -> Vec<TraceEntry> {
+        let r = response(link);
+        assert_eq!(&r[..3], &[0x60, 0x06, 0x01]);
+        link.trace().to_vec()
+    }
+
     /// Lets a blank board finish booting into DFU mode.
     fn booted() -> Nrf52840 {
         let mut b = board();
@@ -620,12 +635,7 @@ mod tests {
         let start = link.now();
         link.send(&Request::Select(ObjectType::Command as u8))
             .unwrap();
-        let r = link
-            .recv(Duration::from_secs(1))
-            .unwrap()
-            .expect("a response");
-        assert_eq!(&r[..3], &[0x60, 0x06, 0x01]);
-        let t = link.trace().to_vec();
+        let t = select_answered(&mut link);
         // Request, write response, notification: in that order.
         let kinds: Vec<PduKind> = t.iter().map(|e| e.kind).collect();
         assert_eq!(
@@ -659,12 +669,7 @@ mod tests {
         for _ in 0..4 {
             link.send(&Request::Write(&[0u8; 244])).unwrap();
         }
-        let r = link
-            .recv(Duration::from_secs(1))
-            .unwrap()
-            .expect("a response");
-        assert_eq!(&r[..3], &[0x60, 0x06, 0x01]);
-        let t = link.trace().to_vec();
+        let t = select_answered(&mut link);
         let req = t.iter().find(|e| e.kind == PduKind::ControlWrite).unwrap();
         let rsp = t.iter().find(|e| e.kind == PduKind::WriteResponse).unwrap();
         let ntf = t.iter().find(|e| e.kind == PduKind::Notification).unwrap();
@@ -682,10 +687,7 @@ mod tests {
         let mut link = BleBoardLink::new(&mut b, BleParams::fast_15ms(), 1).unwrap();
         link.send(&Request::Write(&[0u8; 16])).unwrap();
         // No object: the board answers with an error notification.
-        let r = link
-            .recv(Duration::from_secs(1))
-            .unwrap()
-            .expect("a response");
+        let r = response(&mut link);
         assert_eq!(r[1], 0x08);
         assert_eq!(link.counters().writes_dropped, 0);
         assert!(link.send(&Request::Write(&[0u8; 245])).is_err());
