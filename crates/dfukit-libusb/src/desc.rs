@@ -31,20 +31,33 @@ fn le16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
 
-/// Parses an 18-byte device descriptor.
-pub fn parse_device_descriptor(b: &[u8]) -> Result<libusb_device_descriptor, DescError> {
-    if b.len() < LIBUSB_DT_DEVICE_SIZE {
+/// What a parser checks first: that `b` is at least `min` bytes of
+/// descriptor type `ty`. The errors name the descriptor (`name`), the length
+/// wanted (`want`) and the type as the USB spec does (`ty_name`).
+fn check_head(
+    b: &[u8],
+    (name, min, want): (&str, usize, &str),
+    (ty, ty_name): (u8, &str),
+) -> Result<(), DescError> {
+    if b.len() < min {
         return Err(DescError(format!(
-            "device descriptor is {} bytes, want {LIBUSB_DT_DEVICE_SIZE}",
+            "{name} descriptor is {} bytes, want {want}",
             b.len()
         )));
     }
-    if b[1] != LIBUSB_DT_DEVICE {
+    if b[1] != ty {
         return Err(DescError(format!(
-            "descriptor type {:#04x} is not DEVICE",
+            "descriptor type {:#04x} is not {ty_name}",
             b[1]
         )));
     }
+    Ok(())
+}
+
+/// Parses an 18-byte device descriptor.
+pub fn parse_device_descriptor(b: &[u8]) -> Result<libusb_device_descriptor, DescError> {
+    let size = ("device", LIBUSB_DT_DEVICE_SIZE, "18");
+    check_head(b, size, (LIBUSB_DT_DEVICE, "DEVICE"))?;
     Ok(libusb_device_descriptor {
         bLength: b[0],
         bDescriptorType: b[1],
@@ -126,18 +139,8 @@ fn skip_extra(b: &[u8], mut at: usize) -> Result<usize, DescError> {
 impl ConfigDescriptor {
     /// Parses a full configuration descriptor.
     pub fn parse(b: &[u8]) -> Result<Self, DescError> {
-        if b.len() < LIBUSB_DT_CONFIG_SIZE {
-            return Err(DescError(format!(
-                "configuration descriptor is {} bytes, want at least 9",
-                b.len()
-            )));
-        }
-        if b[1] != LIBUSB_DT_CONFIG {
-            return Err(DescError(format!(
-                "descriptor type {:#04x} is not CONFIGURATION",
-                b[1]
-            )));
-        }
+        let size = ("configuration", LIBUSB_DT_CONFIG_SIZE, "at least 9");
+        check_head(b, size, (LIBUSB_DT_CONFIG, "CONFIGURATION"))?;
         if (b[0] as usize) < LIBUSB_DT_CONFIG_SIZE {
             return Err(DescError(format!("invalid config bLength {}", b[0])));
         }

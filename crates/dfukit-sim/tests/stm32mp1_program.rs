@@ -263,17 +263,27 @@ fn nand_layout_skips_bad_blocks_and_copies_the_fsbl() {
     );
 }
 
+/// Programs the boot files on an eMMC-only board with `fault`, with default
+/// options, which must fail. Returns the state directory (the board's
+/// files live there), the error, the board and the options.
+fn program_with_fault(
+    fault: Stm32mp1Fault,
+) -> (tempfile::TempDir, ProgramError, SimUsb<Stm32mp1>, Options) {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, bytes) = write_files(dir.path(), EMMC_TSV, &boot_files());
+    let mut cfg = emmc_only();
+    cfg.fault = Some(fault);
+    let mut usb = board(dir.path(), cfg);
+    let opts = Options::default();
+    let e = program::program(&mut usb, &layout, &bytes, &opts, &mut |_| {}).unwrap_err();
+    (dir, e, usb, opts)
+}
+
 /// The user report: TF-A never answers after the ROM hands over. dfukit
 /// stops within its bound, names the stage and the likely causes.
 #[test]
 fn tf_a_that_never_answers_is_diagnosed_within_the_bound() {
-    let dir = tempfile::tempdir().unwrap();
-    let (layout, bytes) = write_files(dir.path(), EMMC_TSV, &boot_files());
-    let mut cfg = emmc_only();
-    cfg.fault = Some(Stm32mp1Fault::TfaNoUsb);
-    let mut usb = board(dir.path(), cfg);
-    let opts = Options::default();
-    let e = program::program(&mut usb, &layout, &bytes, &opts, &mut |_| {}).unwrap_err();
+    let (_dir, e, usb, opts) = program_with_fault(Stm32mp1Fault::TfaNoUsb);
     assert_eq!(e.stage, ProgramStage::TfA);
     assert!(matches!(e.kind, FailureKind::TfaSilent { .. }), "{e}");
     assert_eq!(e.code(), "dfukit::stm32mp::tfa_silent");
@@ -294,13 +304,7 @@ fn tf_a_that_never_answers_is_diagnosed_within_the_bound() {
 
 #[test]
 fn u_boot_that_never_reconnects_is_diagnosed_within_the_bound() {
-    let dir = tempfile::tempdir().unwrap();
-    let (layout, bytes) = write_files(dir.path(), EMMC_TSV, &boot_files());
-    let mut cfg = emmc_only();
-    cfg.fault = Some(Stm32mp1Fault::UbootNoReconnect);
-    let mut usb = board(dir.path(), cfg);
-    let opts = Options::default();
-    let e = program::program(&mut usb, &layout, &bytes, &opts, &mut |_| {}).unwrap_err();
+    let (_dir, e, _usb, opts) = program_with_fault(Stm32mp1Fault::UbootNoReconnect);
     assert!(
         matches!(e.kind, FailureKind::UbootNoReconnect { .. }),
         "{e}"

@@ -356,27 +356,18 @@ mod tests {
 
     #[test]
     fn alt_names_format_like_u_boot_and_parse_tf_a_names() {
-        let a = AltName {
-            name: "fsbl1".into(),
-            id: 4,
-            size: 256 << 10,
-            read_only: false,
+        let alt = |name: &str, id, size, read_only| AltName {
+            name: name.into(),
+            id,
+            size,
+            read_only,
         };
+        let a = alt("fsbl1", 4, 256 << 10, false);
         assert_eq!(a.format(), "@fsbl1/0x04/1*256Ke");
         assert_eq!(AltName::parse(&a.format()), Some(a));
-        let v = AltName {
-            name: "virtual".into(),
-            id: ID_CMD,
-            size: 512,
-            read_only: true,
-        };
+        let v = alt("virtual", ID_CMD, 512, true);
         assert_eq!(v.format(), "@virtual/0xf1/1*512Ba");
-        let rootfs = AltName {
-            name: "rootfs".into(),
-            id: 0x12,
-            size: 3 << 30,
-            read_only: false,
-        };
+        let rootfs = alt("rootfs", 0x12, 3 << 30, false);
         assert_eq!(rootfs.format(), "@rootfs/0x12/1*3072Me");
         let t = AltName::parse("@FSBL /0x01/1*1Me").unwrap();
         assert_eq!((t.name.as_str(), t.id, t.size), ("FSBL", 1, 1 << 20));

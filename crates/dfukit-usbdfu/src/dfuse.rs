@@ -649,32 +649,19 @@ mod tests {
 
     #[test]
     fn errors_say_where() {
-        assert_eq!(MemoryLayout::parse("Internal"), Err(LayoutError::MissingAt));
-        assert_eq!(MemoryLayout::parse("@Name"), Err(LayoutError::NoSegments));
-        assert_eq!(
-            MemoryLayout::parse("@/0x0/1*1Kg"),
-            Err(LayoutError::BadName)
-        );
-        assert_eq!(
-            MemoryLayout::parse("@N/0xZZ/1*1Kg"),
-            Err(LayoutError::BadAddress { at: 5 })
-        );
-        assert_eq!(
-            MemoryLayout::parse("@N/0x0/1*1Kgg"),
-            Err(LayoutError::BadType { at: 11 })
-        );
-        assert_eq!(
-            MemoryLayout::parse("@N/0x0/1*1K"),
-            Err(LayoutError::BadType { at: 11 })
-        );
-        assert_eq!(
-            MemoryLayout::parse("@N/0x0/0*1Kg"),
-            Err(LayoutError::BadSectors { at: 7 })
-        );
-        assert_eq!(
-            MemoryLayout::parse("@N/0xFFFFFFFF/2*1Kg"),
-            Err(LayoutError::Overflow { at: 14 })
-        );
+        let cases = [
+            ("Internal", LayoutError::MissingAt),
+            ("@Name", LayoutError::NoSegments),
+            ("@/0x0/1*1Kg", LayoutError::BadName),
+            ("@N/0xZZ/1*1Kg", LayoutError::BadAddress { at: 5 }),
+            ("@N/0x0/1*1Kgg", LayoutError::BadType { at: 11 }),
+            ("@N/0x0/1*1K", LayoutError::BadType { at: 11 }),
+            ("@N/0x0/0*1Kg", LayoutError::BadSectors { at: 7 }),
+            ("@N/0xFFFFFFFF/2*1Kg", LayoutError::Overflow { at: 14 }),
+        ];
+        for (text, err) in cases {
+            assert_eq!(MemoryLayout::parse(text), Err(err), "{text}");
+        }
     }
 
     #[test]

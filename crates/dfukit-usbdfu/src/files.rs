@@ -552,6 +552,14 @@ mod tests {
         assert_eq!(f.to_bytes().unwrap().len(), 70309);
     }
 
+    /// Rewrites the suffix CRC of a file a test has edited, so that only
+    /// the edit is wrong.
+    fn reseal(file: &mut [u8]) {
+        let n = file.len();
+        let crc = suffix_crc(&file[..n - 4]);
+        file[n - 4..].copy_from_slice(&crc.to_le_bytes());
+    }
+
     #[test]
     fn dfuse_errors_say_where() {
         let bytes = sample().to_bytes().unwrap();
@@ -559,9 +567,7 @@ mod tests {
         let second = 11 + 274 + 8 + 70000 + 8 + 3;
         let mut b = bytes.clone();
         b[second] = b'X';
-        let n = b.len();
-        let crc = suffix_crc(&b[..n - 4]);
-        b[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        reseal(&mut b);
         assert_eq!(
             DfuseFile::parse(&b),
             Err(FileError::BadSignature {
@@ -586,9 +592,7 @@ mod tests {
         );
         let size = t.len() as u32;
         t[6..10].copy_from_slice(&size.to_le_bytes());
-        let n = t.len();
-        let crc = suffix_crc(&t[..n - 4]);
-        t[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        reseal(&mut t);
         assert_eq!(
             DfuseFile::parse(&t),
             Err(FileError::Truncated {

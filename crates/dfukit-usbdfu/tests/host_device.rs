@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::{
-    f4_host, f4_write, host_on, image, layout, FlashMode, RamFlash, Region, Sim, F4_FLASH, F4_OPT,
-};
+use common::{f4_host, f4_write, host_on, image, layout, FlashMode, Sim, F4_FLASH, F4_OPT};
 use dfukit_core::Clock;
+use dfukit_testkit::{Region, TestFlash};
 use dfukit_usbdfu::device::{AltSetting, DeviceConfig, DeviceEvent, Dialect, FlashTiming};
 use dfukit_usbdfu::dfuse::Command;
 use dfukit_usbdfu::files::{DfuseFile, Element, Suffix, Target};
@@ -369,11 +368,7 @@ fn plain_sim(dialect: Dialect) -> Sim {
         flash_timeout: Duration::from_secs(5),
         default_address: 0x0010_0000,
     };
-    let flash = RamFlash::new(vec![Region {
-        start: 0x0010_0000,
-        bytes: vec![0xFF; 64 * 1024],
-        nor: true,
-    }]);
+    let flash = TestFlash::new(vec![Region::nor(0x0010_0000, 64 * 1024)]).recording();
     Sim::new(cfg, flash)
 }
 

@@ -5,8 +5,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -15,7 +14,7 @@ use dfukit_usbip::wire::{
     USBIP_RET_SUBMIT, USBIP_RET_UNLINK,
 };
 use dfukit_usbip::{
-    Client, ControlError, ControlReply, DeviceInfo, Server, SetupPacket, Unlinked, UsbDevice,
+    Client, ControlError, ControlReply, DeviceInfo, Imported, SetupPacket, Unlinked, UsbDevice,
 };
 
 /// Vendor request (IN or OUT) the device never completes.
@@ -50,11 +49,18 @@ impl UsbDevice for HangingDevice {
     }
 }
 
-fn serve_hanging() -> (Server, Arc<Mutex<HangingDevice>>, SocketAddr) {
-    serve(HangingDevice {
+fn hanging() -> HangingDevice {
+    HangingDevice {
         inner: TestDevice::new(),
         hang_calls: 0,
-    })
+    }
+}
+
+/// Submits a request the device never completes, and gives the server time
+/// to hand it to the device.
+fn submit_hang(imp: &mut Imported) {
+    imp.submit_control(vendor_in(REQ_HANG, 0, 1), &[]).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
 }
 
 /// Asserts that a timed-out request took its timeout, and not much more:
@@ -66,8 +72,7 @@ fn assert_took_the_timeout(elapsed: Duration) {
 
 #[test]
 fn hung_request_times_out_and_the_import_stays_usable() {
-    let (server, dev, addr) = serve_hanging();
-    let mut imp = Client::import(addr, "1-1").unwrap();
+    let (server, dev, _addr, mut imp) = serve_imported(hanging());
 
     let t0 = Instant::now();
     let r = imp.control(vendor_in(REQ_HANG, 0, 8), &[], HANG_TIMEOUT);
@@ -105,8 +110,7 @@ fn hung_request_times_out_and_the_import_stays_usable() {
 
 #[test]
 fn request_queued_behind_a_hung_one_runs_after_the_unlink() {
-    let (server, dev, addr) = serve_hanging();
-    let mut imp = Client::import(addr, "1-1").unwrap();
+    let (server, dev, _addr, mut imp) = serve_imported(hanging());
     imp.control(vendor_out(REQ_STORE, 2), &[4, 2], T).unwrap();
 
     let hung = imp.submit_control(vendor_in(REQ_HANG, 0, 1), &[]).unwrap();
@@ -140,8 +144,7 @@ fn request_queued_behind_a_hung_one_runs_after_the_unlink() {
 
 #[test]
 fn queued_request_can_be_unlinked_while_the_device_hangs() {
-    let (server, dev, addr) = serve_hanging();
-    let mut imp = Client::import(addr, "1-1").unwrap();
+    let (server, dev, _addr, mut imp) = serve_imported(hanging());
 
     let hung = imp.submit_control(vendor_in(REQ_HANG, 0, 1), &[]).unwrap();
     let store = imp
@@ -164,7 +167,7 @@ fn queued_request_can_be_unlinked_while_the_device_hangs() {
 
 #[test]
 fn raw_wire_hung_urb_gets_ret_unlink_and_no_ret_submit() {
-    let (server, _dev, addr) = serve_hanging();
+    let (server, _dev, addr) = serve(hanging());
     let mut s = raw_import(addr, T);
 
     let submit = |seqnum, setup: SetupPacket| CmdSubmit {
@@ -223,10 +226,8 @@ fn raw_wire_hung_urb_gets_ret_unlink_and_no_ret_submit() {
 
 #[test]
 fn closing_the_import_releases_a_hung_urb() {
-    let (server, dev, addr) = serve_hanging();
-    let mut imp = Client::import(addr, "1-1").unwrap();
-    imp.submit_control(vendor_in(REQ_HANG, 0, 1), &[]).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    let (server, dev, addr, mut imp) = serve_imported(hanging());
+    submit_hang(&mut imp);
     assert_eq!(dev.lock().unwrap().hang_calls, 1);
     // Gone without unlinking (dfu-util killed): the server must not keep
     // the device busy waiting for an unlink that will never come.
@@ -243,8 +244,7 @@ fn closing_the_import_releases_a_hung_urb() {
 
 #[test]
 fn device_detaching_while_a_request_hangs_ends_the_import() {
-    let (server, dev, addr) = serve_hanging();
-    let mut imp = Client::import(addr, "1-1").unwrap();
+    let (server, dev, _addr, mut imp) = serve_imported(hanging());
     // The board resets (watchdog) while the request hangs: the client must
     // learn that the device is gone at once, not after its own timeout.
     let flip = {
@@ -266,10 +266,8 @@ fn device_detaching_while_a_request_hangs_ends_the_import() {
 
 #[test]
 fn server_stop_with_a_hung_urb_returns_promptly() {
-    let (server, _dev, addr) = serve_hanging();
-    let mut imp = Client::import(addr, "1-1").unwrap();
-    imp.submit_control(vendor_in(REQ_HANG, 0, 1), &[]).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    let (server, _dev, _addr, mut imp) = serve_imported(hanging());
+    submit_hang(&mut imp);
     let t0 = Instant::now();
     server.stop();
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());

@@ -70,8 +70,7 @@ fn list_reports_device_and_interfaces() {
 
 #[test]
 fn import_and_control_transfers() {
-    let (server, dev, addr) = serve(TestDevice::new());
-    let mut imp = Client::import(addr, "1-1").unwrap();
+    let (server, dev, _addr, mut imp) = serve_imported(TestDevice::new());
     assert_eq!(imp.info().busid, "1-1");
     assert_eq!(imp.info().vendor_id, VID);
     assert_eq!(imp.devid(), (1 << 16) | imp.info().devnum);
@@ -170,8 +169,7 @@ fn import_refusals() {
 
 #[test]
 fn unlink_cancels_a_running_urb() {
-    let (server, dev, addr) = serve(TestDevice::new());
-    let mut imp = Client::import(addr, "1-1").unwrap();
+    let (server, dev, _addr, mut imp) = serve_imported(TestDevice::new());
     let seq = imp
         .submit_control(vendor_in(REQ_SLOW, 300, 1), &[])
         .unwrap();
@@ -209,8 +207,7 @@ fn unlink_cancels_a_running_urb() {
 
 #[test]
 fn timeout_unlinks_and_connection_recovers() {
-    let (server, _dev, addr) = serve(TestDevice::new());
-    let mut imp = Client::import(addr, "1-1").unwrap();
+    let (server, _dev, _addr, mut imp) = serve_imported(TestDevice::new());
     let t0 = Instant::now();
     assert!(matches!(
         imp.control(
@@ -232,8 +229,7 @@ fn timeout_unlinks_and_connection_recovers() {
 
 #[test]
 fn detached_device_ends_the_import() {
-    let (server, dev, addr) = serve(TestDevice::new());
-    let mut imp = Client::import(addr, "1-1").unwrap();
+    let (server, dev, addr, mut imp) = serve_imported(TestDevice::new());
     // The reply to the request that detaches still arrives.
     imp.control(vendor_out(REQ_DETACH, 0), &[], T).unwrap();
     assert!(matches!(
@@ -274,8 +270,7 @@ fn detached_device_ends_the_import() {
 
 #[test]
 fn server_stop_disconnects_clients() {
-    let (server, _dev, addr) = serve(TestDevice::new());
-    let mut imp = Client::import(addr, "1-1").unwrap();
+    let (server, _dev, addr, mut imp) = serve_imported(TestDevice::new());
     imp.control(get_descriptor(1, 0, 18), &[], T).unwrap();
     let t0 = Instant::now();
     server.stop();

@@ -198,6 +198,13 @@ impl Drop for Ctx {
     }
 }
 
+/// A mock backend and a context on it.
+fn mocked() -> (Arc<MockBackend>, Ctx) {
+    let mock = MockBackend::new();
+    let ctx = Ctx(context_with_backend(mock.clone()));
+    (mock, ctx)
+}
+
 fn list(ctx: &Ctx) -> Vec<*mut libusb_device> {
     let mut l: *mut *mut libusb_device = ptr::null_mut();
     // SAFETY: test calls with valid pointers.
@@ -219,10 +226,15 @@ fn open(dev: *mut libusb_device) -> *mut libusb_device_handle {
     h
 }
 
+/// The first device of `ctx`'s list, and a handle on it.
+fn first_opened(ctx: &Ctx) -> (*mut libusb_device, *mut libusb_device_handle) {
+    let dev = list(ctx)[0];
+    (dev, open(dev))
+}
+
 #[test]
 fn list_describe_and_free() {
-    let mock = MockBackend::new();
-    let ctx = Ctx(context_with_backend(mock.clone()));
+    let (mock, ctx) = mocked();
     let devs = list(&ctx);
     assert_eq!(devs.len(), 1);
     let dev = devs[0];
@@ -275,8 +287,7 @@ fn list_describe_and_free() {
 
 #[test]
 fn relisting_reuses_the_import_even_when_references_leak() {
-    let mock = MockBackend::new();
-    let ctx = Ctx(context_with_backend(mock.clone()));
+    let (mock, ctx) = mocked();
     let a = list(&ctx)[0]; // leaked on purpose, as dfu-util does
     let b = list(&ctx)[0];
     assert_ne!(a, b);
@@ -305,10 +316,8 @@ fn relisting_reuses_the_import_even_when_references_leak() {
 
 #[test]
 fn control_transfers_and_error_mapping() {
-    let mock = MockBackend::new();
-    let ctx = Ctx(context_with_backend(mock.clone()));
-    let dev = list(&ctx)[0];
-    let h = open(dev);
+    let (mock, ctx) = mocked();
+    let (dev, h) = first_opened(&ctx);
     // SAFETY: valid pointers throughout.
     unsafe {
         assert_eq!(libusb_get_device(h), dev);
@@ -388,10 +397,8 @@ fn control_transfers_and_error_mapping() {
 
 #[test]
 fn interfaces_and_alternate_settings() {
-    let mock = MockBackend::new();
-    let ctx = Ctx(context_with_backend(mock.clone()));
-    let dev = list(&ctx)[0];
-    let h = open(dev);
+    let (mock, ctx) = mocked();
+    let (dev, h) = first_opened(&ctx);
     // SAFETY: valid pointers.
     unsafe {
         assert_eq!(
@@ -427,10 +434,8 @@ fn interfaces_and_alternate_settings() {
 
 #[test]
 fn reset_keeps_a_device_that_stays_and_reports_one_that_leaves() {
-    let mock = MockBackend::new();
-    let ctx = Ctx(context_with_backend(mock.clone()));
-    let dev = list(&ctx)[0];
-    let h = open(dev);
+    let (mock, ctx) = mocked();
+    let (dev, h) = first_opened(&ctx);
     // SAFETY: valid pointers.
     unsafe {
         assert_eq!(libusb_reset_device(h), 0);
@@ -533,8 +538,7 @@ fn unreachable_server_is_an_empty_list() {
 
 #[test]
 fn open_by_ids() {
-    let mock = MockBackend::new();
-    let ctx = Ctx(context_with_backend(mock.clone()));
+    let (mock, ctx) = mocked();
     // SAFETY: valid pointers.
     unsafe {
         let h = libusb_open_device_with_vid_pid(ctx.0, 0x0483, 0xdf11);

@@ -599,10 +599,7 @@ impl Board for Nrf52840 {
             return None;
         }
         let pending = self.pending.and_then(|p| p.outcome.map(|_| p.at));
-        match (pending, self.bootloader.poll_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        super::earliest(pending, self.bootloader.poll_at())
     }
     fn is_powered(&self) -> bool {
         self.power.is_on()

@@ -441,10 +441,7 @@ impl Board for Stm32f4 {
         self.run_due();
     }
     fn next_wakeup(&self) -> Option<Instant> {
-        match (self.pending.map(|p| p.at), self.dev.poll_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        super::earliest(self.pending.map(|p| p.at), self.dev.poll_at())
     }
     fn is_powered(&self) -> bool {
         // The board has no power model: it is always on.

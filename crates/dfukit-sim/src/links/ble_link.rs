@@ -307,10 +307,36 @@ impl<'a> BleBoardLink<'a> {
         self.retry_held();
     }
 
-    /// A data packet is lost to a CRC error (drawn only for data packets,
-    /// so the draw sequence depends on traffic alone).
-    fn corrupted(&mut self) -> bool {
-        self.params.packet_error_rate > 0.0 && self.rng.chance(self.params.packet_error_rate)
+    /// Whether a data packet is lost to a CRC error (drawn only for data
+    /// packets, so the draw sequence depends on traffic alone). Such a
+    /// packet is not acknowledged and counts as a retransmission.
+    fn lost_to_crc(&mut self) -> bool {
+        let rate = self.params.packet_error_rate;
+        let lost = rate > 0.0 && self.rng.chance(rate);
+        if lost {
+            self.counters.retransmissions += 1;
+        }
+        lost
+    }
+
+    /// Records a packet, `(kind, octets, last)`, in the trace.
+    fn log_packet(
+        &mut self,
+        at: Instant,
+        dir: Dir,
+        (kind, octets, last): (PduKind, u16, bool),
+        crc_error: bool,
+        dropped: bool,
+    ) {
+        self.trace.push(TraceEntry {
+            at,
+            dir,
+            kind,
+            octets,
+            last,
+            crc_error,
+            dropped,
+        });
     }
 
     /// Runs the next connection event.
@@ -381,13 +407,11 @@ impl<'a> BleBoardLink<'a> {
         let c_octets = c.map_or(0, |(_, n, _)| n);
         let arrival = s + phy.packet_time(c_octets);
         let up = self.board_up();
-        if let Some((kind, octets, last)) = c {
+        if let Some(packet @ (_, _, last)) = c {
             self.counters.packets_sent += 1;
-            let crc_error = self.corrupted();
+            let crc_error = self.lost_to_crc();
             let mut dropped = false;
-            if crc_error {
-                self.counters.retransmissions += 1;
-            } else {
+            if !crc_error {
                 self.advance_board(arrival);
                 if last {
                     dropped = self.deliver(up);
@@ -395,15 +419,7 @@ impl<'a> BleBoardLink<'a> {
                     o.sent += 1;
                 }
             }
-            self.trace.push(TraceEntry {
-                at: s,
-                dir: Dir::ToPeripheral,
-                kind,
-                octets,
-                last,
-                crc_error,
-                dropped,
-            });
+            self.log_packet(s, Dir::ToPeripheral, packet, crc_error, dropped);
         }
         // Peripheral answer, T_IFS after the central packet ends. It sends
         // data only if the exchange still fits the event (the first always).
@@ -416,12 +432,11 @@ impl<'a> BleBoardLink<'a> {
             .filter(|&(_, n, _)| first || p_start + phy.packet_time(n) + T_IFS <= end);
         let p_octets = p.map_or(0, |(_, n, _)| n);
         let p_end = p_start + phy.packet_time(p_octets);
-        if let Some((kind, octets, last)) = p {
-            let crc_error = self.corrupted();
-            if crc_error {
-                // Not acknowledged: the peripheral sends it again.
-                self.counters.retransmissions += 1;
-            } else {
+        if let Some(packet @ (_, _, last)) = p {
+            // A corrupted packet is not acknowledged: the peripheral sends it
+            // again.
+            let crc_error = self.lost_to_crc();
+            if !crc_error {
                 // Only a packet received intact resets the supervision timer
                 // (Core Vol 6 Part B §4.5.2).
                 self.last_heard = p_end;
@@ -435,15 +450,7 @@ impl<'a> BleBoardLink<'a> {
                     o.sent += 1;
                 }
             }
-            self.trace.push(TraceEntry {
-                at: p_start,
-                dir: Dir::ToCentral,
-                kind,
-                octets,
-                last,
-                crc_error,
-                dropped: false,
-            });
+            self.log_packet(p_start, Dir::ToCentral, packet, crc_error, false);
         }
         if p.is_none() {
             // The empty ACK (never corrupted in this model) was heard.
@@ -591,6 +598,21 @@ mod tests {
         .unwrap()
     }
 
+    /// The board's next response, within a second.
+    fn response(link: &mut BleBoardLink<'_>) -> Vec<u8> {
+        link.recv(Duration::from_secs(1))
+            .unwrap()
+            .expect("a response")
+    }
+
+    /// Waits for the successful answer to the Select sent first, and
+    /// returns the link's trace so far.
+    fn select_answered(link: &mut BleBoardLink<'_>) -> Vec<TraceEntry> {
+        let r = response(link);
+        assert_eq!(&r[..3], &[0x60, 0x06, 0x01]);
+        link.trace().to_vec()
+    }
+
     /// Lets a blank board finish booting into DFU mode.
     fn booted() -> Nrf52840 {
         let mut b = board();
@@ -613,12 +635,7 @@ mod tests {
         let start = link.now();
         link.send(&SecureDfuRequest::Select(ObjectType::Command as u8))
             .unwrap();
-        let r = link
-            .recv(Duration::from_secs(1))
-            .unwrap()
-            .expect("a response");
-        assert_eq!(&r[..3], &[0x60, 0x06, 0x01]);
-        let t = link.trace().to_vec();
+        let t = select_answered(&mut link);
         // Request, write response, notification: in that order.
         let kinds: Vec<PduKind> = t.iter().map(|e| e.kind).collect();
         assert_eq!(
@@ -652,12 +669,7 @@ mod tests {
         for _ in 0..4 {
             link.send(&SecureDfuRequest::Write(&[0u8; 244])).unwrap();
         }
-        let r = link
-            .recv(Duration::from_secs(1))
-            .unwrap()
-            .expect("a response");
-        assert_eq!(&r[..3], &[0x60, 0x06, 0x01]);
-        let t = link.trace().to_vec();
+        let t = select_answered(&mut link);
         let req = t.iter().find(|e| e.kind == PduKind::ControlWrite).unwrap();
         let rsp = t.iter().find(|e| e.kind == PduKind::WriteResponse).unwrap();
         let ntf = t.iter().find(|e| e.kind == PduKind::Notification).unwrap();
@@ -675,10 +687,7 @@ mod tests {
         let mut link = BleBoardLink::new(&mut b, BleParams::fast_15ms(), 1).unwrap();
         link.send(&SecureDfuRequest::Write(&[0u8; 16])).unwrap();
         // No object: the board answers with an error notification.
-        let r = link
-            .recv(Duration::from_secs(1))
-            .unwrap()
-            .expect("a response");
+        let r = response(&mut link);
         assert_eq!(r[1], 0x08);
         assert_eq!(link.counters().writes_dropped, 0);
         assert!(link.send(&SecureDfuRequest::Write(&[0u8; 245])).is_err());

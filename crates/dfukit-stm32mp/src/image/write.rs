@@ -81,9 +81,9 @@ impl WriteParams {
 /// If `payload` is 4 GiB or larger.
 pub fn write(params: &WriteParams, payload: &[u8]) -> Vec<u8> {
     let len = u32::try_from(payload.len()).expect("STM32 image payload must be < 4 GiB");
-    let header_len = match params.version {
-        WriteVersion::V1 => V1_HEADER_LEN,
-        WriteVersion::V2 => V2_HEADER_LEN,
+    let (header_len, header_version, default_flags) = match params.version {
+        WriteVersion::V1 => (V1_HEADER_LEN, HEADER_VERSION_V1, OPT_FLAG_NO_SIGNATURE),
+        WriteVersion::V2 => (V2_HEADER_LEN, HEADER_VERSION_V2, EXT_FLAG_PADDING),
     };
     let mut out = vec![0u8; header_len];
     put(&mut out, offsets::MAGIC, MAGIC);
@@ -92,14 +92,11 @@ pub fn write(params: &WriteParams, payload: &[u8]) -> Vec<u8> {
     put(&mut out, offsets::ENTRY_POINT, params.entry_point);
     put(&mut out, offsets::LOAD_ADDRESS, params.load_address);
     put(&mut out, offsets::IMAGE_VERSION, params.image_version);
+    put(&mut out, offsets::HEADER_VERSION, header_version);
+    let flags = params.option_flags.unwrap_or(default_flags);
+    put(&mut out, offsets::FLAGS, flags);
     match params.version {
         WriteVersion::V1 => {
-            put(&mut out, offsets::HEADER_VERSION, HEADER_VERSION_V1);
-            put(
-                &mut out,
-                offsets::FLAGS,
-                params.option_flags.unwrap_or(OPT_FLAG_NO_SIGNATURE),
-            );
             put(
                 &mut out,
                 offsets::V1_ECDSA_ALGORITHM,
@@ -110,12 +107,6 @@ pub fn write(params: &WriteParams, payload: &[u8]) -> Vec<u8> {
             out[offsets::V1_BINARY_TYPE] = params.binary_type as u8;
         }
         WriteVersion::V2 => {
-            put(&mut out, offsets::HEADER_VERSION, HEADER_VERSION_V2);
-            put(
-                &mut out,
-                offsets::FLAGS,
-                params.option_flags.unwrap_or(EXT_FLAG_PADDING),
-            );
             put(
                 &mut out,
                 offsets::V2_EXTENSION_HEADERS_LENGTH,

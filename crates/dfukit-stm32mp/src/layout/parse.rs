@@ -2,6 +2,7 @@
 //! header), the per-column syntax and the cross-row rules U-Boot applies
 //! before it looks at a device.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -429,21 +430,14 @@ impl RowRules {
     /// refused here since the host looks alternate settings up by Id.
     fn unique_id(&mut self, parts: &[Partition], i: usize, sink: &mut Sink<'_>) -> bool {
         let p = &parts[i];
-        let Some(&first) = self.seen_ids.get(&p.id) else {
-            self.seen_ids.insert(p.id, i);
-            return true;
-        };
-        let o = &parts[first];
-        sink.push(
-            p.line,
-            p.col(COL_ID),
+        let at = (p.line, p.col(COL_ID));
+        first_use(&mut self.seen_ids, p.id, (parts, i), at, sink, |o| {
             LayoutErrorKind::DuplicateId {
                 id: p.id,
                 other_line: o.line,
                 other_name: o.name.clone(),
-            },
-        );
-        false
+            }
+        })
     }
 
     /// At most [`MAX_DEVICES`] devices (`STM32PROG_MAX_DEV`).
@@ -484,21 +478,37 @@ impl RowRules {
             return false;
         }
         let key = (p.ip, p.offset == Offset::Boot1);
-        let Some(&first) = self.boot_used.get(&key) else {
-            self.boot_used.insert(key, i);
-            return true;
-        };
-        let o = &parts[first];
-        sink.push(
-            p.line,
-            p.col(COL_OFFSET),
+        let at = (p.line, p.col(COL_OFFSET));
+        first_use(&mut self.boot_used, key, (parts, i), at, sink, |o| {
             LayoutErrorKind::DuplicateBootPart {
                 offset: p.offset,
                 other_line: o.line,
                 other_name: o.name.clone(),
-            },
-        );
-        false
+            }
+        })
+    }
+}
+
+/// Row `i` of `rows` uses `key`, which only one row may use. The first user
+/// is recorded in `seen`; a later one is refused at `at` (line, column) with
+/// `dup(first user)`. Returns whether row `i` passed.
+fn first_use<K: std::hash::Hash + Eq>(
+    seen: &mut HashMap<K, usize>,
+    key: K,
+    (rows, i): (&[Partition], usize),
+    (line, column): (usize, usize),
+    sink: &mut Sink<'_>,
+    dup: impl FnOnce(&Partition) -> LayoutErrorKind,
+) -> bool {
+    match seen.entry(key) {
+        Entry::Vacant(e) => {
+            e.insert(i);
+            true
+        }
+        Entry::Occupied(e) => {
+            sink.push(line, column, dup(&rows[*e.get()]));
+            false
+        }
     }
 }
 

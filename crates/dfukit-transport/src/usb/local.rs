@@ -73,19 +73,20 @@ impl WallTime for NusbTransfer {}
 impl ControlTransfer for NusbTransfer {
     fn control(&mut self, req: ControlRequest<'_>) -> Result<usize, TransferError> {
         match req.data {
-            DataStage::In(buf) => self.read(req.setup, buf, req.timeout),
+            DataStage::In(buf) => {
+                let data = self.read(req.setup, req.timeout)?;
+                let n = data.len().min(buf.len());
+                buf[..n].copy_from_slice(&data[..n]);
+                Ok(n)
+            }
             DataStage::Out(data) => self.write(req.setup, data, req.timeout),
         }
     }
 }
 
 impl NusbTransfer {
-    fn read(
-        &mut self,
-        s: SetupPacket,
-        buf: &mut [u8],
-        timeout: Duration,
-    ) -> Result<usize, TransferError> {
+    /// The IN data stage of `s`, as the device sent it.
+    fn read(&self, s: SetupPacket, t: Duration) -> Result<Vec<u8>, TransferError> {
         let (control_type, recipient) = nusb_kind(&s);
         let req = nusb::transfer::ControlIn {
             control_type,
@@ -95,22 +96,15 @@ impl NusbTransfer {
             index: s.index,
             length: s.length,
         };
-        let data = match &self.interface {
-            Some(i) => i.control_in(req, timeout).wait(),
-            None => self.device.control_in(req, timeout).wait(),
+        match &self.interface {
+            Some(i) => i.control_in(req, t).wait(),
+            None => self.device.control_in(req, t).wait(),
         }
-        .map_err(nusb_err)?;
-        let n = data.len().min(buf.len());
-        buf[..n].copy_from_slice(&data[..n]);
-        Ok(n)
+        .map_err(nusb_err)
     }
 
-    fn write(
-        &mut self,
-        s: SetupPacket,
-        data: &[u8],
-        timeout: Duration,
-    ) -> Result<usize, TransferError> {
+    /// Sends `s` with the OUT data stage `data`; returns the bytes sent.
+    fn write(&mut self, s: SetupPacket, data: &[u8], t: Duration) -> Result<usize, TransferError> {
         if s.kind() == 0 && s.recipient() == 1 && s.request == dfukit_core::usb::SET_INTERFACE {
             // The OS owns SET_INTERFACE: ask it, through the claimed interface.
             self.claim(s.index as u8)?;
@@ -130,8 +124,8 @@ impl NusbTransfer {
             data,
         };
         match &self.interface {
-            Some(i) => i.control_out(req, timeout).wait(),
-            None => self.device.control_out(req, timeout).wait(),
+            Some(i) => i.control_out(req, t).wait(),
+            None => self.device.control_out(req, t).wait(),
         }
         .map_err(nusb_err)?;
         Ok(data.len())

@@ -1,9 +1,11 @@
 //! In-process host ↔ device harness: a [`ControlTransfer`] that calls the
-//! device core directly under virtual time, with a RAM flash that enforces
-//! erase-before-write and completes operations after a modelled delay.
+//! device core directly under virtual time, with the testkit's flash
+//! (recording programs over unerased bytes in `violations`, which the tests
+//! assert are none) completing operations after a modelled delay.
 #![allow(dead_code)]
 
-use dfukit_core::{Clock, FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
+use dfukit_core::{Clock, FlashOp, FlashOutcome, Instant};
+pub use dfukit_testkit::TestFlash;
 use dfukit_usbdfu::device::{DeviceConfig, DeviceEvent, DfuDevice, Reply};
 use dfukit_usbdfu::dfuse::MemoryLayout;
 use dfukit_usbdfu::host::{
@@ -13,119 +15,23 @@ use dfukit_usbdfu::wire::DfuSetup;
 use dfukit_usbdfu::wire::{Request, SetupPacket};
 use std::time::Duration;
 
-/// One memory region of the model.
-pub struct Region {
-    pub start: u32,
-    pub bytes: Vec<u8>,
-    /// NOR flash: a program may only hit erased (0xFF) bytes. Otherwise RAM-like.
-    pub nor: bool,
-}
-
-/// A memory map of regions.
-pub struct RamFlash {
-    pub regions: Vec<Region>,
-    /// Programs issued over bytes that were not erased.
-    pub violations: Vec<u32>,
-    pub erases: Vec<(u32, u32)>,
-    pub programs: Vec<(u32, u32)>,
-}
-
-impl RamFlash {
-    pub fn new(regions: Vec<Region>) -> Self {
-        RamFlash {
-            regions,
-            violations: Vec::new(),
-            erases: Vec::new(),
-            programs: Vec::new(),
-        }
-    }
-
-    /// STM32F4: 1 MiB internal flash (erased) and 16 bytes of option bytes.
-    pub fn stm32f4() -> Self {
-        Self::new(vec![
-            Region {
-                start: 0x0800_0000,
-                bytes: vec![0xFF; 1024 * 1024],
-                nor: true,
-            },
-            Region {
-                start: 0x1FFF_C000,
-                bytes: vec![
-                    0xAA, 0x55, 0xFF, 0x0F, 0, 0, 0, 0, 0xAA, 0x55, 0xFF, 0x0F, 0, 0, 0, 0,
-                ],
-                nor: false,
-            },
-        ])
-    }
-
-    fn slice_mut(&mut self, addr: u32, len: usize) -> Option<(&mut [u8], bool)> {
-        self.regions.iter_mut().find_map(|r| {
-            let off = addr.checked_sub(r.start)? as usize;
-            (off + len <= r.bytes.len()).then(|| (&mut r.bytes[off..off + len], r.nor))
-        })
-    }
-
-    pub fn bytes(&mut self, addr: u32, len: usize) -> Vec<u8> {
-        self.slice_mut(addr, len).expect("mapped").0.to_vec()
-    }
-
-    pub fn fill(&mut self, addr: u32, data: &[u8]) {
-        self.slice_mut(addr, data.len())
-            .expect("mapped")
-            .0
-            .copy_from_slice(data);
-    }
-
-    fn apply(&mut self, op: &OwnedOp) -> bool {
-        match op {
-            OwnedOp::Erase { addr, len } => {
-                self.erases.push((*addr, *len));
-                match self.slice_mut(*addr, *len as usize) {
-                    Some((s, _)) => {
-                        s.fill(0xFF);
-                        true
-                    }
-                    None => false,
-                }
-            }
-            OwnedOp::Program { addr, data } => {
-                self.programs.push((*addr, data.len() as u32));
-                let mut bad = None;
-                let ok = match self.slice_mut(*addr, data.len()) {
-                    Some((s, nor)) => {
-                        if nor {
-                            if let Some(i) = s.iter().position(|&b| b != 0xFF) {
-                                bad = Some(*addr + i as u32);
-                            }
-                        }
-                        if bad.is_none() {
-                            s.copy_from_slice(data);
-                        }
-                        bad.is_none()
-                    }
-                    None => false,
-                };
-                if let Some(b) = bad {
-                    self.violations.push(b);
-                }
-                ok
-            }
-        }
-    }
-}
-
-impl ReadFlash for RamFlash {
-    fn read(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), ReadError> {
-        let (s, _) = self.slice_mut(addr, buf.len()).ok_or(ReadError { addr })?;
-        buf.copy_from_slice(s);
-        Ok(())
-    }
-}
-
 #[derive(Debug, Clone)]
 pub enum OwnedOp {
     Erase { addr: u32, len: u32 },
     Program { addr: u32, data: Vec<u8> },
+}
+
+impl OwnedOp {
+    /// The operation as the flash applies it.
+    fn as_op(&self) -> FlashOp<'_> {
+        match self {
+            OwnedOp::Erase { addr, len } => FlashOp::Erase {
+                addr: *addr,
+                len: *len,
+            },
+            OwnedOp::Program { addr, data } => FlashOp::Program { addr: *addr, data },
+        }
+    }
 }
 
 /// How the simulated flash driver behaves.
@@ -142,7 +48,7 @@ pub enum FlashMode {
 /// The device, its flash and virtual time, behind [`ControlTransfer`].
 pub struct Sim {
     pub dev: DfuDevice,
-    pub flash: RamFlash,
+    pub flash: TestFlash,
     pub now: Instant,
     pub erase_per_kib: Duration,
     pub program_per_kib: Duration,
@@ -160,7 +66,7 @@ pub struct Sim {
 }
 
 impl Sim {
-    pub fn new(cfg: DeviceConfig, flash: RamFlash) -> Self {
+    pub fn new(cfg: DeviceConfig, flash: TestFlash) -> Self {
         Sim {
             dev: DfuDevice::new(cfg).expect("valid config"),
             flash,
@@ -177,7 +83,10 @@ impl Sim {
     }
 
     pub fn stm32f4() -> Self {
-        Self::new(DeviceConfig::stm32f4_rom(), RamFlash::stm32f4())
+        Self::new(
+            DeviceConfig::stm32f4_rom(),
+            TestFlash::stm32f4().recording(),
+        )
     }
 
     fn delay(&self, op: &OwnedOp) -> Duration {
@@ -195,7 +104,7 @@ impl Sim {
                 if *at > self.now || self.mode == FlashMode::Hang {
                     break;
                 }
-                let ok = self.mode == FlashMode::Normal && self.flash.apply(op);
+                let ok = self.mode == FlashMode::Normal && self.flash.apply(&op.as_op());
                 self.pending = None;
                 let outcome = if ok {
                     FlashOutcome::Done

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dfukit_usbip::descriptors::DeviceDescriptor;
-use dfukit_usbip::{ControlReply, Descriptors, DeviceInfo, Server, SetupPacket, Speed, UsbDevice};
+use dfukit_usbip::{
+    Client, ControlReply, Descriptors, DeviceInfo, Imported, Server, SetupPacket, Speed, UsbDevice,
+};
 
 pub const VID: u16 = 0x1209;
 pub const PID: u16 = 0xd0f0;
@@ -184,6 +186,15 @@ pub fn serve<D: UsbDevice + 'static>(device: D) -> (Server, Arc<Mutex<D>>, Socke
     server.spawn().unwrap();
     let addr = server.local_addr();
     (server, dev, addr)
+}
+
+/// [`serve`], and the device imported from the server.
+pub fn serve_imported<D: UsbDevice + 'static>(
+    device: D,
+) -> (Server, Arc<Mutex<D>>, SocketAddr, Imported) {
+    let (server, dev, addr) = serve(device);
+    let imp = Client::import(addr, "1-1").unwrap();
+    (server, dev, addr, imp)
 }
 
 /// Waits (up to `limit`) until the server no longer holds bus 1-1 imported.

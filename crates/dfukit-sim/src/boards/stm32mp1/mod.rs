@@ -564,10 +564,7 @@ impl Board for Stm32mp1 {
         self.run_due();
     }
     fn next_wakeup(&self) -> Option<Instant> {
-        match (self.handover, self.enumerate_at.map(|(t, _)| t)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        super::earliest(self.handover, self.enumerate_at.map(|(t, _)| t))
     }
     fn is_powered(&self) -> bool {
         // The board has no power model: it is always on.
