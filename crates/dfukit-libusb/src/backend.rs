@@ -64,7 +64,7 @@ impl fmt::Display for XferError {
 
 /// An import that failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImportError {
+pub enum BackendImportError {
     /// The server no longer exports the device.
     NotFound,
     /// Another connection holds it.
@@ -73,12 +73,12 @@ pub enum ImportError {
     Io(String),
 }
 
-impl fmt::Display for ImportError {
+impl fmt::Display for BackendImportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ImportError::NotFound => f.write_str("not exported"),
-            ImportError::Busy => f.write_str("imported by another connection"),
-            ImportError::Io(e) => write!(f, "I/O error: {e}"),
+            BackendImportError::NotFound => f.write_str("not exported"),
+            BackendImportError::Busy => f.write_str("imported by another connection"),
+            BackendImportError::Io(e) => write!(f, "I/O error: {e}"),
         }
     }
 }
@@ -103,5 +103,5 @@ pub trait Backend: Send + Sync {
     /// The devices exported now.
     fn list(&self) -> io::Result<Vec<Exported>>;
     /// Imports one device by bus id.
-    fn import(&self, busid: &str) -> Result<Box<dyn ImportLink>, ImportError>;
+    fn import(&self, busid: &str) -> Result<Box<dyn ImportLink>, BackendImportError>;
 }

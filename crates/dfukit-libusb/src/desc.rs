@@ -87,7 +87,7 @@ pub struct Endpoint {
 
 /// Owned, parsed alternate setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AltSetting {
+pub struct AltSettingDesc {
     /// The 9-byte interface descriptor.
     pub header: [u8; 9],
     /// Class-specific descriptors that followed it (e.g. DFU functional).
@@ -105,7 +105,7 @@ pub struct ConfigDescriptor {
     /// Descriptors between the header and the first interface.
     pub extra: Vec<u8>,
     /// Interfaces, each a run of alternate settings with the same number.
-    pub interfaces: Vec<Vec<AltSetting>>,
+    pub interfaces: Vec<Vec<AltSettingDesc>>,
 }
 
 /// Descriptor types that end an `extra` run (libusb's `descriptor.c`).
@@ -155,9 +155,9 @@ impl ConfigDescriptor {
         let extra = b[at.min(b.len())..end].to_vec();
         at = end;
 
-        let mut interfaces: Vec<Vec<AltSetting>> = Vec::new();
+        let mut interfaces: Vec<Vec<AltSettingDesc>> = Vec::new();
         while interfaces.len() < num_ifaces && at + LIBUSB_DT_INTERFACE_SIZE <= b.len() {
-            let mut alts: Vec<AltSetting> = Vec::new();
+            let mut alts: Vec<AltSettingDesc> = Vec::new();
             let number = b[at + 2];
             while at + LIBUSB_DT_INTERFACE_SIZE <= b.len()
                 && b[at + 1] == LIBUSB_DT_INTERFACE
@@ -206,7 +206,7 @@ impl ConfigDescriptor {
     }
 }
 
-fn parse_alt(b: &[u8], at: &mut usize) -> Result<AltSetting, DescError> {
+fn parse_alt(b: &[u8], at: &mut usize) -> Result<AltSettingDesc, DescError> {
     let len = b[*at] as usize;
     if len < LIBUSB_DT_INTERFACE_SIZE {
         return Err(DescError(format!("invalid interface bLength {len}")));
@@ -243,7 +243,7 @@ fn parse_alt(b: &[u8], at: &mut usize) -> Result<AltSetting, DescError> {
             extra: ep_extra,
         });
     }
-    Ok(AltSetting {
+    Ok(AltSettingDesc {
         header,
         extra,
         endpoints,

@@ -19,7 +19,7 @@
 //! on an unplugged device. The next listing enumerates the busid afresh (a new
 //! slot, a new import) if the server still exports it.
 
-use crate::backend::{Backend, Exported, ImportError, ImportLink, SetupPacket, XferError};
+use crate::backend::{Backend, BackendImportError, Exported, ImportLink, SetupPacket, XferError};
 use crate::desc::{parse_device_descriptor, ConfigDescriptor};
 use crate::ffi::*;
 use std::collections::HashMap;
@@ -66,11 +66,11 @@ pub fn xfer_error_code(e: &XferError) -> c_int {
 }
 
 /// libusb error code for a failed import at `libusb_open`.
-pub fn import_error_code(e: &ImportError) -> c_int {
+pub fn import_error_code(e: &BackendImportError) -> c_int {
     match e {
-        ImportError::NotFound => LIBUSB_ERROR_NO_DEVICE,
-        ImportError::Busy => LIBUSB_ERROR_BUSY,
-        ImportError::Io(_) => LIBUSB_ERROR_IO,
+        BackendImportError::NotFound => LIBUSB_ERROR_NO_DEVICE,
+        BackendImportError::Busy => LIBUSB_ERROR_BUSY,
+        BackendImportError::Io(_) => LIBUSB_ERROR_IO,
     }
 }
 

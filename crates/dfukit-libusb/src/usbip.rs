@@ -1,6 +1,6 @@
 //! [`Backend`] over USB/IP, with `dfukit_usbip`'s client.
 
-use crate::backend::{Backend, Exported, ImportError, ImportLink, SetupPacket, XferError};
+use crate::backend::{Backend, BackendImportError, Exported, ImportLink, SetupPacket, XferError};
 use dfukit_usbip::wire::ST_DEV_BUSY;
 use dfukit_usbip::{Client, ControlError, Imported};
 use std::io;
@@ -73,14 +73,14 @@ impl Backend for UsbipBackend {
             .collect())
     }
 
-    fn import(&self, busid: &str) -> Result<Box<dyn ImportLink>, ImportError> {
+    fn import(&self, busid: &str) -> Result<Box<dyn ImportLink>, BackendImportError> {
         match Client::import(self.addr.as_str(), busid) {
             Ok(imp) => Ok(Box::new(UsbipLink(imp))),
             Err(dfukit_usbip::ImportError::Refused { status, .. }) if status == ST_DEV_BUSY => {
-                Err(ImportError::Busy)
+                Err(BackendImportError::Busy)
             }
-            Err(dfukit_usbip::ImportError::Refused { .. }) => Err(ImportError::NotFound),
-            Err(e) => Err(ImportError::Io(e.to_string())),
+            Err(dfukit_usbip::ImportError::Refused { .. }) => Err(BackendImportError::NotFound),
+            Err(e) => Err(BackendImportError::Io(e.to_string())),
         }
     }
 }

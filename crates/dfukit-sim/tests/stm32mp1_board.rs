@@ -16,7 +16,7 @@ use dfukit_stm32mp::connect::{ConnectError, Connector};
 use dfukit_stm32mp::image::{self, WriteParams};
 use dfukit_stm32mp::phase::{self, PhaseRecord, FIP_TOC_HEADER, PHASE_END, PHASE_ERROR};
 use dfukit_usbdfu::host::probe::{probe, DfuInterface};
-use dfukit_usbdfu::host::{DfuHost, HostError, Options, TransferError};
+use dfukit_usbdfu::host::{DfuHost, DfuHostError, DfuOptions, TransferError};
 use dfukit_usbdfu::wire::Status;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
@@ -66,9 +66,9 @@ impl Driver {
     fn connect(&mut self) -> Result<(), ConnectError> {
         let mut t = self.usb.connect(Duration::from_secs(5))?;
         let dfu = probe(&mut t).expect("probe");
-        let opts = Options {
+        let opts = DfuOptions {
             timeout: Duration::from_secs(5),
-            ..Options::default()
+            ..DfuOptions::default()
         };
         self.host = Some(DfuHost::new(
             t,
@@ -95,14 +95,14 @@ impl Driver {
             .unwrap_or_else(|| panic!("no alt for {id:#04x} in {:?}", dfu.alts))
     }
 
-    fn read_phase(&mut self) -> Result<PhaseRecord, HostError> {
+    fn read_phase(&mut self) -> Result<PhaseRecord, DfuHostError> {
         let alt = self.alt_of(phase::ID_CMD);
         self.host().set_alt(alt)?;
         let b = self.host().upload(Some(512), &mut |_| {})?;
         Ok(PhaseRecord::decode(&b).expect("phase record"))
     }
 
-    fn download(&mut self, id: u8, image: &[u8]) -> Result<(), HostError> {
+    fn download(&mut self, id: u8, image: &[u8]) -> Result<(), DfuHostError> {
         let alt = self.alt_of(id);
         self.host().set_alt(alt)?;
         self.host().download(image, &mut |_| {})
@@ -113,7 +113,7 @@ impl Driver {
     fn download_refused(&mut self, id: u8, image: &[u8], status: Status) {
         let err = self.download(id, image).unwrap_err();
         assert!(
-            matches!(err, HostError::Device { status: s, .. } if s == status),
+            matches!(err, DfuHostError::Device { status: s, .. } if s == status),
             "{err}"
         );
     }
@@ -396,7 +396,7 @@ fn tfa_no_usb_times_out() {
     assert!(
         matches!(
             err,
-            HostError::Transfer {
+            DfuHostError::Transfer {
                 source: TransferError::Timeout,
                 ..
             }
@@ -408,7 +408,7 @@ fn tfa_no_usb_times_out() {
     let err = d.read_phase().unwrap_err();
     assert!(matches!(
         err,
-        HostError::SetAlt {
+        DfuHostError::SetAlt {
             source: TransferError::Timeout,
             ..
         }
@@ -652,7 +652,7 @@ PE\t0x07\tenv\tENV\tnor0\t0x00200000\tnone
     assert!(
         matches!(
             err,
-            HostError::Device {
+            DfuHostError::Device {
                 status: Status::ErrWrite,
                 ..
             }

@@ -15,7 +15,7 @@ use dfukit_stm32mp::image::{self, WriteParams};
 use dfukit_stm32mp::layout::{self, CheckOptions, Layout, Offset};
 use dfukit_stm32mp::phase::FIP_TOC_HEADER;
 use dfukit_stm32mp::program::{
-    self, Event, FailureKind, Options, ProgramError, ProgramStage, Summary,
+    self, FailureKind, ProgramError, ProgramEvent, ProgramOptions, ProgramStage, Summary,
 };
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -102,9 +102,9 @@ fn run(
     usb: &mut SimUsb<Stm32mp1>,
     layout: &Layout,
     bytes: &[u8],
-) -> (Result<Summary, ProgramError>, Vec<Event>) {
+) -> (Result<Summary, ProgramError>, Vec<ProgramEvent>) {
     let mut events = Vec::new();
-    let r = program::program(usb, layout, bytes, &Options::default(), &mut |e| {
+    let r = program::program(usb, layout, bytes, &ProgramOptions::default(), &mut |e| {
         events.push(e)
     });
     (r, events)
@@ -161,7 +161,7 @@ fn emmc_layout_is_programmed_end_to_end() {
     );
     assert!(events
         .iter()
-        .any(|e| matches!(e, Event::Progress { id: 0x12, done, total } if done == total)));
+        .any(|e| matches!(e, ProgramEvent::Progress { id: 0x12, done, total } if done == total)));
     let b = usb.device();
     let b = b.lock().unwrap();
     assert_eq!(b.stage(), BootStage::Done);
@@ -268,13 +268,18 @@ fn nand_layout_skips_bad_blocks_and_copies_the_fsbl() {
 /// files live there), the error, the board and the options.
 fn program_with_fault(
     fault: Stm32mp1Fault,
-) -> (tempfile::TempDir, ProgramError, SimUsb<Stm32mp1>, Options) {
+) -> (
+    tempfile::TempDir,
+    ProgramError,
+    SimUsb<Stm32mp1>,
+    ProgramOptions,
+) {
     let dir = tempfile::tempdir().unwrap();
     let (layout, bytes) = write_files(dir.path(), EMMC_TSV, &boot_files());
     let mut cfg = emmc_only();
     cfg.fault = Some(fault);
     let mut usb = board(dir.path(), cfg);
-    let opts = Options::default();
+    let opts = ProgramOptions::default();
     let e = program::program(&mut usb, &layout, &bytes, &opts, &mut |_| {}).unwrap_err();
     (dir, e, usb, opts)
 }

@@ -245,7 +245,7 @@ pub struct MemoryLayout {
 /// Why a memory-layout string could not be parsed. `at` is a byte offset
 /// into the string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayoutError {
+pub enum MemoryLayoutError {
     /// The string does not start with `@`.
     MissingAt,
     /// The name is empty or longer than [`MAX_NAME`].
@@ -276,30 +276,34 @@ pub enum LayoutError {
     TooManySegments,
 }
 
-impl fmt::Display for LayoutError {
+impl fmt::Display for MemoryLayoutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LayoutError::MissingAt => f.write_str("memory layout does not start with '@'"),
-            LayoutError::BadName => write!(
+            MemoryLayoutError::MissingAt => f.write_str("memory layout does not start with '@'"),
+            MemoryLayoutError::BadName => write!(
                 f,
                 "memory layout name is empty or longer than {MAX_NAME} bytes"
             ),
-            LayoutError::NoSegments => {
+            MemoryLayoutError::NoSegments => {
                 f.write_str("memory layout has no /0xADDRESS/NN*SIZE segment")
             }
-            LayoutError::BadAddress { at } => write!(f, "bad segment address at byte {at}"),
-            LayoutError::BadSectors { at } => write!(f, "bad sector count or size at byte {at}"),
-            LayoutError::BadType { at } => {
+            MemoryLayoutError::BadAddress { at } => write!(f, "bad segment address at byte {at}"),
+            MemoryLayoutError::BadSectors { at } => {
+                write!(f, "bad sector count or size at byte {at}")
+            }
+            MemoryLayoutError::BadType { at } => {
                 write!(f, "missing or bad memory type letter at byte {at}")
             }
-            LayoutError::Overflow { at } => write!(f, "segment at byte {at} extends past 4 GiB"),
-            LayoutError::TooManySegments => write!(f, "more than {MAX_SEGMENTS} segments"),
+            MemoryLayoutError::Overflow { at } => {
+                write!(f, "segment at byte {at} extends past 4 GiB")
+            }
+            MemoryLayoutError::TooManySegments => write!(f, "more than {MAX_SEGMENTS} segments"),
         }
     }
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for LayoutError {}
+impl std::error::Error for MemoryLayoutError {}
 
 /// A tiny cursor with sscanf-like primitives.
 struct Cur<'a> {
@@ -355,17 +359,17 @@ impl Cur<'_> {
 impl MemoryLayout {
     /// Parses a DfuSe alt-setting name such as
     /// `@Internal Flash  /0x08000000/04*016Kg,01*064Kg,07*128Kg`.
-    pub fn parse(s: &str) -> Result<Self, LayoutError> {
+    pub fn parse(s: &str) -> Result<Self, MemoryLayoutError> {
         let b = s.as_bytes();
         if b.first() != Some(&b'@') {
-            return Err(LayoutError::MissingAt);
+            return Err(MemoryLayoutError::MissingAt);
         }
         let name_end = b.iter().position(|&c| c == b'/').unwrap_or(b.len());
         // The name ends at a byte boundary that is ASCII '/', so slicing is safe.
         let name_str = &s[1..name_end];
         let mut name = heapless::String::new();
         if name_str.is_empty() || name.push_str(name_str).is_err() {
-            return Err(LayoutError::BadName);
+            return Err(MemoryLayoutError::BadName);
         }
         // dfu-util's STM32F4 quirk: this alt's segments are read/write
         // whatever the string says.
@@ -376,23 +380,23 @@ impl MemoryLayout {
             let at = c.p;
             let mut addr = match c.hex() {
                 Some(a) if a <= u64::from(u32::MAX) => a,
-                _ => return Err(LayoutError::BadAddress { at }),
+                _ => return Err(MemoryLayoutError::BadAddress { at }),
             };
             if !c.eat(b"/") {
-                return Err(LayoutError::BadAddress { at });
+                return Err(MemoryLayoutError::BadAddress { at });
             }
             loop {
                 let at = c.p;
-                let count = c.decimal().ok_or(LayoutError::BadSectors { at })?;
+                let count = c.decimal().ok_or(MemoryLayoutError::BadSectors { at })?;
                 if !c.eat(b"*") {
-                    return Err(LayoutError::BadSectors { at });
+                    return Err(MemoryLayoutError::BadSectors { at });
                 }
-                let size = c.decimal().ok_or(LayoutError::BadSectors { at })?;
+                let size = c.decimal().ok_or(MemoryLayoutError::BadSectors { at })?;
                 if count == 0 || size == 0 {
-                    return Err(LayoutError::BadSectors { at });
+                    return Err(MemoryLayoutError::BadSectors { at });
                 }
                 let mult_at = c.p;
-                let mult = c.peek().ok_or(LayoutError::BadType { at: mult_at })?;
+                let mult = c.peek().ok_or(MemoryLayoutError::BadType { at: mult_at })?;
                 c.p += 1;
                 let type_at = c.p;
                 while c.peek().is_some_and(|ch| ch != b',' && ch != b'/') {
@@ -402,7 +406,7 @@ impl MemoryLayout {
                 let mut mem = match type_str {
                     [] => None,
                     [t] => Some(*t),
-                    _ => return Err(LayoutError::BadType { at: type_at }),
+                    _ => return Err(MemoryLayoutError::BadType { at: type_at }),
                 };
                 let factor: u64 = match mult {
                     b'K' => 1024,
@@ -420,11 +424,11 @@ impl MemoryLayout {
                 if let Some(f) = forced {
                     mem = Some(f);
                 }
-                let mem = mem.ok_or(LayoutError::BadType { at: type_at })?;
+                let mem = mem.ok_or(MemoryLayoutError::BadType { at: type_at })?;
                 let sector_size = size.saturating_mul(factor);
                 let end = addr.saturating_add(count.saturating_mul(sector_size));
                 if sector_size > u64::from(u32::MAX) || end > 1 << 32 {
-                    return Err(LayoutError::Overflow { at });
+                    return Err(MemoryLayoutError::Overflow { at });
                 }
                 segments
                     .push(Segment {
@@ -433,7 +437,7 @@ impl MemoryLayout {
                         sector_size: sector_size as u32,
                         mem: MemType(mem & 7),
                     })
-                    .map_err(|_| LayoutError::TooManySegments)?;
+                    .map_err(|_| MemoryLayoutError::TooManySegments)?;
                 addr = end;
                 if !c.eat(b",") {
                     break;
@@ -441,7 +445,7 @@ impl MemoryLayout {
             }
         }
         if segments.is_empty() {
-            return Err(LayoutError::NoSegments);
+            return Err(MemoryLayoutError::NoSegments);
         }
         Ok(MemoryLayout { name, segments })
     }
@@ -650,14 +654,17 @@ mod tests {
     #[test]
     fn errors_say_where() {
         let cases = [
-            ("Internal", LayoutError::MissingAt),
-            ("@Name", LayoutError::NoSegments),
-            ("@/0x0/1*1Kg", LayoutError::BadName),
-            ("@N/0xZZ/1*1Kg", LayoutError::BadAddress { at: 5 }),
-            ("@N/0x0/1*1Kgg", LayoutError::BadType { at: 11 }),
-            ("@N/0x0/1*1K", LayoutError::BadType { at: 11 }),
-            ("@N/0x0/0*1Kg", LayoutError::BadSectors { at: 7 }),
-            ("@N/0xFFFFFFFF/2*1Kg", LayoutError::Overflow { at: 14 }),
+            ("Internal", MemoryLayoutError::MissingAt),
+            ("@Name", MemoryLayoutError::NoSegments),
+            ("@/0x0/1*1Kg", MemoryLayoutError::BadName),
+            ("@N/0xZZ/1*1Kg", MemoryLayoutError::BadAddress { at: 5 }),
+            ("@N/0x0/1*1Kgg", MemoryLayoutError::BadType { at: 11 }),
+            ("@N/0x0/1*1K", MemoryLayoutError::BadType { at: 11 }),
+            ("@N/0x0/0*1Kg", MemoryLayoutError::BadSectors { at: 7 }),
+            (
+                "@N/0xFFFFFFFF/2*1Kg",
+                MemoryLayoutError::Overflow { at: 14 },
+            ),
         ];
         for (text, err) in cases {
             assert_eq!(MemoryLayout::parse(text), Err(err), "{text}");

@@ -24,4 +24,4 @@ pub mod wire;
 
 pub use device::{DeviceConfig, DeviceEvent, DfuDevice, Dialect, Reply};
 pub use dfuse::{Command, MemoryLayout};
-pub use wire::{FunctionalDescriptor, GetStatus, Request, SetupPacket, State, Status};
+pub use wire::{DfuRequest, FunctionalDescriptor, GetStatus, SetupPacket, State, Status};

@@ -21,7 +21,7 @@ pub const SET_INTERFACE: u8 = 0x0B;
 /// A DFU class request (`bRequest`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
-pub enum Request {
+pub enum DfuRequest {
     /// Leave run-time mode (or, on U-Boot and TF-A, leave the DFU loop);
     /// `wValue` is a timeout in ms.
     Detach = 0,
@@ -40,17 +40,17 @@ pub enum Request {
     Abort = 6,
 }
 
-impl Request {
+impl DfuRequest {
     /// Decodes `bRequest`.
     pub fn from_u8(v: u8) -> Option<Self> {
         Some(match v {
-            0 => Request::Detach,
-            1 => Request::Dnload,
-            2 => Request::Upload,
-            3 => Request::GetStatus,
-            4 => Request::ClrStatus,
-            5 => Request::GetState,
-            6 => Request::Abort,
+            0 => DfuRequest::Detach,
+            1 => DfuRequest::Dnload,
+            2 => DfuRequest::Upload,
+            3 => DfuRequest::GetStatus,
+            4 => DfuRequest::ClrStatus,
+            5 => DfuRequest::GetState,
+            6 => DfuRequest::Abort,
             _ => return None,
         })
     }
@@ -59,25 +59,25 @@ impl Request {
     pub fn is_in(self) -> bool {
         matches!(
             self,
-            Request::Upload | Request::GetStatus | Request::GetState
+            DfuRequest::Upload | DfuRequest::GetStatus | DfuRequest::GetState
         )
     }
 
     /// The name dfu-util and the specification use.
     pub fn name(self) -> &'static str {
         match self {
-            Request::Detach => "DFU_DETACH",
-            Request::Dnload => "DFU_DNLOAD",
-            Request::Upload => "DFU_UPLOAD",
-            Request::GetStatus => "DFU_GETSTATUS",
-            Request::ClrStatus => "DFU_CLRSTATUS",
-            Request::GetState => "DFU_GETSTATE",
-            Request::Abort => "DFU_ABORT",
+            DfuRequest::Detach => "DFU_DETACH",
+            DfuRequest::Dnload => "DFU_DNLOAD",
+            DfuRequest::Upload => "DFU_UPLOAD",
+            DfuRequest::GetStatus => "DFU_GETSTATUS",
+            DfuRequest::ClrStatus => "DFU_CLRSTATUS",
+            DfuRequest::GetState => "DFU_GETSTATE",
+            DfuRequest::Abort => "DFU_ABORT",
         }
     }
 }
 
-impl fmt::Display for Request {
+impl fmt::Display for DfuRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -276,7 +276,7 @@ pub const MAX_POLL_TIMEOUT_MS: u32 = 0x00FF_FFFF;
 
 /// A decoding error for fixed-size wire structures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WireError {
+pub enum DfuWireError {
     /// Fewer bytes than the structure needs.
     TooShort {
         /// Bytes needed.
@@ -294,16 +294,16 @@ pub enum WireError {
     BadDescriptorLength(u8),
 }
 
-impl fmt::Display for WireError {
+impl fmt::Display for DfuWireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WireError::TooShort { need, got } => write!(f, "{got} bytes, need {need}"),
-            WireError::BadState(s) => write!(f, "invalid bState {s}"),
-            WireError::BadStatus(s) => write!(f, "invalid bStatus {s}"),
-            WireError::BadDescriptorType(t) => {
+            DfuWireError::TooShort { need, got } => write!(f, "{got} bytes, need {need}"),
+            DfuWireError::BadState(s) => write!(f, "invalid bState {s}"),
+            DfuWireError::BadStatus(s) => write!(f, "invalid bStatus {s}"),
+            DfuWireError::BadDescriptorType(t) => {
                 write!(f, "descriptor type {t:#04x} is not DFU functional (0x21)")
             }
-            WireError::BadDescriptorLength(l) => {
+            DfuWireError::BadDescriptorLength(l) => {
                 write!(f, "functional descriptor bLength {l}, expected 7 or 9")
             }
         }
@@ -311,7 +311,7 @@ impl fmt::Display for WireError {
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for WireError {}
+impl std::error::Error for DfuWireError {}
 
 /// The 6-byte GETSTATUS reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,17 +345,17 @@ impl GetStatus {
     }
 
     /// Decodes; extra bytes are ignored.
-    pub fn from_bytes(b: &[u8]) -> Result<Self, WireError> {
+    pub fn from_bytes(b: &[u8]) -> Result<Self, DfuWireError> {
         if b.len() < Self::LEN {
-            return Err(WireError::TooShort {
+            return Err(DfuWireError::TooShort {
                 need: Self::LEN,
                 got: b.len(),
             });
         }
         Ok(GetStatus {
-            status: Status::from_u8(b[0]).ok_or(WireError::BadStatus(b[0]))?,
+            status: Status::from_u8(b[0]).ok_or(DfuWireError::BadStatus(b[0]))?,
             poll_timeout_ms: u32::from_le_bytes([b[1], b[2], b[3], 0]),
-            state: State::from_u8(b[4]).ok_or(WireError::BadState(b[4]))?,
+            state: State::from_u8(b[4]).ok_or(DfuWireError::BadState(b[4]))?,
             string_index: b[5],
         })
     }
@@ -444,28 +444,28 @@ impl FunctionalDescriptor {
 
     /// Decodes the 9-byte form or the 7-byte DFU 1.0 form (which dfu-util
     /// treats as version 1.0).
-    pub fn from_bytes(b: &[u8]) -> Result<Self, WireError> {
+    pub fn from_bytes(b: &[u8]) -> Result<Self, DfuWireError> {
         if b.len() < Self::LEN_1_0 {
-            return Err(WireError::TooShort {
+            return Err(DfuWireError::TooShort {
                 need: Self::LEN_1_0,
                 got: b.len(),
             });
         }
         if b[1] != FUNCTIONAL_DESCRIPTOR_TYPE {
-            return Err(WireError::BadDescriptorType(b[1]));
+            return Err(DfuWireError::BadDescriptorType(b[1]));
         }
         let dfu_version = match b[0] {
             7 => 0x0100,
             9 => {
                 if b.len() < Self::LEN {
-                    return Err(WireError::TooShort {
+                    return Err(DfuWireError::TooShort {
                         need: Self::LEN,
                         got: b.len(),
                     });
                 }
                 u16::from_le_bytes([b[7], b[8]])
             }
-            l => return Err(WireError::BadDescriptorLength(l)),
+            l => return Err(DfuWireError::BadDescriptorLength(l)),
         };
         Ok(FunctionalDescriptor {
             attributes: b[2],
@@ -482,13 +482,13 @@ pub use dfukit_core::usb::SetupPacket;
 pub trait DfuSetup: Sized {
     /// A DFU class request to interface `interface`; the direction follows
     /// the request.
-    fn dfu(req: Request, value: u16, interface: u16, length: u16) -> Self;
+    fn dfu(req: DfuRequest, value: u16, interface: u16, length: u16) -> Self;
     /// The DFU request, if this is a DFU class request to an interface.
-    fn dfu_request(&self) -> Option<Request>;
+    fn dfu_request(&self) -> Option<DfuRequest>;
 }
 
 impl DfuSetup for SetupPacket {
-    fn dfu(req: Request, value: u16, interface: u16, length: u16) -> Self {
+    fn dfu(req: DfuRequest, value: u16, interface: u16, length: u16) -> Self {
         SetupPacket {
             request_type: if req.is_in() {
                 REQUEST_TYPE_IN
@@ -502,11 +502,11 @@ impl DfuSetup for SetupPacket {
         }
     }
 
-    fn dfu_request(&self) -> Option<Request> {
+    fn dfu_request(&self) -> Option<DfuRequest> {
         if self.request_type & 0x7F != REQUEST_TYPE_OUT {
             return None;
         }
-        let r = Request::from_u8(self.request)?;
+        let r = DfuRequest::from_u8(self.request)?;
         (r.is_in() == self.is_in()).then_some(r)
     }
 }
@@ -548,15 +548,15 @@ mod tests {
     fn getstatus_rejects_bad_fields() {
         assert_eq!(
             GetStatus::from_bytes(&[0, 0, 0, 0, 11, 0]),
-            Err(WireError::BadState(11))
+            Err(DfuWireError::BadState(11))
         );
         assert_eq!(
             GetStatus::from_bytes(&[16, 0, 0, 0, 2, 0]),
-            Err(WireError::BadStatus(16))
+            Err(DfuWireError::BadStatus(16))
         );
         assert!(matches!(
             GetStatus::from_bytes(&[0; 5]),
-            Err(WireError::TooShort { need: 6, got: 5 })
+            Err(DfuWireError::TooShort { need: 6, got: 5 })
         ));
     }
 
@@ -569,7 +569,7 @@ mod tests {
             if let Some(s) = State::from_u8(v) {
                 assert_eq!(s as u8, v);
             }
-            if let Some(r) = Request::from_u8(v) {
+            if let Some(r) = DfuRequest::from_u8(v) {
                 assert_eq!(r as u8, v);
             }
         }
@@ -598,19 +598,19 @@ mod tests {
         assert!(d.manifestation_tolerant());
         assert_eq!(
             FunctionalDescriptor::from_bytes(&[8, 0x21, 0, 0, 0, 0, 0, 0]),
-            Err(WireError::BadDescriptorLength(8))
+            Err(DfuWireError::BadDescriptorLength(8))
         );
     }
 
     #[test]
     fn setup_packet_round_trip() {
-        let s = SetupPacket::dfu(Request::Dnload, 2, 0, 2048);
+        let s = SetupPacket::dfu(DfuRequest::Dnload, 2, 0, 2048);
         assert_eq!(s.to_bytes(), [0x21, 1, 2, 0, 0, 0, 0, 8]);
         assert_eq!(SetupPacket::from_bytes(s.to_bytes()), s);
-        assert_eq!(s.dfu_request(), Some(Request::Dnload));
-        let g = SetupPacket::dfu(Request::GetStatus, 0, 0, 6);
+        assert_eq!(s.dfu_request(), Some(DfuRequest::Dnload));
+        let g = SetupPacket::dfu(DfuRequest::GetStatus, 0, 0, 6);
         assert_eq!(g.request_type, 0xA1);
-        assert_eq!(g.dfu_request(), Some(Request::GetStatus));
+        assert_eq!(g.dfu_request(), Some(DfuRequest::GetStatus));
         // A GETSTATUS sent as OUT is not a valid DFU request.
         let bad = SetupPacket {
             request_type: 0x21,

@@ -7,12 +7,12 @@ mod common;
 use common::{f4_host, f4_write, host_on, image, layout, FlashMode, Sim, F4_FLASH, F4_OPT};
 use dfukit_core::Clock;
 use dfukit_testkit::{Region, TestFlash};
-use dfukit_usbdfu::device::{AltSetting, DeviceConfig, DeviceEvent, Dialect, FlashTiming};
+use dfukit_usbdfu::device::{AltConfig, DeviceConfig, DeviceEvent, DeviceFlashTiming, Dialect};
 use dfukit_usbdfu::dfuse::Command;
 use dfukit_usbdfu::files::{DfuseFile, Element, Suffix, Target};
-use dfukit_usbdfu::host::{DfuHost, Event, HostError, LeaveOutcome, Phase};
+use dfukit_usbdfu::host::{DfuEvent, DfuHost, DfuHostError, DfuPhase, LeaveOutcome};
 use dfukit_usbdfu::wire::DfuSetup;
-use dfukit_usbdfu::wire::{Request, SetupPacket, State, Status};
+use dfukit_usbdfu::wire::{DfuRequest, SetupPacket, State, Status};
 use std::time::Duration;
 
 #[test]
@@ -49,17 +49,17 @@ fn dfuse_download_and_upload_read_back_byte_exact() {
     assert_eq!(
         events
             .iter()
-            .filter(|e| matches!(e, Event::Erase { .. }))
+            .filter(|e| matches!(e, DfuEvent::Erase { .. }))
             .count(),
         5
     );
-    assert!(events.contains(&Event::Download {
+    assert!(events.contains(&DfuEvent::Download {
         done: 70_000,
         total: 70_000
     }));
     assert_eq!(
         events.last(),
-        Some(&Event::Verify {
+        Some(&DfuEvent::Verify {
             done: 70_000,
             total: 70_000
         })
@@ -67,11 +67,11 @@ fn dfuse_download_and_upload_read_back_byte_exact() {
     // One SET_ADDRESS, then consecutive blocks from 2 (the device maps block
     // n to pointer + (n - 2) * wTransferSize), and never a CLRSTATUS (the
     // device was never in dfuERROR).
-    assert_eq!(sim.requests(Request::ClrStatus), 0);
+    assert_eq!(sim.requests(DfuRequest::ClrStatus), 0);
     let data_blocks: Vec<u16> = sim
         .log
         .iter()
-        .filter(|(s, _)| s.dfu_request() == Some(Request::Dnload) && s.value != 0)
+        .filter(|(s, _)| s.dfu_request() == Some(DfuRequest::Dnload) && s.value != 0)
         .map(|(s, _)| s.value)
         .collect();
     let n = 70_000usize.div_ceil(2048);
@@ -82,8 +82,10 @@ fn dfuse_download_and_upload_read_back_byte_exact() {
     let commands = sim
         .log
         .iter()
-        .take_while(|(s, _)| s.dfu_request() != Some(Request::Upload))
-        .filter(|(s, _)| s.dfu_request() == Some(Request::Dnload) && s.value == 0 && s.length == 5)
+        .take_while(|(s, _)| s.dfu_request() != Some(DfuRequest::Upload))
+        .filter(|(s, _)| {
+            s.dfu_request() == Some(DfuRequest::Dnload) && s.value == 0 && s.length == 5
+        })
         .count();
     assert_eq!(commands, 5 + 1 + 1);
 }
@@ -107,7 +109,7 @@ fn write_outside_writeable_regions_is_refused_before_touching_the_device() {
     let err = f4_write(&mut host, 0x080F_0000, &img).unwrap_err();
     assert_eq!(
         err,
-        HostError::NotWriteable {
+        DfuHostError::NotWriteable {
             address: 0x0810_0000,
             start: 0x080F_0000,
             end: 0x0811_0000
@@ -126,7 +128,7 @@ fn write_outside_writeable_regions_is_refused_before_touching_the_device() {
         .unwrap_err();
     assert!(matches!(
         err,
-        HostError::NotWriteable {
+        DfuHostError::NotWriteable {
             address: 0x0800_4000,
             ..
         }
@@ -143,7 +145,7 @@ fn device_refuses_out_of_map_write_from_a_careless_host() {
         .unwrap();
     let sim = host.transport();
     // Block 3 = pointer + 2048 = 0x08100000, outside the flash.
-    let setup = SetupPacket::dfu(Request::Dnload, 3, 0, 16);
+    let setup = SetupPacket::dfu(DfuRequest::Dnload, 3, 0, 16);
     use dfukit_usbdfu::host::ControlTransfer;
     sim.control_out(setup, &[0; 16], Duration::from_secs(1))
         .unwrap();
@@ -162,7 +164,7 @@ fn program_over_unerased_flash_is_never_issued() {
     host.dfuse_command(Command::SetAddress(0x0800_0000))
         .unwrap();
     use dfukit_usbdfu::host::ControlTransfer;
-    let setup = SetupPacket::dfu(Request::Dnload, 2, 0, 32);
+    let setup = SetupPacket::dfu(DfuRequest::Dnload, 2, 0, 32);
     host.transport()
         .control_out(setup, &[0x5A; 32], Duration::from_secs(1))
         .unwrap();
@@ -183,7 +185,7 @@ fn mass_erase_erases_every_sector() {
     host.transport().flash.fill(0x080E_0000, &image(1024, 6));
     let mut events = Vec::new();
     host.dfuse_mass_erase(&mut |e| events.push(e)).unwrap();
-    assert_eq!(events, [Event::MassErase]);
+    assert_eq!(events, [DfuEvent::MassErase]);
     let sim = host.transport();
     assert_eq!(sim.flash.erases.len(), 12);
     assert!(sim
@@ -205,7 +207,7 @@ fn busy_status_reports_remaining_flash_work() {
     let cmd = Command::Erase(0x0802_0000).encode(&mut buf).to_vec();
     host.transport()
         .control_out(
-            SetupPacket::dfu(Request::Dnload, 0, 0, 5),
+            SetupPacket::dfu(DfuRequest::Dnload, 0, 0, 5),
             &cmd,
             Duration::from_secs(1),
         )
@@ -244,8 +246,8 @@ fn leave_with_st_rom_dialect() {
     let err = host.get_status().unwrap_err();
     assert!(matches!(
         err,
-        HostError::Transfer {
-            phase: Phase::Setup,
+        DfuHostError::Transfer {
+            phase: DfuPhase::Setup,
             ..
         }
     ));
@@ -284,9 +286,9 @@ fn option_bytes_alt_upload_and_write() {
     let err = host.dfuse_command(Command::Erase(0x1FFF_C000)).unwrap_err();
     assert!(matches!(
         err,
-        HostError::Device {
+        DfuHostError::Device {
             status: Status::ErrTarget,
-            phase: Phase::Erase,
+            phase: DfuPhase::Erase,
             address: Some(0x1FFF_C000),
             ..
         }
@@ -327,7 +329,7 @@ fn dfuse_file_download() {
         },
         true,
         &mut |e| {
-            if let Event::Target { alt, .. } = e {
+            if let DfuEvent::Target { alt, .. } = e {
                 targets.push(alt)
             }
         },
@@ -346,7 +348,7 @@ fn dfuse_file_download() {
     let err = host
         .dfuse_download_file(&f2, &|_| None, false, &mut |_| {})
         .unwrap_err();
-    assert_eq!(err, HostError::NoLayout { alt: 3 });
+    assert_eq!(err, DfuHostError::NoLayout { alt: 3 });
     assert!(host.transport().log.is_empty());
 }
 
@@ -356,7 +358,7 @@ fn uboot_sim() -> Sim {
 
 fn plain_sim(dialect: Dialect) -> Sim {
     let mut alts = heapless::Vec::new();
-    alts.push(AltSetting::from_layout("@Flash /0x00100000/16*4Kg").unwrap())
+    alts.push(AltConfig::from_layout("@Flash /0x00100000/16*4Kg").unwrap())
         .unwrap();
     let cfg = DeviceConfig {
         dialect,
@@ -364,7 +366,7 @@ fn plain_sim(dialect: Dialect) -> Sim {
         transfer_size: 4096,
         detach_timeout_ms: 0,
         alts,
-        timing: FlashTiming::STM32F4,
+        timing: DeviceFlashTiming::STM32F4,
         flash_timeout: Duration::from_secs(5),
         default_address: 0x0010_0000,
     };
@@ -376,8 +378,8 @@ fn plain_sim(dialect: Dialect) -> Sim {
 fn download_through_manifestation(host: &mut DfuHost<Sim>, img: &[u8]) {
     let mut events = Vec::new();
     host.download(img, &mut |e| events.push(e)).unwrap();
-    assert!(events.contains(&Event::Manifesting));
-    assert_eq!(events.last(), Some(&Event::Manifested));
+    assert!(events.contains(&DfuEvent::Manifesting));
+    assert_eq!(events.last(), Some(&DfuEvent::Manifested));
 }
 
 #[test]
@@ -398,7 +400,7 @@ fn dfu11_download_with_manifestation_and_upload() {
     let blocks: Vec<u16> = sim
         .log
         .iter()
-        .filter(|(s, _)| s.dfu_request() == Some(Request::Dnload))
+        .filter(|(s, _)| s.dfu_request() == Some(DfuRequest::Dnload))
         .map(|(s, _)| s.value)
         .collect();
     assert_eq!(blocks, [0, 1, 2, 3]);
@@ -461,7 +463,7 @@ fn clrstatus_outside_error_trap() {
         &mut |_| {},
     )
     .unwrap();
-    assert_eq!(host.transport().requests(Request::ClrStatus), 0);
+    assert_eq!(host.transport().requests(DfuRequest::ClrStatus), 0);
 
     // U-Boot tolerates it.
     let mut host = host_on(uboot_sim());
@@ -476,8 +478,8 @@ fn flash_failure_is_reported_with_address() {
     let err = f4_write(&mut host, 0x0800_4000, &image(10, 12)).unwrap_err();
     assert_eq!(
         err,
-        HostError::Device {
-            phase: Phase::Erase,
+        DfuHostError::Device {
+            phase: DfuPhase::Erase,
             state: State::DfuError,
             status: Status::ErrErase,
             address: Some(0x0800_4000)
@@ -494,7 +496,7 @@ fn flash_completion_that_never_comes_ends_in_an_error_not_a_hang() {
     assert!(
         matches!(
             err,
-            HostError::Device {
+            DfuHostError::Device {
                 status: Status::ErrErase,
                 ..
             }
@@ -505,6 +507,6 @@ fn flash_completion_that_never_comes_ends_in_an_error_not_a_hang() {
     assert!(host.transport().now.as_micros() >= 10_000_000);
     assert!(matches!(
         host.transport().dev.fault(),
-        Some(dfukit_usbdfu::device::FlashFault::Timeout { addr: 0x0800_0000 })
+        Some(dfukit_usbdfu::device::DfuFlashFault::Timeout { addr: 0x0800_0000 })
     ));
 }

@@ -7,8 +7,10 @@ mod common;
 use common::{f4_host, f4_layouts, image, Sim};
 use dfukit_usbdfu::device::DeviceEvent;
 use dfukit_usbdfu::files::{DfuseFile, Element, Suffix, Target};
-use dfukit_usbdfu::host::{DfuHost, DfuseDownload, DfuseImage, Event, HostError, LeaveOutcome};
-use dfukit_usbdfu::wire::{DfuSetup, Request};
+use dfukit_usbdfu::host::{
+    DfuEvent, DfuHost, DfuHostError, DfuseDownload, DfuseImage, LeaveOutcome,
+};
+use dfukit_usbdfu::wire::{DfuRequest, DfuSetup};
 
 /// A raw image for the flash alt (0).
 fn raw(address: u32, data: &[u8]) -> DfuseImage<'_> {
@@ -34,7 +36,7 @@ fn leaving(image: DfuseImage<'_>) -> DfuseDownload<'_> {
 fn cli_download(
     host: &mut DfuHost<Sim>,
     job: &DfuseDownload<'_>,
-    events: &mut dyn FnMut(Event),
+    events: &mut dyn FnMut(DfuEvent),
 ) -> Option<LeaveOutcome> {
     if job.mass_erase {
         host.dfuse_mass_erase(events).unwrap();
@@ -58,7 +60,7 @@ fn cli_download(
 /// Runs `job` through the library call and through the CLI's calls on two
 /// fresh devices; both must send the same requests, report the same
 /// events and leave the same flash. Returns the library run's host.
-fn same_as_cli(job: &DfuseDownload<'_>) -> (DfuHost<Sim>, Vec<Event>) {
+fn same_as_cli(job: &DfuseDownload<'_>) -> (DfuHost<Sim>, Vec<DfuEvent>) {
     let (mut lib, mut cli) = (f4_host(), f4_host());
     let (mut lib_events, mut cli_events) = (Vec::new(), Vec::new());
     let out = lib
@@ -83,10 +85,10 @@ fn raw_image_with_mass_erase_verify_and_leave() {
         ..leaving(raw(0x0800_0000, &img))
     };
     let (mut host, events) = same_as_cli(&job);
-    assert_eq!(events.first(), Some(&Event::MassErase));
+    assert_eq!(events.first(), Some(&DfuEvent::MassErase));
     assert_eq!(
         events.last(),
-        Some(&Event::Verify {
+        Some(&DfuEvent::Verify {
             done: 40_000,
             total: 40_000
         })
@@ -104,7 +106,7 @@ fn raw_image_with_mass_erase_verify_and_leave() {
     let dnloads: Vec<_> = sim
         .log
         .iter()
-        .filter(|(s, _)| s.dfu_request() == Some(Request::Dnload))
+        .filter(|(s, _)| s.dfu_request() == Some(DfuRequest::Dnload))
         .map(|(s, _)| (s.value, s.length))
         .collect();
     assert_eq!(dnloads.first(), Some(&(0, 1)));
@@ -147,7 +149,7 @@ fn dfu_file_targets_share_one_erase_plan_and_verify_after_the_last_write() {
     let targets: Vec<u8> = events
         .iter()
         .filter_map(|e| match e {
-            Event::Target { alt, .. } => Some(*alt),
+            DfuEvent::Target { alt, .. } => Some(*alt),
             _ => None,
         })
         .collect();
@@ -155,15 +157,15 @@ fn dfu_file_targets_share_one_erase_plan_and_verify_after_the_last_write() {
     // Verifies of a target follow all of its writes.
     let first_verify = events
         .iter()
-        .position(|e| matches!(e, Event::Verify { .. }))
+        .position(|e| matches!(e, DfuEvent::Verify { .. }))
         .unwrap();
     let second_target = events
         .iter()
-        .position(|e| matches!(e, Event::Target { alt: 1, .. }))
+        .position(|e| matches!(e, DfuEvent::Target { alt: 1, .. }))
         .unwrap();
     let last_write = events[..second_target]
         .iter()
-        .rposition(|e| matches!(e, Event::Download { .. }))
+        .rposition(|e| matches!(e, DfuEvent::Download { .. }))
         .unwrap();
     assert!(first_verify > last_write);
     let sim = host.transport();
@@ -198,7 +200,7 @@ fn nothing_is_sent_unless_every_check_passes() {
     assert!(
         matches!(
             err,
-            HostError::NotWriteable {
+            DfuHostError::NotWriteable {
                 address: 0x0810_0000,
                 ..
             }
@@ -219,7 +221,7 @@ fn nothing_is_sent_unless_every_check_passes() {
     let err = host
         .dfuse_download_job(&job, &f4_layouts, &mut |_| {})
         .unwrap_err();
-    assert_eq!(err, HostError::NoLayout { alt: 5 });
+    assert_eq!(err, DfuHostError::NoLayout { alt: 5 });
     let file = DfuseFile {
         targets: vec![
             Target {
@@ -245,6 +247,6 @@ fn nothing_is_sent_unless_every_check_passes() {
     let err = host
         .dfuse_download_job(&job, &f4_layouts, &mut |_| {})
         .unwrap_err();
-    assert_eq!(err, HostError::NoLayout { alt: 3 });
+    assert_eq!(err, DfuHostError::NoLayout { alt: 3 });
     assert!(host.transport().log.is_empty());
 }

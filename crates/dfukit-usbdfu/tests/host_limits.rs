@@ -4,7 +4,7 @@
 
 use dfukit_core::{Clock, Instant};
 use dfukit_usbdfu::host::{
-    ControlRequest, ControlTransfer, DataStage, DfuHost, HostError, Options, TransferError,
+    ControlRequest, ControlTransfer, DataStage, DfuHost, DfuHostError, DfuOptions, TransferError,
 };
 use dfukit_usbdfu::wire::{FunctionalDescriptor, GetStatus, State, Status};
 use std::time::Duration;
@@ -72,7 +72,7 @@ fn run(
     after_block: State,
     after_end: State,
     poll_ms: u32,
-) -> (HostError, Duration) {
+) -> (DfuHostError, Duration) {
     let t = ForeverBusy {
         now: Duration::ZERO,
         per_transfer,
@@ -81,9 +81,9 @@ fn run(
         after_end,
         poll_ms,
     };
-    let opts = Options {
+    let opts = DfuOptions {
         busy_limit: Duration::from_secs(30),
-        ..Options::default()
+        ..DfuOptions::default()
     };
     let mut host = DfuHost::new(t, 0, desc(), opts);
     let e = host.download(&[0u8; 16], &mut |_| {}).unwrap_err();
@@ -92,8 +92,8 @@ fn run(
 
 /// Stuck, and each wait (the idle check, the block, manifestation) ended
 /// within busy_limit (30 s) even when the device asked for 4.6 hours.
-fn gave_up_in_time(e: &HostError, now: Duration) {
-    assert!(matches!(e, HostError::Stuck { .. }), "{e}");
+fn gave_up_in_time(e: &DfuHostError, now: Duration) {
+    assert!(matches!(e, DfuHostError::Stuck { .. }), "{e}");
     assert!(now < Duration::from_secs(100), "gave up after {now:?}");
 }
 
@@ -128,6 +128,6 @@ fn endless_manifestation_is_bounded() {
         State::DfuManifest,
         0xFF_FFFF,
     );
-    assert!(matches!(e, HostError::Stuck { .. }), "{e}");
+    assert!(matches!(e, DfuHostError::Stuck { .. }), "{e}");
     assert!(now < Duration::from_secs(100), "{e}: {now:?}");
 }

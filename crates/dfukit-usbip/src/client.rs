@@ -24,7 +24,7 @@ use crate::device::SetupPacket;
 use crate::stream::read_again;
 use crate::wire::{
     CmdSubmit, CmdUnlink, DeviceRecord, Direction, ExportedDevice, HeaderBasic, OpHeader,
-    OpRepDevlist, OpRepImport, OpReqDevlist, OpReqImport, RetSubmit, RetUnlink, WireError,
+    OpRepDevlist, OpRepImport, OpReqDevlist, OpReqImport, RetSubmit, RetUnlink, UsbipWireError,
     DEVICE_RECORD_LEN, INTERFACE_RECORD_LEN, MAX_DEVLIST_DEVICES, NOT_ISO, OP_HEADER_LEN,
     OP_REP_DEVLIST, OP_REP_IMPORT, STATUS_NO_DEVICE, STATUS_SHUTDOWN, STATUS_STALL,
     STATUS_UNLINKED, ST_OK, URB_HEADER_LEN, USBIP_RET_SUBMIT, USBIP_RET_UNLINK,
@@ -58,7 +58,7 @@ pub enum ControlError {
         status: i32,
     },
     /// A local I/O error, invalid arguments (`InvalidInput`) or a malformed reply
-    /// (`InvalidData`, wrapping a [`WireError`]; the connection is then closed).
+    /// (`InvalidData`, wrapping a [`UsbipWireError`]; the connection is then closed).
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
 }
@@ -71,7 +71,7 @@ pub enum ImportError {
     Io(#[from] io::Error),
     /// The server's reply is malformed.
     #[error("malformed import reply: {0}")]
-    Wire(#[from] WireError),
+    Wire(#[from] UsbipWireError),
     /// The server refused: unknown busid ([`ST_NODEV`](crate::wire::ST_NODEV)), device
     /// already imported ([`ST_DEV_BUSY`](crate::wire::ST_DEV_BUSY)) or another `ST_*` status.
     #[error("server refused to import `{busid}` (status {status})")]
@@ -105,7 +105,7 @@ impl Client {
     ///
     /// One TCP connection per call, closed afterwards. Connect and each read time out after
     /// [`Client::DEFAULT_TIMEOUT`]; a malformed reply is an `InvalidData` error wrapping a
-    /// [`WireError`].
+    /// [`UsbipWireError`].
     pub fn list<A: ToSocketAddrs>(addr: A) -> io::Result<Vec<ExportedDevice>> {
         Self::list_with_timeout(addr, Self::DEFAULT_TIMEOUT)
     }
@@ -121,7 +121,7 @@ impl Client {
         s.read_exact(&mut buf)?;
         let h = OpHeader::decode(&buf[..OP_HEADER_LEN])?;
         if h.code != OP_REP_DEVLIST {
-            return Err(WireError::UnexpectedValue {
+            return Err(UsbipWireError::UnexpectedValue {
                 message: "OP_REP_DEVLIST",
                 field: "code",
                 offset: 2,
@@ -138,7 +138,7 @@ impl Client {
         }
         let n = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
         if n > MAX_DEVLIST_DEVICES {
-            return Err(WireError::OutOfRange {
+            return Err(UsbipWireError::OutOfRange {
                 message: "OP_REP_DEVLIST",
                 field: "ndev",
                 offset: 8,
@@ -488,7 +488,7 @@ impl Imported {
     }
 
     /// Parse one complete message from `rx`, if there is one.
-    fn parse_one(&mut self) -> Result<Option<Incoming>, WireError> {
+    fn parse_one(&mut self) -> Result<Option<Incoming>, UsbipWireError> {
         if self.rx.len() < URB_HEADER_LEN {
             return Ok(None);
         }
@@ -522,7 +522,7 @@ impl Imported {
                 }
                 Ok(Some(Incoming::Unlink { target, ret }))
             }
-            other => Err(WireError::UnexpectedValue {
+            other => Err(UsbipWireError::UnexpectedValue {
                 message: "USBIP_RET_*",
                 field: "command",
                 offset: 0,

@@ -24,4 +24,4 @@ pub use client::{Client, ControlError, ImportError, Imported, Unlinked};
 pub use descriptors::{DescriptorError, Descriptors};
 pub use device::{ControlReply, DeviceInfo, InterfaceClass, SetupPacket, UsbDevice};
 pub use server::{Server, ServerError, SharedDevice};
-pub use wire::{DeviceRecord, Direction, ExportedDevice, InterfaceRecord, Speed, WireError};
+pub use wire::{DeviceRecord, Direction, ExportedDevice, InterfaceRecord, Speed, UsbipWireError};

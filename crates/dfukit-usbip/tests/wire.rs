@@ -24,9 +24,9 @@ fn sample_device(busid: &str, interfaces: u8) -> DeviceRecord {
 
 /// Where a message ended and how many bytes followed, when `r` failed for
 /// trailing bytes.
-fn trailing<T: std::fmt::Debug>(r: Result<T, WireError>) -> Option<(usize, usize)> {
+fn trailing<T: std::fmt::Debug>(r: Result<T, UsbipWireError>) -> Option<(usize, usize)> {
     match r.unwrap_err() {
-        WireError::TrailingBytes { offset, extra, .. } => Some((offset, extra)),
+        UsbipWireError::TrailingBytes { offset, extra, .. } => Some((offset, extra)),
         _ => None,
     }
 }
@@ -41,14 +41,14 @@ fn op_header_round_trip_and_version_check() {
     bad[1] = 0x06;
     assert_eq!(
         OpHeader::decode(&bad).unwrap_err(),
-        WireError::BadVersion {
+        UsbipWireError::BadVersion {
             message: "op_common",
             found: 0x0106
         }
     );
     assert!(matches!(
         OpHeader::decode(&b[..7]).unwrap_err(),
-        WireError::Truncated {
+        UsbipWireError::Truncated {
             field: "status",
             offset: 4,
             needed: 4,
@@ -67,7 +67,7 @@ fn req_devlist_round_trip() {
     let b2 = OpHeader::new(OP_REQ_IMPORT, 0).encode();
     assert_eq!(
         OpReqDevlist::decode(&b2).unwrap_err(),
-        WireError::UnexpectedValue {
+        UsbipWireError::UnexpectedValue {
             message: "OP_REQ_DEVLIST",
             field: "code",
             offset: 2,
@@ -127,7 +127,7 @@ fn rep_devlist_round_trip_with_interfaces() {
     // Truncated inside the second interface record.
     assert!(matches!(
         OpRepDevlist::decode(&b[..0x149]).unwrap_err(),
-        WireError::Truncated {
+        UsbipWireError::Truncated {
             field: "bInterfaceSubClass",
             offset: 0x149,
             ..
@@ -138,14 +138,14 @@ fn rep_devlist_round_trip_with_interfaces() {
     long.extend_from_slice(&[0; 3]);
     assert!(matches!(
         OpRepDevlist::decode(&long).unwrap_err(),
-        WireError::TrailingBytes { extra: 3, .. }
+        UsbipWireError::TrailingBytes { extra: 3, .. }
     ));
     // Interface count mismatch is refused on encode.
     let mut bad = rep.clone();
     bad.devices[0].interfaces.pop();
     assert!(matches!(
         bad.encode().unwrap_err(),
-        WireError::OutOfRange {
+        UsbipWireError::OutOfRange {
             field: "bNumInterfaces",
             ..
         }
@@ -166,7 +166,7 @@ fn strings_must_be_terminated_and_fit() {
     }
     assert_eq!(
         OpRepDevlist::decode(&b).unwrap_err(),
-        WireError::Unterminated {
+        UsbipWireError::Unterminated {
             message: "OP_REP_DEVLIST",
             field: "busid",
             offset: 0x10C
@@ -177,7 +177,7 @@ fn strings_must_be_terminated_and_fit() {
     };
     assert_eq!(
         long.encode().unwrap_err(),
-        WireError::StringTooLong {
+        UsbipWireError::StringTooLong {
             field: "busid",
             len: 32,
             max: 31
@@ -203,7 +203,7 @@ fn req_import_round_trip() {
     assert_eq!(OpReqImport::decode_body(&b[8..]).unwrap(), req);
     assert!(matches!(
         OpReqImport::decode(&b[..39]).unwrap_err(),
-        WireError::Truncated {
+        UsbipWireError::Truncated {
             field: "busid",
             offset: 8,
             needed: 32,
@@ -263,7 +263,7 @@ fn cmd_submit_round_trip() {
     assert_eq!(CmdSubmit::decode(&b).unwrap(), out);
     assert!(matches!(
         CmdSubmit::decode(&b[..51]).unwrap_err(),
-        WireError::Truncated {
+        UsbipWireError::Truncated {
             field: "transfer_buffer",
             offset: 48,
             needed: 4,
@@ -312,7 +312,7 @@ fn isochronous_and_bad_fields_are_rejected() {
     };
     assert_eq!(
         CmdSubmit::decode(&c.encode()).unwrap_err(),
-        WireError::IsochronousUnsupported {
+        UsbipWireError::IsochronousUnsupported {
             message: "USBIP_CMD_SUBMIT",
             packets: 3
         }
@@ -327,7 +327,7 @@ fn isochronous_and_bad_fields_are_rejected() {
     b[0x0f] = 2; // direction
     assert!(matches!(
         CmdSubmit::decode(&b).unwrap_err(),
-        WireError::OutOfRange {
+        UsbipWireError::OutOfRange {
             field: "direction",
             offset: 0x0c,
             found: 2,
@@ -338,7 +338,7 @@ fn isochronous_and_bad_fields_are_rejected() {
     b[0x18] = 0x7f; // transfer_buffer_length 0x7f00_0000: beyond MAX_TRANSFER_LEN
     assert!(matches!(
         CmdSubmit::decode(&b).unwrap_err(),
-        WireError::OutOfRange {
+        UsbipWireError::OutOfRange {
             field: "transfer_buffer_length",
             offset: 0x18,
             ..
@@ -347,7 +347,7 @@ fn isochronous_and_bad_fields_are_rejected() {
     let unlink = CmdUnlink::default().encode();
     assert!(matches!(
         CmdSubmit::decode(&unlink).unwrap_err(),
-        WireError::UnexpectedValue {
+        UsbipWireError::UnexpectedValue {
             field: "command",
             offset: 0,
             expected: 1,
@@ -406,7 +406,7 @@ fn unlink_round_trips() {
     assert_eq!(CmdUnlink::decode(&b).unwrap(), cmd);
     assert!(matches!(
         CmdUnlink::decode(&b[..47]).unwrap_err(),
-        WireError::Truncated {
+        UsbipWireError::Truncated {
             field: "padding",
             offset: 0x18,
             ..

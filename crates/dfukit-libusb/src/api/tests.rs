@@ -1,7 +1,7 @@
 //! The C API in-process, against an in-memory backend.
 
 use super::*;
-use crate::backend::{Exported, ImportError, ImportLink, SetupPacket, XferError};
+use crate::backend::{BackendImportError, Exported, ImportLink, SetupPacket, XferError};
 use crate::ffi::*;
 use std::ffi::CStr;
 use std::io;
@@ -15,7 +15,7 @@ struct MockState {
     imports: usize,
     exported: bool,
     /// Fails the import with this error instead.
-    refuse: Option<ImportError>,
+    refuse: Option<BackendImportError>,
     /// Next transfer fails with this.
     fail_next: Option<XferError>,
     /// The device disconnects when it gets a port reset.
@@ -169,16 +169,16 @@ impl Backend for MockBackend {
         }])
     }
 
-    fn import(&self, _busid: &str) -> Result<Box<dyn ImportLink>, ImportError> {
+    fn import(&self, _busid: &str) -> Result<Box<dyn ImportLink>, BackendImportError> {
         let mut st = self.st();
         if let Some(e) = st.refuse.clone() {
             return Err(e);
         }
         if !st.exported {
-            return Err(ImportError::NotFound);
+            return Err(BackendImportError::NotFound);
         }
         if st.imported {
-            return Err(ImportError::Busy);
+            return Err(BackendImportError::Busy);
         }
         st.imported = true;
         st.imports += 1;
@@ -472,7 +472,7 @@ fn reset_keeps_a_device_that_stays_and_reports_one_that_leaves() {
 #[test]
 fn unimportable_devices_are_listed_from_their_record() {
     let mock = MockBackend::new();
-    mock.st().refuse = Some(ImportError::Busy);
+    mock.st().refuse = Some(BackendImportError::Busy);
     let ctx = Ctx(context_with_backend(mock.clone()));
     let dev = list(&ctx)[0];
     // SAFETY: valid pointers.
@@ -520,8 +520,8 @@ fn unreachable_server_is_an_empty_list() {
         fn list(&self) -> io::Result<Vec<Exported>> {
             Err(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"))
         }
-        fn import(&self, _: &str) -> Result<Box<dyn ImportLink>, ImportError> {
-            Err(ImportError::Io("down".into()))
+        fn import(&self, _: &str) -> Result<Box<dyn ImportLink>, BackendImportError> {
+            Err(BackendImportError::Io("down".into()))
         }
     }
     let ctx = Ctx(context_with_backend(Arc::new(Down)));

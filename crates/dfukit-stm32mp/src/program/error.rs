@@ -3,7 +3,7 @@
 
 use super::stage::ProgramStage;
 use crate::phase::{ID_FLASHLAYOUT, ID_FSBL, ID_SSBL};
-use dfukit_usbdfu::host::{HostError, TransferError};
+use dfukit_usbdfu::host::{DfuHostError, TransferError};
 use dfukit_usbdfu::wire::Status;
 use std::fmt;
 use std::path::PathBuf;
@@ -61,14 +61,14 @@ pub enum FailureKind {
         message: String,
         /// The transfer that failed before the message was read, if any.
         #[source]
-        transfer: Option<HostError>,
+        transfer: Option<DfuHostError>,
     },
     /// A DFU transfer failed.
     #[error("{source}")]
     Transfer {
         /// The host error.
         #[source]
-        source: HostError,
+        source: DfuHostError,
     },
     /// The device asks for a phase the flow does not expect here.
     #[error("the device reports phase {phase:#04x}, expected {expected}")]
@@ -375,13 +375,13 @@ fn unexpected_phase_causes(phase: u8) -> Vec<String> {
 }
 
 /// Whether a host error means the device left the bus.
-pub(super) fn is_gone(e: &HostError) -> bool {
+pub(super) fn is_gone(e: &DfuHostError) -> bool {
     matches!(
         e,
-        HostError::Transfer {
+        DfuHostError::Transfer {
             source: TransferError::Disconnected,
             ..
-        } | HostError::SetAlt {
+        } | DfuHostError::SetAlt {
             source: TransferError::Disconnected,
             ..
         }
@@ -391,8 +391,8 @@ pub(super) fn is_gone(e: &HostError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dfukit_usbdfu::host::Phase;
-    use dfukit_usbdfu::wire::{Request, State};
+    use dfukit_usbdfu::host::DfuPhase;
+    use dfukit_usbdfu::wire::{DfuRequest, State};
 
     fn err(kind: FailureKind, stage: ProgramStage) -> ProgramError {
         ProgramError {
@@ -507,8 +507,8 @@ mod tests {
 
     #[test]
     fn device_reported_names_partition_message_and_transfer() {
-        let transfer = HostError::Device {
-            phase: Phase::Download,
+        let transfer = DfuHostError::Device {
+            phase: DfuPhase::Download,
             state: State::DfuError,
             status: Status::ErrWrite,
             address: None,
@@ -621,9 +621,9 @@ mod tests {
 
     #[test]
     fn transfer_failures_add_stage_advice() {
-        let source = HostError::Transfer {
-            phase: Phase::Download,
-            request: Request::Dnload,
+        let source = DfuHostError::Transfer {
+            phase: DfuPhase::Download,
+            request: DfuRequest::Dnload,
             address: None,
             source: TransferError::Disconnected,
         };
@@ -667,7 +667,7 @@ mod tests {
                 transfer: None,
             },
             FailureKind::Transfer {
-                source: HostError::Unsupported { what: "download" },
+                source: DfuHostError::Unsupported { what: "download" },
             },
             FailureKind::UnexpectedPhase {
                 phase: 0x20,

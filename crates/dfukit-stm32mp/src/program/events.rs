@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// Progress of a run, reported as it happens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum ProgramEvent {
     /// A stage begins (for a stage reached by re-enumeration, before the
     /// device is back).
     StageStarted {

@@ -3,8 +3,8 @@
 //! written, the context of a failure).
 
 use super::error::{FailureKind, ProgramError};
-use super::events::Event;
-use super::options::Options;
+use super::events::ProgramEvent;
+use super::options::ProgramOptions;
 use super::stage::{alt_list, identify, ProgramStage};
 use super::summary::{Summary, Written};
 use super::transport::{DeviceReport, GuardedTransport};
@@ -13,7 +13,7 @@ use crate::layout::{Layout, Partition};
 use crate::phase::{self, PhaseRecord, ID_CMD};
 use dfukit_core::Clock;
 use dfukit_usbdfu::host::probe::probe;
-use dfukit_usbdfu::host::{DfuHost, Event as HostEvent, HostError, TransferError};
+use dfukit_usbdfu::host::{DfuEvent as HostEvent, DfuHost, DfuHostError, TransferError};
 use std::time::Duration;
 
 /// Pause between two attempts to reach a device that is starting up or
@@ -92,8 +92,8 @@ enum Next {
 pub(super) struct Run<'a> {
     pub(super) layout: &'a Layout,
     pub(super) layout_bytes: &'a [u8],
-    pub(super) opts: &'a Options,
-    events: &'a mut dyn FnMut(Event),
+    pub(super) opts: &'a ProgramOptions,
+    events: &'a mut dyn FnMut(ProgramEvent),
     /// The device's last report, kept here between two enumerations (while
     /// a device is open, its transport wrapper holds it).
     report: Option<DeviceReport>,
@@ -119,8 +119,8 @@ pub fn program<C: Connector>(
     conn: &mut C,
     layout: &Layout,
     layout_bytes: &[u8],
-    opts: &Options,
-    events: &mut dyn FnMut(Event),
+    opts: &ProgramOptions,
+    events: &mut dyn FnMut(ProgramEvent),
 ) -> Result<Summary, ProgramError> {
     let start = conn.elapsed();
     let mut run = Run {
@@ -158,7 +158,7 @@ pub fn program<C: Connector>(
 }
 
 impl<'a> Run<'a> {
-    pub(super) fn emit(&mut self, e: Event) {
+    pub(super) fn emit(&mut self, e: ProgramEvent) {
         (self.events)(e);
     }
 
@@ -176,7 +176,7 @@ impl<'a> Run<'a> {
         }
         self.close(now);
         self.current = Some((stage, now));
-        self.emit(Event::StageStarted { stage });
+        self.emit(ProgramEvent::StageStarted { stage });
     }
 
     /// The stage in progress ([`ProgramStage::Rom`] before any).
@@ -222,7 +222,7 @@ impl<'a> Run<'a> {
                     let now = dev.now();
                     self.enter(w.expect, now);
                     self.last_error = None;
-                    self.emit(Event::Reconnecting { stage: w.expect });
+                    self.emit(ProgramEvent::Reconnecting { stage: w.expect });
                     wait = Some(w);
                 }
                 Next::Done => return Ok(()),
@@ -314,11 +314,11 @@ impl<'a> Run<'a> {
         dev.guard().deadline = None;
         let now = dev.now();
         self.enter(stage, now);
-        self.emit(Event::Connected {
+        self.emit(ProgramEvent::Connected {
             stage,
             alts: dev.alts.len(),
         });
-        self.emit(Event::PhaseRead {
+        self.emit(ProgramEvent::PhaseRead {
             stage,
             record: rec.clone(),
         });
@@ -415,7 +415,7 @@ impl<'a> Run<'a> {
     ) -> Result<PhaseRecord, FailureKind> {
         let rec = self.read_phase(dev)?;
         let stage = self.stage();
-        self.emit(Event::PhaseRead {
+        self.emit(ProgramEvent::PhaseRead {
             stage,
             record: rec.clone(),
         });
@@ -467,12 +467,12 @@ impl<'a> Run<'a> {
         alt: u8,
         bytes: &[u8],
         offset: usize,
-    ) -> (Written, Result<(), HostError>) {
+    ) -> (Written, Result<(), DfuHostError>) {
         let id = row.id;
         let total = bytes.len() as u64;
         let data = &bytes[offset.min(bytes.len())..];
         self.partition = Some((id, row.name.clone()));
-        self.emit(Event::PartitionStarted {
+        self.emit(ProgramEvent::PartitionStarted {
             id,
             name: row.name.clone(),
             total,
@@ -483,7 +483,7 @@ impl<'a> Run<'a> {
             let events = &mut *self.events;
             dev.host.download(data, &mut |e| {
                 if let HostEvent::Download { done, .. } = e {
-                    events(Event::Progress {
+                    events(ProgramEvent::Progress {
                         id,
                         done: base + done,
                         total,
@@ -505,7 +505,7 @@ impl<'a> Run<'a> {
 
     /// Records `w` as written.
     pub(super) fn done(&mut self, w: Written) {
-        self.emit(Event::PartitionDone {
+        self.emit(ProgramEvent::PartitionDone {
             id: w.id,
             bytes: w.bytes,
             elapsed: w.elapsed,
@@ -518,7 +518,7 @@ impl<'a> Run<'a> {
     pub(super) fn detach<C: Connector>(&mut self, dev: &mut Dev<'_, C>) -> Result<(), FailureKind> {
         match dev.host.detach() {
             Ok(_) => Ok(()),
-            Err(HostError::Transfer {
+            Err(DfuHostError::Transfer {
                 source: TransferError::Disconnected | TransferError::Timeout | TransferError::Io(_),
                 ..
             }) => Ok(()),
@@ -541,7 +541,7 @@ impl<'a> Run<'a> {
     pub(super) fn download_failure<C: Connector>(
         &mut self,
         dev: &mut Dev<'_, C>,
-        source: HostError,
+        source: DfuHostError,
     ) -> FailureKind {
         match self.device_message(dev) {
             Some(message) => FailureKind::DeviceReported {

@@ -1,5 +1,5 @@
 //! Programming an STM32MP over USB DFU, as STM32CubeProgrammer's "TSV
-//! flashing service" does, with progress reported as [`Event`]s and every
+//! flashing service" does, with progress reported as [`ProgramEvent`]s and every
 //! failure turned into a [`ProgramError`] that names the stage, the
 //! partition, what the device last said, and the likely causes.
 //!
@@ -59,8 +59,8 @@ mod summary;
 mod transport;
 
 pub use error::{device_message_causes, FailureKind, ProgramError};
-pub use events::Event;
+pub use events::ProgramEvent;
 pub use flow::program;
-pub use options::Options;
+pub use options::ProgramOptions;
 pub use stage::{identify, ProgramStage};
 pub use summary::{Summary, Written};

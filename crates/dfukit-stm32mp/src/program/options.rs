@@ -1,11 +1,11 @@
 //! The bounds of a programming run.
 
-use dfukit_usbdfu::host::Options as HostOptions;
+use dfukit_usbdfu::host::DfuOptions as HostOptions;
 use std::time::Duration;
 
 /// Bounds of a programming run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
+pub struct ProgramOptions {
     /// How long to wait for the board to be present when the run starts.
     /// Default 5 s: the board is normally plugged in and reset into USB
     /// boot before the run.
@@ -29,9 +29,9 @@ pub struct Options {
     pub reenumerate_timeout: Duration,
 }
 
-impl Default for Options {
+impl Default for ProgramOptions {
     fn default() -> Self {
-        Options {
+        ProgramOptions {
             connect_timeout: Duration::from_secs(5),
             transfer_timeout: Duration::from_secs(2),
             tfa_timeout: Duration::from_secs(10),
@@ -40,7 +40,7 @@ impl Default for Options {
     }
 }
 
-impl Options {
+impl ProgramOptions {
     /// The DFU host options used for every stage: [`Options::transfer_timeout`]
     /// per control transfer, the host's defaults otherwise.
     pub fn host_options(&self) -> HostOptions {
@@ -57,7 +57,7 @@ mod tests {
 
     #[test]
     fn options_defaults_feed_the_host() {
-        let o = Options::default();
+        let o = ProgramOptions::default();
         assert_eq!(o.transfer_timeout, Duration::from_secs(2));
         assert_eq!(o.tfa_timeout, Duration::from_secs(10));
         assert_eq!(o.reenumerate_timeout, Duration::from_secs(15));

@@ -2,14 +2,14 @@
 //! the flashlayout, and the partitions U-Boot asks for until END.
 
 use super::error::{is_gone, FailureKind};
-use super::events::Event;
+use super::events::ProgramEvent;
 use super::flow::{Dev, Lost, Run, Wait};
 use super::stage::{alt_list, identify, ProgramStage};
 use crate::connect::Connector;
 use crate::image;
 use crate::layout::IpKind;
 use crate::phase::{PhaseRecord, ID_FLASHLAYOUT, ID_FSBL, ID_SSBL, PHASE_END, PHASE_ERROR};
-use dfukit_usbdfu::host::HostError;
+use dfukit_usbdfu::host::DfuHostError;
 use dfukit_usbdfu::wire::State;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -33,7 +33,7 @@ impl Run<'_> {
         self.enter(ProgramStage::TfA, started);
         match self.await_tfa(dev, started, deadline)? {
             Handoff::Answered(rec) => {
-                self.emit(Event::PhaseRead {
+                self.emit(ProgramEvent::PhaseRead {
                     stage: ProgramStage::TfA,
                     record: rec.clone(),
                 });
@@ -75,7 +75,7 @@ impl Run<'_> {
         }
         match result {
             Ok(()) => {}
-            Err(HostError::Device { status, .. }) => {
+            Err(DfuHostError::Device { status, .. }) => {
                 return Err(FailureKind::FsblRejected {
                     status,
                     header_check: image::verify(&bytes).err().map(|e| e.to_string()),

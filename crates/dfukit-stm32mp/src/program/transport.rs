@@ -5,7 +5,7 @@ use crate::connect::Connector;
 use crate::phase::PhaseRecord;
 use dfukit_core::{Clock, Instant};
 use dfukit_usbdfu::host::{ControlRequest, ControlTransfer, DataStage, TransferError};
-use dfukit_usbdfu::wire::{GetStatus, Request, SetupPacket};
+use dfukit_usbdfu::wire::{DfuRequest, GetStatus, SetupPacket};
 use std::fmt;
 use std::time::Duration;
 
@@ -109,7 +109,7 @@ impl<'c, C: Connector> GuardedTransport<'c, C> {
 }
 
 /// A DFU class request (bmRequestType type bits = class).
-fn is_class(setup: &SetupPacket, request: Request) -> bool {
+fn is_class(setup: &SetupPacket, request: DfuRequest) -> bool {
     setup.request_type & 0x60 == 0x20 && setup.request == request as u8
 }
 
@@ -139,7 +139,7 @@ impl<C: Connector> ControlTransfer for GuardedTransport<'_, C> {
             DataStage::In(buf) => {
                 let timeout = self.gate(timeout)?;
                 let n = self.inner.control_in(setup, buf, timeout)?;
-                if is_class(&setup, Request::GetStatus) {
+                if is_class(&setup, DfuRequest::GetStatus) {
                     if let Ok(st) = GetStatus::from_bytes(&buf[..n]) {
                         self.last_report = Some(DeviceReport::Status(st));
                     }
@@ -147,7 +147,7 @@ impl<C: Connector> ControlTransfer for GuardedTransport<'_, C> {
                 Ok(n)
             }
             DataStage::Out(data) => {
-                if is_class(&setup, Request::Dnload) && data.is_empty() {
+                if is_class(&setup, DfuRequest::Dnload) && data.is_empty() {
                     if let Some(budget) = self.arm.take() {
                         let now = self.clock.elapsed();
                         self.handoff_start = Some(now);

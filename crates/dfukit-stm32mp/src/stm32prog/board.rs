@@ -2,7 +2,7 @@
 //! devices and their geometry, OTP and PMIC, a log. Every operation is a
 //! request that returns how long the hardware takes; the core does no I/O.
 
-use super::flashlayout::{MediumId, Partition};
+use super::flashlayout::{MediumId, UbootPartition};
 use core::fmt;
 use core::time::Duration;
 use dfukit_usbdfu::wire::Status;
@@ -82,7 +82,7 @@ impl ExistingPartition {
 
 /// A storage request that failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StorageError<E> {
+pub enum BoardStorageError<E> {
     /// The device (or its image) is not there: DFU errTARGET, the phase is
     /// left as it is.
     Absent,
@@ -101,7 +101,7 @@ pub enum StorageError<E> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GptPartition<'a> {
     /// The layout row.
-    pub partition: &'a Partition,
+    pub partition: &'a UbootPartition,
     /// Partition type GUID, in textual byte order.
     pub type_guid: [u8; 16],
     /// Whether the entry is marked bootable (`System` rows).
@@ -137,46 +137,49 @@ pub trait Stm32mpBoard {
     fn existing_partition(&mut self, medium: MediumId, number: u16) -> ExistingPartition;
 
     /// Erases the partition (a `D` row, `part_delete`).
-    fn erase(&mut self, part: &Partition) -> Result<Duration, StorageError<Self::Error>>;
+    fn erase(&mut self, part: &UbootPartition) -> Result<Duration, BoardStorageError<Self::Error>>;
 
     /// Writes the GPT of an MMC: `entries` in partition-number order.
     fn write_gpt(&mut self, mmc: MediumId, entries: &[GptPartition<'_>])
         -> Result<(), Self::Error>;
 
     /// A download of the partition starts (its first block follows).
-    fn begin_download(&mut self, part: &Partition);
+    fn begin_download(&mut self, part: &UbootPartition);
 
     /// Writes `data` at byte `pos` of the partition (inside it: the core
     /// checks the bounds).
     fn write(
         &mut self,
-        part: &Partition,
+        part: &UbootPartition,
         pos: u64,
         data: &[u8],
-    ) -> Result<Duration, StorageError<Self::Error>>;
+    ) -> Result<Duration, BoardStorageError<Self::Error>>;
 
     /// The download of the partition ended: complete what is pending (a
     /// last NAND page) and make the data durable.
-    fn end_download(&mut self, part: &Partition) -> Result<Duration, StorageError<Self::Error>>;
+    fn end_download(
+        &mut self,
+        part: &UbootPartition,
+    ) -> Result<Duration, BoardStorageError<Self::Error>>;
 
     /// Writes the first `len` bytes of the partition again, `at` bytes
     /// from its start, as one fresh sequential write (`Binary(N)` copies,
     /// `stm32prog_copy_fsbl`).
     fn copy_image(
         &mut self,
-        part: &Partition,
+        part: &UbootPartition,
         len: u64,
         at: u64,
-    ) -> Result<Duration, StorageError<Self::Error>>;
+    ) -> Result<Duration, BoardStorageError<Self::Error>>;
 
     /// Reads the partition from byte `offset` into `buf` (inside it);
     /// returns the bytes read.
     fn read(
         &mut self,
-        part: &Partition,
+        part: &UbootPartition,
         offset: u64,
         buf: &mut [u8],
-    ) -> Result<usize, StorageError<Self::Error>>;
+    ) -> Result<usize, BoardStorageError<Self::Error>>;
 
     /// `mmc bootbus N 0 0 0; mmc partconf N 1 <boot> 0`: boot from
     /// hardware boot partition `boot` (1, 2) with boot acknowledge.

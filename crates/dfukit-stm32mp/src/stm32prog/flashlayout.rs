@@ -146,7 +146,7 @@ pub enum Placement {
 /// the parser; `addr`, `size` and `number` are set from the device at
 /// initialisation ([`super::table`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Partition {
+pub struct UbootPartition {
     /// Line of the row in the file (comment and empty lines counted).
     pub line: u32,
     /// The `Opt` column.
@@ -174,7 +174,7 @@ pub struct Partition {
     pub number: u16,
 }
 
-impl Partition {
+impl UbootPartition {
     /// The eMMC boot partition (1, 2) the row is written to.
     pub fn boot_partition(&self) -> Option<u8> {
         match self.placement {
@@ -189,7 +189,7 @@ impl Partition {
     }
 }
 
-struct Label<'a>(&'a Partition);
+struct Label<'a>(&'a UbootPartition);
 
 impl fmt::Display for Label<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -201,7 +201,7 @@ impl fmt::Display for Label<'_> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlashLayout {
     /// The rows.
-    pub rows: heapless::Vec<Partition, MAX_ROWS>,
+    pub rows: heapless::Vec<UbootPartition, MAX_ROWS>,
 }
 
 /// Parses a received flashlayout (`bytes`: what was downloaded to alt 0)
@@ -271,8 +271,8 @@ fn expected_rows(text: &[u8]) -> usize {
     n
 }
 
-fn blank_row() -> Partition {
-    Partition {
+fn blank_row() -> UbootPartition {
+    UbootPartition {
         line: 0,
         option: PartOptions::default(),
         id: 0,
@@ -297,7 +297,7 @@ struct Scanner<'a> {
     capacity: usize,
     /// U-Boot's line counter `i`.
     line: u32,
-    row: Partition,
+    row: UbootPartition,
 }
 
 impl Scanner<'_> {
@@ -523,7 +523,7 @@ fn parse_ip(p: &[u8]) -> Option<MediumId> {
     }
 }
 
-fn parse_offset(p: &[u8], i: u32, row: &mut Partition) -> Result<(), ErrorText> {
+fn parse_offset(p: &[u8], i: u32, row: &mut UbootPartition) -> Result<(), ErrorText> {
     row.addr = 0;
     row.size = 0;
     if let Some(rest) = p.strip_prefix(b"boot") {

@@ -60,9 +60,10 @@ mod tests;
 mod text;
 mod uboot;
 
-pub use board::{ExistingPartition, Geometry, GptPartition, Stm32mpBoard, StorageError};
+pub use board::{BoardStorageError, ExistingPartition, Geometry, GptPartition, Stm32mpBoard};
 pub use flashlayout::{
-    parse_flash_layout, FlashLayout, Medium, MediumId, PartKind, PartOptions, Partition, Placement,
+    parse_flash_layout, FlashLayout, Medium, MediumId, PartKind, PartOptions, Placement,
+    UbootPartition,
 };
 pub use text::{ErrorText, PartName, ERROR_TEXT_MAX, NAME_MAX};
 
@@ -164,14 +165,14 @@ pub enum AltLabel<'a> {
     Fixed(&'static str),
     /// A layout partition's alt (`stm32prog_get_alt_name`), read-only
     /// (`a`) unless the row is `P` without `E`.
-    Partition(&'a Partition),
+    UbootPartition(&'a UbootPartition),
 }
 
 impl fmt::Display for AltLabel<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AltLabel::Fixed(s) => f.write_str(s),
-            AltLabel::Partition(p) => {
+            AltLabel::UbootPartition(p) => {
                 write_alt_name(f, &p.name, p.id, p.size, !p.option.downloads())
             }
         }
@@ -348,7 +349,7 @@ impl<B: Stm32mpBoard> Stm32mpDevice<B> {
             BootStage::UBootProgram => match self.alts.get(alt) {
                 Some(&row) => {
                     let p = self.row(row);
-                    Some((p.id, AltLabel::Partition(p)))
+                    Some((p.id, AltLabel::UbootPartition(p)))
                 }
                 None => VIRTUAL_ALTS.get(alt - self.alts.len()).map(fixed),
             },
@@ -391,7 +392,7 @@ impl<B: Stm32mpBoard> Stm32mpDevice<B> {
         }
     }
 
-    fn row(&self, row: usize) -> &Partition {
+    fn row(&self, row: usize) -> &UbootPartition {
         &self
             .layout
             .as_ref()

@@ -11,10 +11,10 @@
 //! each device row with the rows after it only); devices are checked one
 //! after the other, each one's rows before the next device is looked at.
 
-use super::board::{ExistingPartition, Geometry, GptPartition, Stm32mpBoard, StorageError};
+use super::board::{BoardStorageError, ExistingPartition, Geometry, GptPartition, Stm32mpBoard};
 use super::flashlayout::{
-    FlashLayout, Medium, MediumId, PartKind, Partition, Placement, FIRST_USER_ID, LAST_USER_ID,
-    MAX_ROWS,
+    FlashLayout, Medium, MediumId, PartKind, Placement, UbootPartition, FIRST_USER_ID,
+    LAST_USER_ID, MAX_ROWS,
 };
 use super::text::ErrorText;
 use core::fmt;
@@ -192,7 +192,7 @@ fn span(medium: MediumId, geometry: Option<Geometry>) -> Result<Span, ErrorText>
 
 /// U-Boot's `part_id` before numbering: -1 for boot1, -2 for boot2, 0
 /// otherwise; rows sort on it, then on their address.
-fn sort_key(p: &Partition) -> (i8, u64) {
+fn sort_key(p: &UbootPartition) -> (i8, u64) {
     match p.placement {
         Placement::Boot(n) => (-(n as i8), p.addr),
         Placement::Address(a) => (0, a),
@@ -376,14 +376,14 @@ pub fn devices_init<B: Stm32mpBoard>(
     Ok((devices, time))
 }
 
-fn erase<B: Stm32mpBoard>(board: &mut B, p: &Partition) -> Result<Duration, ErrorText> {
+fn erase<B: Stm32mpBoard>(board: &mut B, p: &UbootPartition) -> Result<Duration, ErrorText> {
     match board.erase(p) {
         Ok(t) => {
             board.log(format_args!("erased {}", p.label()));
             Ok(t)
         }
-        Err(StorageError::Absent) => Err(err(format_args!("{}: erase invalid", p.label()))),
-        Err(StorageError::Failed { reason, .. }) => {
+        Err(BoardStorageError::Absent) => Err(err(format_args!("{}: erase invalid", p.label()))),
+        Err(BoardStorageError::Failed { reason, .. }) => {
             Err(err(format_args!("{}: {reason}", p.label())))
         }
     }

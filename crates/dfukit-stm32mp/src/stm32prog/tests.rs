@@ -19,7 +19,7 @@ fn host_accepts(bytes: &[u8]) -> bool {
     layout::parse_bytes(bytes, Path::new("t.tsv")).is_ok()
 }
 
-fn only_row(l: &FlashLayout) -> &Partition {
+fn only_row(l: &FlashLayout) -> &UbootPartition {
     assert_eq!(l.rows.len(), 1, "{l:?}");
     &l.rows[0]
 }
@@ -244,7 +244,7 @@ impl Stm32mpBoard for Board {
     fn existing_partition(&mut self, _: MediumId, _: u16) -> ExistingPartition {
         ExistingPartition::Missing
     }
-    fn erase(&mut self, p: &Partition) -> Result<Duration, StorageError<String>> {
+    fn erase(&mut self, p: &UbootPartition) -> Result<Duration, BoardStorageError<String>> {
         self.erased.push(p.name.to_string());
         Ok(Duration::from_millis(1))
     }
@@ -253,33 +253,33 @@ impl Stm32mpBoard for Board {
         self.gpt.push(names.collect());
         Ok(())
     }
-    fn begin_download(&mut self, _: &Partition) {}
+    fn begin_download(&mut self, _: &UbootPartition) {}
     fn write(
         &mut self,
-        p: &Partition,
+        p: &UbootPartition,
         pos: u64,
         data: &[u8],
-    ) -> Result<Duration, StorageError<String>> {
+    ) -> Result<Duration, BoardStorageError<String>> {
         self.written.push((p.id, pos, data.len()));
         Ok(Duration::ZERO)
     }
-    fn end_download(&mut self, _: &Partition) -> Result<Duration, StorageError<String>> {
+    fn end_download(&mut self, _: &UbootPartition) -> Result<Duration, BoardStorageError<String>> {
         Ok(Duration::ZERO)
     }
     fn copy_image(
         &mut self,
-        _: &Partition,
+        _: &UbootPartition,
         _: u64,
         _: u64,
-    ) -> Result<Duration, StorageError<String>> {
-        Err(StorageError::Absent)
+    ) -> Result<Duration, BoardStorageError<String>> {
+        Err(BoardStorageError::Absent)
     }
     fn read(
         &mut self,
-        _: &Partition,
+        _: &UbootPartition,
         _: u64,
         buf: &mut [u8],
-    ) -> Result<usize, StorageError<String>> {
+    ) -> Result<usize, BoardStorageError<String>> {
         Ok(buf.len())
     }
     fn select_boot_partition(&mut self, _: MediumId, _: u8) -> Result<(), String> {

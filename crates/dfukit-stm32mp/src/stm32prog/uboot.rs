@@ -3,8 +3,8 @@
 //! phase commands on 0xF1, OTP and PMIC, and the first-error-only phase
 //! 0xFF (`stm32prog_err`).
 
-use super::board::{Geometry, Stm32mpBoard, StorageError};
-use super::flashlayout::{self, Medium, Partition};
+use super::board::{BoardStorageError, Geometry, Stm32mpBoard};
+use super::flashlayout::{self, Medium, UbootPartition};
 use super::text::ErrorText;
 use super::{header, table, Stm32mpDevice, OTP_LEN, PMIC_LEN};
 use crate::phase::{self, ID_FLASHLAYOUT, ID_OTP, PHASE_END, PHASE_ERROR};
@@ -123,10 +123,10 @@ impl<B: Stm32mpBoard> Stm32mpDevice<B> {
         Ok(Duration::ZERO)
     }
 
-    fn storage_failed(&mut self, p: &Partition, e: StorageError<B::Error>) -> Status {
+    fn storage_failed(&mut self, p: &UbootPartition, e: BoardStorageError<B::Error>) -> Status {
         match e {
-            StorageError::Absent => Status::ErrTarget,
-            StorageError::Failed { status, reason } => {
+            BoardStorageError::Absent => Status::ErrTarget,
+            BoardStorageError::Failed { status, reason } => {
                 self.fail_with(format_args!("{}: {reason}", p.label()));
                 status
             }
@@ -212,7 +212,7 @@ impl<B: Stm32mpBoard> Stm32mpDevice<B> {
     /// `stm32prog_copy_fsbl` for `Binary(N)` on NAND: the image just
     /// written, its header read back from the partition, is copied N-1
     /// times, each copy a whole number of erase blocks after the previous.
-    fn copy_fsbl(&mut self, p: &Partition) -> Result<Duration, Status> {
+    fn copy_fsbl(&mut self, p: &UbootPartition) -> Result<Duration, Status> {
         let failed = |dev: &mut Self| {
             dev.fail_with(format_args!("{}: copy of fsbl failed", p.label()));
             Status::ErrWrite

@@ -1,6 +1,6 @@
 //! Device configuration: dialect, alternate settings, flash timing.
 
-use crate::dfuse::{LayoutError, MemoryLayout};
+use crate::dfuse::{MemoryLayout, MemoryLayoutError};
 use crate::wire::{
     FunctionalDescriptor, Status, ATTR_CAN_DNLOAD, ATTR_CAN_UPLOAD, ATTR_MANIFESTATION_TOLERANT,
     ATTR_WILL_DETACH,
@@ -109,7 +109,7 @@ impl Dialect {
 
 /// One alternate setting: its name string and the memory it addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AltSetting {
+pub struct AltConfig {
     /// The interface string (for DfuSe the memory-layout string itself).
     pub name: &'static str,
     /// The memory this alt addresses. A plain DFU alt writes its image from
@@ -117,11 +117,11 @@ pub struct AltSetting {
     pub layout: MemoryLayout,
 }
 
-impl AltSetting {
+impl AltConfig {
     /// An alt whose name is a memory-layout string (DfuSe, U-Boot, TF-A all
     /// use that form).
-    pub fn from_layout(name: &'static str) -> Result<Self, LayoutError> {
-        Ok(AltSetting {
+    pub fn from_layout(name: &'static str) -> Result<Self, MemoryLayoutError> {
+        Ok(AltConfig {
             name,
             layout: MemoryLayout::parse(name)?,
         })
@@ -131,7 +131,7 @@ impl AltSetting {
 /// Expected flash timings, used to tell the host how long to wait
 /// (bwPollTimeout). Real completion still comes from the flash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FlashTiming {
+pub struct DeviceFlashTiming {
     /// Erase time per KiB.
     pub erase_per_kib: Duration,
     /// Program time per KiB.
@@ -143,10 +143,10 @@ pub struct FlashTiming {
     pub manifest: Duration,
 }
 
-impl FlashTiming {
+impl DeviceFlashTiming {
     /// Rough STM32F4 figures: ~1 s per 128 KiB sector erase, ~4 ms per KiB
     /// programmed.
-    pub const STM32F4: FlashTiming = FlashTiming {
+    pub const STM32F4: DeviceFlashTiming = DeviceFlashTiming {
         erase_per_kib: Duration::from_micros(8_000),
         program_per_kib: Duration::from_micros(4_000),
         min_poll: Duration::from_millis(1),
@@ -166,9 +166,9 @@ pub struct DeviceConfig {
     /// wDetachTimeOut, ms.
     pub detach_timeout_ms: u16,
     /// Alternate settings, in alt-number order.
-    pub alts: heapless::Vec<AltSetting, MAX_ALTS>,
+    pub alts: heapless::Vec<AltConfig, MAX_ALTS>,
     /// Flash timing estimates.
-    pub timing: FlashTiming,
+    pub timing: DeviceFlashTiming,
     /// Longest a flash operation may take before the device gives up on its
     /// completion and reports an error (a driver that never completes must
     /// not wedge the device in dfuDNBUSY).
@@ -189,7 +189,7 @@ impl DeviceConfig {
             "@Option Bytes  /0x1FFFC000/01*016 e",
         ] {
             // Both strings are constants that parse; a failure is a bug here.
-            let alt = AltSetting::from_layout(name).expect("built-in layout parses");
+            let alt = AltConfig::from_layout(name).expect("built-in layout parses");
             let _ = alts.push(alt);
         }
         DeviceConfig {
@@ -198,7 +198,7 @@ impl DeviceConfig {
             transfer_size: 2048,
             detach_timeout_ms: 255,
             alts,
-            timing: FlashTiming::STM32F4,
+            timing: DeviceFlashTiming::STM32F4,
             flash_timeout: Duration::from_secs(10),
             default_address: 0x0800_0000,
         }

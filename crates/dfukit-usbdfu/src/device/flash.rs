@@ -66,7 +66,7 @@ struct InFlight {
 
 /// Why the last flash problem happened, for diagnostics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlashFault {
+pub enum DfuFlashFault {
     /// The flash reported a failed operation.
     Failed {
         /// Address of the operation.
@@ -107,7 +107,7 @@ struct FlashWork {
     /// still read the block buffer, so no new block is accepted into it
     /// until the late completion arrives.
     stuck: bool,
-    fault: Option<FlashFault>,
+    fault: Option<DfuFlashFault>,
     /// Plain DFU: block numbers and the offset into the alt.
     raw: Sequence,
     /// Plain DFU download: everything below this address is erased.
@@ -194,7 +194,7 @@ impl DfuDevice {
         self.flash.pointer
     }
     /// The last flash problem, if any.
-    pub fn fault(&self) -> Option<FlashFault> {
+    pub fn fault(&self) -> Option<DfuFlashFault> {
         self.flash.fault
     }
     /// The functional descriptor to put in the configuration descriptor.
@@ -269,7 +269,7 @@ impl DfuDevice {
             return;
         };
         if outcome == FlashOutcome::Failed {
-            self.flash.fault = Some(FlashFault::Failed { addr: f.addr });
+            self.flash.fault = Some(DfuFlashFault::Failed { addr: f.addr });
             let s = self.flash.fail(f.kind.error());
             self.m.signal(Some(s));
         }
@@ -420,7 +420,7 @@ impl FlashWork {
             if now >= f.deadline {
                 self.in_flight = None;
                 self.stuck = true;
-                self.fault = Some(FlashFault::Timeout { addr: f.addr });
+                self.fault = Some(DfuFlashFault::Timeout { addr: f.addr });
                 // The queue is dropped: nothing else starts.
                 return Some(self.fail(f.kind.error()));
             }
@@ -468,7 +468,7 @@ impl FlashWork {
                         .is_some_and(|s| s.mem.erasable());
                     if needs_blank {
                         if let Some(bad) = first_non_blank(mem, addr, len.into()) {
-                            self.fault = Some(FlashFault::NotErased { addr: bad });
+                            self.fault = Some(DfuFlashFault::NotErased { addr: bad });
                             return Some(self.fail(Status::ErrCheckErased));
                         }
                     }

@@ -19,9 +19,9 @@ mod state;
 pub mod stream;
 
 pub use config::{
-    AltSetting, ConfigError, DeviceConfig, Dialect, FlashTiming, MAX_ALTS, MAX_TRANSFER_SIZE,
+    AltConfig, ConfigError, DeviceConfig, DeviceFlashTiming, Dialect, MAX_ALTS, MAX_TRANSFER_SIZE,
 };
-pub use flash::{DfuDevice, FlashFault};
+pub use flash::{DfuDevice, DfuFlashFault};
 pub use state::AltError;
 
 /// The answer to a control request.

@@ -22,7 +22,7 @@
 
 use super::{DeviceEvent, Dialect, Reply, MAX_TRANSFER_SIZE};
 use crate::wire::{
-    DfuSetup, FunctionalDescriptor, GetStatus, Request, SetupPacket, State, Status,
+    DfuRequest, DfuSetup, FunctionalDescriptor, GetStatus, SetupPacket, State, Status,
     MAX_POLL_TIMEOUT_MS, REQUEST_TYPE_STANDARD_INTERFACE_OUT, SET_INTERFACE,
 };
 use core::time::Duration;
@@ -324,7 +324,7 @@ impl Machine {
         let Some(req) = self.class_request(setup, data, reply) else {
             return Reply::Stall;
         };
-        if busy && req != Request::GetStatus {
+        if busy && req != DfuRequest::GetStatus {
             return self.stall_error(b);
         }
         if self.state == State::DfuManifestWaitReset {
@@ -332,26 +332,26 @@ impl Machine {
             return Reply::Stall;
         }
         match req {
-            Request::GetStatus => self.get_status(now, setup, reply, b),
-            Request::GetState => {
+            DfuRequest::GetStatus => self.get_status(now, setup, reply, b),
+            DfuRequest::GetState => {
                 if setup.length == 0 {
                     return Reply::Stall;
                 }
                 reply[0] = self.state as u8;
                 Reply::In(1)
             }
-            Request::ClrStatus => self.clear_status(b),
-            Request::Abort => self.abort(b),
-            Request::Detach => self.detach(setup.value, b),
-            Request::Dnload => self.dnload(setup, data, b),
-            Request::Upload => self.upload(setup, reply, b),
+            DfuRequest::ClrStatus => self.clear_status(b),
+            DfuRequest::Abort => self.abort(b),
+            DfuRequest::Detach => self.detach(setup.value, b),
+            DfuRequest::Dnload => self.dnload(setup, data, b),
+            DfuRequest::Upload => self.upload(setup, reply, b),
         }
     }
 
     /// The DFU class request of `setup`, if it is one this interface must
     /// answer: addressed to it, with all its OUT data, and room for its IN
     /// data in `reply`.
-    fn class_request(&self, setup: &SetupPacket, data: &[u8], reply: &[u8]) -> Option<Request> {
+    fn class_request(&self, setup: &SetupPacket, data: &[u8], reply: &[u8]) -> Option<DfuRequest> {
         let req = setup.dfu_request()?;
         let framed = if setup.is_in() {
             reply.len() >= setup.length as usize

@@ -22,10 +22,10 @@
 //! transfer-size chunk, as dfu-util does, but set the address only once per
 //! run of consecutive blocks.
 
-use super::{ControlTransfer, DfuHost, Ev, Event, HostError, LeaveOutcome, Phase};
+use super::{ControlTransfer, DfuEvent, DfuHost, DfuHostError, DfuPhase, Ev, LeaveOutcome};
 use crate::dfuse::{Access, Command, MemoryLayout, FIRST_DATA_BLOCK};
 use crate::files::DfuseFile;
-use crate::wire::{Request, State};
+use crate::wire::{DfuRequest, State};
 
 /// What a DfuSe download writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +79,7 @@ impl<'a> Planned<'a> {
         select: Option<(u8, Option<String>)>,
         layout: MemoryLayout,
         elements: Vec<(u32, &'a [u8])>,
-    ) -> Result<Self, HostError> {
+    ) -> Result<Self, DfuHostError> {
         let mut erase: Vec<(u32, u32)> = Vec::new();
         for &(address, data) in &elements {
             check_writeable(&layout, address, data.len())?;
@@ -100,9 +100,9 @@ impl<'a> Planned<'a> {
 
 /// Refuses a range that reaches past 4 GiB or into memory the layout does
 /// not let the host write.
-fn check_writeable(layout: &MemoryLayout, address: u32, len: usize) -> Result<(), HostError> {
+fn check_writeable(layout: &MemoryLayout, address: u32, len: usize) -> Result<(), DfuHostError> {
     let end = u64::from(address) + len as u64;
-    let not_writeable = |a| HostError::NotWriteable {
+    let not_writeable = |a| DfuHostError::NotWriteable {
         address: a,
         start: address,
         end,
@@ -120,11 +120,11 @@ fn check_writeable(layout: &MemoryLayout, address: u32, len: usize) -> Result<()
 fn plan_file<'a>(
     file: &'a DfuseFile,
     layout_for: &dyn Fn(u8) -> Option<MemoryLayout>,
-) -> Result<Vec<Planned<'a>>, HostError> {
+) -> Result<Vec<Planned<'a>>, DfuHostError> {
     file.targets
         .iter()
         .map(|t| {
-            let layout = layout_for(t.alt).ok_or(HostError::NoLayout { alt: t.alt })?;
+            let layout = layout_for(t.alt).ok_or(DfuHostError::NoLayout { alt: t.alt })?;
             let elements = t
                 .elements
                 .iter()
@@ -142,10 +142,10 @@ impl<T: ControlTransfer> DfuHost<T> {
         layout: &MemoryLayout,
         address: u32,
         data: &'a [u8],
-    ) -> Result<Vec<Planned<'a>>, HostError> {
+    ) -> Result<Vec<Planned<'a>>, DfuHostError> {
         check_writeable(layout, address, data.len())?;
         if !self.desc.can_download() {
-            return Err(HostError::Unsupported { what: "download" });
+            return Err(DfuHostError::Unsupported { what: "download" });
         }
         if data.is_empty() {
             return Ok(Vec::new());
@@ -163,10 +163,10 @@ impl<T: ControlTransfer> DfuHost<T> {
         plan: &[Planned<'_>],
         verify: bool,
         events: Ev<'_>,
-    ) -> Result<(), HostError> {
+    ) -> Result<(), DfuHostError> {
         for t in plan {
             if let Some((alt, name)) = &t.select {
-                events(Event::Target {
+                events(DfuEvent::Target {
                     alt: *alt,
                     name: name.clone(),
                 });
@@ -174,7 +174,7 @@ impl<T: ControlTransfer> DfuHost<T> {
             }
             self.abort_to_idle()?;
             for &(addr, len) in &t.erase {
-                events(Event::Erase { addr, len });
+                events(DfuEvent::Erase { addr, len });
                 self.dfuse_command(Command::Erase(addr))?;
             }
             for &(address, data) in &t.elements {
@@ -198,10 +198,10 @@ impl<T: ControlTransfer> DfuHost<T> {
         job: &DfuseDownload<'_>,
         layout_for: &dyn Fn(u8) -> Option<MemoryLayout>,
         events: Ev<'_>,
-    ) -> Result<Option<LeaveOutcome>, HostError> {
+    ) -> Result<Option<LeaveOutcome>, DfuHostError> {
         let (plan, leave_to) = match job.image {
             DfuseImage::Raw { alt, address, data } => {
-                let layout = layout_for(alt).ok_or(HostError::NoLayout { alt })?;
+                let layout = layout_for(alt).ok_or(DfuHostError::NoLayout { alt })?;
                 (self.plan_raw(&layout, address, data)?, Some(address))
             }
             DfuseImage::File(file) => (plan_file(file, layout_for)?, None),
@@ -228,7 +228,7 @@ impl<T: ControlTransfer> DfuHost<T> {
         data: &[u8],
         verify: bool,
         events: Ev<'_>,
-    ) -> Result<(), HostError> {
+    ) -> Result<(), DfuHostError> {
         let plan = self.plan_raw(layout, address, data)?;
         self.run_plan(&plan, verify, events)
     }
@@ -242,13 +242,18 @@ impl<T: ControlTransfer> DfuHost<T> {
         layout_for: &dyn Fn(u8) -> Option<MemoryLayout>,
         verify: bool,
         events: Ev<'_>,
-    ) -> Result<(), HostError> {
+    ) -> Result<(), DfuHostError> {
         let plan = plan_file(file, layout_for)?;
         self.run_plan(&plan, verify, events)
     }
 
     /// Downloads `data` at `address`, already erased, block by block.
-    fn write_blocks(&mut self, address: u32, data: &[u8], events: Ev<'_>) -> Result<(), HostError> {
+    fn write_blocks(
+        &mut self,
+        address: u32,
+        data: &[u8],
+        events: Ev<'_>,
+    ) -> Result<(), DfuHostError> {
         let xfer = self.desc.transfer_size.max(1) as usize;
         let total = data.len() as u64;
         // DfuSe maps block n to pointer + (n - 2) * wTransferSize, so one Set
@@ -262,11 +267,17 @@ impl<T: ControlTransfer> DfuHost<T> {
                 self.dfuse_command(Command::SetAddress(a))?;
                 block = FIRST_DATA_BLOCK;
             }
-            self.out(Phase::Download, Some(a), Request::Dnload, block, chunk)?;
+            self.out(
+                DfuPhase::Download,
+                Some(a),
+                DfuRequest::Dnload,
+                block,
+                chunk,
+            )?;
             block += 1;
-            let st = self.wait_ready(Phase::Download, Some(a), None)?;
-            Self::expect(st, Phase::Download, Some(a), State::DfuDnloadIdle)?;
-            events(Event::Download {
+            let st = self.wait_ready(DfuPhase::Download, Some(a), None)?;
+            Self::expect(st, DfuPhase::Download, Some(a), State::DfuDnloadIdle)?;
+            events(DfuEvent::Download {
                 done: (i * xfer + chunk.len()) as u64,
                 total,
             });
@@ -280,16 +291,16 @@ impl<T: ControlTransfer> DfuHost<T> {
         address: u32,
         data: &[u8],
         events: Ev<'_>,
-    ) -> Result<(), HostError> {
+    ) -> Result<(), DfuHostError> {
         let back = self.dfuse_upload(layout, address, data.len(), &mut |_| {})?;
         if let Some(i) = back.iter().zip(data).position(|(a, b)| a != b) {
-            return Err(HostError::Verify {
+            return Err(DfuHostError::Verify {
                 address: address + i as u32,
                 expected: data[i],
                 found: back[i],
             });
         }
-        events(Event::Verify {
+        events(DfuEvent::Verify {
             done: data.len() as u64,
             total: data.len() as u64,
         });

@@ -1,7 +1,7 @@
 //! Host errors: what failed, in which phase, at which address, what the
 //! device reported, and what to do about it.
 
-use crate::wire::{Request, State, Status, WireError};
+use crate::wire::{DfuRequest, DfuWireError, State, Status};
 use std::fmt;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ pub enum TransferError {
 
 /// The phase of an operation an error happened in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub enum DfuPhase {
     /// Getting the device to dfuIDLE, selecting the alt.
     Setup,
     /// Erasing sectors.
@@ -45,18 +45,18 @@ pub enum Phase {
     Command,
 }
 
-impl fmt::Display for Phase {
+impl fmt::Display for DfuPhase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Phase::Setup => "setup",
-            Phase::Erase => "erase",
-            Phase::Download => "download",
-            Phase::Manifest => "manifestation",
-            Phase::Upload => "upload",
-            Phase::Verify => "verify",
-            Phase::Leave => "leave",
-            Phase::Detach => "detach",
-            Phase::Command => "DfuSe command",
+            DfuPhase::Setup => "setup",
+            DfuPhase::Erase => "erase",
+            DfuPhase::Download => "download",
+            DfuPhase::Manifest => "manifestation",
+            DfuPhase::Upload => "upload",
+            DfuPhase::Verify => "verify",
+            DfuPhase::Leave => "leave",
+            DfuPhase::Detach => "detach",
+            DfuPhase::Command => "DfuSe command",
         })
     }
 }
@@ -68,14 +68,14 @@ pub(crate) fn at(address: &Option<u32>) -> String {
 
 /// Why a host operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HostError {
+pub enum DfuHostError {
     /// A control transfer failed.
     #[error("{phase}: {request}{} failed: {source}", at(.address))]
     Transfer {
         /// Phase.
-        phase: Phase,
+        phase: DfuPhase,
         /// The request.
-        request: Request,
+        request: DfuRequest,
         /// Address concerned, if any.
         address: Option<u32>,
         /// The transport error.
@@ -95,7 +95,7 @@ pub enum HostError {
     #[error("{phase}{}: device reports {status} in state {state}", at(.address))]
     Device {
         /// Phase.
-        phase: Phase,
+        phase: DfuPhase,
         /// State reported.
         state: State,
         /// Status reported.
@@ -107,7 +107,7 @@ pub enum HostError {
     #[error("{phase}{}: device is in {state} (status {status}), expected {expected}", at(.address))]
     UnexpectedState {
         /// Phase.
-        phase: Phase,
+        phase: DfuPhase,
         /// What the host expected.
         expected: State,
         /// State reported.
@@ -121,7 +121,7 @@ pub enum HostError {
     #[error("{phase}{}: device still busy after {waited:?} ({polls} status polls)", at(.address))]
     Stuck {
         /// Phase.
-        phase: Phase,
+        phase: DfuPhase,
         /// Address concerned, if any.
         address: Option<u32>,
         /// Time spent waiting.
@@ -133,9 +133,9 @@ pub enum HostError {
     #[error("{phase}: malformed GETSTATUS reply: {detail}")]
     BadStatus {
         /// Phase.
-        phase: Phase,
+        phase: DfuPhase,
         /// What was wrong.
-        detail: WireError,
+        detail: DfuWireError,
     },
     /// Part of the requested range is not writeable in the device's memory
     /// map. Nothing was sent to the device.
@@ -192,45 +192,45 @@ pub enum HostError {
     },
 }
 
-impl HostError {
+impl DfuHostError {
     /// A stable code for diagnostics.
     pub fn code(&self) -> &'static str {
         match self {
-            HostError::Transfer { .. } => "dfukit::usbdfu::transfer",
-            HostError::SetAlt { .. } => "dfukit::usbdfu::set_alt",
-            HostError::Device { .. } => "dfukit::usbdfu::device_error",
-            HostError::UnexpectedState { .. } => "dfukit::usbdfu::unexpected_state",
-            HostError::Stuck { .. } => "dfukit::usbdfu::stuck",
-            HostError::BadStatus { .. } => "dfukit::usbdfu::bad_status",
-            HostError::NotWriteable { .. } => "dfukit::usbdfu::not_writeable",
-            HostError::NotReadable { .. } => "dfukit::usbdfu::not_readable",
-            HostError::Unsupported { .. } => "dfukit::usbdfu::unsupported",
-            HostError::NoLayout { .. } => "dfukit::usbdfu::no_layout",
-            HostError::Verify { .. } => "dfukit::usbdfu::verify",
-            HostError::ShortUpload { .. } => "dfukit::usbdfu::short_upload",
+            DfuHostError::Transfer { .. } => "dfukit::usbdfu::transfer",
+            DfuHostError::SetAlt { .. } => "dfukit::usbdfu::set_alt",
+            DfuHostError::Device { .. } => "dfukit::usbdfu::device_error",
+            DfuHostError::UnexpectedState { .. } => "dfukit::usbdfu::unexpected_state",
+            DfuHostError::Stuck { .. } => "dfukit::usbdfu::stuck",
+            DfuHostError::BadStatus { .. } => "dfukit::usbdfu::bad_status",
+            DfuHostError::NotWriteable { .. } => "dfukit::usbdfu::not_writeable",
+            DfuHostError::NotReadable { .. } => "dfukit::usbdfu::not_readable",
+            DfuHostError::Unsupported { .. } => "dfukit::usbdfu::unsupported",
+            DfuHostError::NoLayout { .. } => "dfukit::usbdfu::no_layout",
+            DfuHostError::Verify { .. } => "dfukit::usbdfu::verify",
+            DfuHostError::ShortUpload { .. } => "dfukit::usbdfu::short_upload",
         }
     }
 
     /// The likely cause and what to do, in one line.
     pub fn help(&self) -> String {
         match self {
-            HostError::Transfer { source: TransferError::Stall, request: Request::GetStatus, .. } => "the device stalled GETSTATUS: some STM32 parts do this when polled before bwPollTimeout has passed; retry, or raise the poll timeout".into(),
-            HostError::Transfer { source: TransferError::Stall, .. } => "the device refused the request in its current state: run again (the host returns it to dfuIDLE first); if it repeats, the device's DFU dialect differs (check the alt setting and transfer size)".into(),
-            HostError::Transfer { source: TransferError::Disconnected, .. } => "the device left the bus: it may have reset (watchdog, brown-out, option-byte write) or jumped to the application; reconnect it in DFU mode".into(),
-            HostError::Transfer { source: TransferError::Timeout, .. } => "the device stopped answering on EP0: its bootloader may have hung (check its UART console), or a USB hub/cable is unreliable".into(),
-            HostError::Transfer { .. } => "the USB transfer failed: check permissions (udev rules) and that no other program holds the interface".into(),
-            HostError::SetAlt { .. } => "the device refused the alt setting: list the device's alt settings and pick an existing one (it also refuses while it is busy)".into(),
-            HostError::Device { status, .. } => status_help(*status).into(),
-            HostError::UnexpectedState { state: State::AppIdle, .. } => "the device runs its application, not the DFU bootloader: detach it first (or use the boot pins)".into(),
-            HostError::UnexpectedState { .. } => "the device does not follow the DFU state sequence the host expects; a DfuSe command must be answered with dfuDNBUSY first".into(),
-            HostError::Stuck { .. } => "the device never finished its flash operation: a mass erase can take tens of seconds (raise the busy limit); a bootloader whose flash driver never completes stays in dfuDNBUSY forever".into(),
-            HostError::BadStatus { .. } => "the interface does not answer like a DFU device: check the interface and alt setting".into(),
-            HostError::NotWriteable { .. } => "the image does not fit the device's memory layout (alt-setting string): check the load address (-s) and the alt setting, and that the image is for this chip".into(),
-            HostError::NotReadable { .. } => "the range is not readable in the memory layout: check the address, length and alt setting".into(),
-            HostError::Unsupported { .. } => "the functional descriptor does not advertise this capability".into(),
-            HostError::NoLayout { .. } => "the file targets an alt setting the device does not describe: is the file for this chip?".into(),
-            HostError::Verify { .. } => "flash content differs from the image: the sector may be write-protected or worn, or was not erased; run again".into(),
-            HostError::ShortUpload { .. } => "the device ended the read early: the range may reach past the end of its memory".into(),
+            DfuHostError::Transfer { source: TransferError::Stall, request: DfuRequest::GetStatus, .. } => "the device stalled GETSTATUS: some STM32 parts do this when polled before bwPollTimeout has passed; retry, or raise the poll timeout".into(),
+            DfuHostError::Transfer { source: TransferError::Stall, .. } => "the device refused the request in its current state: run again (the host returns it to dfuIDLE first); if it repeats, the device's DFU dialect differs (check the alt setting and transfer size)".into(),
+            DfuHostError::Transfer { source: TransferError::Disconnected, .. } => "the device left the bus: it may have reset (watchdog, brown-out, option-byte write) or jumped to the application; reconnect it in DFU mode".into(),
+            DfuHostError::Transfer { source: TransferError::Timeout, .. } => "the device stopped answering on EP0: its bootloader may have hung (check its UART console), or a USB hub/cable is unreliable".into(),
+            DfuHostError::Transfer { .. } => "the USB transfer failed: check permissions (udev rules) and that no other program holds the interface".into(),
+            DfuHostError::SetAlt { .. } => "the device refused the alt setting: list the device's alt settings and pick an existing one (it also refuses while it is busy)".into(),
+            DfuHostError::Device { status, .. } => status_help(*status).into(),
+            DfuHostError::UnexpectedState { state: State::AppIdle, .. } => "the device runs its application, not the DFU bootloader: detach it first (or use the boot pins)".into(),
+            DfuHostError::UnexpectedState { .. } => "the device does not follow the DFU state sequence the host expects; a DfuSe command must be answered with dfuDNBUSY first".into(),
+            DfuHostError::Stuck { .. } => "the device never finished its flash operation: a mass erase can take tens of seconds (raise the busy limit); a bootloader whose flash driver never completes stays in dfuDNBUSY forever".into(),
+            DfuHostError::BadStatus { .. } => "the interface does not answer like a DFU device: check the interface and alt setting".into(),
+            DfuHostError::NotWriteable { .. } => "the image does not fit the device's memory layout (alt-setting string): check the load address (-s) and the alt setting, and that the image is for this chip".into(),
+            DfuHostError::NotReadable { .. } => "the range is not readable in the memory layout: check the address, length and alt setting".into(),
+            DfuHostError::Unsupported { .. } => "the functional descriptor does not advertise this capability".into(),
+            DfuHostError::NoLayout { .. } => "the file targets an alt setting the device does not describe: is the file for this chip?".into(),
+            DfuHostError::Verify { .. } => "flash content differs from the image: the sector may be write-protected or worn, or was not erased; run again".into(),
+            DfuHostError::ShortUpload { .. } => "the device ended the read early: the range may reach past the end of its memory".into(),
         }
     }
 }

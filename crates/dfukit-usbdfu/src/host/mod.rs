@@ -3,7 +3,7 @@
 //! The driver sends control requests through the trait and sleeps through
 //! [`ControlTransfer::sleep`], so it runs over libusb/nusb, USB/IP, or an
 //! in-process device core whose transport advances virtual time instead of
-//! sleeping. Progress is reported as [`Event`] values; nothing is printed.
+//! sleeping. Progress is reported as [`DfuEvent`] values; nothing is printed.
 //!
 //! Dialect safety: the host sends CLRSTATUS only when the device is in
 //! dfuERROR. ST's stack and TF-A turn a CLRSTATUS in any other state into
@@ -20,10 +20,12 @@ mod error;
 pub mod probe;
 
 pub use download::{DfuseDownload, DfuseImage};
-pub use error::{HostError, Phase, TransferError};
+pub use error::{DfuHostError, DfuPhase, TransferError};
 
 use crate::dfuse::{Access, Command, MemoryLayout, FIRST_DATA_BLOCK};
-use crate::wire::{DfuSetup, FunctionalDescriptor, GetStatus, Request, SetupPacket, State, Status};
+use crate::wire::{
+    DfuRequest, DfuSetup, FunctionalDescriptor, GetStatus, SetupPacket, State, Status,
+};
 use dfukit_core::Clock;
 use std::time::Duration;
 
@@ -88,7 +90,7 @@ pub trait ControlTransfer: Clock {
 
 /// Progress, reported as it happens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum DfuEvent {
     /// Erasing the sector at `addr`.
     Erase {
         /// Sector start.
@@ -134,7 +136,7 @@ pub enum Event {
 
 /// Host options.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct DfuOptions {
     /// Timeout of each control transfer.
     pub timeout: Duration,
     /// Use this instead of the device's bwPollTimeout (dfu-util's
@@ -157,9 +159,9 @@ pub struct Options {
     pub transfer_size: Option<u16>,
 }
 
-impl Default for Options {
+impl Default for DfuOptions {
     fn default() -> Self {
-        Options {
+        DfuOptions {
             timeout: Duration::from_secs(5),
             poll_timeout_override: None,
             mass_erase_min_poll: None,
@@ -198,14 +200,14 @@ pub struct DfuHost<T: ControlTransfer> {
     t: T,
     interface: u16,
     desc: FunctionalDescriptor,
-    opts: Options,
+    opts: DfuOptions,
 }
 
-type Ev<'a> = &'a mut dyn FnMut(Event);
+type Ev<'a> = &'a mut dyn FnMut(DfuEvent);
 
 impl<T: ControlTransfer> DfuHost<T> {
     /// A driver for interface `interface` described by `desc`.
-    pub fn new(transport: T, interface: u16, desc: FunctionalDescriptor, opts: Options) -> Self {
+    pub fn new(transport: T, interface: u16, desc: FunctionalDescriptor, opts: DfuOptions) -> Self {
         DfuHost {
             t: transport,
             interface,
@@ -236,17 +238,17 @@ impl<T: ControlTransfer> DfuHost<T> {
 
     fn out(
         &mut self,
-        phase: Phase,
+        phase: DfuPhase,
         address: Option<u32>,
-        req: Request,
+        req: DfuRequest,
         value: u16,
         data: &[u8],
-    ) -> Result<(), HostError> {
+    ) -> Result<(), DfuHostError> {
         let setup = SetupPacket::dfu(req, value, self.interface, data.len() as u16);
         self.t
             .control_out(setup, data, self.opts.timeout)
             .map(|_| ())
-            .map_err(|source| HostError::Transfer {
+            .map_err(|source| DfuHostError::Transfer {
                 phase,
                 request: req,
                 address,
@@ -257,16 +259,16 @@ impl<T: ControlTransfer> DfuHost<T> {
     /// An IN request for `buf.len()` bytes; returns the bytes received.
     fn input(
         &mut self,
-        phase: Phase,
+        phase: DfuPhase,
         address: Option<u32>,
-        req: Request,
+        req: DfuRequest,
         value: u16,
         buf: &mut [u8],
-    ) -> Result<usize, HostError> {
+    ) -> Result<usize, DfuHostError> {
         let setup = SetupPacket::dfu(req, value, self.interface, buf.len() as u16);
         self.t
             .control_in(setup, buf, self.opts.timeout)
-            .map_err(|source| HostError::Transfer {
+            .map_err(|source| DfuHostError::Transfer {
                 phase,
                 request: req,
                 address,
@@ -274,10 +276,14 @@ impl<T: ControlTransfer> DfuHost<T> {
             })
     }
 
-    fn status_in(&mut self, phase: Phase, address: Option<u32>) -> Result<GetStatus, HostError> {
+    fn status_in(
+        &mut self,
+        phase: DfuPhase,
+        address: Option<u32>,
+    ) -> Result<GetStatus, DfuHostError> {
         let mut buf = [0u8; 6];
-        let n = self.input(phase, address, Request::GetStatus, 0, &mut buf)?;
-        GetStatus::from_bytes(&buf[..n]).map_err(|detail| HostError::BadStatus { phase, detail })
+        let n = self.input(phase, address, DfuRequest::GetStatus, 0, &mut buf)?;
+        GetStatus::from_bytes(&buf[..n]).map_err(|detail| DfuHostError::BadStatus { phase, detail })
     }
 
     fn poll_delay(&self, st: &GetStatus) -> Duration {
@@ -287,52 +293,52 @@ impl<T: ControlTransfer> DfuHost<T> {
     }
 
     /// Selects alternate setting `alt` (SET_INTERFACE).
-    pub fn set_alt(&mut self, alt: u8) -> Result<(), HostError> {
+    pub fn set_alt(&mut self, alt: u8) -> Result<(), DfuHostError> {
         let setup = SetupPacket::set_interface(self.interface, alt);
         self.t
             .control_out(setup, &[], self.opts.timeout)
             .map(|_| ())
-            .map_err(|source| HostError::SetAlt { alt, source })
+            .map_err(|source| DfuHostError::SetAlt { alt, source })
     }
 
     /// DFU_GETSTATUS. Note that on a device in dfuDNLOAD-SYNC or
     /// dfuMANIFEST-SYNC this is what starts the pending work.
-    pub fn get_status(&mut self) -> Result<GetStatus, HostError> {
-        self.status_in(Phase::Setup, None)
+    pub fn get_status(&mut self) -> Result<GetStatus, DfuHostError> {
+        self.status_in(DfuPhase::Setup, None)
     }
 
     /// DFU_GETSTATE.
-    pub fn get_state(&mut self) -> Result<State, HostError> {
+    pub fn get_state(&mut self) -> Result<State, DfuHostError> {
         let mut b = [0u8; 1];
-        let n = self.input(Phase::Setup, None, Request::GetState, 0, &mut b)?;
+        let n = self.input(DfuPhase::Setup, None, DfuRequest::GetState, 0, &mut b)?;
         if n < 1 {
-            return Err(HostError::BadStatus {
-                phase: Phase::Setup,
-                detail: crate::wire::WireError::TooShort { need: 1, got: 0 },
+            return Err(DfuHostError::BadStatus {
+                phase: DfuPhase::Setup,
+                detail: crate::wire::DfuWireError::TooShort { need: 1, got: 0 },
             });
         }
-        State::from_u8(b[0]).ok_or(HostError::BadStatus {
-            phase: Phase::Setup,
-            detail: crate::wire::WireError::BadState(b[0]),
+        State::from_u8(b[0]).ok_or(DfuHostError::BadStatus {
+            phase: DfuPhase::Setup,
+            detail: crate::wire::DfuWireError::BadState(b[0]),
         })
     }
 
     /// DFU_CLRSTATUS, unconditionally. Prefer [`DfuHost::abort_to_idle`],
     /// which only clears a device that is in dfuERROR: ST and TF-A devices
     /// treat CLRSTATUS in any other state as an error.
-    pub fn clear_status(&mut self) -> Result<(), HostError> {
-        self.out(Phase::Setup, None, Request::ClrStatus, 0, &[])
+    pub fn clear_status(&mut self) -> Result<(), DfuHostError> {
+        self.out(DfuPhase::Setup, None, DfuRequest::ClrStatus, 0, &[])
     }
 
     /// DFU_ABORT.
-    pub fn abort(&mut self) -> Result<(), HostError> {
-        self.out(Phase::Setup, None, Request::Abort, 0, &[])
+    pub fn abort(&mut self) -> Result<(), DfuHostError> {
+        self.out(DfuPhase::Setup, None, DfuRequest::Abort, 0, &[])
     }
 
     /// Brings the device to dfuIDLE: CLRSTATUS if (and only if) it is in
     /// dfuERROR, ABORT from any other non-idle DFU state.
-    pub fn abort_to_idle(&mut self) -> Result<GetStatus, HostError> {
-        let mut st = self.status_in(Phase::Setup, None)?;
+    pub fn abort_to_idle(&mut self) -> Result<GetStatus, DfuHostError> {
+        let mut st = self.status_in(DfuPhase::Setup, None)?;
         for _ in 0..3 {
             self.t.sleep(self.poll_delay(&st).min(self.opts.busy_limit));
             match st.state {
@@ -342,13 +348,13 @@ impl<T: ControlTransfer> DfuHost<T> {
                 State::DfuDnbusy | State::DfuManifest => {}
                 _ => self.abort()?,
             }
-            st = self.status_in(Phase::Setup, None)?;
+            st = self.status_in(DfuPhase::Setup, None)?;
         }
         if st.state == State::DfuIdle {
             return Ok(st);
         }
-        Err(HostError::UnexpectedState {
-            phase: Phase::Setup,
+        Err(DfuHostError::UnexpectedState {
+            phase: DfuPhase::Setup,
             expected: State::DfuIdle,
             state: st.state,
             status: st.status,
@@ -361,10 +367,10 @@ impl<T: ControlTransfer> DfuHost<T> {
     /// dfuERROR or a non-OK status is an error.
     fn wait_ready(
         &mut self,
-        phase: Phase,
+        phase: DfuPhase,
         address: Option<u32>,
         min_poll: Option<Duration>,
-    ) -> Result<GetStatus, HostError> {
+    ) -> Result<GetStatus, DfuHostError> {
         // The limit is on the transport's clock, not on the sum of sleeps:
         // a device that answers each poll slowly must not stretch it.
         let start = self.t.elapsed();
@@ -377,7 +383,7 @@ impl<T: ControlTransfer> DfuHost<T> {
             let remaining = self.opts.busy_limit.saturating_sub(waited);
             let st = match self.status_in(phase, address) {
                 Ok(st) => st,
-                Err(HostError::Transfer {
+                Err(DfuHostError::Transfer {
                     source: TransferError::Stall,
                     ..
                 }) if stalls < self.opts.stall_retries => {
@@ -406,7 +412,7 @@ impl<T: ControlTransfer> DfuHost<T> {
             }
             let waited = self.t.elapsed().saturating_sub(start);
             if zero_polls >= self.opts.max_zero_polls || waited > self.opts.busy_limit {
-                return Err(HostError::Stuck {
+                return Err(DfuHostError::Stuck {
                     phase,
                     address,
                     waited,
@@ -417,9 +423,13 @@ impl<T: ControlTransfer> DfuHost<T> {
     }
 
     /// A status that reports an error (dfuERROR or a non-OK status) is one.
-    fn check_status(st: &GetStatus, phase: Phase, address: Option<u32>) -> Result<(), HostError> {
+    fn check_status(
+        st: &GetStatus,
+        phase: DfuPhase,
+        address: Option<u32>,
+    ) -> Result<(), DfuHostError> {
         if st.state == State::DfuError || st.status != Status::Ok {
-            return Err(HostError::Device {
+            return Err(DfuHostError::Device {
                 phase,
                 state: st.state,
                 status: st.status,
@@ -431,14 +441,14 @@ impl<T: ControlTransfer> DfuHost<T> {
 
     fn expect(
         st: GetStatus,
-        phase: Phase,
+        phase: DfuPhase,
         address: Option<u32>,
         expected: State,
-    ) -> Result<(), HostError> {
+    ) -> Result<(), DfuHostError> {
         if st.state == expected {
             Ok(())
         } else {
-            Err(HostError::UnexpectedState {
+            Err(DfuHostError::UnexpectedState {
                 phase,
                 expected,
                 state: st.state,
@@ -454,27 +464,33 @@ impl<T: ControlTransfer> DfuHost<T> {
     /// ends the download and waits for manifestation. A device that is not
     /// manifestation tolerant may disconnect during manifestation; that ends
     /// the operation successfully.
-    pub fn download(&mut self, image: &[u8], events: Ev<'_>) -> Result<(), HostError> {
+    pub fn download(&mut self, image: &[u8], events: Ev<'_>) -> Result<(), DfuHostError> {
         if !self.desc.can_download() {
-            return Err(HostError::Unsupported { what: "download" });
+            return Err(DfuHostError::Unsupported { what: "download" });
         }
         self.abort_to_idle()?;
         let xfer = self.xfer();
         let total = image.len() as u64;
         let mut done = 0u64;
         for (i, chunk) in image.chunks(xfer).enumerate() {
-            self.out(Phase::Download, None, Request::Dnload, i as u16, chunk)?;
-            let st = self.wait_ready(Phase::Download, None, None)?;
-            Self::expect(st, Phase::Download, None, State::DfuDnloadIdle)?;
+            self.out(
+                DfuPhase::Download,
+                None,
+                DfuRequest::Dnload,
+                i as u16,
+                chunk,
+            )?;
+            let st = self.wait_ready(DfuPhase::Download, None, None)?;
+            Self::expect(st, DfuPhase::Download, None, State::DfuDnloadIdle)?;
             done += chunk.len() as u64;
-            events(Event::Download { done, total });
+            events(DfuEvent::Download { done, total });
         }
         let last = image.len().div_ceil(xfer) as u16;
-        self.out(Phase::Manifest, None, Request::Dnload, last, &[])?;
+        self.out(DfuPhase::Manifest, None, DfuRequest::Dnload, last, &[])?;
         self.manifest(events)
     }
 
-    fn manifest(&mut self, events: Ev<'_>) -> Result<(), HostError> {
+    fn manifest(&mut self, events: Ev<'_>) -> Result<(), DfuHostError> {
         let tolerant = self.desc.manifestation_tolerant();
         let mut announced = false;
         let start = self.t.elapsed();
@@ -482,26 +498,26 @@ impl<T: ControlTransfer> DfuHost<T> {
         loop {
             let waited = self.t.elapsed().saturating_sub(start);
             if waited > self.opts.busy_limit {
-                return Err(HostError::Stuck {
-                    phase: Phase::Manifest,
+                return Err(DfuHostError::Stuck {
+                    phase: DfuPhase::Manifest,
                     address: None,
                     waited,
                     polls,
                 });
             }
             polls += 1;
-            let st = match self.status_in(Phase::Manifest, None) {
+            let st = match self.status_in(DfuPhase::Manifest, None) {
                 Ok(st) => st,
                 // A device that is not tolerant stops answering (stalls) in
                 // dfuMANIFEST-WAIT-RESET, or resets by itself: manifestation
                 // is over and the caller resets it.
-                Err(HostError::Transfer { .. }) if announced && !tolerant => {
-                    events(Event::Manifested);
+                Err(DfuHostError::Transfer { .. }) if announced && !tolerant => {
+                    events(DfuEvent::Manifested);
                     return Ok(());
                 }
                 Err(e) => return Err(e),
             };
-            Self::check_status(&st, Phase::Manifest, None)?;
+            Self::check_status(&st, DfuPhase::Manifest, None)?;
             let remaining = self.opts.busy_limit.saturating_sub(waited);
             self.t.sleep(self.poll_delay(&st).min(remaining));
             match st.state {
@@ -510,16 +526,16 @@ impl<T: ControlTransfer> DfuHost<T> {
                     // success only shows as the next state.
                     if !announced {
                         announced = true;
-                        events(Event::Manifesting);
+                        events(DfuEvent::Manifesting);
                     }
                 }
                 State::DfuIdle | State::DfuManifestWaitReset => {
-                    events(Event::Manifested);
+                    events(DfuEvent::Manifested);
                     return Ok(());
                 }
                 s => {
-                    return Err(HostError::UnexpectedState {
-                        phase: Phase::Manifest,
+                    return Err(DfuHostError::UnexpectedState {
+                        phase: DfuPhase::Manifest,
                         expected: State::DfuManifest,
                         state: s,
                         status: st.status,
@@ -532,9 +548,9 @@ impl<T: ControlTransfer> DfuHost<T> {
 
     /// Uploads as plain DFU 1.1 (blocks 0, 1, … until a short frame), at
     /// most `max` bytes if given.
-    pub fn upload(&mut self, max: Option<usize>, events: Ev<'_>) -> Result<Vec<u8>, HostError> {
+    pub fn upload(&mut self, max: Option<usize>, events: Ev<'_>) -> Result<Vec<u8>, DfuHostError> {
         if !self.desc.can_upload() {
-            return Err(HostError::Unsupported { what: "upload" });
+            return Err(DfuHostError::Unsupported { what: "upload" });
         }
         self.abort_to_idle()?;
         let xfer = self.xfer();
@@ -550,9 +566,9 @@ impl<T: ControlTransfer> DfuHost<T> {
             let start = out.len();
             out.resize(start + want, 0);
             let buf = &mut out[start..];
-            let n = self.input(Phase::Upload, None, Request::Upload, block, buf)?;
+            let n = self.input(DfuPhase::Upload, None, DfuRequest::Upload, block, buf)?;
             out.truncate(start + n);
-            events(Event::Upload {
+            events(DfuEvent::Upload {
                 done: out.len() as u64,
                 total: max.map(|m| m as u64),
             });
@@ -566,15 +582,15 @@ impl<T: ControlTransfer> DfuHost<T> {
 
     /// DFU_DETACH with the descriptor's wDetachTimeOut (at most 1000 ms, as
     /// dfu-util). A device that disconnects right away is not an error.
-    pub fn detach(&mut self) -> Result<DetachOutcome, HostError> {
+    pub fn detach(&mut self) -> Result<DetachOutcome, DfuHostError> {
         let timeout = self.desc.detach_timeout_ms.min(1000);
         let needs_usb_reset = !self.desc.will_detach();
-        match self.out(Phase::Detach, None, Request::Detach, timeout, &[]) {
+        match self.out(DfuPhase::Detach, None, DfuRequest::Detach, timeout, &[]) {
             Ok(()) => Ok(DetachOutcome {
                 needs_usb_reset,
                 disconnected: false,
             }),
-            Err(HostError::Transfer {
+            Err(DfuHostError::Transfer {
                 source: TransferError::Disconnected,
                 ..
             }) => Ok(DetachOutcome {
@@ -590,15 +606,15 @@ impl<T: ControlTransfer> DfuHost<T> {
     /// Sends a DfuSe special command and waits for it to complete. The
     /// first GETSTATUS must report dfuDNBUSY (dfu-util: "Wrong state after
     /// command").
-    pub fn dfuse_command(&mut self, cmd: Command) -> Result<(), HostError> {
+    pub fn dfuse_command(&mut self, cmd: Command) -> Result<(), DfuHostError> {
         let (phase, address) = match cmd {
-            Command::SetAddress(a) => (Phase::Command, Some(a)),
-            Command::Erase(a) => (Phase::Erase, Some(a)),
-            Command::MassErase | Command::ReadUnprotect => (Phase::Erase, None),
+            Command::SetAddress(a) => (DfuPhase::Command, Some(a)),
+            Command::Erase(a) => (DfuPhase::Erase, Some(a)),
+            Command::MassErase | Command::ReadUnprotect => (DfuPhase::Erase, None),
         };
         let mut buf = [0u8; 5];
         let bytes = cmd.encode(&mut buf).to_vec();
-        self.out(phase, address, Request::Dnload, 0, &bytes)?;
+        self.out(phase, address, DfuRequest::Dnload, 0, &bytes)?;
         let st = self.status_in(phase, address)?;
         if cmd == Command::ReadUnprotect {
             // The device erases everything and resets; nothing more to poll.
@@ -620,10 +636,10 @@ impl<T: ControlTransfer> DfuHost<T> {
     }
 
     /// Reads the DfuSe command list (UPLOAD at block 0).
-    pub fn dfuse_get_commands(&mut self) -> Result<Vec<u8>, HostError> {
+    pub fn dfuse_get_commands(&mut self) -> Result<Vec<u8>, DfuHostError> {
         self.abort_to_idle()?;
         let mut buf = vec![0u8; 32];
-        let n = self.input(Phase::Command, None, Request::Upload, 0, &mut buf)?;
+        let n = self.input(DfuPhase::Command, None, DfuRequest::Upload, 0, &mut buf)?;
         buf.truncate(n);
         self.abort_to_idle()?;
         Ok(buf)
@@ -636,24 +652,24 @@ impl<T: ControlTransfer> DfuHost<T> {
         address: u32,
         len: usize,
         events: Ev<'_>,
-    ) -> Result<Vec<u8>, HostError> {
+    ) -> Result<Vec<u8>, DfuHostError> {
         let end = u64::from(address) + len as u64;
         if end > 1 << 32 {
-            return Err(HostError::NotReadable {
+            return Err(DfuHostError::NotReadable {
                 address: u32::MAX,
                 start: address,
                 end,
             });
         }
         if let Some(bad) = layout.first_denied(address, len as u32, Access::Read) {
-            return Err(HostError::NotReadable {
+            return Err(DfuHostError::NotReadable {
                 address: bad,
                 start: address,
                 end,
             });
         }
         if !self.desc.can_upload() {
-            return Err(HostError::Unsupported { what: "upload" });
+            return Err(DfuHostError::Unsupported { what: "upload" });
         }
         let xfer = self.desc.transfer_size.max(1) as usize;
         // Block numbers are 16 bits; re-base the pointer every so many blocks.
@@ -675,15 +691,15 @@ impl<T: ControlTransfer> DfuHost<T> {
                 out.resize(start + want, 0);
                 let block = FIRST_DATA_BLOCK + b as u16;
                 let buf = &mut out[start..];
-                let n = self.input(Phase::Upload, Some(a), Request::Upload, block, buf)?;
+                let n = self.input(DfuPhase::Upload, Some(a), DfuRequest::Upload, block, buf)?;
                 if n != want {
-                    return Err(HostError::ShortUpload {
+                    return Err(DfuHostError::ShortUpload {
                         address: a,
                         requested: want,
                         got: n,
                     });
                 }
-                events(Event::Upload {
+                events(DfuEvent::Upload {
                     done: out.len() as u64,
                     total: Some(len as u64),
                 });
@@ -694,9 +710,9 @@ impl<T: ControlTransfer> DfuHost<T> {
     }
 
     /// Erases all erasable memory of the selected alt setting.
-    pub fn dfuse_mass_erase(&mut self, events: Ev<'_>) -> Result<(), HostError> {
+    pub fn dfuse_mass_erase(&mut self, events: Ev<'_>) -> Result<(), DfuHostError> {
         self.abort_to_idle()?;
-        events(Event::MassErase);
+        events(DfuEvent::MassErase);
         self.dfuse_command(Command::MassErase)
     }
 
@@ -704,11 +720,11 @@ impl<T: ControlTransfer> DfuHost<T> {
     /// zero-length DNLOAD and one GETSTATUS. A device that disconnects or
     /// resets instead of answering is the normal case for the ST ROM, not an
     /// error.
-    pub fn dfuse_leave(&mut self, address: Option<u32>) -> Result<LeaveOutcome, HostError> {
-        let gone = |e: &HostError| {
+    pub fn dfuse_leave(&mut self, address: Option<u32>) -> Result<LeaveOutcome, DfuHostError> {
+        let gone = |e: &DfuHostError| {
             matches!(
                 e,
-                HostError::Transfer {
+                DfuHostError::Transfer {
                     source: TransferError::Disconnected
                         | TransferError::Timeout
                         | TransferError::Io(_),
@@ -723,21 +739,21 @@ impl<T: ControlTransfer> DfuHost<T> {
             }
         }
         match self.out(
-            Phase::Leave,
+            DfuPhase::Leave,
             address,
-            Request::Dnload,
+            DfuRequest::Dnload,
             FIRST_DATA_BLOCK,
             &[],
         ) {
             Err(e) if gone(&e) => return Ok(LeaveOutcome::Disconnected),
             r => r?,
         }
-        let st = match self.status_in(Phase::Leave, address) {
+        let st = match self.status_in(DfuPhase::Leave, address) {
             Ok(st) => st,
             Err(e) if gone(&e) => return Ok(LeaveOutcome::Disconnected),
             Err(e) => return Err(e),
         };
-        Self::check_status(&st, Phase::Leave, address)?;
+        Self::check_status(&st, DfuPhase::Leave, address)?;
         Ok(match st.state {
             State::DfuManifest | State::DfuManifestSync | State::DfuManifestWaitReset => {
                 LeaveOutcome::Manifesting

@@ -9,10 +9,10 @@ pub use dfukit_testkit::TestFlash;
 use dfukit_usbdfu::device::{DeviceConfig, DeviceEvent, DfuDevice, Reply};
 use dfukit_usbdfu::dfuse::MemoryLayout;
 use dfukit_usbdfu::host::{
-    ControlRequest, ControlTransfer, DataStage, DfuHost, HostError, Options, TransferError,
+    ControlRequest, ControlTransfer, DataStage, DfuHost, DfuHostError, DfuOptions, TransferError,
 };
 use dfukit_usbdfu::wire::DfuSetup;
-use dfukit_usbdfu::wire::{Request, SetupPacket};
+use dfukit_usbdfu::wire::{DfuRequest, SetupPacket};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -133,7 +133,7 @@ impl Sim {
         }
     }
 
-    pub fn requests(&self, r: Request) -> usize {
+    pub fn requests(&self, r: DfuRequest) -> usize {
         self.log
             .iter()
             .filter(|(s, _)| s.dfu_request() == Some(r))
@@ -149,7 +149,9 @@ impl Sim {
         if self.gone {
             return Err(TransferError::Disconnected);
         }
-        if self.vanish_on_leave && setup.dfu_request() == Some(Request::Dnload) && setup.length == 0
+        if self.vanish_on_leave
+            && setup.dfu_request() == Some(DfuRequest::Dnload)
+            && setup.length == 0
         {
             self.gone = true;
             return Err(TransferError::Disconnected);
@@ -206,7 +208,7 @@ pub const F4_OPT: &str = "@Option Bytes  /0x1FFFC000/01*016 e";
 /// A host with default options on `sim`, using its functional descriptor.
 pub fn host_on(sim: Sim) -> DfuHost<Sim> {
     let desc = sim.dev.functional_descriptor();
-    DfuHost::new(sim, 0, desc, Options::default())
+    DfuHost::new(sim, 0, desc, DfuOptions::default())
 }
 
 /// A host on an in-process STM32F4 ROM.
@@ -228,6 +230,6 @@ pub fn f4_layouts(alt: u8) -> Option<MemoryLayout> {
 }
 
 /// Writes `data` at `address` into the STM32F4's flash alt, unverified.
-pub fn f4_write(host: &mut DfuHost<Sim>, address: u32, data: &[u8]) -> Result<(), HostError> {
+pub fn f4_write(host: &mut DfuHost<Sim>, address: u32, data: &[u8]) -> Result<(), DfuHostError> {
     host.dfuse_download(&layout(F4_FLASH), address, data, false, &mut |_| {})
 }

@@ -1,7 +1,7 @@
 //! The encode/decode helpers every message uses: a bounds-checked big-endian reader that names
 //! the field and offset of whatever does not fit, and the writers for fixed-size fields.
 
-use super::WireError;
+use super::UsbipWireError;
 
 /// Bounds-checked big-endian reader over one message.
 pub(super) struct Reader<'a> {
@@ -21,10 +21,14 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(super) fn take(&mut self, field: &'static str, n: usize) -> Result<&'a [u8], WireError> {
+    pub(super) fn take(
+        &mut self,
+        field: &'static str,
+        n: usize,
+    ) -> Result<&'a [u8], UsbipWireError> {
         let available = self.buf.len().saturating_sub(self.pos);
         if available < n {
-            return Err(WireError::Truncated {
+            return Err(UsbipWireError::Truncated {
                 message: self.message,
                 field,
                 offset: self.pos,
@@ -37,41 +41,45 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    pub(super) fn u8(&mut self, field: &'static str) -> Result<u8, WireError> {
+    pub(super) fn u8(&mut self, field: &'static str) -> Result<u8, UsbipWireError> {
         Ok(self.take(field, 1)?[0])
     }
 
-    pub(super) fn u16(&mut self, field: &'static str) -> Result<u16, WireError> {
+    pub(super) fn u16(&mut self, field: &'static str) -> Result<u16, UsbipWireError> {
         let b = self.take(field, 2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
-    pub(super) fn u32(&mut self, field: &'static str) -> Result<u32, WireError> {
+    pub(super) fn u32(&mut self, field: &'static str) -> Result<u32, UsbipWireError> {
         let b = self.take(field, 4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    pub(super) fn string(&mut self, field: &'static str, len: usize) -> Result<String, WireError> {
+    pub(super) fn string(
+        &mut self,
+        field: &'static str,
+        len: usize,
+    ) -> Result<String, UsbipWireError> {
         let offset = self.pos;
         let raw = self.take(field, len)?;
         let end = raw
             .iter()
             .position(|&b| b == 0)
-            .ok_or(WireError::Unterminated {
+            .ok_or(UsbipWireError::Unterminated {
                 message: self.message,
                 field,
                 offset,
             })?;
         std::str::from_utf8(&raw[..end])
             .map(str::to_owned)
-            .map_err(|_| WireError::NotUtf8 {
+            .map_err(|_| UsbipWireError::NotUtf8 {
                 message: self.message,
                 field,
                 offset,
             })
     }
 
-    pub(super) fn skip(&mut self, field: &'static str, n: usize) -> Result<(), WireError> {
+    pub(super) fn skip(&mut self, field: &'static str, n: usize) -> Result<(), UsbipWireError> {
         self.take(field, n).map(|_| ())
     }
 
@@ -79,17 +87,17 @@ impl<'a> Reader<'a> {
     pub(super) fn whole<T>(
         message: &'static str,
         buf: &'a [u8],
-        read: impl FnOnce(&mut Reader<'a>) -> Result<T, WireError>,
-    ) -> Result<T, WireError> {
+        read: impl FnOnce(&mut Reader<'a>) -> Result<T, UsbipWireError>,
+    ) -> Result<T, UsbipWireError> {
         let mut r = Reader::new(message, buf);
         let value = read(&mut r)?;
         r.finish()?;
         Ok(value)
     }
 
-    pub(super) fn finish(self) -> Result<(), WireError> {
+    pub(super) fn finish(self) -> Result<(), UsbipWireError> {
         if self.pos != self.buf.len() {
-            return Err(WireError::TrailingBytes {
+            return Err(UsbipWireError::TrailingBytes {
                 message: self.message,
                 offset: self.pos,
                 extra: self.buf.len() - self.pos,
@@ -105,9 +113,9 @@ pub(super) fn put_string(
     field: &'static str,
     s: &str,
     len: usize,
-) -> Result<(), WireError> {
+) -> Result<(), UsbipWireError> {
     if s.len() >= len {
-        return Err(WireError::StringTooLong {
+        return Err(UsbipWireError::StringTooLong {
             field,
             len: s.len(),
             max: len - 1,

@@ -6,7 +6,7 @@ use thiserror::Error;
 ///
 /// Offsets are byte offsets from the start of the message being decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum WireError {
+pub enum UsbipWireError {
     /// The input ended before a field.
     #[error("{message}: truncated at `{field}` (offset {offset}): need {needed} bytes, have {available}")]
     Truncated {
@@ -107,8 +107,8 @@ pub enum WireError {
     },
 }
 
-impl From<WireError> for std::io::Error {
-    fn from(e: WireError) -> Self {
+impl From<UsbipWireError> for std::io::Error {
+    fn from(e: UsbipWireError) -> Self {
         std::io::Error::new(std::io::ErrorKind::InvalidData, e)
     }
 }

@@ -26,7 +26,7 @@ pub mod op;
 pub mod record;
 pub mod urb;
 
-pub use error::WireError;
+pub use error::UsbipWireError;
 pub use op::{OpHeader, OpRepDevlist, OpRepImport, OpReqDevlist, OpReqImport};
 pub use record::{DeviceRecord, ExportedDevice, InterfaceRecord, Speed};
 pub use urb::{CmdSubmit, CmdUnlink, Direction, HeaderBasic, RetSubmit, RetUnlink};

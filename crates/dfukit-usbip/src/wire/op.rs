@@ -3,9 +3,9 @@
 
 use super::codec::{put_string, Reader};
 use super::{
-    DeviceRecord, ExportedDevice, InterfaceRecord, WireError, BUSID_FIELD_LEN, DEVICE_RECORD_LEN,
-    INTERFACE_RECORD_LEN, MAX_DEVLIST_DEVICES, OP_HEADER_LEN, OP_REP_DEVLIST, OP_REP_IMPORT,
-    OP_REQ_DEVLIST, OP_REQ_IMPORT, OP_REQ_IMPORT_LEN, ST_OK, USBIP_VERSION,
+    DeviceRecord, ExportedDevice, InterfaceRecord, UsbipWireError, BUSID_FIELD_LEN,
+    DEVICE_RECORD_LEN, INTERFACE_RECORD_LEN, MAX_DEVLIST_DEVICES, OP_HEADER_LEN, OP_REP_DEVLIST,
+    OP_REP_IMPORT, OP_REQ_DEVLIST, OP_REQ_IMPORT, OP_REQ_IMPORT_LEN, ST_OK, USBIP_VERSION,
 };
 
 /// The 8-byte header that starts every operation (`op_common`).
@@ -39,14 +39,14 @@ impl OpHeader {
     }
 
     /// Decode exactly 8 bytes. The version is checked (must be 0x0111); the code is not.
-    pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
+    pub fn decode(buf: &[u8]) -> Result<Self, UsbipWireError> {
         let mut r = Reader::new("op_common", buf);
         let version = r.u16("version")?;
         let code = r.u16("code")?;
         let status = r.u32("status")?;
         r.finish()?;
         if version != USBIP_VERSION {
-            return Err(WireError::BadVersion {
+            return Err(UsbipWireError::BadVersion {
                 message: "op_common",
                 found: version,
             });
@@ -59,17 +59,17 @@ impl OpHeader {
     }
 
     /// Read a header and check its version and code (the status is the caller's).
-    pub(super) fn decode_expect(r: &mut Reader<'_>, code: u16) -> Result<OpHeader, WireError> {
+    pub(super) fn decode_expect(r: &mut Reader<'_>, code: u16) -> Result<OpHeader, UsbipWireError> {
         let version = r.u16("version")?;
         if version != USBIP_VERSION {
-            return Err(WireError::BadVersion {
+            return Err(UsbipWireError::BadVersion {
                 message: r.message,
                 found: version,
             });
         }
         let found = r.u16("code")?;
         if found != code {
-            return Err(WireError::UnexpectedValue {
+            return Err(UsbipWireError::UnexpectedValue {
                 message: r.message,
                 field: "code",
                 offset: 2,
@@ -97,7 +97,7 @@ impl OpReqDevlist {
     }
 
     /// Decode exactly 8 bytes.
-    pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
+    pub fn decode(buf: &[u8]) -> Result<Self, UsbipWireError> {
         Reader::whole("OP_REQ_DEVLIST", buf, |r| {
             OpHeader::decode_expect(r, OP_REQ_DEVLIST).map(|_| OpReqDevlist)
         })
@@ -116,7 +116,7 @@ impl OpRepDevlist {
     ///
     /// Fails if a string does not fit or a device's `num_interfaces` disagrees with its interface
     /// list (the Linux tool reads exactly `bNumInterfaces` interface records).
-    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+    pub fn encode(&self) -> Result<Vec<u8>, UsbipWireError> {
         let mut out = Vec::with_capacity(
             12 + self.devices.len() * (DEVICE_RECORD_LEN + 4 * INTERFACE_RECORD_LEN),
         );
@@ -124,7 +124,7 @@ impl OpRepDevlist {
         out.extend_from_slice(&(self.devices.len() as u32).to_be_bytes());
         for d in &self.devices {
             if usize::from(d.device.num_interfaces) != d.interfaces.len() {
-                return Err(WireError::OutOfRange {
+                return Err(UsbipWireError::OutOfRange {
                     message: "OP_REP_DEVLIST",
                     field: "bNumInterfaces",
                     offset: out.len() + 0x137,
@@ -141,11 +141,11 @@ impl OpRepDevlist {
 
     /// Decode a complete reply. A non-zero status is reported as
     /// [`WireError::UnexpectedValue`] on field `status`.
-    pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
+    pub fn decode(buf: &[u8]) -> Result<Self, UsbipWireError> {
         let mut r = Reader::new("OP_REP_DEVLIST", buf);
         let h = OpHeader::decode_expect(&mut r, OP_REP_DEVLIST)?;
         if h.status != ST_OK {
-            return Err(WireError::UnexpectedValue {
+            return Err(UsbipWireError::UnexpectedValue {
                 message: "OP_REP_DEVLIST",
                 field: "status",
                 offset: 4,
@@ -156,7 +156,7 @@ impl OpRepDevlist {
         let count_offset = r.pos;
         let n = r.u32("ndev")?;
         if n > MAX_DEVLIST_DEVICES {
-            return Err(WireError::OutOfRange {
+            return Err(UsbipWireError::OutOfRange {
                 message: "OP_REP_DEVLIST",
                 field: "ndev",
                 offset: count_offset,
@@ -186,7 +186,7 @@ pub struct OpReqImport {
 
 impl OpReqImport {
     /// Encode the 40 bytes.
-    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+    pub fn encode(&self) -> Result<Vec<u8>, UsbipWireError> {
         let mut out = Vec::with_capacity(OP_REQ_IMPORT_LEN);
         out.extend_from_slice(&OpHeader::new(OP_REQ_IMPORT, 0).encode());
         put_string(&mut out, "busid", &self.busid, BUSID_FIELD_LEN)?;
@@ -194,7 +194,7 @@ impl OpReqImport {
     }
 
     /// Decode exactly 40 bytes.
-    pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
+    pub fn decode(buf: &[u8]) -> Result<Self, UsbipWireError> {
         Reader::whole("OP_REQ_IMPORT", buf, |r| {
             OpHeader::decode_expect(r, OP_REQ_IMPORT)?;
             Self::read_busid(r)
@@ -202,11 +202,11 @@ impl OpReqImport {
     }
 
     /// Decode the 32-byte body that follows an already-read header.
-    pub fn decode_body(body: &[u8]) -> Result<Self, WireError> {
+    pub fn decode_body(body: &[u8]) -> Result<Self, UsbipWireError> {
         Reader::whole("OP_REQ_IMPORT busid", body, Self::read_busid)
     }
 
-    fn read_busid(r: &mut Reader<'_>) -> Result<Self, WireError> {
+    fn read_busid(r: &mut Reader<'_>) -> Result<Self, UsbipWireError> {
         let busid = r.string("busid", BUSID_FIELD_LEN)?;
         Ok(OpReqImport { busid })
     }
@@ -226,7 +226,7 @@ pub enum OpRepImport {
 
 impl OpRepImport {
     /// Encode the reply (320 bytes on success, 8 on refusal).
-    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+    pub fn encode(&self) -> Result<Vec<u8>, UsbipWireError> {
         match self {
             OpRepImport::Ok(dev) => {
                 let mut out = Vec::with_capacity(OP_HEADER_LEN + DEVICE_RECORD_LEN);
@@ -241,7 +241,7 @@ impl OpRepImport {
     }
 
     /// Decode a complete reply (its length must match its status).
-    pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
+    pub fn decode(buf: &[u8]) -> Result<Self, UsbipWireError> {
         let mut r = Reader::new("OP_REP_IMPORT", buf);
         let h = OpHeader::decode_expect(&mut r, OP_REP_IMPORT)?;
         let rep = if h.status == ST_OK {

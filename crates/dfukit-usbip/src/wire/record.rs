@@ -2,7 +2,7 @@
 //! `OP_REP_IMPORT`.
 
 use super::codec::{put_string, Reader};
-use super::{WireError, BUSID_FIELD_LEN, INTERFACE_RECORD_LEN, PATH_FIELD_LEN};
+use super::{UsbipWireError, BUSID_FIELD_LEN, INTERFACE_RECORD_LEN, PATH_FIELD_LEN};
 
 /// USB speed as reported in device records (Linux `enum usb_device_speed`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -92,7 +92,7 @@ impl DeviceRecord {
     }
 
     /// Append the 312-byte encoding.
-    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), UsbipWireError> {
         put_string(out, "path", &self.path, PATH_FIELD_LEN)?;
         put_string(out, "busid", &self.busid, BUSID_FIELD_LEN)?;
         out.extend_from_slice(&self.busnum.to_be_bytes());
@@ -113,11 +113,11 @@ impl DeviceRecord {
     }
 
     /// Decode exactly one 312-byte record.
-    pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
+    pub fn decode(buf: &[u8]) -> Result<Self, UsbipWireError> {
         Reader::whole("usbip_usb_device", buf, Self::read)
     }
 
-    pub(super) fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+    pub(super) fn read(r: &mut Reader<'_>) -> Result<Self, UsbipWireError> {
         Ok(DeviceRecord {
             path: r.string("path", PATH_FIELD_LEN)?,
             busid: r.string("busid", BUSID_FIELD_LEN)?,
@@ -155,11 +155,11 @@ impl InterfaceRecord {
     }
 
     /// Decode exactly 4 bytes; the padding byte is ignored.
-    pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
+    pub fn decode(buf: &[u8]) -> Result<Self, UsbipWireError> {
         Reader::whole("usbip_usb_interface", buf, Self::read)
     }
 
-    pub(super) fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+    pub(super) fn read(r: &mut Reader<'_>) -> Result<Self, UsbipWireError> {
         let rec = InterfaceRecord {
             class: r.u8("bInterfaceClass")?,
             subclass: r.u8("bInterfaceSubClass")?,

@@ -4,7 +4,7 @@
 
 use super::codec::{put_u32s, Reader};
 use super::{
-    WireError, MAX_TRANSFER_LEN, NOT_ISO, URB_HEADER_LEN, USBIP_CMD_SUBMIT, USBIP_CMD_UNLINK,
+    UsbipWireError, MAX_TRANSFER_LEN, NOT_ISO, URB_HEADER_LEN, USBIP_CMD_SUBMIT, USBIP_CMD_UNLINK,
     USBIP_RET_SUBMIT, USBIP_RET_UNLINK,
 };
 
@@ -74,7 +74,7 @@ impl HeaderBasic {
         out
     }
 
-    fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+    fn read(r: &mut Reader<'_>) -> Result<Self, UsbipWireError> {
         let command = r.u32("command")?;
         let seqnum = r.u32("seqnum")?;
         let devid = r.u32("devid")?;
@@ -83,7 +83,7 @@ impl HeaderBasic {
             0 => Direction::Out,
             1 => Direction::In,
             found => {
-                return Err(WireError::OutOfRange {
+                return Err(UsbipWireError::OutOfRange {
                     message: r.message,
                     field: "direction",
                     offset: dir_offset,
@@ -94,7 +94,7 @@ impl HeaderBasic {
         let ep_offset = r.pos;
         let ep = r.u32("ep")?;
         if ep > 15 {
-            return Err(WireError::OutOfRange {
+            return Err(UsbipWireError::OutOfRange {
                 message: r.message,
                 field: "ep",
                 offset: ep_offset,
@@ -111,10 +111,10 @@ impl HeaderBasic {
     }
 
     /// Read the basic header of a message that must be a `command`.
-    fn read_command(r: &mut Reader<'_>, command: u32) -> Result<Self, WireError> {
+    fn read_command(r: &mut Reader<'_>, command: u32) -> Result<Self, UsbipWireError> {
         let h = Self::read(r)?;
         if h.command != command {
-            return Err(WireError::UnexpectedValue {
+            return Err(UsbipWireError::UnexpectedValue {
                 message: r.message,
                 field: "command",
                 offset: 0,
@@ -127,15 +127,15 @@ impl HeaderBasic {
 
     /// Decode the basic header from the first 20 bytes of a URB message header (at least 20
     /// bytes must be given; the rest is ignored). Useful to dispatch on `command`.
-    pub fn peek(buf: &[u8]) -> Result<Self, WireError> {
+    pub fn peek(buf: &[u8]) -> Result<Self, UsbipWireError> {
         let mut r = Reader::new("usbip_header_basic", buf);
         Self::read(&mut r)
     }
 }
 
-fn check_not_iso(message: &'static str, packets: u32) -> Result<(), WireError> {
+fn check_not_iso(message: &'static str, packets: u32) -> Result<(), UsbipWireError> {
     if packets != 0 && packets != NOT_ISO {
-        return Err(WireError::IsochronousUnsupported { message, packets });
+        return Err(UsbipWireError::IsochronousUnsupported { message, packets });
     }
     Ok(())
 }
@@ -145,9 +145,9 @@ fn check_len(
     field: &'static str,
     offset: usize,
     len: u32,
-) -> Result<(), WireError> {
+) -> Result<(), UsbipWireError> {
     if len > MAX_TRANSFER_LEN {
-        return Err(WireError::OutOfRange {
+        return Err(UsbipWireError::OutOfRange {
             message,
             field,
             offset,
@@ -164,7 +164,7 @@ fn read_submit_words(
     r: &mut Reader<'_>,
     first: &'static str,
     len_field: &'static str,
-) -> Result<[u32; 4], WireError> {
+) -> Result<[u32; 4], UsbipWireError> {
     let first = r.u32(first)?;
     let len = r.u32(len_field)?;
     check_len(r.message, len_field, 0x18, len)?;
@@ -197,7 +197,7 @@ fn decode_unlink(
     command: u32,
     word: &'static str,
     buf: &[u8],
-) -> Result<(HeaderBasic, u32), WireError> {
+) -> Result<(HeaderBasic, u32), UsbipWireError> {
     Reader::whole(message, buf, |r| {
         let h = HeaderBasic::read_command(r, command)?;
         let word = r.u32(word)?;
@@ -254,7 +254,7 @@ impl CmdSubmit {
 
     /// Bytes that follow a `CMD_SUBMIT` header: `transfer_buffer_length` for OUT, 0 for IN.
     /// `header` must hold the 48-byte header.
-    pub fn payload_len(header: &[u8]) -> Result<usize, WireError> {
+    pub fn payload_len(header: &[u8]) -> Result<usize, UsbipWireError> {
         let mut r = Reader::new("USBIP_CMD_SUBMIT", header);
         let h = HeaderBasic::read_command(&mut r, USBIP_CMD_SUBMIT)?;
         let [_, len, _, _] = read_submit_words(&mut r, "transfer_flags", "transfer_buffer_length")?;
@@ -265,7 +265,7 @@ impl CmdSubmit {
     }
 
     /// Decode a complete message (header plus OUT data).
-    pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
+    pub fn decode(buf: &[u8]) -> Result<Self, UsbipWireError> {
         let mut r = Reader::new("USBIP_CMD_SUBMIT", buf);
         let h = HeaderBasic::read_command(&mut r, USBIP_CMD_SUBMIT)?;
         let [transfer_flags, transfer_buffer_length, start_frame, number_of_packets] =
@@ -345,7 +345,10 @@ impl RetSubmit {
 
     /// Bytes following a `RET_SUBMIT` header answering a request in `request_direction`:
     /// `actual_length` for IN, 0 for OUT.
-    pub fn payload_len(header: &[u8], request_direction: Direction) -> Result<usize, WireError> {
+    pub fn payload_len(
+        header: &[u8],
+        request_direction: Direction,
+    ) -> Result<usize, UsbipWireError> {
         let mut r = Reader::new("USBIP_RET_SUBMIT", header);
         HeaderBasic::read_command(&mut r, USBIP_RET_SUBMIT)?;
         let [_, len, _, _] = read_submit_words(&mut r, "status", "actual_length")?;
@@ -356,7 +359,7 @@ impl RetSubmit {
     }
 
     /// Decode a complete message answering a request in `request_direction`.
-    pub fn decode(buf: &[u8], request_direction: Direction) -> Result<Self, WireError> {
+    pub fn decode(buf: &[u8], request_direction: Direction) -> Result<Self, UsbipWireError> {
         let mut r = Reader::new("USBIP_RET_SUBMIT", buf);
         let h = HeaderBasic::read_command(&mut r, USBIP_RET_SUBMIT)?;
         let [status, actual_length, start_frame, number_of_packets] =
@@ -406,7 +409,7 @@ impl CmdUnlink {
     }
 
     /// Decode exactly 48 bytes.
-    pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
+    pub fn decode(buf: &[u8]) -> Result<Self, UsbipWireError> {
         let (h, unlink_seqnum) =
             decode_unlink("USBIP_CMD_UNLINK", USBIP_CMD_UNLINK, "unlink_seqnum", buf)?;
         Ok(CmdUnlink {
@@ -443,7 +446,7 @@ impl RetUnlink {
     }
 
     /// Decode exactly 48 bytes.
-    pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
+    pub fn decode(buf: &[u8]) -> Result<Self, UsbipWireError> {
         let (h, status) = decode_unlink("USBIP_RET_UNLINK", USBIP_RET_UNLINK, "status", buf)?;
         Ok(RetUnlink {
             seqnum: h.seqnum,

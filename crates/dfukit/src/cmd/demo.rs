@@ -17,7 +17,7 @@ use dfukit_sim::boards::nrf52840::describe;
 use dfukit_sim::boards::nrf52840::{Bank1, BoardConfig, Fault, Nrf52840};
 use dfukit_sim::links::pty::ServedBoard;
 use dfukit_sim::StateDir;
-use dfukit_stm32mp::program::Options;
+use dfukit_stm32mp::program::ProgramOptions;
 use dfukit_transport::stm32mp::UsbConnector;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -329,7 +329,7 @@ fn stm32mp1(dir: &Path, rows: &mut Vec<Row>) -> Result<(), Diag> {
         let server = serve_usbip("127.0.0.1:0", board)?;
         Ok((server, state_dir))
     };
-    let opts = Options {
+    let opts = ProgramOptions {
         connect_timeout: Duration::from_secs(5),
         transfer_timeout: Duration::from_secs(1),
         tfa_timeout: Duration::from_secs(3),

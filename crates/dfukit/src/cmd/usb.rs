@@ -8,7 +8,7 @@ use crate::util::usb::{
 };
 use clap::{Args, Subcommand};
 use dfukit_usbdfu::files::{self, Suffix};
-use dfukit_usbdfu::host::{DfuHost, Event, Options};
+use dfukit_usbdfu::host::{DfuEvent, DfuHost, DfuOptions};
 use std::path::{Path, PathBuf};
 
 /// `dfukit usb ...`
@@ -96,8 +96,8 @@ pub fn run(cmd: UsbCommand) -> miette::Result<()> {
 fn upload(a: &Upload) -> Result<(), Diag> {
     let (mut host, _dfu, _alt, layout) = open_alt(&a.dfu, None)?;
     let bar = crate::util::progress::bar(0, "upload");
-    let mut events = |e: Event| {
-        if let Event::Upload { done, total } = e {
+    let mut events = |e: DfuEvent| {
+        if let DfuEvent::Upload { done, total } = e {
             if let Some(total) = total {
                 bar.set_length(total);
             }
@@ -148,7 +148,7 @@ fn detach(t: &DeviceArgs) -> Result<(), Diag> {
         d.transfer,
         u16::from(d.dfu.interface),
         d.dfu.functional,
-        Options::default(),
+        DfuOptions::default(),
     );
     let out = host.detach().map_err(host_error)?;
     eprintln!(

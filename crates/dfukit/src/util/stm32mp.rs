@@ -6,7 +6,7 @@ use super::diag::read_input;
 use super::diag::Diag;
 use dfukit_stm32mp::connect::Connector;
 use dfukit_stm32mp::layout::{self, CheckOptions, Layout};
-use dfukit_stm32mp::program::{self, Event, Options, ProgramError, Summary};
+use dfukit_stm32mp::program::{self, ProgramError, ProgramEvent, ProgramOptions, Summary};
 use indicatif::ProgressBar;
 use std::path::Path;
 
@@ -31,29 +31,33 @@ pub fn load(path: &Path) -> Result<Layout, Diag> {
 
 /// Programs the board from the layout at `path`, reached through `conn`,
 /// with progress on stderr and the summary table on stdout.
-pub fn flash(conn: &mut impl Connector, path: &Path, opts: &Options) -> Result<Summary, Diag> {
+pub fn flash(
+    conn: &mut impl Connector,
+    path: &Path,
+    opts: &ProgramOptions,
+) -> Result<Summary, Diag> {
     let layout = load(path).map_err(|mut d| {
         d.message.push_str("; nothing was sent to the board");
         d
     })?;
     let layout_bytes = read_input(path, "dfukit::stm32mp::layout", "check the path")?;
     let mut bar: Option<ProgressBar> = None;
-    let mut on_event = |e: Event| match e {
-        Event::StageStarted { stage } => eprintln!("== {stage}"),
-        Event::Connected { stage, alts } => {
+    let mut on_event = |e: ProgramEvent| match e {
+        ProgramEvent::StageStarted { stage } => eprintln!("== {stage}"),
+        ProgramEvent::Connected { stage, alts } => {
             eprintln!("   connected: {stage}, {alts} alternate settings")
         }
-        Event::Reconnecting { stage } => eprintln!("   waiting for the board: {stage}"),
-        Event::PhaseRead { record, .. } => eprintln!("   device reports {record}"),
-        Event::PartitionStarted { id, name, total } => {
+        ProgramEvent::Reconnecting { stage } => eprintln!("   waiting for the board: {stage}"),
+        ProgramEvent::PhaseRead { record, .. } => eprintln!("   device reports {record}"),
+        ProgramEvent::PartitionStarted { id, name, total } => {
             bar = Some(super::progress::bar(total, &format!("{id:#04x} {name}")));
         }
-        Event::Progress { done, .. } => {
+        ProgramEvent::Progress { done, .. } => {
             if let Some(b) = &bar {
                 b.set_position(done);
             }
         }
-        Event::PartitionDone { .. } => {
+        ProgramEvent::PartitionDone { .. } => {
             if let Some(b) = bar.take() {
                 b.finish_and_clear();
             }

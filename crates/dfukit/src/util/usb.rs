@@ -10,7 +10,9 @@ use dfukit_transport::usb::{find_dfu_devices, DeviceFilter, FindError, FoundDevi
 use dfukit_usbdfu::dfuse::MemoryLayout;
 use dfukit_usbdfu::files::{self, DfuseFile};
 use dfukit_usbdfu::host::probe::DfuInterface;
-use dfukit_usbdfu::host::{DfuHost, DfuseDownload, DfuseImage, Event, Options, TransferError};
+use dfukit_usbdfu::host::{
+    DfuEvent, DfuHost, DfuOptions, DfuseDownload, DfuseImage, TransferError,
+};
 use std::path::{Path, PathBuf};
 
 /// Which device, and how to reach it.
@@ -130,7 +132,7 @@ pub fn list(t: &DeviceArgs) -> Result<(), Diag> {
     Ok(())
 }
 
-pub fn host_error(e: dfukit_usbdfu::host::HostError) -> Diag {
+pub fn host_error(e: dfukit_usbdfu::host::DfuHostError) -> Diag {
     Diag::new(e.code(), e.to_string(), e.help())
 }
 
@@ -158,9 +160,9 @@ pub fn open_alt(
         )
     })?;
     let layout = MemoryLayout::parse(name).ok();
-    let opts = Options {
+    let opts = DfuOptions {
         transfer_size,
-        ..Options::default()
+        ..DfuOptions::default()
     };
     let mut host = DfuHost::new(
         d.transfer,
@@ -245,10 +247,10 @@ pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
     let leave = opts.as_ref().is_some_and(|o| o.leave);
     let (mut host, dfu, alt, layout) = open_alt(&a.dfu, a.transfer_size)?;
     let bar = super::progress::bar(0, "download");
-    let mut events = |e: Event| match e {
-        Event::Erase { addr, len } => bar.set_message(format!("erase {addr:#010x}+{len}")),
-        Event::MassErase => bar.set_message("mass erase".to_string()),
-        Event::Download { done, total } => {
+    let mut events = |e: DfuEvent| match e {
+        DfuEvent::Erase { addr, len } => bar.set_message(format!("erase {addr:#010x}+{len}")),
+        DfuEvent::MassErase => bar.set_message("mass erase".to_string()),
+        DfuEvent::Download { done, total } => {
             bar.set_message("download");
             bar.set_length(total);
             bar.set_position(done);
@@ -392,7 +394,7 @@ fn plain_download(
     payload: &[u8],
     mass_erase: bool,
     leave: bool,
-    events: &mut dyn FnMut(Event),
+    events: &mut dyn FnMut(DfuEvent),
 ) -> Result<(), Diag> {
     if mass_erase {
         host.dfuse_mass_erase(events).map_err(host_error)?;

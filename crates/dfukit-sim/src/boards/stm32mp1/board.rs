@@ -23,8 +23,8 @@ use super::storage::{ImageFile, MtdError, MtdWriter, Nand, Nor};
 use super::{ExtCsd, NAND_WRITTEN_FILE, NOR_WRITTEN_FILE};
 use dfukit_stm32mp::sdcard::{self, GptEntry};
 use dfukit_stm32mp::stm32prog::{
-    ExistingPartition, Geometry, GptPartition, Medium, MediumId, Partition, Stm32mpBoard,
-    StorageError,
+    BoardStorageError, ExistingPartition, Geometry, GptPartition, Medium, MediumId, Stm32mpBoard,
+    UbootPartition,
 };
 use dfukit_usbdfu::wire::Status;
 use std::fmt;
@@ -105,11 +105,11 @@ pub(crate) struct SimBoard {
     mtd: Option<(u8, MtdWriter)>,
 }
 
-fn failed(status: Status, reason: String) -> StorageError<String> {
-    StorageError::Failed { status, reason }
+fn failed(status: Status, reason: String) -> BoardStorageError<String> {
+    BoardStorageError::Failed { status, reason }
 }
 
-fn mmc_image(p: &Partition) -> MmcImage {
+fn mmc_image(p: &UbootPartition) -> MmcImage {
     match (p.medium.instance, p.boot_partition()) {
         (0, _) => MmcImage::Sd,
         (_, Some(1)) => MmcImage::Boot(0),
@@ -144,7 +144,7 @@ impl SimBoard {
         }
     }
 
-    fn mtd_failed(&self, medium: MediumId, e: MtdError) -> StorageError<String> {
+    fn mtd_failed(&self, medium: MediumId, e: MtdError) -> BoardStorageError<String> {
         match e {
             MtdError::OutOfGoodBlocks => {
                 let bad = self.dev.nand.as_ref().map_or(0, |n| n.bad_blocks().len());
@@ -159,10 +159,10 @@ impl SimBoard {
 
     fn mtd_write(
         &mut self,
-        p: &Partition,
+        p: &UbootPartition,
         pos: u64,
         data: &[u8],
-    ) -> Result<Duration, StorageError<String>> {
+    ) -> Result<Duration, BoardStorageError<String>> {
         let (start, end) = (p.addr, p.addr + p.size);
         let mut w = match self.mtd.take() {
             Some((id, w)) if id == p.id => w,
@@ -173,11 +173,11 @@ impl SimBoard {
                 // left the rest of its last block erased.
                 let (phys, unit, align) = match p.medium.medium {
                     Medium::Nand => {
-                        let n = self.dev.nand.as_ref().ok_or(StorageError::Absent)?;
+                        let n = self.dev.nand.as_ref().ok_or(BoardStorageError::Absent)?;
                         (n.physical(start, end, pos), n.block_size(), n.page_size())
                     }
                     _ => {
-                        let n = self.dev.nor.as_ref().ok_or(StorageError::Absent)?;
+                        let n = self.dev.nor.as_ref().ok_or(BoardStorageError::Absent)?;
                         (Some(start + pos), n.sector_size(), 1)
                     }
                 };
@@ -195,11 +195,11 @@ impl SimBoard {
         let res = match p.medium.medium {
             Medium::Nand => match self.dev.nand.as_mut() {
                 Some(n) => n.write(&mut w, data, &mut self.model_errors),
-                None => return Err(StorageError::Absent),
+                None => return Err(BoardStorageError::Absent),
             },
             _ => match self.dev.nor.as_mut() {
                 Some(n) => n.write(&mut w, data, &mut self.model_errors),
-                None => return Err(StorageError::Absent),
+                None => return Err(BoardStorageError::Absent),
             },
         };
         match res {
@@ -318,24 +318,27 @@ impl Stm32mpBoard for SimBoard {
         }
     }
 
-    fn erase(&mut self, p: &Partition) -> Result<Duration, StorageError<String>> {
+    fn erase(&mut self, p: &UbootPartition) -> Result<Duration, BoardStorageError<String>> {
         let start = p.addr;
         let io = |e: io::Error| failed(Status::ErrWrite, format!("erase failed: {e}"));
         match p.medium.medium {
             Medium::Mmc => {
-                let f = self.dev.mmc(mmc_image(p)).ok_or(StorageError::Absent)?;
+                let f = self
+                    .dev
+                    .mmc(mmc_image(p))
+                    .ok_or(BoardStorageError::Absent)?;
                 f.discard(start, p.size).map_err(io)?;
                 Ok(self.timing.mmc_erase(p.size))
             }
             Medium::Nand => {
-                let nand = self.dev.nand.as_mut().ok_or(StorageError::Absent)?;
+                let nand = self.dev.nand.as_mut().ok_or(BoardStorageError::Absent)?;
                 nand.erase_range(start, start + p.size).map_err(io)
             }
             Medium::Nor => {
-                let nor = self.dev.nor.as_mut().ok_or(StorageError::Absent)?;
+                let nor = self.dev.nor.as_mut().ok_or(BoardStorageError::Absent)?;
                 nor.erase_range(start, start + p.size).map_err(io)
             }
-            _ => Err(StorageError::Absent),
+            _ => Err(BoardStorageError::Absent),
         }
     }
 
@@ -375,33 +378,36 @@ impl Stm32mpBoard for SimBoard {
         sdcard::write_gpt(f.file_mut(), size, disk_guid, &gpt).map(|_| ())
     }
 
-    fn begin_download(&mut self, _part: &Partition) {
+    fn begin_download(&mut self, _part: &UbootPartition) {
         self.mtd = None;
     }
 
     fn write(
         &mut self,
-        p: &Partition,
+        p: &UbootPartition,
         pos: u64,
         data: &[u8],
-    ) -> Result<Duration, StorageError<String>> {
+    ) -> Result<Duration, BoardStorageError<String>> {
         match p.medium.medium {
             Medium::Mmc => {
-                let f = self.dev.mmc(mmc_image(p)).ok_or(StorageError::Absent)?;
+                let f = self
+                    .dev
+                    .mmc(mmc_image(p))
+                    .ok_or(BoardStorageError::Absent)?;
                 f.write_at(p.addr + pos, data)
                     .map_err(|_| failed(Status::ErrWrite, "MMC write failed".into()))?;
                 Ok(self.timing.mmc_write(data.len() as u64))
             }
             Medium::Nand | Medium::Nor => self.mtd_write(p, pos, data),
-            _ => Err(StorageError::Absent),
+            _ => Err(BoardStorageError::Absent),
         }
     }
 
-    fn end_download(&mut self, p: &Partition) -> Result<Duration, StorageError<String>> {
+    fn end_download(&mut self, p: &UbootPartition) -> Result<Duration, BoardStorageError<String>> {
         let mut time = Duration::ZERO;
         if let Some((id, mut w)) = self.mtd.take() {
             if id == p.id && p.medium.medium == Medium::Nand {
-                let nand = self.dev.nand.as_mut().ok_or(StorageError::Absent)?;
+                let nand = self.dev.nand.as_mut().ok_or(BoardStorageError::Absent)?;
                 match nand.finish(&mut w, &mut self.model_errors) {
                     Ok(t) => time += t,
                     Err(e) => return Err(self.mtd_failed(p.medium, e)),
@@ -414,14 +420,14 @@ impl Stm32mpBoard for SimBoard {
 
     fn copy_image(
         &mut self,
-        p: &Partition,
+        p: &UbootPartition,
         len: u64,
         at: u64,
-    ) -> Result<Duration, StorageError<String>> {
+    ) -> Result<Duration, BoardStorageError<String>> {
         let (start, end) = (p.addr, p.addr + p.size);
         let nand = match p.medium.medium {
-            Medium::Nand => self.dev.nand.as_mut().ok_or(StorageError::Absent)?,
-            _ => return Err(StorageError::Absent),
+            Medium::Nand => self.dev.nand.as_mut().ok_or(BoardStorageError::Absent)?,
+            _ => return Err(BoardStorageError::Absent),
         };
         let mut img = vec![0u8; len as usize];
         let n = nand
@@ -437,28 +443,31 @@ impl Stm32mpBoard for SimBoard {
 
     fn read(
         &mut self,
-        p: &Partition,
+        p: &UbootPartition,
         off: u64,
         buf: &mut [u8],
-    ) -> Result<usize, StorageError<String>> {
+    ) -> Result<usize, BoardStorageError<String>> {
         let (start, end) = (p.addr, p.addr + p.size);
         let io = |e: io::Error| failed(Status::ErrFile, format!("read failed: {e}"));
         match p.medium.medium {
             Medium::Mmc => {
-                let f = self.dev.mmc(mmc_image(p)).ok_or(StorageError::Absent)?;
+                let f = self
+                    .dev
+                    .mmc(mmc_image(p))
+                    .ok_or(BoardStorageError::Absent)?;
                 f.read_at(start + off, buf).map_err(io)?;
                 Ok(buf.len())
             }
             Medium::Nand => {
-                let nand = self.dev.nand.as_ref().ok_or(StorageError::Absent)?;
+                let nand = self.dev.nand.as_ref().ok_or(BoardStorageError::Absent)?;
                 nand.read_logical(start, end, off, buf).map_err(io)
             }
             Medium::Nor => {
-                let nor = self.dev.nor.as_ref().ok_or(StorageError::Absent)?;
+                let nor = self.dev.nor.as_ref().ok_or(BoardStorageError::Absent)?;
                 nor.read(start + off, buf).map_err(io)?;
                 Ok(buf.len())
             }
-            _ => Err(StorageError::Absent),
+            _ => Err(BoardStorageError::Absent),
         }
     }
 

@@ -1,7 +1,7 @@
 //! [`DfuDevice`]: DfuSe over flash memory.
 
 use super::super::{ConfigError, DeviceConfig, DeviceEvent, DfuDevice, Dialect, Reply};
-use crate::wire::{DfuSetup, GetStatus, Request, SetupPacket, State, Status, REQUEST_TYPE_OUT};
+use crate::wire::{DfuRequest, DfuSetup, GetStatus, SetupPacket, State, Status, REQUEST_TYPE_OUT};
 use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
 
 /// 1 MiB of erased flash at 0x08000000; completes nothing by itself.
@@ -22,7 +22,7 @@ fn dev(dialect: Dialect) -> (DfuDevice, Mem) {
     (DfuDevice::new(cfg).unwrap(), Mem(std::vec![0xFF; 1 << 20]))
 }
 
-fn req(d: &mut DfuDevice, m: &mut Mem, r: Request, value: u16, data: &[u8]) -> Reply {
+fn req(d: &mut DfuDevice, m: &mut Mem, r: DfuRequest, value: u16, data: &[u8]) -> Reply {
     super::req(
         &mut |s, o, i| d.control(Instant::ZERO, s, o, i, m),
         r,
@@ -39,7 +39,7 @@ fn status(d: &mut DfuDevice, m: &mut Mem) -> GetStatus {
 fn command_reports_dnbusy_first_then_idle() {
     let (mut d, mut m) = dev(Dialect::ST_ROM);
     assert_eq!(
-        req(&mut d, &mut m, Request::Dnload, 0, &[0x21, 0, 0, 0, 8]),
+        req(&mut d, &mut m, DfuRequest::Dnload, 0, &[0x21, 0, 0, 0, 8]),
         Reply::Ack
     );
     assert_eq!(d.state(), State::DfuDnloadSync);
@@ -51,7 +51,13 @@ fn command_reports_dnbusy_first_then_idle() {
 #[test]
 fn erase_hands_out_one_sector_and_waits_for_completion() {
     let (mut d, mut m) = dev(Dialect::ST_ROM);
-    req(&mut d, &mut m, Request::Dnload, 0, &[0x41, 0, 0x40, 0, 8]);
+    req(
+        &mut d,
+        &mut m,
+        DfuRequest::Dnload,
+        0,
+        &[0x41, 0, 0x40, 0, 8],
+    );
     let st = status(&mut d, &mut m);
     assert_eq!(st.state, State::DfuDnbusy);
     assert_eq!(
@@ -72,7 +78,7 @@ fn unexpected_requests_stall_into_error() {
     let (mut d, mut m) = dev(Dialect::ST_ROM);
     // Block 1 is reserved in DfuSe.
     assert_eq!(
-        req(&mut d, &mut m, Request::Dnload, 1, &[0; 4]),
+        req(&mut d, &mut m, DfuRequest::Dnload, 1, &[0; 4]),
         Reply::Stall
     );
     let st = status(&mut d, &mut m);
@@ -80,7 +86,10 @@ fn unexpected_requests_stall_into_error() {
         (st.state, st.status),
         (State::DfuError, Status::ErrStalledPkt)
     );
-    assert_eq!(req(&mut d, &mut m, Request::ClrStatus, 0, &[]), Reply::Ack);
+    assert_eq!(
+        req(&mut d, &mut m, DfuRequest::ClrStatus, 0, &[]),
+        Reply::Ack
+    );
     assert_eq!(d.state(), State::DfuIdle);
     // Zero-length DNLOAD in dfuIDLE: the ST ROM takes it as the DfuSe leave
     // request (dfu-util returns to idle before `:leave`); plain DFU (U-Boot)
@@ -88,20 +97,20 @@ fn unexpected_requests_stall_into_error() {
     {
         let (mut st_rom, mut m2) = dev(Dialect::ST_ROM);
         assert_eq!(
-            req(&mut st_rom, &mut m2, Request::Dnload, 0, &[]),
+            req(&mut st_rom, &mut m2, DfuRequest::Dnload, 0, &[]),
             Reply::Ack
         );
         assert_eq!(st_rom.state(), State::DfuManifestSync);
         let (mut uboot, mut m3) = dev(Dialect::U_BOOT);
         assert_eq!(
-            req(&mut uboot, &mut m3, Request::Dnload, 0, &[]),
+            req(&mut uboot, &mut m3, DfuRequest::Dnload, 0, &[]),
             Reply::Stall
         );
         assert_eq!(uboot.state(), State::DfuError);
     }
     // Unknown DfuSe command byte.
     assert_eq!(
-        req(&mut d, &mut m, Request::Dnload, 0, &[0x55]),
+        req(&mut d, &mut m, DfuRequest::Dnload, 0, &[0x55]),
         Reply::Stall
     );
     assert_eq!(d.status(), Status::ErrStalledPkt);
@@ -111,7 +120,7 @@ fn unexpected_requests_stall_into_error() {
 fn requests_for_other_interfaces_or_unknown_codes_stall_without_state_change() {
     let (mut d, mut m) = dev(Dialect::ST_ROM);
     let mut buf = [0u8; 8];
-    let other = SetupPacket::dfu(Request::GetStatus, 0, 1, 6);
+    let other = SetupPacket::dfu(DfuRequest::GetStatus, 0, 1, 6);
     assert_eq!(
         d.control(Instant::ZERO, &other, &[], &mut buf, &mut m),
         Reply::Stall
@@ -138,7 +147,7 @@ fn clrstatus_dialects() {
         (Dialect::U_BOOT, State::DfuIdle),
     ] {
         let (mut d, mut m) = dev(dialect);
-        req(&mut d, &mut m, Request::ClrStatus, 0, &[]);
+        req(&mut d, &mut m, DfuRequest::ClrStatus, 0, &[]);
         assert_eq!(d.state(), expect, "{}", dialect.name);
     }
 }
@@ -149,10 +158,10 @@ fn upload_maps_blocks_with_fixed_transfer_size() {
     for (i, b) in m.0.iter_mut().enumerate().take(8192) {
         *b = (i / 2048) as u8;
     }
-    req(&mut d, &mut m, Request::Dnload, 0, &[0x21, 0, 0, 0, 8]);
+    req(&mut d, &mut m, DfuRequest::Dnload, 0, &[0x21, 0, 0, 0, 8]);
     status(&mut d, &mut m);
     status(&mut d, &mut m);
-    req(&mut d, &mut m, Request::Abort, 0, &[]);
+    req(&mut d, &mut m, DfuRequest::Abort, 0, &[]);
     let mut buf = [0u8; 16];
     // A short (16-byte) request at block 4 still reads from pointer + 2×2048.
     let r = super::upload(
@@ -168,10 +177,16 @@ fn upload_maps_blocks_with_fixed_transfer_size() {
 #[test]
 fn leave_reports_manifest_then_jumps() {
     let (mut d, mut m) = dev(Dialect::ST_ROM);
-    req(&mut d, &mut m, Request::Dnload, 0, &[0x21, 0, 0x10, 0, 8]);
+    req(
+        &mut d,
+        &mut m,
+        DfuRequest::Dnload,
+        0,
+        &[0x21, 0, 0x10, 0, 8],
+    );
     status(&mut d, &mut m);
     status(&mut d, &mut m);
-    assert_eq!(req(&mut d, &mut m, Request::Dnload, 2, &[]), Reply::Ack);
+    assert_eq!(req(&mut d, &mut m, DfuRequest::Dnload, 2, &[]), Reply::Ack);
     assert_eq!(status(&mut d, &mut m).state, State::DfuManifest);
     assert_eq!(
         d.poll_event(),
@@ -180,7 +195,10 @@ fn leave_reports_manifest_then_jumps() {
         })
     );
     assert_eq!(d.state(), State::DfuManifestWaitReset);
-    assert_eq!(req(&mut d, &mut m, Request::GetState, 0, &[]), Reply::Stall);
+    assert_eq!(
+        req(&mut d, &mut m, DfuRequest::GetState, 0, &[]),
+        Reply::Stall
+    );
 }
 
 #[test]
@@ -197,11 +215,14 @@ fn config_is_validated() {
 fn get_commands_and_alt_selection_return_to_idle() {
     let (mut d, mut m) = dev(Dialect::ST_ROM);
     // A full Get Commands (wLength > 3) is a query: the device is idle after it.
-    assert_eq!(req(&mut d, &mut m, Request::Upload, 0, &[]), Reply::In(4));
+    assert_eq!(
+        req(&mut d, &mut m, DfuRequest::Upload, 0, &[]),
+        Reply::In(4)
+    );
     assert_eq!(d.state(), State::DfuIdle);
     // An error on one alt does not follow the host to another.
     assert_eq!(
-        req(&mut d, &mut m, Request::Dnload, 1, &[0; 4]),
+        req(&mut d, &mut m, DfuRequest::Dnload, 1, &[0; 4]),
         Reply::Stall
     );
     assert_eq!(d.state(), State::DfuError);
@@ -213,15 +234,15 @@ fn get_commands_and_alt_selection_return_to_idle() {
 fn abort_in_sync_states_follows_the_dialect() {
     // ST (lenient): ABORT drops the block waiting in dfuDNLOAD-SYNC.
     let (mut d, mut m) = dev(Dialect::ST_ROM);
-    req(&mut d, &mut m, Request::Dnload, 0, &[0x21, 0, 0, 0, 8]);
+    req(&mut d, &mut m, DfuRequest::Dnload, 0, &[0x21, 0, 0, 0, 8]);
     assert_eq!(d.state(), State::DfuDnloadSync);
-    assert_eq!(req(&mut d, &mut m, Request::Abort, 0, &[]), Reply::Ack);
+    assert_eq!(req(&mut d, &mut m, DfuRequest::Abort, 0, &[]), Reply::Ack);
     assert_eq!(d.state(), State::DfuIdle);
     // The DFU 1.1 table (U-Boot): the same ABORT is an error.
     let (mut d, mut m) = dev(Dialect::U_BOOT);
-    req(&mut d, &mut m, Request::Dnload, 0, &[0; 16]);
+    req(&mut d, &mut m, DfuRequest::Dnload, 0, &[0; 16]);
     assert_eq!(d.state(), State::DfuDnloadSync);
-    assert_eq!(req(&mut d, &mut m, Request::Abort, 0, &[]), Reply::Stall);
+    assert_eq!(req(&mut d, &mut m, DfuRequest::Abort, 0, &[]), Reply::Stall);
     assert_eq!(
         (d.state(), d.status()),
         (State::DfuError, Status::ErrStalledPkt)
@@ -232,9 +253,18 @@ fn abort_in_sync_states_follows_the_dialect() {
 fn a_refused_request_in_error_keeps_the_status_that_explains_it() {
     let (mut d, mut m) = dev(Dialect::ST_ROM);
     // Set Address outside the memory map: errTARGET at the GETSTATUS.
-    req(&mut d, &mut m, Request::Dnload, 0, &[0x21, 0, 0, 0, 0x30]);
+    req(
+        &mut d,
+        &mut m,
+        DfuRequest::Dnload,
+        0,
+        &[0x21, 0, 0, 0, 0x30],
+    );
     let st = status(&mut d, &mut m);
     assert_eq!((st.state, st.status), (State::DfuError, Status::ErrTarget));
-    assert_eq!(req(&mut d, &mut m, Request::Upload, 2, &[]), Reply::Stall);
+    assert_eq!(
+        req(&mut d, &mut m, DfuRequest::Upload, 2, &[]),
+        Reply::Stall
+    );
     assert_eq!(d.status(), Status::ErrTarget);
 }

@@ -2,7 +2,7 @@
 //! are in `tests/host_device.rs`.
 
 use super::Reply;
-use crate::wire::{DfuSetup, GetStatus, Request, SetupPacket};
+use crate::wire::{DfuRequest, DfuSetup, GetStatus, SetupPacket};
 
 mod flash;
 mod stream;
@@ -13,7 +13,7 @@ type Control<'a> = dyn FnMut(&SetupPacket, &[u8], &mut [u8]) -> Reply + 'a;
 
 /// Request `r` with `value` on interface 0: OUT with `data`, or IN of up to
 /// 64 bytes.
-fn req(c: &mut Control<'_>, r: Request, value: u16, data: &[u8]) -> Reply {
+fn req(c: &mut Control<'_>, r: DfuRequest, value: u16, data: &[u8]) -> Reply {
     let len = if r.is_in() { 64 } else { data.len() as u16 };
     let mut buf = [0u8; 64];
     c(&SetupPacket::dfu(r, value, 0, len), data, &mut buf)
@@ -22,7 +22,7 @@ fn req(c: &mut Control<'_>, r: Request, value: u16, data: &[u8]) -> Reply {
 /// UPLOAD of `buf.len()` bytes at `block`.
 fn upload(c: &mut Control<'_>, block: u16, buf: &mut [u8]) -> Reply {
     c(
-        &SetupPacket::dfu(Request::Upload, block, 0, buf.len() as u16),
+        &SetupPacket::dfu(DfuRequest::Upload, block, 0, buf.len() as u16),
         &[],
         buf,
     )
@@ -32,7 +32,7 @@ fn upload(c: &mut Control<'_>, block: u16, buf: &mut [u8]) -> Reply {
 fn status(c: &mut Control<'_>) -> GetStatus {
     let mut buf = [0u8; 6];
     let r = c(
-        &SetupPacket::dfu(Request::GetStatus, 0, 0, 6),
+        &SetupPacket::dfu(DfuRequest::GetStatus, 0, 0, 6),
         &[],
         &mut buf,
     );

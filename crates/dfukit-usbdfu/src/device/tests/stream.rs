@@ -3,7 +3,7 @@
 use super::super::stream::{StreamBackend, StreamDevice};
 use super::super::{DeviceEvent, Dialect, Reply};
 use crate::wire::{
-    GetStatus, Request, SetupPacket, State, Status, REQUEST_TYPE_STANDARD_INTERFACE_OUT,
+    DfuRequest, GetStatus, SetupPacket, State, Status, REQUEST_TYPE_STANDARD_INTERFACE_OUT,
     SET_INTERFACE,
 };
 use core::time::Duration;
@@ -69,7 +69,7 @@ fn req(
     d: &mut StreamDevice,
     b: &mut VecBackend,
     now: Instant,
-    r: Request,
+    r: DfuRequest,
     value: u16,
     data: &[u8],
 ) -> Reply {
@@ -111,7 +111,7 @@ fn download_polls_busy_then_manifests() {
         &mut d,
         &mut b,
         t(0),
-        Request::Dnload,
+        DfuRequest::Dnload,
         0,
         b"0123456789abcdef",
     ));
@@ -123,10 +123,10 @@ fn download_polls_busy_then_manifests() {
     assert_eq!((s.state, s.poll_timeout_ms), (State::DfuDnbusy, 6));
     let s = status(&mut d, &mut b, t(10));
     assert_eq!(s.state, State::DfuDnloadIdle);
-    ack(req(&mut d, &mut b, t(11), Request::Dnload, 1, b"xyz"));
+    ack(req(&mut d, &mut b, t(11), DfuRequest::Dnload, 1, b"xyz"));
     assert_eq!(status(&mut d, &mut b, t(11)).state, State::DfuDnbusy);
     assert_eq!(status(&mut d, &mut b, t(21)).state, State::DfuDnloadIdle);
-    ack(req(&mut d, &mut b, t(22), Request::Dnload, 2, &[]));
+    ack(req(&mut d, &mut b, t(22), DfuRequest::Dnload, 2, &[]));
     assert_eq!(d.state(), State::DfuManifestSync);
     let s = status(&mut d, &mut b, t(22));
     assert_eq!((s.state, s.poll_timeout_ms), (State::DfuManifest, 7));
@@ -140,30 +140,30 @@ fn download_polls_busy_then_manifests() {
 fn abort_cannot_drop_a_pending_manifestation_and_errors_keep_their_status() {
     let mut d = dev(Dialect::U_BOOT);
     let mut b = VecBackend::new(0);
-    ack(req(&mut d, &mut b, t(0), Request::Dnload, 0, &[1; 16]));
+    ack(req(&mut d, &mut b, t(0), DfuRequest::Dnload, 0, &[1; 16]));
     assert_eq!(status(&mut d, &mut b, t(0)).state, State::DfuDnloadIdle);
-    ack(req(&mut d, &mut b, t(0), Request::Dnload, 1, &[]));
+    ack(req(&mut d, &mut b, t(0), DfuRequest::Dnload, 1, &[]));
     assert_eq!(d.state(), State::DfuManifestSync);
     // ABORT here would skip the manifestation: refused.
-    stalled_into_error(req(&mut d, &mut b, t(0), Request::Abort, 0, &[]), &d);
+    stalled_into_error(req(&mut d, &mut b, t(0), DfuRequest::Abort, 0, &[]), &d);
     assert!(b.manifested.is_empty());
     // A second bad request keeps the first status.
     assert_eq!(
-        req(&mut d, &mut b, t(0), Request::Detach, 0, &[]),
+        req(&mut d, &mut b, t(0), DfuRequest::Detach, 0, &[]),
         Reply::Stall
     );
     assert_eq!(d.status(), Status::ErrStalledPkt);
 
     let mut d = dev(Dialect::ST_ROM);
     let mut b = VecBackend::new(0);
-    ack(req(&mut d, &mut b, t(0), Request::Dnload, 0, &[1; 16]));
+    ack(req(&mut d, &mut b, t(0), DfuRequest::Dnload, 0, &[1; 16]));
     status(&mut d, &mut b, t(0));
-    req(&mut d, &mut b, t(0), Request::Dnload, 1, &[]);
+    req(&mut d, &mut b, t(0), DfuRequest::Dnload, 1, &[]);
     status(&mut d, &mut b, t(0));
     // Manifestation (7 ms) is over: the device waits for a reset and
     // answers nothing.
     assert_eq!(
-        req(&mut d, &mut b, t(10), Request::GetStatus, 0, &[]),
+        req(&mut d, &mut b, t(10), DfuRequest::GetStatus, 0, &[]),
         Reply::Stall
     );
     assert_eq!(d.state(), State::DfuManifestWaitReset);
@@ -188,14 +188,14 @@ fn synchronous_writes_hold_the_reply_instead_of_reporting_busy() {
     let mut d = dev(Dialect::U_BOOT);
     d.set_synchronous_writes(true);
     let mut b = VecBackend::new(3);
-    ack(req(&mut d, &mut b, t(0), Request::Dnload, 0, &[1; 16]));
+    ack(req(&mut d, &mut b, t(0), DfuRequest::Dnload, 0, &[1; 16]));
     let s = status(&mut d, &mut b, t(1));
     // Written inside the request: idle at once, poll timeout 0, and the
     // reply completes when the 3 ms write does.
     assert_eq!((s.state, s.poll_timeout_ms), (State::DfuDnloadIdle, 0));
     assert_eq!(d.reply_at(), t(4));
     assert_eq!(b.alts[0], [1; 16]);
-    ack(req(&mut d, &mut b, t(4), Request::Dnload, 1, &[2; 16]));
+    ack(req(&mut d, &mut b, t(4), DfuRequest::Dnload, 1, &[2; 16]));
     assert_eq!(status(&mut d, &mut b, t(4)).state, State::DfuDnloadIdle);
     assert_eq!(b.alts[0].len(), 32);
 }
@@ -205,12 +205,12 @@ fn instant_work_skips_dnbusy_and_non_tolerant_waits_for_reset() {
     let mut d = dev(Dialect::ST_ROM);
     let mut b = VecBackend::new(0);
     b.manifest_time = Duration::ZERO;
-    req(&mut d, &mut b, t(0), Request::Dnload, 0, b"ab");
+    req(&mut d, &mut b, t(0), DfuRequest::Dnload, 0, b"ab");
     assert_eq!(status(&mut d, &mut b, t(0)).state, State::DfuDnloadIdle);
-    req(&mut d, &mut b, t(0), Request::Dnload, 1, &[]);
+    req(&mut d, &mut b, t(0), DfuRequest::Dnload, 1, &[]);
     assert_eq!(status(&mut d, &mut b, t(0)).state, State::DfuManifest);
     assert_eq!(
-        req(&mut d, &mut b, t(1), Request::GetState, 0, &[]),
+        req(&mut d, &mut b, t(1), DfuRequest::GetState, 0, &[]),
         Reply::Stall
     );
     assert_eq!(d.state(), State::DfuManifestWaitReset);
@@ -248,14 +248,21 @@ fn upload_reads_at_running_offset_until_short_frame() {
 fn clrstatus_strict_versus_lenient() {
     let mut b = VecBackend::new(0);
     let mut strict = dev(Dialect::TF_A);
-    ack(req(&mut strict, &mut b, t(0), Request::ClrStatus, 0, &[]));
+    ack(req(
+        &mut strict,
+        &mut b,
+        t(0),
+        DfuRequest::ClrStatus,
+        0,
+        &[],
+    ));
     let s = status(&mut strict, &mut b, t(0));
     assert_eq!((s.state, s.status), (State::DfuError, Status::ErrUnknown));
-    req(&mut strict, &mut b, t(0), Request::ClrStatus, 0, &[]);
+    req(&mut strict, &mut b, t(0), DfuRequest::ClrStatus, 0, &[]);
     assert_eq!(strict.state(), State::DfuIdle);
 
     let mut lenient = dev(Dialect::U_BOOT);
-    req(&mut lenient, &mut b, t(0), Request::ClrStatus, 0, &[]);
+    req(&mut lenient, &mut b, t(0), DfuRequest::ClrStatus, 0, &[]);
     let s = status(&mut lenient, &mut b, t(0));
     assert_eq!((s.state, s.status), (State::DfuIdle, Status::Ok));
 }
@@ -267,15 +274,15 @@ fn backend_errors_set_dfu_error() {
     let set_alt = SetupPacket::set_interface(0, 1);
     assert_eq!(d.control(t(0), &set_alt, &[], &mut [], &mut b), Reply::Ack);
     assert_eq!(d.alt(), 1);
-    req(&mut d, &mut b, t(0), Request::Dnload, 0, b"0123456789");
+    req(&mut d, &mut b, t(0), DfuRequest::Dnload, 0, b"0123456789");
     let s = status(&mut d, &mut b, t(0));
     assert_eq!((s.state, s.status), (State::DfuError, Status::ErrAddress));
-    req(&mut d, &mut b, t(0), Request::ClrStatus, 0, &[]);
+    req(&mut d, &mut b, t(0), DfuRequest::ClrStatus, 0, &[]);
 
     b.fail_manifest = true;
-    req(&mut d, &mut b, t(0), Request::Dnload, 0, b"01");
+    req(&mut d, &mut b, t(0), DfuRequest::Dnload, 0, b"01");
     status(&mut d, &mut b, t(0));
-    req(&mut d, &mut b, t(0), Request::Dnload, 1, &[]);
+    req(&mut d, &mut b, t(0), DfuRequest::Dnload, 1, &[]);
     let s = status(&mut d, &mut b, t(0));
     assert_eq!((s.state, s.status), (State::DfuError, Status::ErrVerify));
     // No such alt.
@@ -287,10 +294,10 @@ fn backend_errors_set_dfu_error() {
 fn wrong_block_number_is_refused() {
     let mut d = dev(Dialect::U_BOOT);
     let mut b = VecBackend::new(0);
-    req(&mut d, &mut b, t(0), Request::Dnload, 0, b"ab");
+    req(&mut d, &mut b, t(0), DfuRequest::Dnload, 0, b"ab");
     status(&mut d, &mut b, t(0));
     assert_eq!(
-        req(&mut d, &mut b, t(0), Request::Dnload, 2, b"cd"),
+        req(&mut d, &mut b, t(0), DfuRequest::Dnload, 2, b"cd"),
         Reply::Stall
     );
     assert_eq!(
@@ -299,9 +306,9 @@ fn wrong_block_number_is_refused() {
     );
     assert_eq!(&b.alts[0][..], b"ab");
     // A download must start at block 0.
-    req(&mut d, &mut b, t(0), Request::ClrStatus, 0, &[]);
+    req(&mut d, &mut b, t(0), DfuRequest::ClrStatus, 0, &[]);
     assert_eq!(
-        req(&mut d, &mut b, t(0), Request::Dnload, 5, b"ab"),
+        req(&mut d, &mut b, t(0), DfuRequest::Dnload, 5, b"ab"),
         Reply::Stall
     );
 }
@@ -310,10 +317,10 @@ fn wrong_block_number_is_refused() {
 fn requests_while_busy_stall() {
     let mut d = dev(Dialect::U_BOOT);
     let mut b = VecBackend::new(50);
-    req(&mut d, &mut b, t(0), Request::Dnload, 0, b"ab");
+    req(&mut d, &mut b, t(0), DfuRequest::Dnload, 0, b"ab");
     assert_eq!(status(&mut d, &mut b, t(0)).state, State::DfuDnbusy);
     assert_eq!(
-        req(&mut d, &mut b, t(10), Request::Dnload, 1, b"cd"),
+        req(&mut d, &mut b, t(10), DfuRequest::Dnload, 1, b"cd"),
         Reply::Stall
     );
     let s = status(&mut d, &mut b, t(10));
@@ -327,14 +334,14 @@ fn requests_while_busy_stall() {
 fn detach_in_idle_raises_events() {
     let mut b = VecBackend::new(0);
     let mut d = dev(Dialect::U_BOOT);
-    ack(req(&mut d, &mut b, t(0), Request::Detach, 500, &[]));
+    ack(req(&mut d, &mut b, t(0), DfuRequest::Detach, 500, &[]));
     assert_eq!(
         d.poll_event(),
         Some(DeviceEvent::Detach { timeout_ms: 500 })
     );
     assert_eq!(d.poll_event(), Some(DeviceEvent::UsbReset));
     let mut d = dev(Dialect::TF_A);
-    req(&mut d, &mut b, t(0), Request::Detach, 1, &[]);
+    req(&mut d, &mut b, t(0), DfuRequest::Detach, 1, &[]);
     assert_eq!(d.poll_event(), Some(DeviceEvent::Detach { timeout_ms: 1 }));
     assert_eq!(d.poll_event(), None);
 }
@@ -352,12 +359,12 @@ fn abort_in_sync_states_follows_the_dialect() {
     // The same table as the flash core: the dialect decides, not the back end.
     let mut b = VecBackend::new(0);
     let mut d = dev(Dialect::ST_ROM);
-    ack(req(&mut d, &mut b, t(0), Request::Dnload, 0, b"ab"));
+    ack(req(&mut d, &mut b, t(0), DfuRequest::Dnload, 0, b"ab"));
     assert_eq!(d.state(), State::DfuDnloadSync);
-    ack(req(&mut d, &mut b, t(0), Request::Abort, 0, &[]));
+    ack(req(&mut d, &mut b, t(0), DfuRequest::Abort, 0, &[]));
     assert_eq!(d.state(), State::DfuIdle);
     assert!(b.alts[0].is_empty(), "the dropped block was never written");
     let mut d = dev(Dialect::U_BOOT);
-    ack(req(&mut d, &mut b, t(0), Request::Dnload, 0, b"ab"));
-    stalled_into_error(req(&mut d, &mut b, t(0), Request::Abort, 0, &[]), &d);
+    ack(req(&mut d, &mut b, t(0), DfuRequest::Dnload, 0, b"ab"));
+    stalled_into_error(req(&mut d, &mut b, t(0), DfuRequest::Abort, 0, &[]), &d);
 }

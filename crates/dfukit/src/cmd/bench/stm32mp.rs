@@ -13,7 +13,7 @@ use dfukit_sim::boards::stm32mp1::{
 use dfukit_sim::links::usb::{SimUsb, UsbLinkModel};
 use dfukit_sim::StateDir;
 use dfukit_stm32mp::layout::{self, CheckOptions, IpKind};
-use dfukit_stm32mp::program::{self, Options};
+use dfukit_stm32mp::program::{self, ProgramOptions};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -113,7 +113,7 @@ pub fn run(a: &Stm32mpBench) -> std::result::Result<(), Diag> {
         &mut usb,
         &layout,
         &layout_bytes,
-        &Options::default(),
+        &ProgramOptions::default(),
         &mut |_| {},
     )
     .map_err(|e| diag(format!("{e}")))?;

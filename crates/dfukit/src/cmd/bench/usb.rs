@@ -167,7 +167,7 @@ pub fn run_flash(a: UsbFlashBench) -> Result<(), Diag> {
     use dfukit_sim::links::usb::{SimUsb, UsbLinkModel};
     use dfukit_stm32mp::connect::Connector;
     use dfukit_usbdfu::dfuse::MemoryLayout;
-    use dfukit_usbdfu::host::{DfuHost, Options};
+    use dfukit_usbdfu::host::{DfuHost, DfuOptions};
     let len = stm32f4_image_len(a.size_kib)?;
     let fw = dfukit_sim::synthetic::firmware(len, 0xF1A5);
     let mut board = Stm32f4::in_memory(Stm32f4Config::default());
@@ -188,7 +188,7 @@ pub fn run_flash(a: UsbFlashBench) -> Result<(), Diag> {
     let t = usb
         .connect(Duration::ZERO)
         .map_err(|e| diag(e.to_string()))?;
-    let mut host = DfuHost::new(t, 0, cfg.descriptor(), Options::default());
+    let mut host = DfuHost::new(t, 0, cfg.descriptor(), DfuOptions::default());
     host.set_alt(0).map_err(|e| diag(e.to_string()))?;
     host.dfuse_download(&layout, 0x0800_0000, &fw, false, &mut |_| {})
         .map_err(|e| diag(e.to_string()))?;

@@ -5,7 +5,7 @@
 use crate::util::diag::Diag;
 use crate::util::stm32mp::flash;
 use clap::Args;
-use dfukit_stm32mp::program::Options;
+use dfukit_stm32mp::program::ProgramOptions;
 use dfukit_transport::stm32mp::UsbConnector;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,7 +48,7 @@ fn secs(s: f64, what: &str) -> Result<Duration, Diag> {
 
 /// Runs `stm32mp flash`.
 pub fn run(a: &FlashArgs) -> Result<(), Diag> {
-    let opts = Options {
+    let opts = ProgramOptions {
         connect_timeout: secs(a.connect_timeout, "connect-timeout")?,
         transfer_timeout: secs(a.transfer_timeout, "transfer-timeout")?,
         tfa_timeout: secs(a.tfa_timeout, "tfa-timeout")?,
