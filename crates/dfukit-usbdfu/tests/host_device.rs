@@ -471,11 +471,18 @@ fn clrstatus_outside_error_trap() {
     assert_eq!(host.get_status().unwrap().state, State::DfuIdle);
 }
 
+/// Writes 10 bytes at `address` to an F4 whose flash behaves as `mode`;
+/// the write must fail.
+fn f4_write_failing(mode: FlashMode, address: u32, seed: u32) -> (DfuHost<Sim>, DfuHostError) {
+    let mut host = f4_host();
+    host.transport().mode = mode;
+    let err = f4_write(&mut host, address, &image(10, seed)).unwrap_err();
+    (host, err)
+}
+
 #[test]
 fn flash_failure_is_reported_with_address() {
-    let mut host = f4_host();
-    host.transport().mode = FlashMode::Fail;
-    let err = f4_write(&mut host, 0x0800_4000, &image(10, 12)).unwrap_err();
+    let (_, err) = f4_write_failing(FlashMode::Fail, 0x0800_4000, 12);
     assert_eq!(
         err,
         DfuHostError::Device {
@@ -490,9 +497,7 @@ fn flash_failure_is_reported_with_address() {
 
 #[test]
 fn flash_completion_that_never_comes_ends_in_an_error_not_a_hang() {
-    let mut host = f4_host();
-    host.transport().mode = FlashMode::Hang;
-    let err = f4_write(&mut host, 0x0800_0000, &image(10, 13)).unwrap_err();
+    let (mut host, err) = f4_write_failing(FlashMode::Hang, 0x0800_0000, 13);
     assert!(
         matches!(
             err,

@@ -67,15 +67,17 @@ fn desc() -> FunctionalDescriptor {
     }
 }
 
+/// Downloads one block to a device that spends `transfer_ms` on each
+/// transfer and answers with the given states and poll timeout.
 fn run(
-    per_transfer: Duration,
+    transfer_ms: u64,
     after_block: State,
     after_end: State,
     poll_ms: u32,
 ) -> (DfuHostError, Duration) {
     let t = ForeverBusy {
         now: Duration::ZERO,
-        per_transfer,
+        per_transfer: Duration::from_millis(transfer_ms),
         state: State::DfuIdle,
         after_block,
         after_end,
@@ -99,35 +101,20 @@ fn gave_up_in_time(e: &DfuHostError, now: Duration) {
 
 #[test]
 fn slow_busy_answers_are_bounded_by_the_clock() {
-    let (e, now) = run(
-        Duration::from_millis(1900),
-        State::DfuDnbusy,
-        State::DfuDnbusy,
-        1,
-    );
+    let (e, now) = run(1900, State::DfuDnbusy, State::DfuDnbusy, 1);
     gave_up_in_time(&e, now);
 }
 
 #[test]
 fn an_absurd_poll_timeout_is_not_slept_in_full() {
-    let (e, now) = run(
-        Duration::from_millis(1),
-        State::DfuDnbusy,
-        State::DfuDnbusy,
-        0xFF_FFFF,
-    );
+    let (e, now) = run(1, State::DfuDnbusy, State::DfuDnbusy, 0xFF_FFFF);
     gave_up_in_time(&e, now);
 }
 
 #[test]
 fn endless_manifestation_is_bounded() {
     // A device that takes the block, then manifests forever.
-    let (e, now) = run(
-        Duration::from_millis(1),
-        State::DfuDnloadIdle,
-        State::DfuManifest,
-        0xFF_FFFF,
-    );
+    let (e, now) = run(1, State::DfuDnloadIdle, State::DfuManifest, 0xFF_FFFF);
     assert!(matches!(e, DfuHostError::Stuck { .. }), "{e}");
     assert!(now < Duration::from_secs(100), "{e}: {now:?}");
 }

@@ -105,6 +105,17 @@ struct At {
     offset: u32,
 }
 
+impl At {
+    /// The start of `phase`, before any object is selected.
+    fn start(phase: UpdatePhase) -> Self {
+        At {
+            phase,
+            object: None,
+            offset: 0,
+        }
+    }
+}
+
 impl Session<'_> {
     fn request(&mut self, req: SecureDfuRequest<'_>, at: At) -> Result<Payload, UpdateError> {
         self.send(&req, at)?;

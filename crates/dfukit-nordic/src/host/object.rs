@@ -12,11 +12,7 @@ impl Session<'_> {
         &mut self,
         events: &mut dyn FnMut(UpdateEvent),
     ) -> Result<(), UpdateError> {
-        let at = At {
-            phase: UpdatePhase::Connect,
-            object: None,
-            offset: 0,
-        };
+        let at = At::start(UpdatePhase::Connect);
         let mtu = if self.link.is_serial() {
             // Frames left on the line by an earlier session would be read as
             // answers to our requests: drain them first.
@@ -104,11 +100,7 @@ impl Session<'_> {
         fresh: bool,
         events: &mut dyn FnMut(UpdateEvent),
     ) -> Result<(), UpdateError> {
-        let at = At {
-            phase: UpdatePhase::InitPacket,
-            object: None,
-            offset: 0,
-        };
+        let at = At::start(UpdatePhase::InitPacket);
         let (max, offset, crc) = self.select(ObjectType::Command, at)?;
         if init.len() as u32 > max {
             return Err(UpdateError::InitPacketTooLarge {
@@ -143,11 +135,7 @@ impl Session<'_> {
         events: &mut dyn FnMut(UpdateEvent),
     ) -> Result<(), UpdateError> {
         let total = image.len() as u32;
-        let at0 = At {
-            phase: UpdatePhase::Data,
-            object: None,
-            offset: 0,
-        };
+        let at0 = At::start(UpdatePhase::Data);
         let (max, dev_offset, dev_crc) = self.select(ObjectType::Data, at0)?;
         if max == 0 {
             return Err(UpdateError::BadResponse {

@@ -31,6 +31,11 @@ fn req(d: &mut DfuDevice, m: &mut Mem, r: DfuRequest, value: u16, data: &[u8]) -
     )
 }
 
+/// A DfuSe command: a DNLOAD of block 0.
+fn command(d: &mut DfuDevice, m: &mut Mem, bytes: &[u8]) -> Reply {
+    req(d, m, DfuRequest::Dnload, 0, bytes)
+}
+
 fn status(d: &mut DfuDevice, m: &mut Mem) -> GetStatus {
     super::status(&mut |s, o, i| d.control(Instant::ZERO, s, o, i, m))
 }
@@ -38,10 +43,7 @@ fn status(d: &mut DfuDevice, m: &mut Mem) -> GetStatus {
 #[test]
 fn command_reports_dnbusy_first_then_idle() {
     let (mut d, mut m) = dev(Dialect::ST_ROM);
-    assert_eq!(
-        req(&mut d, &mut m, DfuRequest::Dnload, 0, &[0x21, 0, 0, 0, 8]),
-        Reply::Ack
-    );
+    assert_eq!(command(&mut d, &mut m, &[0x21, 0, 0, 0, 8]), Reply::Ack);
     assert_eq!(d.state(), State::DfuDnloadSync);
     assert_eq!(status(&mut d, &mut m).state, State::DfuDnbusy);
     assert_eq!(status(&mut d, &mut m).state, State::DfuDnloadIdle);
@@ -51,13 +53,7 @@ fn command_reports_dnbusy_first_then_idle() {
 #[test]
 fn erase_hands_out_one_sector_and_waits_for_completion() {
     let (mut d, mut m) = dev(Dialect::ST_ROM);
-    req(
-        &mut d,
-        &mut m,
-        DfuRequest::Dnload,
-        0,
-        &[0x41, 0, 0x40, 0, 8],
-    );
+    command(&mut d, &mut m, &[0x41, 0, 0x40, 0, 8]);
     let st = status(&mut d, &mut m);
     assert_eq!(st.state, State::DfuDnbusy);
     assert_eq!(
@@ -109,10 +105,7 @@ fn unexpected_requests_stall_into_error() {
         assert_eq!(uboot.state(), State::DfuError);
     }
     // Unknown DfuSe command byte.
-    assert_eq!(
-        req(&mut d, &mut m, DfuRequest::Dnload, 0, &[0x55]),
-        Reply::Stall
-    );
+    assert_eq!(command(&mut d, &mut m, &[0x55]), Reply::Stall);
     assert_eq!(d.status(), Status::ErrStalledPkt);
 }
 
@@ -158,7 +151,7 @@ fn upload_maps_blocks_with_fixed_transfer_size() {
     for (i, b) in m.0.iter_mut().enumerate().take(8192) {
         *b = (i / 2048) as u8;
     }
-    req(&mut d, &mut m, DfuRequest::Dnload, 0, &[0x21, 0, 0, 0, 8]);
+    command(&mut d, &mut m, &[0x21, 0, 0, 0, 8]);
     status(&mut d, &mut m);
     status(&mut d, &mut m);
     req(&mut d, &mut m, DfuRequest::Abort, 0, &[]);
@@ -177,13 +170,7 @@ fn upload_maps_blocks_with_fixed_transfer_size() {
 #[test]
 fn leave_reports_manifest_then_jumps() {
     let (mut d, mut m) = dev(Dialect::ST_ROM);
-    req(
-        &mut d,
-        &mut m,
-        DfuRequest::Dnload,
-        0,
-        &[0x21, 0, 0x10, 0, 8],
-    );
+    command(&mut d, &mut m, &[0x21, 0, 0x10, 0, 8]);
     status(&mut d, &mut m);
     status(&mut d, &mut m);
     assert_eq!(req(&mut d, &mut m, DfuRequest::Dnload, 2, &[]), Reply::Ack);
@@ -234,13 +221,13 @@ fn get_commands_and_alt_selection_return_to_idle() {
 fn abort_in_sync_states_follows_the_dialect() {
     // ST (lenient): ABORT drops the block waiting in dfuDNLOAD-SYNC.
     let (mut d, mut m) = dev(Dialect::ST_ROM);
-    req(&mut d, &mut m, DfuRequest::Dnload, 0, &[0x21, 0, 0, 0, 8]);
+    command(&mut d, &mut m, &[0x21, 0, 0, 0, 8]);
     assert_eq!(d.state(), State::DfuDnloadSync);
     assert_eq!(req(&mut d, &mut m, DfuRequest::Abort, 0, &[]), Reply::Ack);
     assert_eq!(d.state(), State::DfuIdle);
     // The DFU 1.1 table (U-Boot): the same ABORT is an error.
     let (mut d, mut m) = dev(Dialect::U_BOOT);
-    req(&mut d, &mut m, DfuRequest::Dnload, 0, &[0; 16]);
+    command(&mut d, &mut m, &[0; 16]);
     assert_eq!(d.state(), State::DfuDnloadSync);
     assert_eq!(req(&mut d, &mut m, DfuRequest::Abort, 0, &[]), Reply::Stall);
     assert_eq!(
@@ -253,13 +240,7 @@ fn abort_in_sync_states_follows_the_dialect() {
 fn a_refused_request_in_error_keeps_the_status_that_explains_it() {
     let (mut d, mut m) = dev(Dialect::ST_ROM);
     // Set Address outside the memory map: errTARGET at the GETSTATUS.
-    req(
-        &mut d,
-        &mut m,
-        DfuRequest::Dnload,
-        0,
-        &[0x21, 0, 0, 0, 0x30],
-    );
+    command(&mut d, &mut m, &[0x21, 0, 0, 0, 0x30]);
     let st = status(&mut d, &mut m);
     assert_eq!((st.state, st.status), (State::DfuError, Status::ErrTarget));
     assert_eq!(
