@@ -15,6 +15,12 @@ fn uboot(text: &str) -> Result<FlashLayout, String> {
     parse_flash_layout(text.as_bytes()).map_err(|e| e.to_string())
 }
 
+/// U-Boot refuses `text` with exactly `message`.
+#[track_caller]
+fn refused(text: &str, message: &str) {
+    assert_eq!(uboot(text).unwrap_err(), message);
+}
+
 fn host_accepts(bytes: &[u8]) -> bool {
     layout::parse_bytes(bytes, Path::new("t.tsv")).is_ok()
 }
@@ -45,10 +51,7 @@ fn trailing_tab_swallows_the_next_lines_first_column() {
     let text = format!(
         "{HEAD}P\t0x10\ta\tSystem\tmmc0\t0x4400\ta\t\nP\t0x11\tb\tSystem\tmmc0\t0x8400\tb\n"
     );
-    assert_eq!(
-        uboot(&text).unwrap_err(),
-        "Layout line 3: invalid option '0' in 0x11)"
-    );
+    refused(&text, "Layout line 3: invalid option '0' in 0x11)");
     assert!(host_accepts(text.as_bytes()));
 }
 
@@ -57,7 +60,7 @@ fn trailing_tab_swallows_the_next_lines_first_column() {
 #[test]
 fn trailing_tab_on_the_last_line_drops_the_row() {
     let text = format!("{HEAD}P\t0x10\ta\tSystem\tmmc0\t0x4400\ta\t\n");
-    assert_eq!(uboot(&text).unwrap_err(), "Layout: no partition found");
+    refused(&text, "Layout: no partition found");
     assert!(host_accepts(text.as_bytes()));
 }
 
@@ -84,10 +87,7 @@ fn ids_are_read_as_c_numbers_wrapping_at_32_bits() {
     // `0x` alone: digits were read (the prefix), nothing follows.
     let none = format!("{HEAD}-\t0x\tb\tBinary\tnone\t0x0\tb\n");
     assert_eq!(only_row(&uboot(&none).unwrap()).id, 0);
-    assert_eq!(
-        uboot(&row("0xF1")).unwrap_err(),
-        "Layout line 2: invalid phase value = 0xF1"
-    );
+    refused(&row("0xF1"), "Layout line 2: invalid phase value = 0xF1");
 }
 
 /// `parse_offset` uses `simple_strtoull(p, &tail, 10)`: decimal unless
@@ -99,10 +99,7 @@ fn offsets_may_be_decimal() {
     assert_eq!(p.placement, Placement::Address(0x4400));
     assert!(host_accepts(text.as_bytes()));
     let bad = format!("{HEAD}P\t0x10\tb\tSystem\tmmc0\t0x44g0\tb\n");
-    assert_eq!(
-        uboot(&bad).unwrap_err(),
-        "Layout line 2: invalid offset '0x44g0'"
-    );
+    refused(&bad, "Layout line 2: invalid offset '0x44g0'");
 }
 
 /// `parse_type` reads N of `Binary(N)` with `dectoul`, which stops at the
@@ -115,9 +112,9 @@ fn binary_n_is_read_leniently() {
     assert_eq!(only_row(&uboot(&row("Binary()")).unwrap()).copies, 0);
     assert!(!host_accepts(row("Binary(2x)").as_bytes()));
     assert!(!host_accepts(row("Binary()").as_bytes()));
-    assert_eq!(
-        uboot(&row("Binary(")).unwrap_err(),
-        "Layout line 2: type parsing error : 'Binary('"
+    refused(
+        &row("Binary("),
+        "Layout line 2: type parsing error : 'Binary('",
     );
 }
 
@@ -131,10 +128,7 @@ fn any_ram_prefix_is_ram() {
     assert_eq!(p.medium.medium, Medium::Ram);
     assert!(!host_accepts(text.as_bytes()));
     let two_digits = format!("{HEAD}P\t0x10\tb\tSystem\tmmc10\t0x4400\tb\n");
-    assert_eq!(
-        uboot(&two_digits).unwrap_err(),
-        "Layout line 2: ip parsing error: 'mmc10'"
-    );
+    refused(&two_digits, "Layout line 2: ip parsing error: 'mmc10'");
 }
 
 /// `#` starts a comment only where a line's first column starts (after
@@ -145,10 +139,7 @@ fn hash_is_a_comment_only_at_the_start_of_a_line() {
     let text = format!("{HEAD}\t# a comment after a TAB\nP\t0x10\tb\tSystem\tmmc0\t0x4400\tb\n");
     assert_eq!(only_row(&uboot(&text).unwrap()).line, 3);
     let text = format!("{HEAD}P#\t0x10\tb\tSystem\tmmc0\t0x4400\tb\n");
-    assert_eq!(
-        uboot(&text).unwrap_err(),
-        "Layout line 2: invalid option '#' in P#)"
-    );
+    refused(&text, "Layout line 2: invalid option '#' in P#)");
 }
 
 /// `*last = 0x0` and the `'\0'` case: the text ends at the first NUL. The
