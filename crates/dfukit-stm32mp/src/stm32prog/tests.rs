@@ -400,14 +400,20 @@ fn device_checks_use_u_boots_messages() {
     );
 }
 
+/// An eMMC board in U-Boot that has been sent the layout `HEAD` + `rows`.
+fn layout_sent(rows: &str) -> Stm32mpDevice<Board> {
+    let mut dev = Stm32mpDevice::new(Board::with_emmc());
+    dev.enter(BootStage::UBootLayout);
+    let text = format!("{HEAD}{rows}");
+    dev.write(0, 0, text.as_bytes()).unwrap();
+    dev.manifest(0, text.len() as u64).unwrap();
+    dev
+}
+
 /// The core through its DFU backend: layout, DETACH, one partition, END.
 #[test]
 fn layout_detach_program_end() {
-    let mut dev = Stm32mpDevice::new(Board::with_emmc());
-    dev.enter(BootStage::UBootLayout);
-    let text = format!("{HEAD}P\t0x10\tbootfs\tSystem\tmmc1\t0x00080000\tb\n");
-    dev.write(0, 0, text.as_bytes()).unwrap();
-    dev.manifest(0, text.len() as u64).unwrap();
+    let mut dev = layout_sent("P\t0x10\tbootfs\tSystem\tmmc1\t0x00080000\tb\n");
     let mut rec = [0u8; 16];
     let n = dev.phase_record(&mut rec);
     assert_eq!(&rec[..n], &[0, 0, 0, 0, 0xC2, 0, 0, 0, 0, 1]);
@@ -432,11 +438,7 @@ fn layout_detach_program_end() {
 /// replace it.
 #[test]
 fn the_first_error_is_kept() {
-    let mut dev = Stm32mpDevice::new(Board::with_emmc());
-    dev.enter(BootStage::UBootLayout);
-    let bad = format!("{HEAD}X\t0x10\tb\tSystem\tmmc1\t0x80000\tb\n");
-    dev.write(0, 0, bad.as_bytes()).unwrap();
-    dev.manifest(0, bad.len() as u64).unwrap();
+    let mut dev = layout_sent("X\t0x10\tb\tSystem\tmmc1\t0x80000\tb\n");
     assert_eq!(dev.error(), Some("Layout line 2: invalid option 'X' in X)"));
     dev.fail_with(format_args!("later"));
     assert_eq!(dev.error(), Some("Layout line 2: invalid option 'X' in X)"));
