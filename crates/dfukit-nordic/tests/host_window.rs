@@ -288,6 +288,17 @@ fn update(
     (r, events)
 }
 
+/// Updates a 4 KiB image over a link without latency that drops writes
+/// from write `from` on.
+fn update_4k_dropping(
+    from: usize,
+    drops: Drops,
+    o: &UpdateOptions,
+) -> (Result<(), UpdateError>, Vec<UpdateEvent>) {
+    let mut link = TestLink::dropping(0, from, drops);
+    update(&mut link, o, &image(4096))
+}
+
 /// The device validated the hash and holds the image's CRC in bank 1.
 fn assert_done(link: &TestLink, img: &[u8], events: &[UpdateEvent]) {
     assert_eq!(events.last(), Some(&UpdateEvent::Done));
@@ -391,14 +402,12 @@ fn dropped_writes_in_a_full_window_are_recovered() {
 
 #[test]
 fn a_gap_matches_no_prefix_and_is_a_crc_error() {
-    let img = image(4096);
     // One write lost and the next ones taken: the device's data has a hole.
-    let mut link = TestLink::dropping(0, 1 + 3, Drops::Gap);
     let o = UpdateOptions {
         object_retries: 0,
         ..opts(0)
     };
-    let (r, _) = update(&mut link, &o, &img);
+    let (r, _) = update_4k_dropping(1 + 3, Drops::Gap, &o);
     assert!(
         matches!(
             r,
@@ -413,13 +422,11 @@ fn a_gap_matches_no_prefix_and_is_a_crc_error() {
 
 #[test]
 fn recoveries_are_bounded_and_name_the_lost_bytes() {
-    let img = image(4096);
-    let mut link = TestLink::dropping(0, 1 + 10, Drops::Always);
     let o = UpdateOptions {
         max_recoveries: 2,
         ..opts(0)
     };
-    let (r, events) = update(&mut link, &o, &img);
+    let (r, events) = update_4k_dropping(1 + 10, Drops::Always, &o);
     let e = r.unwrap_err();
     assert!(
         matches!(

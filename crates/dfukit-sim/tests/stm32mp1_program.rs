@@ -117,6 +117,12 @@ fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
     b
 }
 
+/// The GPT entries of the disk image `path`, in entry order.
+fn gpt_partitions(path: &Path) -> Vec<gpt::partition::Partition> {
+    let disk = gpt::GptConfig::new().writable(false).open(path).unwrap();
+    disk.partitions().values().cloned().collect()
+}
+
 /// Every downloaded row's bytes are where the layout says, in `image`.
 fn assert_partitions_hold_binaries(layout: &Layout, board_dir: &Path, user_image: &str) {
     for p in layout
@@ -169,11 +175,7 @@ fn emmc_layout_is_programmed_end_to_end() {
     let board_dir = dir.path().join("board");
     assert_partitions_hold_binaries(&layout, &board_dir, EMMC_USER_IMAGE);
     // The GPT U-Boot wrote: one entry per row on mmc1 except boot1/boot2.
-    let disk = gpt::GptConfig::new()
-        .writable(false)
-        .open(board_dir.join(EMMC_USER_IMAGE))
-        .unwrap();
-    let parts: Vec<_> = disk.partitions().values().cloned().collect();
+    let parts = gpt_partitions(&board_dir.join(EMMC_USER_IMAGE));
     let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["fip-a", "fip-b", "bootfs", "rootfs"]);
     assert_eq!(parts[0].first_lba, 0x80000 / 512);
@@ -214,11 +216,7 @@ fn sd_card_layout_is_programmed_end_to_end() {
     assert_eq!(summary.written.len(), 7);
     let board_dir = dir.path().join("board");
     assert_partitions_hold_binaries(&layout, &board_dir, SDCARD_IMAGE);
-    let disk = gpt::GptConfig::new()
-        .writable(false)
-        .open(board_dir.join(SDCARD_IMAGE))
-        .unwrap();
-    let first = disk.partitions().values().next().unwrap().clone();
+    let first = gpt_partitions(&board_dir.join(SDCARD_IMAGE))[0].clone();
     // fsbl1 at LBA 34, as ST's SD cards have it.
     assert_eq!((first.name.as_str(), first.first_lba), ("fsbl1", 34));
 }

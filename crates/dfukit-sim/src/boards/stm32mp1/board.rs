@@ -82,6 +82,12 @@ impl Devices {
         }
     }
 
+    /// The image behind MMC partition `p`; `Absent` when the board has no
+    /// such card.
+    fn mmc_of(&mut self, p: &UbootPartition) -> Result<&mut ImageFile, BoardStorageError<String>> {
+        self.mmc(mmc_image(p)).ok_or(BoardStorageError::Absent)
+    }
+
     fn user_area(&self, instance: u8) -> Option<&ImageFile> {
         match instance {
             0 => self.sd.as_ref(),
@@ -323,10 +329,7 @@ impl Stm32mpBoard for SimBoard {
         let io = |e: io::Error| failed(Status::ErrWrite, format!("erase failed: {e}"));
         match p.medium.medium {
             Medium::Mmc => {
-                let f = self
-                    .dev
-                    .mmc(mmc_image(p))
-                    .ok_or(BoardStorageError::Absent)?;
+                let f = self.dev.mmc_of(p)?;
                 f.discard(start, p.size).map_err(io)?;
                 Ok(self.timing.mmc_erase(p.size))
             }
@@ -390,10 +393,7 @@ impl Stm32mpBoard for SimBoard {
     ) -> Result<Duration, BoardStorageError<String>> {
         match p.medium.medium {
             Medium::Mmc => {
-                let f = self
-                    .dev
-                    .mmc(mmc_image(p))
-                    .ok_or(BoardStorageError::Absent)?;
+                let f = self.dev.mmc_of(p)?;
                 f.write_at(p.addr + pos, data)
                     .map_err(|_| failed(Status::ErrWrite, "MMC write failed".into()))?;
                 Ok(self.timing.mmc_write(data.len() as u64))
@@ -451,10 +451,7 @@ impl Stm32mpBoard for SimBoard {
         let io = |e: io::Error| failed(Status::ErrFile, format!("read failed: {e}"));
         match p.medium.medium {
             Medium::Mmc => {
-                let f = self
-                    .dev
-                    .mmc(mmc_image(p))
-                    .ok_or(BoardStorageError::Absent)?;
+                let f = self.dev.mmc_of(p)?;
                 f.read_at(start + off, buf).map_err(io)?;
                 Ok(buf.len())
             }
