@@ -403,10 +403,8 @@ fn dropped_writes_in_a_full_window_are_recovered() {
 #[test]
 fn a_gap_matches_no_prefix_and_is_a_crc_error() {
     // One write lost and the next ones taken: the device's data has a hole.
-    let o = UpdateOptions {
-        object_retries: 0,
-        ..opts(0)
-    };
+    let mut o = opts(0);
+    o.object_retries = 0;
     let (r, _) = update_4k_dropping(1 + 3, Drops::Gap, &o);
     assert!(
         matches!(
@@ -422,10 +420,8 @@ fn a_gap_matches_no_prefix_and_is_a_crc_error() {
 
 #[test]
 fn recoveries_are_bounded_and_name_the_lost_bytes() {
-    let o = UpdateOptions {
-        max_recoveries: 2,
-        ..opts(0)
-    };
+    let mut o = opts(0);
+    o.max_recoveries = 2;
     let (r, events) = update_4k_dropping(1 + 10, Drops::Always, &o);
     let e = r.unwrap_err();
     assert!(

@@ -15,34 +15,18 @@ use dfukit_nordic::package::{self, Package, PackageOptions};
 use dfukit_nordic::settings::{self, Family, SettingsHexOptions};
 
 fn nrfutil() -> Option<PathBuf> {
-    match std::env::var_os("DFUKIT_NRFUTIL") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            if std::env::var("DFUKIT_REQUIRE_PEERS").as_deref() == Ok("1") {
-                panic!("DFUKIT_NRFUTIL is not set but DFUKIT_REQUIRE_PEERS=1: point it at the nrfutil 6.1.7 executable");
-            }
-            eprintln!("SKIP: DFUKIT_NRFUTIL not set; nrfutil interop test skipped");
-            None
-        }
-    }
+    dfukit_testkit::peers::nrfutil()
 }
 
 /// Runs nrfutil in `dir` (it leaves temp files in the working and temp directories) and
 /// returns stdout; panics with stderr on failure.
 fn run(exe: &Path, dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(exe)
-        .args(args)
-        .current_dir(dir)
-        .env("TMPDIR", dir)
-        .output()
-        .expect("cannot start nrfutil");
-    assert!(
-        out.status.success(),
-        "nrfutil {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    dfukit_testkit::peers::stdout_of(
+        Command::new(exe)
+            .args(args)
+            .current_dir(dir)
+            .env("TMPDIR", dir),
+    )
 }
 
 /// Deterministic pseudo-random bytes (xorshift32).
@@ -108,6 +92,11 @@ fn unzip(path: &Path) -> BTreeMap<String, Vec<u8>> {
 /// Owned copies of command-line arguments.
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
+}
+
+/// A command line's options written as one string, split at spaces.
+fn words(line: &str) -> impl Iterator<Item = String> + '_ {
+    line.split(' ').map(str::to_string)
 }
 
 /// Has nrfutil generate `k.pem` in the fixture directory, and loads it.
@@ -318,16 +307,9 @@ fn pkg_cases(f: &Fixtures, key: &p256::ecdsa::SigningKey) -> Vec<PkgCase> {
         },
         PkgCase {
             name: "bl-only",
-            args: strings(&[
-                "--hw-version",
-                "0x34",
-                "--sd-req",
-                "0",
-                "--bootloader-version",
-                "010",
-                "--bootloader",
-                &f.s("bl.hex"),
-            ]),
+            args: words("--hw-version 0x34 --sd-req 0 --bootloader-version 010 --bootloader")
+                .chain([f.s("bl.hex")])
+                .collect(),
             opts: PackageOptions {
                 bootloader: Some(f.path("bl.hex")),
                 bootloader_version: Some(8),
@@ -339,14 +321,9 @@ fn pkg_cases(f: &Fixtures, key: &p256::ecdsa::SigningKey) -> Vec<PkgCase> {
         },
         PkgCase {
             name: "sd-only",
-            args: strings(&[
-                "--hw-version",
-                "52",
-                "--sd-req",
-                "0x100,1,9,17",
-                "--softdevice",
-                &f.s("sd.hex"),
-            ]),
+            args: words("--hw-version 52 --sd-req 0x100,1,9,17 --softdevice")
+                .chain([f.s("sd.hex")])
+                .collect(),
             opts: PackageOptions {
                 softdevice: Some(f.path("sd.hex")),
                 hw_version: Some(52),

@@ -91,11 +91,18 @@ fn board(dir: &Path, cfg: Stm32mp1Config) -> SimUsb<Stm32mp1> {
 fn emmc_only() -> Stm32mp1Config {
     Stm32mp1Config {
         emmc: Some(EmmcConfig::default()),
-        sdcard: None,
-        nand: None,
-        nor: None,
-        ..Stm32mp1Config::default()
+        ..Stm32mp1Config::bare()
     }
+}
+
+/// Programs `tsv` (with the boot files) onto a board built from `cfg` and
+/// requires success; the layout, the cable and the summary.
+fn program_ok(dir: &Path, tsv: &str, cfg: Stm32mp1Config) -> (Layout, SimUsb<Stm32mp1>, Summary) {
+    let (layout, bytes) = write_files(dir, tsv, &boot_files());
+    let mut usb = board(dir, cfg);
+    let (r, _) = run(&mut usb, &layout, &bytes);
+    let summary = r.unwrap_or_else(|e| panic!("{e}\n{:?}", e.causes()));
+    (layout, usb, summary)
 }
 
 fn run(
@@ -202,17 +209,11 @@ fn emmc_layout_is_programmed_end_to_end() {
 #[test]
 fn sd_card_layout_is_programmed_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let (layout, bytes) = write_files(dir.path(), SD_TSV, &boot_files());
     let cfg = Stm32mp1Config {
-        emmc: None,
         sdcard: Some(SdCardConfig::default()),
-        nand: None,
-        nor: None,
-        ..Stm32mp1Config::default()
+        ..Stm32mp1Config::bare()
     };
-    let mut usb = board(dir.path(), cfg);
-    let (r, _) = run(&mut usb, &layout, &bytes);
-    let summary = r.unwrap_or_else(|e| panic!("{e}\n{:?}", e.causes()));
+    let (layout, _usb, summary) = program_ok(dir.path(), SD_TSV, cfg);
     assert_eq!(summary.written.len(), 7);
     let board_dir = dir.path().join("board");
     assert_partitions_hold_binaries(&layout, &board_dir, SDCARD_IMAGE);
@@ -224,22 +225,16 @@ fn sd_card_layout_is_programmed_end_to_end() {
 #[test]
 fn nand_layout_skips_bad_blocks_and_copies_the_fsbl() {
     let dir = tempfile::tempdir().unwrap();
-    let (layout, bytes) = write_files(dir.path(), NAND_TSV, &boot_files());
     let block = 256 * 1024u64;
     let cfg = Stm32mp1Config {
-        emmc: None,
-        sdcard: None,
         // A block in the middle of ubifs is bad from the factory.
         nand: Some(NandConfig {
             factory_bad_blocks: vec![30],
             ..NandConfig::default()
         }),
-        nor: None,
-        ..Stm32mp1Config::default()
+        ..Stm32mp1Config::bare()
     };
-    let mut usb = board(dir.path(), cfg);
-    let (r, _) = run(&mut usb, &layout, &bytes);
-    let summary = r.unwrap_or_else(|e| panic!("{e}\n{:?}", e.causes()));
+    let (_layout, usb, summary) = program_ok(dir.path(), NAND_TSV, cfg);
     assert_eq!(summary.written.len(), 5);
     let b = usb.device();
     let b = b.lock().unwrap();

@@ -87,26 +87,15 @@ fn have_peers() -> bool {
     if missing.is_empty() {
         return true;
     }
-    if std::env::var("DFUKIT_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("DFUKIT_REQUIRE_PEERS=1 but {missing:?} not found (Debian packages gdisk, fdisk)");
-    }
-    eprintln!("SKIP: {missing:?} not found (install Debian packages gdisk and fdisk)");
+    dfukit_testkit::peers::missing(
+        &format!("{missing:?}"),
+        "install Debian packages gdisk and fdisk",
+    );
     false
 }
 
 fn run(dir: &Path, prog: &str, args: &[String]) -> String {
-    let o = Command::new(prog)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{prog}: {e}"));
-    assert!(
-        o.status.success(),
-        "{prog} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
+    dfukit_testkit::peers::stdout_of(Command::new(prog).args(args).current_dir(dir))
 }
 
 fn args(v: &[&str]) -> Vec<String> {

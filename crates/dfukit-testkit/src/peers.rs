@@ -78,3 +78,18 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
     }
     child.wait_with_output().expect("peer output")
 }
+
+/// Runs `cmd` to completion and returns its stdout; a failure fails the
+/// test with everything the peer printed.
+pub fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("the peer prints UTF-8")
+}

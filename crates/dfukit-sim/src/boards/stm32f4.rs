@@ -16,7 +16,6 @@ use crate::storage::Storage;
 use dfukit_core::Board;
 use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
 use dfukit_usbdfu::device::{DeviceConfig, DeviceEvent, DfuDevice, Reply};
-use dfukit_usbip::descriptors::DeviceDescriptor;
 use dfukit_usbip::{ControlReply, Descriptors, DeviceInfo, SetupPacket, Speed, UsbDevice};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -370,21 +369,7 @@ fn device_config(flash_timing: bool) -> DeviceConfig {
 /// The descriptors of the STM32F4 system bootloader (as `lsusb -v` shows
 /// them for an STM32F4-Discovery in DFU mode).
 fn descriptors(serial: &str) -> Descriptors {
-    let device = DeviceDescriptor {
-        usb_version: 0x0200,
-        class: 0,
-        subclass: 0,
-        protocol: 0,
-        max_packet_size0: 64,
-        vendor_id: 0x0483,
-        product_id: 0xDF11,
-        bcd_device: 0x2200,
-        manufacturer: 1,
-        product: 2,
-        serial_number: 3,
-        num_configurations: 1,
-    }
-    .to_bytes();
+    let device = super::st_dfu_device_descriptor(0x2200);
     let cfg = DeviceConfig::stm32f4_rom();
     let mut config = vec![9, 2, 0, 0, 1, 1, 0, 0xC0, 50];
     for (i, _) in cfg.alts.iter().enumerate() {
@@ -433,19 +418,9 @@ impl std::fmt::Display for Stm32f4Report {
 impl Board for Stm32f4 {
     type Inspection = Stm32f4Report;
 
-    fn now(&self) -> Instant {
-        self.clock.now()
-    }
-    fn advance(&mut self, now: Instant) {
-        self.clock.advance_to(now);
-        self.run_due();
-    }
+    board_on_board_clock!();
     fn next_wakeup(&self) -> Option<Instant> {
         super::earliest(self.pending.map(|p| p.at), self.dev.poll_at())
-    }
-    fn is_powered(&self) -> bool {
-        // The board has no power model: it is always on.
-        true
     }
     /// A power cycle with BOOT0 held: the ROM bootloader enumerates again,
     /// and an operation in flight is lost.

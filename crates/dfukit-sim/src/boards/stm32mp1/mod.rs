@@ -48,7 +48,6 @@ use dfukit_stm32mp::phase::{self, PhaseRecord};
 use dfukit_stm32mp::stm32prog::{AfterDetach, Stm32mpDevice};
 use dfukit_usbdfu::device::stream::StreamDevice;
 use dfukit_usbdfu::device::{DeviceEvent, Reply};
-use dfukit_usbip::descriptors::DeviceDescriptor;
 use dfukit_usbip::{ControlReply, Descriptors, DeviceInfo, SetupPacket, Speed, UsbDevice};
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -556,19 +555,9 @@ impl std::fmt::Display for Stm32mp1Report {
 impl Board for Stm32mp1 {
     type Inspection = Stm32mp1Report;
 
-    fn now(&self) -> Instant {
-        self.clock.now()
-    }
-    fn advance(&mut self, now: Instant) {
-        self.clock.advance_to(now);
-        self.run_due();
-    }
+    board_on_board_clock!();
     fn next_wakeup(&self) -> Option<Instant> {
         super::earliest(self.handover, self.enumerate_at.map(|(t, _)| t))
-    }
-    fn is_powered(&self) -> bool {
-        // The board has no power model: it is always on.
-        true
     }
     /// A power cycle in USB boot: RAM is lost, storage kept, and the ROM
     /// code enumerates again.
@@ -599,21 +588,7 @@ impl VirtualUsbDevice for Stm32mp1 {
 /// Device, configuration and string descriptors of one enumeration: one
 /// DFU interface (class 0xFE/0x01, protocol 2) with an alt per name.
 fn descriptors(product: &str, serial: &str, alts: &[String], dev: &StreamDevice) -> Descriptors {
-    let device = DeviceDescriptor {
-        usb_version: 0x0200,
-        class: 0,
-        subclass: 0,
-        protocol: 0,
-        max_packet_size0: 64,
-        vendor_id: phase::USB_VID,
-        product_id: phase::USB_PID,
-        bcd_device: 0x0200,
-        manufacturer: 1,
-        product: 2,
-        serial_number: 3,
-        num_configurations: 1,
-    }
-    .to_bytes();
+    let device = super::st_dfu_device_descriptor(0x0200);
     let mut config = vec![9, 2, 0, 0, 1, 1, 0, 0xC0, 50];
     for i in 0..alts.len() {
         let string = u8::try_from(4 + i).unwrap_or(0);
