@@ -101,21 +101,35 @@ mod tests {
 
     #[test]
     fn round_trips_in_usb_byte_order() {
-        let s = SetupPacket {
-            request_type: 0xA1,
-            request: 3,
-            value: 0x1234,
-            index: 2,
-            length: 6,
-        };
-        let b = s.to_bytes();
-        assert_eq!(b, [0xA1, 3, 0x34, 0x12, 2, 0, 6, 0]);
-        assert_eq!(SetupPacket::from_bytes(b), s);
-        assert_eq!(SetupPacket::from_slice(&b[..7]), None);
-        assert!(s.is_in());
-        assert_eq!(
-            (s.kind(), s.recipient()),
-            (REQUEST_TYPE_CLASS, RECIPIENT_INTERFACE)
-        );
+        // (bmRequestType, bRequest, wValue, wIndex, wLength), the wire bytes,
+        // and (type, recipient): a DFU class request to an interface, and the
+        // standard GET_DESCRIPTOR(string) every host sends first.
+        let cases = [
+            (
+                (0xA1, 3, 0x1234, 2, 6),
+                [0xA1, 3, 0x34, 0x12, 2, 0, 6, 0],
+                (REQUEST_TYPE_CLASS, RECIPIENT_INTERFACE),
+            ),
+            (
+                (0x80, 6, 0x0302, 0x0409, 255),
+                [0x80, 6, 0x02, 0x03, 0x09, 0x04, 0xff, 0x00],
+                (REQUEST_TYPE_STANDARD, 0),
+            ),
+        ];
+        for ((request_type, request, value, index, length), wire, kind) in cases {
+            let s = SetupPacket {
+                request_type,
+                request,
+                value,
+                index,
+                length,
+            };
+            let b = s.to_bytes();
+            assert_eq!(b, wire, "{s:?}");
+            assert_eq!(SetupPacket::from_bytes(b), s);
+            assert_eq!(SetupPacket::from_slice(&b[..7]), None);
+            assert!(s.is_in());
+            assert_eq!((s.kind(), s.recipient()), kind, "{s:?}");
+        }
     }
 }

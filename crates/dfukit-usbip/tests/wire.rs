@@ -428,19 +428,3 @@ fn unlink_round_trips() {
     let peek = HeaderBasic::peek(&b).unwrap();
     assert_eq!((peek.command, peek.seqnum), (USBIP_RET_UNLINK, 12));
 }
-
-#[test]
-fn setup_packet_bytes() {
-    let s = SetupPacket {
-        request_type: 0x80,
-        request: 6,
-        value: 0x0302,
-        index: 0x0409,
-        length: 255,
-    };
-    let b = s.to_bytes();
-    assert_eq!(b, [0x80, 6, 0x02, 0x03, 0x09, 0x04, 0xff, 0x00]);
-    assert_eq!(SetupPacket::from_bytes(b), s);
-    assert!(s.is_in());
-    assert_eq!(s.recipient(), 0);
-}

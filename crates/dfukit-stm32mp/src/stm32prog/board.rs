@@ -80,6 +80,9 @@ impl ExistingPartition {
     }
 }
 
+/// What a [`Stm32mpBoard`] storage call returns.
+pub type BoardResult<T, E> = Result<T, BoardStorageError<E>>;
+
 /// A storage request that failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BoardStorageError<E> {
@@ -137,7 +140,7 @@ pub trait Stm32mpBoard {
     fn existing_partition(&mut self, medium: MediumId, number: u16) -> ExistingPartition;
 
     /// Erases the partition (a `D` row, `part_delete`).
-    fn erase(&mut self, part: &UbootPartition) -> Result<Duration, BoardStorageError<Self::Error>>;
+    fn erase(&mut self, part: &UbootPartition) -> BoardResult<Duration, Self::Error>;
 
     /// Writes the GPT of an MMC: `entries` in partition-number order.
     fn write_gpt(&mut self, mmc: MediumId, entries: &[GptPartition<'_>])
@@ -153,14 +156,11 @@ pub trait Stm32mpBoard {
         part: &UbootPartition,
         pos: u64,
         data: &[u8],
-    ) -> Result<Duration, BoardStorageError<Self::Error>>;
+    ) -> BoardResult<Duration, Self::Error>;
 
     /// The download of the partition ended: complete what is pending (a
     /// last NAND page) and make the data durable.
-    fn end_download(
-        &mut self,
-        part: &UbootPartition,
-    ) -> Result<Duration, BoardStorageError<Self::Error>>;
+    fn end_download(&mut self, part: &UbootPartition) -> BoardResult<Duration, Self::Error>;
 
     /// Writes the first `len` bytes of the partition again, `at` bytes
     /// from its start, as one fresh sequential write (`Binary(N)` copies,
@@ -170,7 +170,7 @@ pub trait Stm32mpBoard {
         part: &UbootPartition,
         len: u64,
         at: u64,
-    ) -> Result<Duration, BoardStorageError<Self::Error>>;
+    ) -> BoardResult<Duration, Self::Error>;
 
     /// Reads the partition from byte `offset` into `buf` (inside it);
     /// returns the bytes read.
@@ -179,7 +179,7 @@ pub trait Stm32mpBoard {
         part: &UbootPartition,
         offset: u64,
         buf: &mut [u8],
-    ) -> Result<usize, BoardStorageError<Self::Error>>;
+    ) -> BoardResult<usize, Self::Error>;
 
     /// `mmc bootbus N 0 0 0; mmc partconf N 1 <boot> 0`: boot from
     /// hardware boot partition `boot` (1, 2) with boot acknowledge.

@@ -60,7 +60,9 @@ mod tests;
 mod text;
 mod uboot;
 
-pub use board::{BoardStorageError, ExistingPartition, Geometry, GptPartition, Stm32mpBoard};
+pub use board::{
+    BoardResult, BoardStorageError, ExistingPartition, Geometry, GptPartition, Stm32mpBoard,
+};
 pub use flashlayout::{
     parse_flash_layout, FlashLayout, Medium, MediumId, PartKind, PartOptions, Placement,
     UbootPartition,

@@ -235,7 +235,7 @@ impl Stm32mpBoard for Board {
     fn existing_partition(&mut self, _: MediumId, _: u16) -> ExistingPartition {
         ExistingPartition::Missing
     }
-    fn erase(&mut self, p: &UbootPartition) -> Result<Duration, BoardStorageError<String>> {
+    fn erase(&mut self, p: &UbootPartition) -> BoardResult<Duration, String> {
         self.erased.push(p.name.to_string());
         Ok(Duration::from_millis(1))
     }
@@ -245,32 +245,17 @@ impl Stm32mpBoard for Board {
         Ok(())
     }
     fn begin_download(&mut self, _: &UbootPartition) {}
-    fn write(
-        &mut self,
-        p: &UbootPartition,
-        pos: u64,
-        data: &[u8],
-    ) -> Result<Duration, BoardStorageError<String>> {
-        self.written.push((p.id, pos, data.len()));
+    fn write(&mut self, p: &UbootPartition, at: u64, data: &[u8]) -> BoardResult<Duration, String> {
+        self.written.push((p.id, at, data.len()));
         Ok(Duration::ZERO)
     }
-    fn end_download(&mut self, _: &UbootPartition) -> Result<Duration, BoardStorageError<String>> {
+    fn end_download(&mut self, _: &UbootPartition) -> BoardResult<Duration, String> {
         Ok(Duration::ZERO)
     }
-    fn copy_image(
-        &mut self,
-        _: &UbootPartition,
-        _: u64,
-        _: u64,
-    ) -> Result<Duration, BoardStorageError<String>> {
+    fn copy_image(&mut self, _: &UbootPartition, _: u64, _: u64) -> BoardResult<Duration, String> {
         Err(BoardStorageError::Absent)
     }
-    fn read(
-        &mut self,
-        _: &UbootPartition,
-        _: u64,
-        buf: &mut [u8],
-    ) -> Result<usize, BoardStorageError<String>> {
+    fn read(&mut self, _: &UbootPartition, _: u64, buf: &mut [u8]) -> BoardResult<usize, String> {
         Ok(buf.len())
     }
     fn select_boot_partition(&mut self, _: MediumId, _: u8) -> Result<(), String> {

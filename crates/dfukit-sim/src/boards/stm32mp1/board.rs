@@ -23,8 +23,8 @@ use super::storage::{ImageFile, MtdError, MtdWriter, Nand, Nor};
 use super::{ExtCsd, NAND_WRITTEN_FILE, NOR_WRITTEN_FILE};
 use dfukit_stm32mp::sdcard::{self, GptEntry};
 use dfukit_stm32mp::stm32prog::{
-    BoardStorageError, ExistingPartition, Geometry, GptPartition, Medium, MediumId, Stm32mpBoard,
-    UbootPartition,
+    BoardResult, BoardStorageError, ExistingPartition, Geometry, GptPartition, Medium, MediumId,
+    Stm32mpBoard, UbootPartition,
 };
 use dfukit_usbdfu::wire::Status;
 use std::fmt;
@@ -168,7 +168,7 @@ impl SimBoard {
         p: &UbootPartition,
         pos: u64,
         data: &[u8],
-    ) -> Result<Duration, BoardStorageError<String>> {
+    ) -> BoardResult<Duration, String> {
         let (start, end) = (p.addr, p.addr + p.size);
         let mut w = match self.mtd.take() {
             Some((id, w)) if id == p.id => w,
@@ -324,7 +324,7 @@ impl Stm32mpBoard for SimBoard {
         }
     }
 
-    fn erase(&mut self, p: &UbootPartition) -> Result<Duration, BoardStorageError<String>> {
+    fn erase(&mut self, p: &UbootPartition) -> BoardResult<Duration, String> {
         let start = p.addr;
         let io = |e: io::Error| failed(Status::ErrWrite, format!("erase failed: {e}"));
         match p.medium.medium {
@@ -385,25 +385,20 @@ impl Stm32mpBoard for SimBoard {
         self.mtd = None;
     }
 
-    fn write(
-        &mut self,
-        p: &UbootPartition,
-        pos: u64,
-        data: &[u8],
-    ) -> Result<Duration, BoardStorageError<String>> {
+    fn write(&mut self, p: &UbootPartition, at: u64, data: &[u8]) -> BoardResult<Duration, String> {
         match p.medium.medium {
             Medium::Mmc => {
                 let f = self.dev.mmc_of(p)?;
-                f.write_at(p.addr + pos, data)
+                f.write_at(p.addr + at, data)
                     .map_err(|_| failed(Status::ErrWrite, "MMC write failed".into()))?;
                 Ok(self.timing.mmc_write(data.len() as u64))
             }
-            Medium::Nand | Medium::Nor => self.mtd_write(p, pos, data),
+            Medium::Nand | Medium::Nor => self.mtd_write(p, at, data),
             _ => Err(BoardStorageError::Absent),
         }
     }
 
-    fn end_download(&mut self, p: &UbootPartition) -> Result<Duration, BoardStorageError<String>> {
+    fn end_download(&mut self, p: &UbootPartition) -> BoardResult<Duration, String> {
         let mut time = Duration::ZERO;
         if let Some((id, mut w)) = self.mtd.take() {
             if id == p.id && p.medium.medium == Medium::Nand {
@@ -423,7 +418,7 @@ impl Stm32mpBoard for SimBoard {
         p: &UbootPartition,
         len: u64,
         at: u64,
-    ) -> Result<Duration, BoardStorageError<String>> {
+    ) -> BoardResult<Duration, String> {
         let (start, end) = (p.addr, p.addr + p.size);
         let nand = match p.medium.medium {
             Medium::Nand => self.dev.nand.as_mut().ok_or(BoardStorageError::Absent)?,
@@ -441,12 +436,7 @@ impl Stm32mpBoard for SimBoard {
         res.map_err(|e| self.mtd_failed(p.medium, e))
     }
 
-    fn read(
-        &mut self,
-        p: &UbootPartition,
-        off: u64,
-        buf: &mut [u8],
-    ) -> Result<usize, BoardStorageError<String>> {
+    fn read(&mut self, p: &UbootPartition, off: u64, buf: &mut [u8]) -> BoardResult<usize, String> {
         let (start, end) = (p.addr, p.addr + p.size);
         let io = |e: io::Error| failed(Status::ErrFile, format!("read failed: {e}"));
         match p.medium.medium {
