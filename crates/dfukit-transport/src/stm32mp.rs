@@ -1,10 +1,10 @@
 //! Finding an STM32MP board again after each re-enumeration.
 
 use crate::usb::{find_dfu_devices, DeviceFilter, UsbTransfer};
-use dfukit_core::WallTime;
+use dfukit_core::{Clock, WallTime};
 use dfukit_stm32mp::connect::{ConnectError, Connector};
 use dfukit_stm32mp::phase::{USB_PID, USB_VID};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Finds the board (0483:df11) by polling the USB/IP server's device list
 /// or the local bus, each time the programming flow asks for it.
@@ -34,7 +34,8 @@ impl Connector for UsbConnector {
     type Transport = UsbTransfer;
 
     fn connect(&mut self, timeout: Duration) -> Result<UsbTransfer, ConnectError> {
-        let deadline = Instant::now() + timeout;
+        // The connector's own clock: the flow measures its bounds with it too.
+        let deadline = self.now() + timeout;
         let mut last_error: Option<String>;
         loop {
             // An error can be passing (the server restarting, udev not yet
@@ -45,7 +46,7 @@ impl Connector for UsbConnector {
                 Ok(_) => last_error = None,
                 Err(e) => last_error = Some(e.to_string()),
             }
-            if Instant::now() >= deadline {
+            if self.now() >= deadline {
                 return Err(match last_error {
                     Some(m) => ConnectError::Io(m),
                     None => ConnectError::NotFound { waited: timeout },
@@ -53,7 +54,7 @@ impl Connector for UsbConnector {
             }
             // Enumeration takes hundreds of milliseconds; polling faster
             // only loads the server.
-            std::thread::sleep(Duration::from_millis(50));
+            self.sleep(Duration::from_millis(50));
         }
     }
 }

@@ -9,7 +9,7 @@ use dfukit_nordic::host::{self, SecureDfuLink, UpdateEvent, UpdateOptions};
 use dfukit_nordic::package::{Package, PackageError};
 use dfukit_transport::serial::SerialPort;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// An update of the device on a serial port, with `dfu serial`'s options.
 #[derive(Debug, Clone)]
@@ -84,7 +84,7 @@ pub fn open_diag(e: PackageError) -> Diag {
 
 /// What an update did, for summaries.
 pub struct UpdateSummary {
-    /// Wall time of the transfers.
+    /// Time of the transfers, by the link's clock.
     pub elapsed: Duration,
 }
 
@@ -108,12 +108,13 @@ pub fn update_package(
     pkg: &Package,
     path: &Path,
 ) -> Result<UpdateSummary, Diag> {
-    let start = Instant::now();
+    // The link's clock, as the host's own waits use it.
+    let start = link.now();
     for img in &pkg.images {
         update_image(link, opts, img, path)?;
     }
     Ok(UpdateSummary {
-        elapsed: start.elapsed(),
+        elapsed: link.since(start),
     })
 }
 
