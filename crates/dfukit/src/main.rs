@@ -3,7 +3,7 @@
 mod cmd;
 mod util;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Firmware update toolkit: Nordic Secure DFU host, simulated boards, diagnostics.
 #[derive(Parser)]
@@ -39,6 +39,10 @@ enum Command {
         #[command(subcommand)]
         command: cmd::sim::SimCommand,
     },
+    /// Print a shell completion script (`dfukit completions bash > ~/.local/share/bash-completion/completions/dfukit`).
+    Completions(cmd::docs::CompletionsArgs),
+    /// Print the man page, or write one page per command with --out-dir.
+    Man(cmd::docs::ManArgs),
 }
 
 fn main() -> miette::Result<()> {
@@ -63,5 +67,7 @@ fn main() -> miette::Result<()> {
         Command::Sim { command } => cmd::sim::run(command),
         Command::Usb { command } => cmd::usb::run(command),
         Command::Stm32mp { command } => cmd::stm32mp::run(command),
+        Command::Completions(a) => cmd::docs::completions(a, Cli::command()),
+        Command::Man(a) => cmd::docs::man(a, Cli::command()),
     }
 }

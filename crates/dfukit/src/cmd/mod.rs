@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod docs;
 pub mod nordic;
 pub mod sim;
 pub mod stm32mp;
