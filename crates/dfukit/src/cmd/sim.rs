@@ -46,7 +46,9 @@ pub struct Nrf52840Args {
     /// Where bank 1 lives.
     #[arg(long, value_enum)]
     pub bank1: Option<Bank1Arg>,
-    /// Key the bootloader verifies init packets with (a private or public key PEM).
+    /// Key the bootloader verifies init packets with (a private or public key
+    /// PEM), for this run (like every switch below, it is not kept in the
+    /// state directory: without it the board takes unsigned packages).
     #[arg(long)]
     pub public_key: Option<PathBuf>,
     /// The bootloader's hardware version.
@@ -261,19 +263,16 @@ fn nrf52840(a: Nrf52840Args) -> Result<(), Diag> {
             Bank1Arg::Qspi => Bank1::Qspi,
         };
     }
-    if let Some(k) = &a.public_key {
-        cfg.public_key = Some(public_key_hex(k)?);
-    }
     if let Some(h) = a.hw_version {
         cfg.hw_version = h;
-    }
-    if a.no_flash_timing {
-        cfg.flash_timing = false;
     }
     if let Some(s) = a.seed {
         cfg.seed = s;
     }
-    cfg.fault = a.fault.or(cfg.fault);
+    // The run's switches: what this command line says, never last run's.
+    cfg.public_key = a.public_key.as_deref().map(public_key_hex).transpose()?;
+    cfg.flash_timing = !a.no_flash_timing;
+    cfg.fault = a.fault;
     let mut board = Nrf52840::open(&state, Some(cfg)).map_err(|e| state_error(&dir, e))?;
     let pty = Pty::open().map_err(|e| {
         Diag::new(
@@ -301,10 +300,9 @@ fn stm32f4(a: Stm32f4Args) -> Result<(), Diag> {
     use dfukit_sim::boards::stm32f4::{Stm32f4, Stm32f4Config};
     use std::sync::{Arc, Mutex};
     let (dir, state, mut cfg) = open_state::<Stm32f4Config>(a.state.as_deref(), "dfukit-stm32f4-")?;
-    if a.no_flash_timing {
-        cfg.flash_timing = false;
-    }
-    cfg.fault = a.fault.or(cfg.fault);
+    // The run's switches: what this command line says, never last run's.
+    cfg.flash_timing = !a.no_flash_timing;
+    cfg.fault = a.fault;
     let board = Stm32f4::open(&state, Some(cfg)).map_err(|e| state_error(&dir, e))?;
     let board = Arc::new(Mutex::new(board));
     let _server = export_usbip(&a.export.usbip, board.clone(), &dir)?;
@@ -346,16 +344,14 @@ fn stm32mp1(a: Stm32mp1Args) -> Result<(), Diag> {
     use std::sync::{Arc, Mutex};
     let (dir, state, mut cfg) =
         open_state::<Stm32mp1Config>(a.state.as_deref(), "dfukit-stm32mp1-")?;
-    if a.no_flash_timing {
-        cfg.flash_timing = false;
-    }
+    cfg.flash_timing = !a.no_flash_timing;
     if let (Some(mib), Some(emmc)) = (a.emmc_size_mib, cfg.emmc.as_mut()) {
         emmc.size = mib << 20;
     }
     if let (false, Some(nand)) = (a.nand_bad_blocks.is_empty(), cfg.nand.as_mut()) {
         nand.factory_bad_blocks = a.nand_bad_blocks.clone();
     }
-    cfg.fault = a.fault.or(cfg.fault);
+    cfg.fault = a.fault;
     let board = Stm32mp1::open(&state, Some(cfg)).map_err(|e| {
         Diag::new(
             "dfukit::sim::state",
