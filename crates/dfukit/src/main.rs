@@ -9,6 +9,10 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "dfukit", version, about)]
 struct Cli {
+    /// Report as JSON lines on stdout (one object per event, progress every
+    /// few seconds, the error last), for scripts and production lines.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,7 +64,8 @@ fn main() -> miette::Result<()> {
             );
         }
     }
-    match cli.command {
+    util::progress::init(cli.json);
+    let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Nordic { command } => cmd::nordic::run(command),
@@ -69,5 +74,11 @@ fn main() -> miette::Result<()> {
         Command::Stm32mp { command } => cmd::stm32mp::run(command),
         Command::Completions(a) => cmd::docs::completions(a, Cli::command()),
         Command::Man(a) => cmd::docs::man(a, Cli::command()),
+    };
+    if let Err(report) = &result {
+        let help = report.help().map(|h| h.to_string());
+        let code = report.code().map(|c| c.to_string()).unwrap_or_default();
+        util::progress::json_error(&code, &report.to_string(), help.as_deref());
     }
+    result
 }

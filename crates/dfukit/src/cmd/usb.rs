@@ -95,15 +95,8 @@ pub fn run(cmd: UsbCommand) -> miette::Result<()> {
 
 fn upload(a: &Upload) -> Result<(), Diag> {
     let (mut host, _dfu, _alt, layout) = open_alt(&a.dfu, None)?;
-    let bar = crate::util::progress::bar(0, "upload");
-    let mut events = |e: DfuEvent| {
-        if let DfuEvent::Upload { done, total } = e {
-            if let Some(total) = total {
-                bar.set_length(total);
-            }
-            bar.set_position(done);
-        }
-    };
+    let mut task = crate::util::progress::Task::start("upload", 0);
+    let mut events = |e: DfuEvent| crate::util::usb::report(&mut task, e);
     let data = match &a.dfuse_address {
         Some(spec) => {
             let (addr, len) = spec
@@ -130,7 +123,6 @@ fn upload(a: &Upload) -> Result<(), Diag> {
         }
         None => host.upload(None, &mut events).map_err(host_error)?,
     };
-    bar.finish_and_clear();
     std::fs::write(&a.file, &data).map_err(|e| {
         Diag::new(
             "dfukit::usb::file",
@@ -138,7 +130,10 @@ fn upload(a: &Upload) -> Result<(), Diag> {
             "check the directory exists and is writable",
         )
     })?;
-    eprintln!("{}: {} bytes read", a.file.display(), data.len());
+    task.finish(
+        &format!("{}: {} bytes read", a.file.display(), data.len()),
+        serde_json::json!({"file": a.file, "bytes": data.len()}),
+    );
     Ok(())
 }
 

@@ -4,10 +4,12 @@
 //! with a progress bar per image.
 
 use super::diag::Diag;
+use super::progress::Task;
 use dfukit_nordic::host::serial::SlipLink;
 use dfukit_nordic::host::{self, SecureDfuLink, UpdateEvent, UpdateOptions};
 use dfukit_nordic::package::{Package, PackageError};
 use dfukit_transport::serial::SerialPort;
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -144,28 +146,58 @@ pub fn update_image(
     path: &Path,
 ) -> Result<(), Diag> {
     let fw = firmware_of(img, path)?;
-    let bar = super::progress::bar(fw.len() as u64, img.kind.display_name());
-    let result = host::update(link, opts, &img.init_packet, fw, &mut |e| match e {
-        UpdateEvent::Progress { done, .. } => bar.set_position(done as u64),
-        UpdateEvent::Resumed { offset } => bar.println(format!(
-            "resuming at byte {offset}: the device already holds the first part"
-        )),
-        UpdateEvent::Retry { object, reason } => {
-            bar.println(format!("retrying object {object}: {reason}"))
-        }
-        _ => {}
+    let mut task = Task::start(img.kind.display_name(), fw.len() as u64);
+    let result = host::update(link, opts, &img.init_packet, fw, &mut |e| {
+        report(&mut task, e)
     });
-    match result {
-        Ok(()) => bar.finish_and_clear(),
-        Err(e) => {
-            bar.abandon();
-            return Err(e.into());
-        }
+    if let Err(e) = result {
+        task.fail();
+        return Err(e.into());
     }
-    eprintln!(
-        "{}: {} bytes sent and accepted",
-        img.kind.display_name(),
-        fw.len()
+    task.finish(
+        &format!("{} bytes sent and accepted", fw.len()),
+        json!({"bytes": fw.len()}),
     );
     Ok(())
+}
+
+/// One update event as a progress step or a line of its own (see
+/// [`super::progress`]): resumes, recoveries and retries are always shown.
+pub fn report(task: &mut Task, e: UpdateEvent) {
+    match e {
+        UpdateEvent::Connected { mtu, chunk } => task.event(
+            "connected",
+            &format!("connected: MTU {mtu}, {chunk}-byte writes"),
+            json!({"mtu": mtu, "chunk": chunk}),
+        ),
+        UpdateEvent::InitPacketSent { resumed } => task.event(
+            "init_packet",
+            if resumed {
+                "init packet already on the device"
+            } else {
+                "init packet sent"
+            },
+            json!({"resumed": resumed}),
+        ),
+        UpdateEvent::Resumed { offset } => task.event(
+            "resumed",
+            &format!("resuming at byte {offset}: the device already holds the first part"),
+            json!({"offset": offset}),
+        ),
+        UpdateEvent::Progress { done, total } => task.progress(u64::from(done), u64::from(total)),
+        UpdateEvent::Recovered { object, offset, lost } => task.event(
+            "recovered",
+            &match object {
+                Some(o) => format!("object {o}: the device dropped {lost} bytes; sending again from byte {offset}"),
+                None => format!("init packet: the device dropped {lost} bytes; sending again from byte {offset}"),
+            },
+            json!({"object": object, "offset": offset, "lost": lost}),
+        ),
+        UpdateEvent::Retry { object, reason } => task.event(
+            "retry",
+            &format!("retrying object {object}: {reason}"),
+            json!({"object": object, "reason": reason}),
+        ),
+        UpdateEvent::Done => {}
+    }
 }

@@ -4,10 +4,11 @@
 
 use super::diag::read_input;
 use super::diag::Diag;
+use super::progress::{self, Task};
 use dfukit_stm32mp::connect::Connector;
 use dfukit_stm32mp::layout::{self, CheckOptions, Layout};
 use dfukit_stm32mp::program::{self, ProgramError, ProgramEvent, ProgramOptions, Summary};
-use indicatif::ProgressBar;
+use serde_json::json;
 use std::path::Path;
 
 /// Loads and checks a layout; every error is printed `path:line:col` with
@@ -41,31 +42,48 @@ pub fn flash(
         d
     })?;
     let layout_bytes = read_input(path, "dfukit::stm32mp::layout", "check the path")?;
-    let mut bar: Option<ProgressBar> = None;
+    let mut task: Option<Task> = None;
     let mut on_event = |e: ProgramEvent| match e {
-        ProgramEvent::StageStarted { stage } => eprintln!("== {stage}"),
-        ProgramEvent::Connected { stage, alts } => {
-            eprintln!("   connected: {stage}, {alts} alternate settings")
-        }
-        ProgramEvent::Reconnecting { stage } => eprintln!("   waiting for the board: {stage}"),
-        ProgramEvent::PhaseRead { record, .. } => eprintln!("   device reports {record}"),
+        ProgramEvent::StageStarted { stage } => progress::event(
+            "stage",
+            &format!("== {stage}"),
+            json!({"stage": stage.to_string()}),
+        ),
+        ProgramEvent::Connected { stage, alts } => progress::event(
+            "connected",
+            &format!("   connected: {stage}, {alts} alternate settings"),
+            json!({"stage": stage.to_string(), "alts": alts}),
+        ),
+        ProgramEvent::Reconnecting { stage } => progress::event(
+            "reconnecting",
+            &format!("   waiting for the board: {stage}"),
+            json!({"stage": stage.to_string()}),
+        ),
+        ProgramEvent::PhaseRead { stage, record } => progress::event(
+            "phase_read",
+            &format!("   device reports {record}"),
+            json!({"stage": stage.to_string(), "record": record.to_string()}),
+        ),
         ProgramEvent::PartitionStarted { id, name, total } => {
-            bar = Some(super::progress::bar(total, &format!("{id:#04x} {name}")));
+            task = Some(Task::start(&format!("{id:#04x} {name}"), total));
         }
-        ProgramEvent::Progress { done, .. } => {
-            if let Some(b) = &bar {
-                b.set_position(done);
+        ProgramEvent::Progress { done, total, .. } => {
+            if let Some(t) = &mut task {
+                t.progress(done, total);
             }
         }
-        ProgramEvent::PartitionDone { .. } => {
-            if let Some(b) = bar.take() {
-                b.finish_and_clear();
+        ProgramEvent::PartitionDone { id, bytes, elapsed } => {
+            if let Some(t) = task.take() {
+                t.finish(
+                    &format!("{bytes} bytes written in {:.2} s", elapsed.as_secs_f64()),
+                    json!({"id": id, "bytes": bytes, "seconds": elapsed.as_secs_f64()}),
+                );
             }
         }
     };
     let result = program::program(conn, &layout, &layout_bytes, opts, &mut on_event);
-    if let Some(b) = bar.take() {
-        b.abandon();
+    if let Some(t) = task.take() {
+        t.fail();
     }
     match result {
         Ok(summary) => {
@@ -78,31 +96,50 @@ pub fn flash(
 
 /// Prints the per-partition table, the stage times and the total.
 pub fn print_summary(s: &Summary) {
-    println!(
-        "{:<5} {:<16} {:<9} {:>12} {:>12} {:>8} {:>9}",
-        "id", "partition", "device", "offset", "bytes", "time", "MB/s"
+    progress::result(
+        "table",
+        &format!(
+            "{:<5} {:<16} {:<9} {:>12} {:>12} {:>8} {:>9}",
+            "id", "partition", "device", "offset", "bytes", "time", "MB/s"
+        ),
+        json!({}),
     );
     for w in &s.written {
-        println!(
-            "{:<#5x} {:<16} {:<9} {:>12} {:>12} {:>7.2}s {:>9}",
-            w.id,
-            w.name,
-            w.ip.to_string(),
-            w.offset.to_string(),
-            w.bytes,
-            w.elapsed.as_secs_f64(),
-            w.bytes_per_second()
-                .map_or("-".into(), |b| format!("{:.2}", b / 1e6)),
+        let rate = w.bytes_per_second();
+        progress::result(
+            "partition",
+            &format!(
+                "{:<#5x} {:<16} {:<9} {:>12} {:>12} {:>7.2}s {:>9}",
+                w.id,
+                w.name,
+                w.ip.to_string(),
+                w.offset.to_string(),
+                w.bytes,
+                w.elapsed.as_secs_f64(),
+                rate.map_or("-".into(), |b| format!("{:.2}", b / 1e6)),
+            ),
+            json!({
+                "id": w.id, "name": w.name, "device": w.ip.to_string(), "offset": w.offset.to_string(),
+                "bytes": w.bytes, "seconds": w.elapsed.as_secs_f64(), "bytes_per_second": rate,
+            }),
         );
     }
     for (stage, d) in &s.stages {
-        println!("{stage}: {:.2} s", d.as_secs_f64());
+        progress::result(
+            "stage_time",
+            &format!("{stage}: {:.2} s", d.as_secs_f64()),
+            json!({"stage": stage.to_string(), "seconds": d.as_secs_f64()}),
+        );
     }
-    println!(
-        "done: {} bytes in {} partitions, {:.2} s",
-        s.bytes(),
-        s.written.len(),
-        s.total.as_secs_f64()
+    progress::result(
+        "done",
+        &format!(
+            "done: {} bytes in {} partitions, {:.2} s",
+            s.bytes(),
+            s.written.len(),
+            s.total.as_secs_f64()
+        ),
+        json!({"bytes": s.bytes(), "partitions": s.written.len(), "seconds": s.total.as_secs_f64()}),
     );
 }
 

@@ -5,6 +5,7 @@
 
 use super::diag::read_input;
 use super::diag::Diag;
+use super::progress::Task;
 use clap::Args;
 use dfukit_transport::usb::{find_dfu_devices, DeviceFilter, FindError, FoundDevice, UsbTransfer};
 use dfukit_usbdfu::dfuse::MemoryLayout;
@@ -13,6 +14,7 @@ use dfukit_usbdfu::host::probe::DfuInterface;
 use dfukit_usbdfu::host::{
     DfuEvent, DfuHost, DfuOptions, DfuseDownload, DfuseImage, TransferError,
 };
+use serde_json::json;
 use std::path::{Path, PathBuf};
 
 /// Which device, and how to reach it.
@@ -246,17 +248,8 @@ pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
     let mass_erase = opts.as_ref().is_some_and(|o| o.mass_erase);
     let leave = opts.as_ref().is_some_and(|o| o.leave);
     let (mut host, dfu, alt, layout) = open_alt(&a.dfu, a.transfer_size)?;
-    let bar = super::progress::bar(0, "download");
-    let mut events = |e: DfuEvent| match e {
-        DfuEvent::Erase { addr, len } => bar.set_message(format!("erase {addr:#010x}+{len}")),
-        DfuEvent::MassErase => bar.set_message("mass erase".to_string()),
-        DfuEvent::Download { done, total } => {
-            bar.set_message("download");
-            bar.set_length(total);
-            bar.set_position(done);
-        }
-        _ => {}
-    };
+    let mut task = Task::start("download", 0);
+    let mut events = |e: DfuEvent| report(&mut task, e);
     let layout_for = |alt: u8| {
         dfu.alts
             .iter()
@@ -286,12 +279,15 @@ pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
         })?;
         host.dfuse_download_job(&job(DfuseImage::File(&file)), &layout_for, &mut events)
             .map_err(host_error)?;
-        bar.finish_and_clear();
-        eprintln!(
-            "{}: downloaded {} target(s){}",
-            a.file.display(),
-            file.targets.len(),
-            if a.verify { ", verified" } else { "" }
+        super::progress::event(
+            "done",
+            &format!(
+                "{}: downloaded {} target(s){}",
+                a.file.display(),
+                file.targets.len(),
+                if a.verify { ", verified" } else { "" }
+            ),
+            json!({"file": a.file, "targets": file.targets.len(), "verified": a.verify}),
         );
         None
     } else {
@@ -319,7 +315,6 @@ pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
             }
             None => {
                 plain_download(&mut host, &dfu, a, &payload, mass_erase, leave, &mut events)?;
-                bar.finish_and_clear();
                 None
             }
             Some(addr) => {
@@ -350,12 +345,15 @@ pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
                 };
                 host.dfuse_download_job(&job(raw), &layout_for, &mut events)
                     .map_err(host_error)?;
-                bar.finish_and_clear();
-                eprintln!(
-                    "{}: {} bytes written at {addr:#010x}{}",
-                    a.file.display(),
-                    payload.len(),
-                    if a.verify { ", verified" } else { "" }
+                super::progress::event(
+                    "done",
+                    &format!(
+                        "{}: {} bytes written at {addr:#010x}{}",
+                        a.file.display(),
+                        payload.len(),
+                        if a.verify { ", verified" } else { "" }
+                    ),
+                    json!({"file": a.file, "bytes": payload.len(), "address": addr, "verified": a.verify}),
                 );
                 Some(addr)
             }
@@ -363,14 +361,20 @@ pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
     };
     if leave {
         match left_to {
-            Some(addr) => eprintln!("left DFU mode: jump to {addr:#010x}"),
-            None => eprintln!("left DFU mode"),
+            Some(addr) => super::progress::event(
+                "left",
+                &format!("left DFU mode: jump to {addr:#010x}"),
+                json!({"address": addr}),
+            ),
+            None => super::progress::event("left", "left DFU mode", json!({})),
         }
     } else if a.reset {
         match host.transport().reset() {
             // A device that re-enumerates after the reset is gone from this
             // connection: that is the reset working.
-            Ok(()) | Err(TransferError::Disconnected) => eprintln!("device reset"),
+            Ok(()) | Err(TransferError::Disconnected) => {
+                super::progress::event("reset", "device reset", json!({}))
+            }
             Err(e) => {
                 return Err(Diag::new(
                     "dfukit::usb::reset",
@@ -400,7 +404,11 @@ fn plain_download(
         host.dfuse_mass_erase(events).map_err(host_error)?;
     }
     host.download(payload, events).map_err(host_error)?;
-    eprintln!("{}: {} bytes downloaded", a.file.display(), payload.len());
+    super::progress::event(
+        "done",
+        &format!("{}: {} bytes downloaded", a.file.display(), payload.len()),
+        json!({"file": a.file, "bytes": payload.len()}),
+    );
     // A device that is not manifestation tolerant waits for a USB reset to
     // run the new firmware (dfu-util resets it too).
     if !dfu.functional.manifestation_tolerant() && !a.reset {
@@ -417,4 +425,29 @@ fn plain_download(
         host.dfuse_leave(None).map_err(host_error)?;
     }
     Ok(())
+}
+
+/// One DFU event as a progress step, a phase, or a line of its own (see
+/// [`super::progress`]).
+pub fn report(task: &mut Task, e: DfuEvent) {
+    match e {
+        DfuEvent::Erase { addr, len } => task.phase(&format!("erase {addr:#010x}+{len}")),
+        DfuEvent::MassErase => task.phase("mass erase"),
+        DfuEvent::Download { done, total } | DfuEvent::Verify { done, total } => {
+            task.progress(done, total)
+        }
+        DfuEvent::Upload { done, total } => task.progress(done, total.unwrap_or(0)),
+        DfuEvent::Manifesting => task.phase("manifesting"),
+        DfuEvent::Manifested => task.phase("manifested"),
+        DfuEvent::Target { alt, name } => task.event(
+            "target",
+            &format!(
+                "target alt {alt} ({})",
+                name.as_deref().unwrap_or("unnamed")
+            ),
+            json!({"alt": alt, "name": name}),
+        ),
+        #[allow(unreachable_patterns)]
+        _ => {}
+    }
 }

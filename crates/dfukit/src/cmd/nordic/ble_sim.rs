@@ -2,12 +2,13 @@
 //! a simulated nRF52840, in virtual time.
 
 use crate::util::diag::Diag;
-use crate::util::nordic::firmware_of;
-use crate::util::progress;
-use dfukit_nordic::host::{self, UpdateOptions};
+use crate::util::nordic::{firmware_of, report};
+use crate::util::progress::{self, Task};
+use dfukit_nordic::host::UpdateOptions;
 use dfukit_nordic::package::Package;
 use dfukit_sim::links::ble::BleParams;
 use dfukit_sim::session;
+use serde_json::json;
 use std::path::Path;
 
 /// A simulated board that could not be built: a dfukit bug.
@@ -39,7 +40,7 @@ pub fn run(
     let params = BleParams::fast_15ms();
     for img in &pkg.images {
         let fw = firmware_of(img, path)?;
-        let bar = progress::bar(fw.len() as u64, img.kind.display_name());
+        let mut task = Task::start(img.kind.display_name(), fw.len() as u64);
         let r = session::update_over_ble(
             &mut b,
             params.clone(),
@@ -47,28 +48,45 @@ pub fn run(
             opts,
             &img.init_packet,
             fw,
-            &mut |e| {
-                if let host::UpdateEvent::Progress { done, .. } = e {
-                    bar.set_position(done as u64);
-                }
-            },
+            &mut |e| report(&mut task, e),
         )
         .map_err(params_diag)?;
-        bar.finish_and_clear();
-        r.result.map_err(Diag::from)?;
-        let bound = params.bound(fw.len(), usize::from(params.att_mtu - 3) / 4 * 4);
-        println!(
-            "{}: {} bytes in {:.3} s of virtual time over BLE (2M PHY, 15 ms interval; the link's bound is {:.3} s), activated in {}",
-            img.kind.display_name(),
-            fw.len(),
-            r.transfer.as_secs_f64(),
-            bound.seconds,
-            r.activation
-                .map_or("- (did not activate)".to_string(), |d| format!("{:.3} s", d.as_secs_f64()))
+        if let Err(e) = r.result {
+            task.fail();
+            return Err(e.into());
+        }
+        task.finish(
+            &format!("{} bytes sent and accepted", fw.len()),
+            json!({"bytes": fw.len()}),
         );
-        println!(
-            "  link: {} packets, {} dropped by the device, {} notifications",
-            r.counters.packets_sent, r.counters.writes_dropped, r.counters.notifications
+        let bound = params.bound(fw.len(), usize::from(params.att_mtu - 3) / 4 * 4);
+        let activation = r.activation.map(|d| d.as_secs_f64());
+        progress::result(
+            "image",
+            &format!(
+                "{}: {} bytes in {:.3} s of virtual time over BLE (2M PHY, 15 ms interval; the link's bound is {:.3} s), activated in {}",
+                img.kind.display_name(),
+                fw.len(),
+                r.transfer.as_secs_f64(),
+                bound.seconds,
+                activation.map_or("- (did not activate)".to_string(), |s| format!("{s:.3} s"))
+            ),
+            json!({
+                "image": img.kind.display_name(),
+                "bytes": fw.len(),
+                "transfer_seconds": r.transfer.as_secs_f64(),
+                "bound_seconds": bound.seconds,
+                "activation_seconds": activation,
+            }),
+        );
+        let c = &r.counters;
+        progress::result(
+            "link",
+            &format!(
+                "  link: {} packets, {} dropped by the device, {} notifications",
+                c.packets_sent, c.writes_dropped, c.notifications
+            ),
+            json!({"packets": c.packets_sent, "dropped": c.writes_dropped, "notifications": c.notifications}),
         );
     }
     Ok(())
