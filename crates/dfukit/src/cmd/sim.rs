@@ -52,7 +52,7 @@ pub struct Nrf52840Args {
     #[arg(long)]
     pub public_key: Option<PathBuf>,
     /// The bootloader's hardware version.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::util::num::u32_number)]
     pub hw_version: Option<u32>,
     /// Complete flash operations at once instead of after their datasheet times.
     #[arg(long)]
@@ -170,7 +170,7 @@ pub struct Stm32mp1Args {
     pub no_flash_timing: bool,
     /// eMMC user-area size in MiB (a board with a smaller part than the
     /// layout expects).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::util::num::mebibytes)]
     pub emmc_size_mib: Option<u64>,
     /// NAND blocks marked bad at the factory, e.g. `3,17`.
     #[arg(long, value_delimiter = ',')]

@@ -24,8 +24,8 @@ pub struct SerialUpdate {
     pub prn: u16,
     /// Baud rate (ignored by USB CDC and ptys).
     pub baud: u32,
-    /// Seconds to wait for each response.
-    pub timeout: f64,
+    /// How long to wait for each response.
+    pub timeout: Duration,
 }
 
 impl SerialUpdate {
@@ -36,7 +36,7 @@ impl SerialUpdate {
             port: port.to_path_buf(),
             prn: 0,
             baud: 115_200,
-            timeout: 5.0,
+            timeout: Duration::from_secs(5),
         }
     }
 }
@@ -97,7 +97,7 @@ pub fn update_serial(a: &SerialUpdate) -> Result<UpdateSummary, Diag> {
     let mut link = SlipLink::new(port);
     let opts = UpdateOptions {
         prn: a.prn,
-        response_timeout: Duration::from_secs_f64(a.timeout.max(0.01)),
+        response_timeout: a.timeout,
         ..UpdateOptions::default()
     };
     update_package(&mut link, &opts, &pkg, &a.package)

@@ -3,6 +3,7 @@
 use crate::util::diag::Diag;
 use crate::util::keys::public_key_hex;
 use crate::util::nordic::{open_package, update_image, update_serial, SerialUpdate};
+use crate::util::num;
 use clap::{Args, Subcommand};
 use dfukit_nordic::host::UpdateOptions;
 use dfukit_nordic::package::Package;
@@ -43,11 +44,11 @@ pub struct BleArgs {
     #[arg(long, default_value_t = 247)]
     pub mtu: u16,
     /// Seconds to scan for the device.
-    #[arg(long, default_value_t = 10.0)]
-    pub scan: f64,
+    #[arg(long, default_value = "10", value_parser = num::seconds)]
+    pub scan: Duration,
     /// Seconds to wait for each response.
-    #[arg(long, default_value_t = 5.0)]
-    pub timeout: f64,
+    #[arg(long, default_value = "5", value_parser = num::seconds)]
+    pub timeout: Duration,
     /// Run against a simulated nRF52840 (bank 1 on QSPI) over the BLE link
     /// model, in virtual time, instead of a radio.
     #[arg(long, conflicts_with_all = ["address", "buttonless"])]
@@ -71,11 +72,11 @@ pub struct SerialArgs {
     #[arg(long, default_value_t = 0)]
     pub prn: u16,
     /// Baud rate (ignored by USB CDC and ptys).
-    #[arg(long, short = 'b', default_value_t = 115_200)]
+    #[arg(long, short = 'b', default_value = "115200", value_parser = num::baud)]
     pub baud: u32,
     /// Seconds to wait for each response.
-    #[arg(long, default_value_t = 5.0)]
-    pub timeout: f64,
+    #[arg(long, default_value = "5", value_parser = num::seconds)]
+    pub timeout: Duration,
 }
 
 impl SerialArgs {
@@ -103,7 +104,7 @@ pub fn ble(a: &BleArgs) -> Result<(), Diag> {
     let pkg = open_package(&a.package)?;
     let opts = UpdateOptions {
         prn: a.prn,
-        response_timeout: Duration::from_secs_f64(a.timeout.max(0.01)),
+        response_timeout: a.timeout,
         ..UpdateOptions::default()
     };
     if a.sim {
@@ -117,7 +118,7 @@ pub fn ble(a: &BleArgs) -> Result<(), Diag> {
 #[cfg(feature = "ble")]
 fn ble_radio(a: &BleArgs, address: &str, pkg: &Package, opts: &UpdateOptions) -> Result<(), Diag> {
     use dfukit_transport::ble::{next_address, BleError, BleLink};
-    let scan = Duration::from_secs_f64(a.scan.max(0.1));
+    let scan = a.scan;
     let diag = |e: BleError| {
         let help = match &e {
             BleError::NoAdapter(_) => "this machine needs a Bluetooth adapter and BlueZ (bluetoothd) running; check `bluetoothctl show`",

@@ -3,6 +3,7 @@
 //! stops answering, a bounded diagnosis.
 
 use crate::util::diag::Diag;
+use crate::util::num;
 use crate::util::stm32mp::flash;
 use clap::Args;
 use dfukit_stm32mp::program::ProgramOptions;
@@ -23,36 +24,26 @@ pub struct FlashArgs {
     #[arg(short = 'S', long)]
     pub serial: Option<String>,
     /// Seconds to wait for the board to appear at the start.
-    #[arg(long, default_value_t = 5.0)]
-    pub connect_timeout: f64,
+    #[arg(long, default_value = "5", value_parser = num::seconds)]
+    pub connect_timeout: Duration,
     /// Seconds one control transfer may take.
-    #[arg(long, default_value_t = 2.0)]
-    pub transfer_timeout: f64,
+    #[arg(long, default_value = "2", value_parser = num::seconds)]
+    pub transfer_timeout: Duration,
     /// Seconds TF-A may take to answer after the ROM code starts it.
-    #[arg(long, default_value_t = 10.0)]
-    pub tfa_timeout: f64,
+    #[arg(long, default_value = "10", value_parser = num::seconds)]
+    pub tfa_timeout: Duration,
     /// Seconds U-Boot may take to come back on USB after a DETACH.
-    #[arg(long, default_value_t = 15.0)]
-    pub reenumerate_timeout: f64,
-}
-
-fn secs(s: f64, what: &str) -> Result<Duration, Diag> {
-    Duration::try_from_secs_f64(s).map_err(|_| {
-        Diag::new(
-            "dfukit::stm32mp::flash::option",
-            format!("--{what} {s}: not a number of seconds"),
-            "give a positive number, e.g. 2 or 0.5",
-        )
-    })
+    #[arg(long, default_value = "15", value_parser = num::seconds)]
+    pub reenumerate_timeout: Duration,
 }
 
 /// Runs `stm32mp flash`.
 pub fn run(a: &FlashArgs) -> Result<(), Diag> {
     let opts = ProgramOptions {
-        connect_timeout: secs(a.connect_timeout, "connect-timeout")?,
-        transfer_timeout: secs(a.transfer_timeout, "transfer-timeout")?,
-        tfa_timeout: secs(a.tfa_timeout, "tfa-timeout")?,
-        reenumerate_timeout: secs(a.reenumerate_timeout, "reenumerate-timeout")?,
+        connect_timeout: a.connect_timeout,
+        transfer_timeout: a.transfer_timeout,
+        tfa_timeout: a.tfa_timeout,
+        reenumerate_timeout: a.reenumerate_timeout,
     };
     let mut conn = UsbConnector::new(a.usbip.clone(), a.serial.clone());
     flash(&mut conn, &a.layout, &opts).map(|_| ())
