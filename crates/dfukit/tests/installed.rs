@@ -11,12 +11,16 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// A copy of the dfukit binary in `<dir>/bin`, as `cargo install --root <dir>` places it.
+/// The installed binary alone in `<dir>/bin`: the one `cargo install`
+/// made when `DFUKIT_INSTALLED` names it (scripts/test does), else the
+/// binary under test.
 fn installed(dir: &Path) -> PathBuf {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let exe = bin.join("dfukit");
-    std::fs::copy(env!("CARGO_BIN_EXE_dfukit"), &exe).unwrap();
+    let from = std::env::var_os("DFUKIT_INSTALLED")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dfukit")), PathBuf::from);
+    std::fs::copy(&from, &exe).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
     exe
 }
 
