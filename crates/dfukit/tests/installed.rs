@@ -18,8 +18,10 @@ fn installed(dir: &Path) -> PathBuf {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let exe = bin.join("dfukit");
-    let from = std::env::var_os("DFUKIT_INSTALLED")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dfukit")), PathBuf::from);
+    let from = std::env::var_os("DFUKIT_INSTALLED").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_dfukit")),
+        PathBuf::from,
+    );
     std::fs::copy(&from, &exe).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
     exe
 }

@@ -203,9 +203,6 @@ pub struct InspectArgs {
     /// The board's state directory.
     #[arg(long)]
     pub state: PathBuf,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Runs a `sim` subcommand.
@@ -382,7 +379,7 @@ fn inspect(a: InspectArgs) -> Result<(), Diag> {
     let state = StateDir::open(&a.state).map_err(|e| state_error(&a.state, e))?;
     let (cfg, ins) = dfukit_sim::boards::nrf52840::inspect_state(&state)
         .map_err(|e| state_error(&a.state, e))?;
-    if a.json {
+    if crate::util::progress::json() {
         println!(
             "{}",
             serde_json::to_string_pretty(&ins).expect("inspection serializes")

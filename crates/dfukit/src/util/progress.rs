@@ -54,6 +54,12 @@ pub fn mode() -> Mode {
     *MODE.get().unwrap_or(&Mode::Lines)
 }
 
+/// Whether the run reports JSON (`--json`): commands whose result is one
+/// object (benchmarks, `sim inspect`) print that object instead of text.
+pub fn json() -> bool {
+    mode() == Mode::Json
+}
+
 /// Prints a one-off event outside any task (`reset`, `left DFU mode`, a
 /// summary line): a plain line on stderr, or a JSON line with `fields`.
 pub fn event(kind: &str, text: &str, fields: Value) {

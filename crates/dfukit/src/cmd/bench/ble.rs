@@ -33,9 +33,6 @@ pub struct BleBench {
     /// Seed of the link model (anchor offsets, packet errors).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Print one JSON object.
-    #[arg(long)]
-    json: bool,
 }
 
 /// One link setting's figures.
@@ -183,7 +180,7 @@ pub fn run(a: &BleBench) -> Result<(), Diag> {
             },
         );
     }
-    if a.json {
+    if crate::util::progress::json() {
         println!("{}", serde_json::to_string(&out).expect("serializes"));
         return Ok(());
     }

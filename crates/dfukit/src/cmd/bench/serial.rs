@@ -22,9 +22,6 @@ pub struct SerialBench {
     /// The nrfutil executable (default: $DFUKIT_NRFUTIL, else target/peers/nrfutil-venv/bin/nrfutil).
     #[arg(long)]
     nrfutil: Option<PathBuf>,
-    /// Print one JSON object.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Serialize)]
@@ -126,7 +123,7 @@ pub fn run(a: SerialBench) -> Result<(), Diag> {
         dfukit_kb_s: len as f64 / 1000.0 / d,
         board_cpu_ms_per_mib: median(cpu),
     };
-    if a.json {
+    if crate::util::progress::json() {
         println!("{}", serde_json::to_string(&r).expect("serializes"));
     } else {
         println!(

@@ -23,9 +23,6 @@ pub struct Stm32mpBench {
     /// Size of the rootfs image in MiB.
     #[arg(long, default_value_t = 64)]
     rootfs_mib: usize,
-    /// Print one JSON object.
-    #[arg(long)]
-    json: bool,
 }
 
 /// One downloaded binary.
@@ -169,7 +166,7 @@ pub fn run(a: &Stm32mpBench) -> std::result::Result<(), Diag> {
         bound_s,
         ratio: bound_s / achieved_s,
     };
-    if a.json {
+    if crate::util::progress::json() {
         println!("{}", serde_json::to_string(&r).expect("serializes"));
         return Ok(());
     }

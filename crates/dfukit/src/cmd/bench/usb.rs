@@ -16,9 +16,6 @@ pub struct UsbFlashBench {
     /// Image size in KiB.
     #[arg(long, default_value_t = 1024)]
     size_kib: usize,
-    /// Print one JSON object.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Serialize)]
@@ -37,9 +34,6 @@ pub struct UsbBench {
     /// Repetitions of each host (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Print one JSON object.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Serialize)]
@@ -144,7 +138,7 @@ pub fn run(a: UsbBench) -> Result<(), Diag> {
         ratio: r.dfu_util_s / r.dfukit_s,
         ..r
     };
-    if a.json {
+    if crate::util::progress::json() {
         println!("{}", serde_json::to_string(&r).expect("serializes"));
     } else {
         println!("DfuSe download + read-back over USB/IP, {} KiB, simulated STM32F4, flash timing off, median of {} runs", a.size_kib, a.runs);
@@ -207,7 +201,7 @@ pub fn run_flash(a: UsbFlashBench) -> Result<(), Diag> {
         bound_s: bound.as_secs_f64(),
         ratio: bound.as_secs_f64() / transfer.as_secs_f64(),
     };
-    if a.json {
+    if crate::util::progress::json() {
         println!("{}", serde_json::to_string(&r).expect("serializes"));
     } else {
         println!(
