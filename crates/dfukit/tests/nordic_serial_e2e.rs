@@ -181,6 +181,9 @@ fn bad_input_is_refused_and_the_board_keeps_its_app() {
     let sim = Sim::start(&state, &["--public-key", &key, "--no-flash-timing"]);
     ok(&dfu_serial(&w.path("v1.zip"), &sim.pty));
     wait_for_version(&state, 1);
+    // The flash as the refused packages must leave it, byte for byte.
+    let flash = || ["internal.bin", "qspi.bin"].map(|f| std::fs::read(state.join(f)).unwrap());
+    let before = flash();
 
     // Each case: files to make, the package to send, words the error must contain.
     let good = std::fs::read(w.path("v1.zip")).unwrap();
@@ -256,6 +259,10 @@ fn bad_input_is_refused_and_the_board_keeps_its_app() {
         assert!(
             v["app_valid"] == true && v["app_version"] == 1,
             "{file}: board lost its app: {v}"
+        );
+        assert!(
+            flash() == before,
+            "{file}: the refused package changed the flash"
         );
     }
     drop(sim);
