@@ -218,7 +218,7 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
         reset: false,
     })?;
     let secs = started.elapsed().as_secs_f64();
-    let b = board.lock().unwrap_or_else(|p| p.into_inner());
+    let mut b = board.lock().unwrap_or_else(|p| p.into_inner());
     if b.flash()[..stm_fw.len()] != stm_fw[..] || b.left_to() != Some(0x0800_0000) {
         return Err(Diag::new(
             "dfukit::demo::failed",
@@ -229,8 +229,9 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
     }
     let sectors = b.flash_chip().counters().erases;
     println!("   the board holds the image byte for byte ({sectors} sectors erased) and jumped to 0x08000000");
+    // Back in the ROM, as a reset with BOOT0 held brings it.
+    b.reattach();
     drop(b);
-    server.stop();
     rows.push(Row {
         board: "STM32F405 ROM, USB/IP".into(),
         step: "DfuSe download".into(),
@@ -238,12 +239,18 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
         secs,
         result: "accepted".into(),
     });
+    rows.push(dfu_util_readback(
+        &dir,
+        &server.local_addr().to_string(),
+        &stm_fw,
+    )?);
+    server.stop();
 
     stm32mp1(&dir, &mut rows)?;
 
     println!("\nsummary");
     println!(
-        "{:<30} {:<14} {:>9} {:>8} {:>10}  result",
+        "{:<30} {:<15} {:>9} {:>8} {:>10}  result",
         "board", "step", "bytes", "seconds", "kB/s"
     );
     for r in &rows {
@@ -253,11 +260,73 @@ pub fn run(a: DemoArgs) -> miette::Result<()> {
             "-".into()
         };
         println!(
-            "{:<30} {:<14} {:>9} {:>8.2} {:>10}  {}",
+            "{:<30} {:<15} {:>9} {:>8.2} {:>10}  {}",
             r.board, r.step, r.bytes, r.secs, rate, r.result
         );
     }
     Ok(())
+}
+
+/// Unmodified dfu-util reads the image back through dfukit's libusb shim
+/// (`dfukit usb shim-dir`), as a user of dfu-util would reach a USB/IP
+/// device. Without dfu-util on this machine the row says how to get it.
+fn dfu_util_readback(dir: &Path, usbip: &str, image: &[u8]) -> Result<Row, Diag> {
+    let readback = dir.join("stm32f4_readback.bin");
+    let shim = crate::util::shim::shim_dir()?;
+    println!(
+        "   `LD_LIBRARY_PATH={} DFUKIT_USBIP={usbip} dfu-util -a 0 -s 0x08000000:{} -U {}`",
+        shim.display(),
+        image.len(),
+        readback.display()
+    );
+    let mut row = Row {
+        board: "STM32F405 ROM, USB/IP".into(),
+        step: "dfu-util upload".into(),
+        bytes: image.len(),
+        secs: 0.0,
+        result: String::new(),
+    };
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new("dfu-util")
+        .args(["-d", "0483:df11", "-a", "0", "-s"])
+        .arg(format!("0x08000000:{}", image.len()))
+        .arg("-U")
+        .arg(&readback)
+        .env("LD_LIBRARY_PATH", &shim)
+        .env("DFUKIT_USBIP", usbip)
+        .output();
+    row.secs = started.elapsed().as_secs_f64();
+    row.result = match out {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("   dfu-util is not installed (apt-get install dfu-util): skipped");
+            "skipped: no dfu-util".into()
+        }
+        Err(e) => return Err(io_diag(Path::new("dfu-util"), e)),
+        Ok(o) if !o.status.success() => {
+            return Err(Diag::new(
+                "dfukit::demo::failed",
+                format!(
+                    "dfu-util through the libusb shim failed:\n{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+                "this is a dfukit bug: please report it with the output above",
+            ))
+        }
+        Ok(_) => {
+            let back = std::fs::read(&readback).map_err(|e| io_diag(&readback, e))?;
+            if back != image {
+                return Err(Diag::new(
+                    "dfukit::demo::failed",
+                    "dfu-util read back something else than was written",
+                    "this is a dfukit bug: please report it",
+                ));
+            }
+            println!("   dfu-util read the image back byte for byte");
+            "accepted".into()
+        }
+    };
+    Ok(row)
 }
 
 fn indent(s: &str) -> String {
