@@ -36,7 +36,7 @@ mod zip_write;
 
 pub use manifest::{manifest_json, ImageKind, MANIFEST_FILENAME};
 pub use pyset::{merge_sd_id, python_set_order};
-pub use zip_read::{Package, PackageError, PackageImage};
+pub use zip_read::{Package, PackageError, PackageImage, MAX_IMAGE_BYTES, MAX_METADATA_BYTES};
 pub use zip_write::{
     build, generate, generate_to_file, GenerateError, GeneratedImage, GeneratedPackage,
     PackageOptions,
