@@ -21,7 +21,8 @@
 //! it.
 //!
 //! `zip_write` generates packages, `zip_read` opens and checks them, `display` describes them,
-//! `manifest` is manifest.json and `pyset` the CPython set order; `keys` and `firmware` load
+//! `manifest` is manifest.json, `pyset` the CPython set order and `warnings` what a valid
+//! package may still do wrong; `keys` and `firmware` load
 //! the inputs (signing keys, firmware files).
 
 mod display;
@@ -31,6 +32,7 @@ mod manifest;
 mod pyset;
 #[cfg(test)]
 mod tests;
+mod warnings;
 mod zip_read;
 mod zip_write;
 

@@ -385,3 +385,41 @@ fn manifest_slot_and_init_packet_type_must_agree() {
         );
     }
 }
+
+/// `--debug-mode` without versions stores 0xFFFFFFFF: the package and the generator both
+/// warn, once per versioned image, naming the member, the version and the way back.
+#[test]
+fn debug_mode_packages_warn_about_the_stored_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = PackageOptions {
+        application: Some(write_app(dir.path())),
+        debug_mode: true,
+        ..Default::default()
+    };
+    let generated = build(&opts).unwrap();
+    let opened =
+        Package::from_zip_bytes(Path::new("dbg.zip"), &generated.to_zip().unwrap()).unwrap();
+    assert_eq!(opened.images[0].command.fw_version, Some(0xFFFF_FFFF));
+    for warnings in [generated.warnings(), opened.warnings()] {
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        for word in ["app.dat", "0xFFFFFFFF", "downgrade", "settings generate", "--debug-mode"] {
+            assert!(warnings[0].contains(word), "lacks {word}: {}", warnings[0]);
+        }
+    }
+    // An explicit version with --debug-mode, or no debug mode: nothing to warn about.
+    for opts in [
+        PackageOptions {
+            application_version: Some(5),
+            ..opts.clone()
+        },
+        PackageOptions {
+            debug_mode: false,
+            application_version: Some(0xFFFF_FFFF),
+            hw_version: Some(52),
+            sd_req: Some(vec![0x100]),
+            ..opts.clone()
+        },
+    ] {
+        assert_eq!(build(&opts).unwrap().warnings(), Vec::<String>::new());
+    }
+}

@@ -5,6 +5,7 @@
 pub mod diag;
 pub mod keys;
 pub mod nordic;
+pub mod output;
 pub mod progress;
 pub mod serve;
 pub mod shim;

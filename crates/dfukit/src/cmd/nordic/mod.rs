@@ -32,6 +32,13 @@ pub enum NordicCommand {
     },
 }
 
+/// Prints a package's warnings (`Package::warnings`), one line each, on stderr.
+fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
 /// Runs a `nordic` subcommand.
 pub fn run(cmd: NordicCommand) -> miette::Result<()> {
     match cmd {
