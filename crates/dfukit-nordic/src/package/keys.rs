@@ -386,20 +386,35 @@ mod tests {
             ]
         };
         for text in variants(&sk) {
-            assert_eq!(from_pem(&text).unwrap().to_bytes(), k.to_bytes(), "{text:?}");
+            assert_eq!(
+                from_pem(&text).unwrap().to_bytes(),
+                k.to_bytes(),
+                "{text:?}"
+            );
             assert_eq!(verifying_key_from_pem(&text).unwrap(), *k.verifying_key());
         }
         for text in variants(&pk) {
-            assert_eq!(verifying_key_from_pem(&text).unwrap(), *k.verifying_key(), "{text:?}");
+            assert_eq!(
+                verifying_key_from_pem(&text).unwrap(),
+                *k.verifying_key(),
+                "{text:?}"
+            );
             // A public key is not a private key, and says so.
-            assert!(matches!(from_pem(&text), Err(KeyError::NotAPrivateKey { .. })));
+            assert!(matches!(
+                from_pem(&text),
+                Err(KeyError::NotAPrivateKey { .. })
+            ));
         }
         // `nrfutil keys display --key sk --format pem > sk.pem` keeps its warning.
         let shown = display(&k, KeyPart::Private, Format::Pem).unwrap();
         assert!(shown.starts_with("\nWARNING"));
         assert_eq!(from_pem(&shown).unwrap().to_bytes(), k.to_bytes());
-        let params = "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n";
-        assert_eq!(from_pem(&format!("{params}{sk}")).unwrap().to_bytes(), k.to_bytes());
+        let params =
+            "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n";
+        assert_eq!(
+            from_pem(&format!("{params}{sk}")).unwrap().to_bytes(),
+            k.to_bytes()
+        );
         assert!(matches!(
             verifying_key_from_pem("no key here\n"),
             Err(KeyError::NotAKey { .. })

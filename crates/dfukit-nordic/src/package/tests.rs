@@ -307,7 +307,10 @@ fn a_deflate_bomb_is_refused_by_its_declared_size() {
             assert_eq!((name.as_str(), *declared), ("app.bin", 20 << 20));
             assert_eq!(*limit, MAX_IMAGE_BYTES);
             let text = e.to_string();
-            assert!(text.contains("bomb.zip") && text.contains("app.bin"), "{text}");
+            assert!(
+                text.contains("bomb.zip") && text.contains("app.bin"),
+                "{text}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -316,7 +319,10 @@ fn a_deflate_bomb_is_refused_by_its_declared_size() {
     let zip = deflated_zip(&[(MANIFEST_FILENAME, &big)]);
     assert!(matches!(
         Package::from_zip_bytes(Path::new("m.zip"), &zip),
-        Err(PackageError::MemberTooLarge { limit: MAX_METADATA_BYTES, .. })
+        Err(PackageError::MemberTooLarge {
+            limit: MAX_METADATA_BYTES,
+            ..
+        })
     ));
 }
 
@@ -334,7 +340,10 @@ fn lying_zip_headers_are_refused() {
     declare_size(&mut zip, "app.bin", u32::MAX);
     assert!(matches!(
         Package::from_zip_bytes(Path::new("huge.zip"), &zip),
-        Err(PackageError::MemberTooLarge { declared: 0xFFFF_FFFF, .. })
+        Err(PackageError::MemberTooLarge {
+            declared: 0xFFFF_FFFF,
+            ..
+        })
     ));
     let zeros = vec![0u8; 20 << 20];
     let mut zip = deflated_zip(&[
@@ -357,7 +366,9 @@ fn lying_zip_headers_are_refused() {
 fn manifest_slot_and_init_packet_type_must_agree() {
     let pkg = app_package();
     let im = &pkg.images[0];
-    let manifest = pkg.manifest.replace("\"application\"", "\"softdevice_bootloader\"");
+    let manifest = pkg
+        .manifest
+        .replace("\"application\"", "\"softdevice_bootloader\"");
     let zip = deflated_zip(&[
         (MANIFEST_FILENAME, manifest.as_bytes()),
         ("app.dat", &im.dat),
@@ -366,11 +377,18 @@ fn manifest_slot_and_init_packet_type_must_agree() {
     let e = Package::from_zip_bytes(Path::new("slot.zip"), &zip).unwrap_err();
     assert!(matches!(e, PackageError::SlotTypeMismatch { .. }), "{e:?}");
     let text = e.to_string();
-    for word in ["softdevice_bootloader", "app.dat", "APPLICATION", "SOFTDEVICE_BOOTLOADER"] {
+    for word in [
+        "softdevice_bootloader",
+        "app.dat",
+        "APPLICATION",
+        "SOFTDEVICE_BOOTLOADER",
+    ] {
         assert!(text.contains(word), "lacks {word}: {text}");
     }
     for slot in ["bootloader", "softdevice"] {
-        let manifest = pkg.manifest.replace("\"application\"", &format!("\"{slot}\""));
+        let manifest = pkg
+            .manifest
+            .replace("\"application\"", &format!("\"{slot}\""));
         let zip = deflated_zip(&[
             (MANIFEST_FILENAME, manifest.as_bytes()),
             ("app.dat", &im.dat),
@@ -402,7 +420,13 @@ fn debug_mode_packages_warn_about_the_stored_version() {
     assert_eq!(opened.images[0].command.fw_version, Some(0xFFFF_FFFF));
     for warnings in [generated.warnings(), opened.warnings()] {
         assert_eq!(warnings.len(), 1, "{warnings:?}");
-        for word in ["app.dat", "0xFFFFFFFF", "downgrade", "settings generate", "--debug-mode"] {
+        for word in [
+            "app.dat",
+            "0xFFFFFFFF",
+            "downgrade",
+            "settings generate",
+            "--debug-mode",
+        ] {
             assert!(warnings[0].contains(word), "lacks {word}: {}", warnings[0]);
         }
     }

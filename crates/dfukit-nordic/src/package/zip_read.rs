@@ -248,10 +248,9 @@ impl PackageImage {
             ),
             ImageKind::Softdevice => (t == FwType::Softdevice, "SOFTDEVICE"),
             ImageKind::Bootloader => (t == FwType::Bootloader, "BOOTLOADER"),
-            ImageKind::SoftdeviceBootloader => (
-                t == FwType::SoftdeviceBootloader,
-                "SOFTDEVICE_BOOTLOADER",
-            ),
+            ImageKind::SoftdeviceBootloader => {
+                (t == FwType::SoftdeviceBootloader, "SOFTDEVICE_BOOTLOADER")
+            }
         };
         if ok {
             return Ok(());
@@ -429,8 +428,10 @@ impl Package {
             }
             Ok(Some(v))
         };
-        let manifest = read(MANIFEST_FILENAME, MAX_METADATA_BYTES)?.ok_or_else(|| PackageError::MissingManifest {
-            path: path.to_owned(),
+        let manifest = read(MANIFEST_FILENAME, MAX_METADATA_BYTES)?.ok_or_else(|| {
+            PackageError::MissingManifest {
+                path: path.to_owned(),
+            }
         })?;
         let m: ManifestFile =
             serde_json::from_slice(&manifest).map_err(|source| PackageError::BadManifest {
@@ -457,7 +458,8 @@ impl Package {
             let dat = read(&e.dat_file, MAX_METADATA_BYTES)?.ok_or_else(|| missing(&e.dat_file))?;
             let img = PackageImage::from_dat(path, Some(kind), e.bin_file, e.dat_file, dat, None)?;
             img.check_slot(path)?;
-            let bin = read(&img.bin_file, MAX_IMAGE_BYTES)?.ok_or_else(|| missing(&img.bin_file))?;
+            let bin =
+                read(&img.bin_file, MAX_IMAGE_BYTES)?.ok_or_else(|| missing(&img.bin_file))?;
             let img = PackageImage {
                 firmware: Some(bin),
                 ..img

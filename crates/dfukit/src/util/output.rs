@@ -159,7 +159,12 @@ mod tests {
         for out in ["app.hex", "sub/../app.hex", "./link.zip"] {
             let out = d.path().join(out);
             let e = write_output(&out, b"zip", &opts(vec![&input], true, false)).unwrap_err();
-            assert_eq!(e.code, OutputCodes::NORDIC.same_as_input, "{}", out.display());
+            assert_eq!(
+                e.code,
+                OutputCodes::NORDIC.same_as_input,
+                "{}",
+                out.display()
+            );
         }
         assert_eq!(std::fs::read(&input).unwrap(), b"firmware");
     }

@@ -6,6 +6,7 @@ mod dfu;
 mod pkg;
 
 use clap::Subcommand;
+pub use dfu::nrfutil_argv;
 
 /// `dfukit nordic ...`
 #[derive(Subcommand)]

@@ -425,7 +425,12 @@ pub fn run_pkg(cmd: PkgCommand) -> miette::Result<()> {
             };
             let generated = package::build(&opts).map_err(generate_diag)?;
             let zip = generated.to_zip().map_err(generate_diag)?;
-            let inputs = [&opts.application, &opts.bootloader, &opts.softdevice, &a.key_file];
+            let inputs = [
+                &opts.application,
+                &opts.bootloader,
+                &opts.softdevice,
+                &a.key_file,
+            ];
             let out = Output {
                 codes: &OutputCodes::NORDIC,
                 inputs: inputs.iter().filter_map(|p| p.as_deref()).collect(),
