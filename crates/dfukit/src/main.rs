@@ -50,7 +50,7 @@ enum Command {
 }
 
 fn main() -> miette::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cmd::nordic::nrfutil_argv(std::env::args_os().collect()));
     // Output piped into `head` ends quietly, as with other Unix tools,
     // instead of panicking on a broken pipe. Not for the simulated boards:
     // they are servers, and must outlive whoever stopped reading their

@@ -36,11 +36,15 @@ fn obj_suffix(o: &Option<u32>) -> String {
 /// Why an update failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UpdateError {
-    /// Reading or writing the link failed.
-    #[error("{phase}: link error: {source}")]
+    /// Reading or writing the link failed (a port closed, a cable pulled).
+    #[error("{phase}: link error{obj} at image offset {offset}: {source}", obj = obj_suffix(.object))]
     Link {
         /// Phase.
         phase: UpdatePhase,
+        /// Data object index.
+        object: Option<u32>,
+        /// Image offset reached.
+        offset: u32,
         /// The I/O error.
         #[source]
         source: std::io::Error,
@@ -154,7 +158,7 @@ impl UpdateError {
     /// The likely cause and what to do.
     pub fn help(&self) -> String {
         match self {
-            UpdateError::Link { .. } => "the port closed or failed: check the cable and that no other program holds the port".into(),
+            UpdateError::Link { .. } => "the port closed or failed (the device reset or was unplugged, or another program took the port): check the cable, then run the same command again; it resumes from what the device holds".into(),
             UpdateError::NotADfuTarget { .. } => "is the device in its DFU bootloader (hold the DFU button while resetting, or use buttonless entry)? Is this the right port? A running application or another program on the port does not answer Secure DFU PING".into(),
             UpdateError::Timeout { request: Opcode::ObjectExecute, phase: UpdatePhase::Validate, .. } => "the device did not finish validating the image in time: it may still be hashing a large image (raise --timeout), or its flash driver stopped reporting completions".into(),
             UpdateError::Timeout { .. } => "the device stopped answering: it may have reset (watchdog, brown-out), or its flash driver never reported a completion (a bootloader port to new flash that does not call the completion callback). Run the same command again to resume from what the device holds".into(),

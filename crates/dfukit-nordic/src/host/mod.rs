@@ -163,6 +163,8 @@ impl Session<'_> {
     fn send(&mut self, req: &SecureDfuRequest<'_>, at: At) -> Result<(), UpdateError> {
         self.link.send(req).map_err(|e| UpdateError::Link {
             phase: at.phase,
+            object: at.object,
+            offset: at.offset,
             source: e,
         })
     }
@@ -171,6 +173,8 @@ impl Session<'_> {
     fn recv_frame(&mut self, timeout: Duration, at: At) -> Result<Option<Vec<u8>>, UpdateError> {
         self.link.recv(timeout).map_err(|e| UpdateError::Link {
             phase: at.phase,
+            object: at.object,
+            offset: at.offset,
             source: e,
         })
     }

@@ -31,6 +31,14 @@ pub enum KeyError {
         /// What the parsers reported.
         reason: String,
     },
+    /// The file holds neither a P-256 private key nor a public key PEM.
+    #[error("{path} is neither a P-256 private key nor a public key in PEM format: {reason}")]
+    NotAKey {
+        /// The key file (or `<memory>`).
+        path: PathBuf,
+        /// What the parsers reported.
+        reason: String,
+    },
     /// A private key cannot be shown as C code (nrfutil refuses this too).
     #[error("displaying the private key as code is not available")]
     PrivateKeyAsCode,
@@ -125,18 +133,83 @@ pub fn from_pem(pem: &str) -> Result<SigningKey, KeyError> {
     parse_pem(pem, Path::new("<memory>"))
 }
 
+/// The PEM blocks of `text`, each rewritten in the strict form RFC 7468 parsers take:
+/// one trimmed line per line, LF endings, no blank lines. Key files as people have them
+/// differ from that form: `keys display ... > pub.pem` ends in blank lines, nrfutil's
+/// private key display starts with a warning, Windows editors write CRLF, e-mail and wikis
+/// indent, and `openssl ecparam -genkey` puts an `EC PARAMETERS` block before the key.
+fn pem_blocks(text: &str) -> Vec<String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("-----BEGIN ") {
+            current = Some(String::new());
+        }
+        if let Some(block) = current.as_mut() {
+            block.push_str(line);
+            block.push('\n');
+            if line.starts_with("-----END ") {
+                blocks.extend(current.take());
+            }
+        }
+    }
+    blocks
+}
+
 fn parse_pem(pem: &str, path: &Path) -> Result<SigningKey, KeyError> {
-    let sec1 = match SecretKey::from_sec1_pem(pem) {
-        Ok(sk) => return Ok(SigningKey::from(sk)),
+    let mut reasons = Vec::new();
+    for block in pem_blocks(pem) {
+        match SecretKey::from_sec1_pem(&block) {
+            Ok(sk) => return Ok(SigningKey::from(sk)),
+            Err(e) => reasons.push(format!("SEC1: {e}")),
+        }
+        match SecretKey::from_pkcs8_pem(&block) {
+            Ok(sk) => return Ok(SigningKey::from(sk)),
+            Err(e) => reasons.push(format!("PKCS#8: {e}")),
+        }
+    }
+    if reasons.is_empty() {
+        reasons.push("no -----BEGIN ...----- line".into());
+    }
+    Err(KeyError::NotAPrivateKey {
+        path: path.to_owned(),
+        reason: reasons.join("; "),
+    })
+}
+
+/// The verification key in a PEM: a private key's public half, or a `PUBLIC KEY`
+/// (SubjectPublicKeyInfo, what `keys display --key pk --format pem` prints).
+pub fn verifying_key_from_pem(pem: &str) -> Result<VerifyingKey, KeyError> {
+    parse_verifying_pem(pem, Path::new("<memory>"))
+}
+
+fn parse_verifying_pem(pem: &str, path: &Path) -> Result<VerifyingKey, KeyError> {
+    use p256::pkcs8::DecodePublicKey;
+    let private = match parse_pem(pem, path) {
+        Ok(sk) => return Ok(*sk.verifying_key()),
         Err(e) => e,
     };
-    match SecretKey::from_pkcs8_pem(pem) {
-        Ok(sk) => Ok(SigningKey::from(sk)),
-        Err(p8) => Err(KeyError::NotAPrivateKey {
-            path: path.to_owned(),
-            reason: format!("SEC1: {sec1}; PKCS#8: {p8}"),
-        }),
+    let mut reasons = vec![private.to_string()];
+    for block in pem_blocks(pem) {
+        match VerifyingKey::from_public_key_pem(&block) {
+            Ok(vk) => return Ok(vk),
+            Err(e) => reasons.push(format!("public key: {e}")),
+        }
     }
+    Err(KeyError::NotAKey {
+        path: path.to_owned(),
+        reason: reasons.join("; "),
+    })
+}
+
+/// Loads the verification key from a PEM file holding a private or a public key.
+pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_verifying_pem(&text, path)
 }
 
 /// Loads a PEM private key from a file.
@@ -292,6 +365,59 @@ mod tests {
         assert!(matches!(
             from_pem("garbage"),
             Err(KeyError::NotAPrivateKey { .. })
+        ));
+    }
+
+    /// Keys as people have them: what shell redirection of `keys display` writes (a
+    /// trailing blank line, nrfutil's warning text before a private key), CRLF line ends,
+    /// indentation, and openssl's `EC PARAMETERS` block before the key.
+    #[test]
+    fn pem_as_people_have_it_is_accepted() {
+        let k = generate_key();
+        let sk = private_pem(&k).unwrap();
+        let pk = public_pem(k.verifying_key()).unwrap();
+        let variants = |pem: &str| {
+            vec![
+                format!("{pem}\n\n"),
+                pem.replace('\n', "\r\n"),
+                format!("\r\n{}\r\n\r\n", pem.replace('\n', "\r\n")),
+                pem.lines().map(|l| format!("  {l}\n")).collect::<String>(),
+                format!("\u{feff}{pem}"),
+            ]
+        };
+        for text in variants(&sk) {
+            assert_eq!(
+                from_pem(&text).unwrap().to_bytes(),
+                k.to_bytes(),
+                "{text:?}"
+            );
+            assert_eq!(verifying_key_from_pem(&text).unwrap(), *k.verifying_key());
+        }
+        for text in variants(&pk) {
+            assert_eq!(
+                verifying_key_from_pem(&text).unwrap(),
+                *k.verifying_key(),
+                "{text:?}"
+            );
+            // A public key is not a private key, and says so.
+            assert!(matches!(
+                from_pem(&text),
+                Err(KeyError::NotAPrivateKey { .. })
+            ));
+        }
+        // `nrfutil keys display --key sk --format pem > sk.pem` keeps its warning.
+        let shown = display(&k, KeyPart::Private, Format::Pem).unwrap();
+        assert!(shown.starts_with("\nWARNING"));
+        assert_eq!(from_pem(&shown).unwrap().to_bytes(), k.to_bytes());
+        let params =
+            "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n";
+        assert_eq!(
+            from_pem(&format!("{params}{sk}")).unwrap().to_bytes(),
+            k.to_bytes()
+        );
+        assert!(matches!(
+            verifying_key_from_pem("no key here\n"),
+            Err(KeyError::NotAKey { .. })
         ));
     }
 

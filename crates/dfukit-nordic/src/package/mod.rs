@@ -21,7 +21,8 @@
 //! it.
 //!
 //! `zip_write` generates packages, `zip_read` opens and checks them, `display` describes them,
-//! `manifest` is manifest.json and `pyset` the CPython set order; `keys` and `firmware` load
+//! `manifest` is manifest.json, `pyset` the CPython set order and `warnings` what a valid
+//! package may still do wrong; `keys` and `firmware` load
 //! the inputs (signing keys, firmware files).
 
 mod display;
@@ -31,12 +32,13 @@ mod manifest;
 mod pyset;
 #[cfg(test)]
 mod tests;
+mod warnings;
 mod zip_read;
 mod zip_write;
 
 pub use manifest::{manifest_json, ImageKind, MANIFEST_FILENAME};
 pub use pyset::{merge_sd_id, python_set_order};
-pub use zip_read::{Package, PackageError, PackageImage};
+pub use zip_read::{Package, PackageError, PackageImage, MAX_IMAGE_BYTES, MAX_METADATA_BYTES};
 pub use zip_write::{
     build, generate, generate_to_file, GenerateError, GeneratedImage, GeneratedPackage,
     PackageOptions,

@@ -235,3 +235,215 @@ fn option_checks() {
     assert_eq!(d.command.sd_req.as_slice(), &[SD_REQ_ANY]);
     assert_eq!(d.command.is_debug, Some(true));
 }
+
+/// A package of `files`, each member deflated (as zip tools other than nrfutil store them).
+fn deflated_zip(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let o = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (n, d) in files {
+        w.start_file(*n, o).unwrap();
+        w.write_all(d).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// Sets the uncompressed size `name`'s local and central headers declare.
+fn declare_size(zip: &mut [u8], name: &str, size: u32) {
+    let mut patched = 0;
+    for i in 0..zip.len().saturating_sub(46) {
+        let sig = u32::from_le_bytes(zip[i..i + 4].try_into().unwrap());
+        let (name_at, size_at) = match sig {
+            0x0403_4b50 => (30, 22),
+            0x0201_4b50 => (46, 24),
+            _ => continue,
+        };
+        let len_at = if sig == 0x0403_4b50 { 26 } else { 28 };
+        let n = u16::from_le_bytes([zip[i + len_at], zip[i + len_at + 1]]) as usize;
+        if zip.get(i + name_at..i + name_at + n) == Some(name.as_bytes()) {
+            zip[i + size_at..i + size_at + 4].copy_from_slice(&size.to_le_bytes());
+            patched += 1;
+        }
+    }
+    assert_eq!(patched, 2, "{name}: local and central header");
+}
+
+fn app_package() -> GeneratedPackage {
+    let dir = tempfile::tempdir().unwrap();
+    build(&PackageOptions {
+        application: Some(write_app(dir.path())),
+        application_version: Some(7),
+        hw_version: Some(52),
+        sd_req: Some(vec![0x100]),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// A 20 MiB run of zeros deflates to a few KiB: its declared size is refused before a
+/// byte of it is inflated, naming the member and the limit.
+#[test]
+fn a_deflate_bomb_is_refused_by_its_declared_size() {
+    let pkg = app_package();
+    let im = &pkg.images[0];
+    let zeros = vec![0u8; 20 << 20];
+    let zip = deflated_zip(&[
+        (MANIFEST_FILENAME, pkg.manifest.as_bytes()),
+        ("app.dat", &im.dat),
+        ("app.bin", &zeros),
+    ]);
+    assert!(zip.len() < 100_000, "{}", zip.len());
+    match Package::from_zip_bytes(Path::new("bomb.zip"), &zip) {
+        Err(e @ PackageError::MemberTooLarge { .. }) => {
+            let PackageError::MemberTooLarge {
+                name,
+                declared,
+                limit,
+                ..
+            } = &e
+            else {
+                unreachable!()
+            };
+            assert_eq!((name.as_str(), *declared), ("app.bin", 20 << 20));
+            assert_eq!(*limit, MAX_IMAGE_BYTES);
+            let text = e.to_string();
+            assert!(
+                text.contains("bomb.zip") && text.contains("app.bin"),
+                "{text}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // A manifest or init packet is held to the metadata limit.
+    let big = vec![b' '; MAX_METADATA_BYTES as usize + 1];
+    let zip = deflated_zip(&[(MANIFEST_FILENAME, &big)]);
+    assert!(matches!(
+        Package::from_zip_bytes(Path::new("m.zip"), &zip),
+        Err(PackageError::MemberTooLarge {
+            limit: MAX_METADATA_BYTES,
+            ..
+        })
+    ));
+}
+
+/// A header that declares 4 GiB for a member is refused before reading; one that declares
+/// 1004 bytes for a member inflating to 20 MiB stops at byte 1004.
+#[test]
+fn lying_zip_headers_are_refused() {
+    let pkg = app_package();
+    let im = &pkg.images[0];
+    let mut zip = deflated_zip(&[
+        (MANIFEST_FILENAME, pkg.manifest.as_bytes()),
+        ("app.dat", &im.dat),
+        ("app.bin", &im.bin),
+    ]);
+    declare_size(&mut zip, "app.bin", u32::MAX);
+    assert!(matches!(
+        Package::from_zip_bytes(Path::new("huge.zip"), &zip),
+        Err(PackageError::MemberTooLarge {
+            declared: 0xFFFF_FFFF,
+            ..
+        })
+    ));
+    let zeros = vec![0u8; 20 << 20];
+    let mut zip = deflated_zip(&[
+        (MANIFEST_FILENAME, pkg.manifest.as_bytes()),
+        ("app.dat", &im.dat),
+        ("app.bin", &zeros),
+    ]);
+    declare_size(&mut zip, "app.bin", 1004);
+    match Package::from_zip_bytes(Path::new("lie.zip"), &zip) {
+        Err(PackageError::MemberLongerThanDeclared { name, declared, .. }) => {
+            assert_eq!((name.as_str(), declared), ("app.bin", 1004));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// An application image listed under `softdevice_bootloader`: refused naming the slot, the
+/// member and both types, before any size or hash check.
+#[test]
+fn manifest_slot_and_init_packet_type_must_agree() {
+    let pkg = app_package();
+    let im = &pkg.images[0];
+    let manifest = pkg
+        .manifest
+        .replace("\"application\"", "\"softdevice_bootloader\"");
+    let zip = deflated_zip(&[
+        (MANIFEST_FILENAME, manifest.as_bytes()),
+        ("app.dat", &im.dat),
+        ("app.bin", &im.bin),
+    ]);
+    let e = Package::from_zip_bytes(Path::new("slot.zip"), &zip).unwrap_err();
+    assert!(matches!(e, PackageError::SlotTypeMismatch { .. }), "{e:?}");
+    let text = e.to_string();
+    for word in [
+        "softdevice_bootloader",
+        "app.dat",
+        "APPLICATION",
+        "SOFTDEVICE_BOOTLOADER",
+    ] {
+        assert!(text.contains(word), "lacks {word}: {text}");
+    }
+    for slot in ["bootloader", "softdevice"] {
+        let manifest = pkg
+            .manifest
+            .replace("\"application\"", &format!("\"{slot}\""));
+        let zip = deflated_zip(&[
+            (MANIFEST_FILENAME, manifest.as_bytes()),
+            ("app.dat", &im.dat),
+            ("app.bin", &im.bin),
+        ]);
+        assert!(
+            matches!(
+                Package::from_zip_bytes(Path::new("slot.zip"), &zip),
+                Err(PackageError::SlotTypeMismatch { .. })
+            ),
+            "{slot}"
+        );
+    }
+}
+
+/// `--debug-mode` without versions stores 0xFFFFFFFF: the package and the generator both
+/// warn, once per versioned image, naming the member, the version and the way back.
+#[test]
+fn debug_mode_packages_warn_about_the_stored_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = PackageOptions {
+        application: Some(write_app(dir.path())),
+        debug_mode: true,
+        ..Default::default()
+    };
+    let generated = build(&opts).unwrap();
+    let opened =
+        Package::from_zip_bytes(Path::new("dbg.zip"), &generated.to_zip().unwrap()).unwrap();
+    assert_eq!(opened.images[0].command.fw_version, Some(0xFFFF_FFFF));
+    for warnings in [generated.warnings(), opened.warnings()] {
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        for word in [
+            "app.dat",
+            "0xFFFFFFFF",
+            "downgrade",
+            "settings generate",
+            "--debug-mode",
+        ] {
+            assert!(warnings[0].contains(word), "lacks {word}: {}", warnings[0]);
+        }
+    }
+    // An explicit version with --debug-mode, or no debug mode: nothing to warn about.
+    for opts in [
+        PackageOptions {
+            application_version: Some(5),
+            ..opts.clone()
+        },
+        PackageOptions {
+            debug_mode: false,
+            application_version: Some(0xFFFF_FFFF),
+            hw_version: Some(52),
+            sd_req: Some(vec![0x100]),
+            ..opts.clone()
+        },
+    ] {
+        assert_eq!(build(&opts).unwrap().warnings(), Vec::<String>::new());
+    }
+}

@@ -6,8 +6,28 @@ use super::manifest::{ImageKind, ManifestFile, MANIFEST_FILENAME};
 use crate::init_packet::{self, DecodeError, FwType, HashType, InitCommand, SignatureType};
 use p256::ecdsa::VerifyingKey;
 use sha2::{Digest, Sha256};
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+
+const METADATA: &str = "manifest.json or an init packet";
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The most a firmware member (`.bin`) may inflate to. The largest flash of a supported
+/// device is the nRF52840's: 1 MiB internal plus an 8 MiB MX25R6435F QSPI part for bank 1,
+/// so no image can exceed 9 MiB; 16 MiB leaves room for a larger external part while a
+/// 2 MB archive can no longer claim gigabytes. Checked against the zip's declared size
+/// before a member is read, and again while it is read.
+pub const MAX_IMAGE_BYTES: u64 = 16 << 20;
+
+/// The most manifest.json or an init packet (`.dat`) may hold. The SDK bootloader accepts
+/// init commands of at most `INIT_COMMAND_MAX_SIZE` (512 bytes); nrfutil's manifests are
+/// under 1 KiB.
+pub const MAX_METADATA_BYTES: u64 = 64 << 10;
 
 /// Why a package (or init packet file) could not be opened or did not validate.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +57,45 @@ pub enum PackageError {
         name: String,
         /// What the reader reported.
         reason: String,
+    },
+    /// A member's declared uncompressed size is over its limit: refused before reading it.
+    #[error("{path}: member {name} declares {declared} bytes uncompressed, over the {limit}-byte limit for {what} (not read)")]
+    MemberTooLarge {
+        /// The package.
+        path: PathBuf,
+        /// Member name.
+        name: String,
+        /// Uncompressed size the zip's central directory declares.
+        declared: u64,
+        /// The limit ([`MAX_IMAGE_BYTES`] or [`MAX_METADATA_BYTES`]).
+        limit: u64,
+        /// What the member is ("a firmware image", "manifest.json or an init packet").
+        what: &'static str,
+    },
+    /// A member inflates to more than its zip header declares (a corrupt or crafted
+    /// archive): reading stopped there.
+    #[error("{path}: member {name} inflates past the {declared} bytes its zip header declares; reading stopped at offset {declared}")]
+    MemberLongerThanDeclared {
+        /// The package.
+        path: PathBuf,
+        /// Member name.
+        name: String,
+        /// Uncompressed size the zip header declares.
+        declared: u64,
+    },
+    /// A manifest slot holds an init packet of another firmware type.
+    #[error("{path}: manifest slot {slot} lists {dat_file}, whose init packet says type {fw_type}; that slot needs {expected}")]
+    SlotTypeMismatch {
+        /// The package.
+        path: PathBuf,
+        /// Manifest slot (`softdevice_bootloader`, ...).
+        slot: &'static str,
+        /// The init packet member.
+        dat_file: String,
+        /// The type in the init packet (`dfu-cc.proto` name).
+        fw_type: &'static str,
+        /// The type(s) the slot takes.
+        expected: &'static str,
     },
     /// The zip has no manifest.json.
     #[error("{path} has no manifest.json; it is not a Nordic DFU package")]
@@ -177,6 +236,34 @@ impl PackageImage {
             .is_some_and(|s| keys::verify(key, self.init_command_bytes(), s))
     }
 
+    /// The init packet's firmware type must be one the manifest slot takes: an application
+    /// under `softdevice_bootloader` would be activated as a SoftDevice and bootloader.
+    fn check_slot(&self, path: &Path) -> Result<(), PackageError> {
+        // dfu-cc.proto's default type is APPLICATION.
+        let t = self.command.fw_type.unwrap_or(FwType::Application);
+        let (ok, expected) = match self.kind {
+            ImageKind::Application => (
+                matches!(t, FwType::Application | FwType::ExternalApplication),
+                "APPLICATION or EXTERNAL_APPLICATION",
+            ),
+            ImageKind::Softdevice => (t == FwType::Softdevice, "SOFTDEVICE"),
+            ImageKind::Bootloader => (t == FwType::Bootloader, "BOOTLOADER"),
+            ImageKind::SoftdeviceBootloader => {
+                (t == FwType::SoftdeviceBootloader, "SOFTDEVICE_BOOTLOADER")
+            }
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(PackageError::SlotTypeMismatch {
+            path: path.to_owned(),
+            slot: self.kind.manifest_key(),
+            dat_file: self.dat_file.clone(),
+            fw_type: t.proto_name(),
+            expected,
+        })
+    }
+
     fn validate(&self, path: &Path) -> Result<(), PackageError> {
         let Some(fw) = &self.firmware else {
             return Ok(());
@@ -238,37 +325,53 @@ pub struct Package {
 
 impl Package {
     /// Opens a `.zip` package, or a raw init packet if the file is not a zip and ends in
-    /// `.dat`, and validates it.
+    /// `.dat`, and validates it. Only the zip's central directory and the members the
+    /// manifest names are read, each within its limit.
     pub fn open(path: &Path) -> Result<Package, PackageError> {
-        let bytes = std::fs::read(path).map_err(|source| PackageError::Io {
+        let io = |source| PackageError::Io {
             path: path.to_owned(),
             source,
-        })?;
-        if !bytes.starts_with(b"PK")
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mut magic = Vec::new();
+        (&mut file).take(2).read_to_end(&mut magic).map_err(io)?;
+        if magic != b"PK"
             && path
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("dat"))
         {
-            return Package::from_dat_bytes(path, bytes);
+            return Package::open_dat(path);
         }
-        Package::from_zip_bytes(path, &bytes)
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        Package::from_zip_reader(path, std::io::BufReader::new(file))
     }
 
     /// Reads a raw init packet file (`.dat`) for display.
     pub fn open_dat(path: &Path) -> Result<Package, PackageError> {
-        let bytes = std::fs::read(path).map_err(|source| PackageError::Io {
+        let io = |source| PackageError::Io {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_METADATA_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if bytes.len() as u64 > MAX_METADATA_BYTES {
+            let declared = std::fs::metadata(path).map_err(io)?.len();
+            return Err(PackageError::MemberTooLarge {
+                path: path.to_owned(),
+                name: file_name(path),
+                declared,
+                limit: MAX_METADATA_BYTES,
+                what: METADATA,
+            });
+        }
         Package::from_dat_bytes(path, bytes)
     }
 
     fn from_dat_bytes(path: &Path, bytes: Vec<u8>) -> Result<Package, PackageError> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let img = PackageImage::from_dat(path, None, String::new(), name, bytes, None)?;
+        let img = PackageImage::from_dat(path, None, String::new(), file_name(path), bytes, None)?;
         Ok(Package {
             path: path.to_owned(),
             images: vec![img],
@@ -277,35 +380,58 @@ impl Package {
 
     /// Parses and validates package bytes; `path` names errors.
     pub fn from_zip_bytes(path: &Path, bytes: &[u8]) -> Result<Package, PackageError> {
-        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|source| {
-            PackageError::NotZip {
-                path: path.to_owned(),
-                source,
-            }
+        Package::from_zip_reader(path, std::io::Cursor::new(bytes))
+    }
+
+    fn from_zip_reader(path: &Path, r: impl Read + Seek) -> Result<Package, PackageError> {
+        let mut zip = zip::ZipArchive::new(r).map_err(|source| PackageError::NotZip {
+            path: path.to_owned(),
+            source,
         })?;
-        let mut read = |name: &str| -> Result<Option<Vec<u8>>, PackageError> {
-            let mut f = match zip.by_name(name) {
+        let mut read = |name: &str, limit: u64| -> Result<Option<Vec<u8>>, PackageError> {
+            let corrupt = |e: &dyn std::fmt::Display| PackageError::CorruptMember {
+                path: path.to_owned(),
+                name: name.into(),
+                reason: e.to_string(),
+            };
+            let f = match zip.by_name(name) {
                 Ok(f) => f,
                 Err(zip::result::ZipError::FileNotFound) => return Ok(None),
-                Err(e) => {
-                    return Err(PackageError::CorruptMember {
-                        path: path.to_owned(),
-                        name: name.into(),
-                        reason: e.to_string(),
-                    })
-                }
+                Err(e) => return Err(corrupt(&e)),
             };
-            let mut v = Vec::new();
-            f.read_to_end(&mut v)
-                .map_err(|e| PackageError::CorruptMember {
+            // The central directory's size, checked before a byte is inflated; then the
+            // read stops one byte past it, so a header that lies cannot make it longer.
+            let declared = f.size();
+            if declared > limit {
+                return Err(PackageError::MemberTooLarge {
                     path: path.to_owned(),
                     name: name.into(),
-                    reason: e.to_string(),
-                })?;
+                    declared,
+                    limit,
+                    what: if limit == MAX_IMAGE_BYTES {
+                        "a firmware image"
+                    } else {
+                        METADATA
+                    },
+                });
+            }
+            let mut v = Vec::with_capacity(declared as usize);
+            f.take(declared + 1)
+                .read_to_end(&mut v)
+                .map_err(|e| corrupt(&e))?;
+            if v.len() as u64 > declared {
+                return Err(PackageError::MemberLongerThanDeclared {
+                    path: path.to_owned(),
+                    name: name.into(),
+                    declared,
+                });
+            }
             Ok(Some(v))
         };
-        let manifest = read(MANIFEST_FILENAME)?.ok_or_else(|| PackageError::MissingManifest {
-            path: path.to_owned(),
+        let manifest = read(MANIFEST_FILENAME, MAX_METADATA_BYTES)?.ok_or_else(|| {
+            PackageError::MissingManifest {
+                path: path.to_owned(),
+            }
         })?;
         let m: ManifestFile =
             serde_json::from_slice(&manifest).map_err(|source| PackageError::BadManifest {
@@ -329,10 +455,15 @@ impl Package {
                 entry: kind.manifest_key(),
                 name: name.into(),
             };
-            let dat = read(&e.dat_file)?.ok_or_else(|| missing(&e.dat_file))?;
-            let bin = read(&e.bin_file)?.ok_or_else(|| missing(&e.bin_file))?;
-            let img =
-                PackageImage::from_dat(path, Some(kind), e.bin_file, e.dat_file, dat, Some(bin))?;
+            let dat = read(&e.dat_file, MAX_METADATA_BYTES)?.ok_or_else(|| missing(&e.dat_file))?;
+            let img = PackageImage::from_dat(path, Some(kind), e.bin_file, e.dat_file, dat, None)?;
+            img.check_slot(path)?;
+            let bin =
+                read(&img.bin_file, MAX_IMAGE_BYTES)?.ok_or_else(|| missing(&img.bin_file))?;
+            let img = PackageImage {
+                firmware: Some(bin),
+                ..img
+            };
             img.validate(path)?;
             images.push(img);
         }

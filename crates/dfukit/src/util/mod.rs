@@ -6,6 +6,7 @@ pub mod diag;
 pub mod keys;
 pub mod nordic;
 pub mod num;
+pub mod output;
 pub mod progress;
 pub mod serve;
 pub mod shim;

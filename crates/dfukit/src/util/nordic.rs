@@ -69,6 +69,14 @@ pub fn open_diag(e: PackageError) -> Diag {
             "dfukit::nordic::pkg::manifest",
             "this is not a Nordic DFU package; generate one with `dfukit nordic pkg generate`",
         ),
+        PackageError::MemberTooLarge { .. } | PackageError::MemberLongerThanDeclared { .. } => (
+            "dfukit::nordic::pkg::too_large",
+            "no Nordic device holds an image this large: the archive is damaged or crafted; download or regenerate the package",
+        ),
+        PackageError::SlotTypeMismatch { .. } => (
+            "dfukit::nordic::pkg::slot_type_mismatch",
+            "the manifest puts the image in the wrong slot (the bootloader would activate it as that type): regenerate the package with the image in its own option (--application, --bootloader, --softdevice)",
+        ),
         PackageError::MissingFile { .. } => {
             ("dfukit::nordic::pkg::missing_file", "the package is incomplete: regenerate it")
         }

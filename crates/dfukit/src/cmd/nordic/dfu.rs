@@ -59,24 +59,92 @@ pub struct BleArgs {
     pub public_key: Option<PathBuf>,
 }
 
-/// Options of `dfu serial`.
-#[derive(Args, Clone)]
+/// Options of `dfu serial`. nrfutil 6's spellings work too: `-pkg FILE`, `-p PORT`,
+/// `-b BAUD`, `-fc 0|1`, `-prn N`, `-t SECONDS` and their long forms (see
+/// [`nrfutil_argv`] for the single-dash ones).
+#[derive(Args, Clone, Debug)]
 pub struct SerialArgs {
-    /// The update package (.zip from `dfukit nordic pkg generate` or nrfutil).
-    #[arg(long = "package", short = 'p', visible_alias = "pkg")]
+    /// The update package (.zip from `dfukit nordic pkg generate` or nrfutil); nrfutil's
+    /// `-pkg` is taken too.
+    #[arg(long = "package", visible_alias = "pkg")]
     pub package: PathBuf,
     /// The serial port, e.g. /dev/ttyACM0 or the pty a simulated board printed.
-    #[arg(long, visible_alias = "port-name")]
+    #[arg(long, short = 'p', visible_alias = "port-name")]
     pub port: PathBuf,
     /// Packet receipt notification interval (0: CRC checked once per object).
-    #[arg(long, default_value_t = 0)]
+    #[arg(
+        long,
+        visible_alias = "packet-receipt-notification",
+        default_value_t = 0
+    )]
     pub prn: u16,
     /// Baud rate (ignored by USB CDC and ptys).
-    #[arg(long, short = 'b', default_value = "115200", value_parser = num::baud)]
+    #[arg(
+        long,
+        short = 'b',
+        visible_alias = "baud-rate",
+        default_value = "115200",
+        value_parser = num::baud
+    )]
     pub baud: u32,
+    /// RTS/CTS flow control, as nrfutil's `-fc`: 0 (the default) or 1. dfukit's
+    /// serial port has no hardware flow control yet, so 1 is refused.
+    #[arg(long, value_parser = parse_click_bool, default_value = "0", action = clap::ArgAction::Set)]
+    pub flow_control: bool,
     /// Seconds to wait for each response.
-    #[arg(long, default_value = "5", value_parser = num::seconds)]
+    #[arg(long, short = 't', default_value = "5", value_parser = num::seconds)]
     pub timeout: Duration,
+}
+
+/// A boolean as nrfutil's click options take it (`-fc 1`, `-fc false`, ...).
+fn parse_click_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "t" | "yes" | "y" | "on" => Ok(true),
+        "0" | "false" | "f" | "no" | "n" | "off" => Ok(false),
+        _ => Err(format!("{s} is not a boolean (use 0 or 1)")),
+    }
+}
+
+/// nrfutil 6's single-dash long options of `dfu serial` and the long options they mean.
+const NRFUTIL_SERIAL_OPTIONS: [(&str, &str); 3] = [
+    ("-pkg", "--package"),
+    ("-fc", "--flow-control"),
+    ("-prn", "--prn"),
+];
+
+/// Rewrites nrfutil 6's single-dash long options (`-pkg`, `-fc`, `-prn`) after
+/// `nordic dfu serial` into their long forms, so `nrfutil dfu serial` command lines
+/// run unchanged. clap has no multi-letter short options, and reads `-pkg` as `-p kg`;
+/// this runs before clap parses, touches only the arguments of that subcommand, and
+/// stops at `--`. An option's value (`-p -pkg`) is not an option and is left alone.
+pub fn nrfutil_argv(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let Some(at) = args
+        .windows(3)
+        .position(|w| w[0] == "nordic" && w[1] == "dfu" && w[2] == "serial")
+    else {
+        return args;
+    };
+    let mut out = args;
+    let mut value_next = false;
+    for arg in &mut out[at + 3..] {
+        if arg == "--" {
+            break;
+        }
+        if value_next {
+            value_next = false;
+            continue;
+        }
+        if let Some((_, long)) = NRFUTIL_SERIAL_OPTIONS.iter().find(|(n, _)| arg == *n) {
+            *arg = (*long).into();
+            value_next = true;
+        } else {
+            // Every option of `dfu serial` but --help takes a value.
+            let s = arg.to_string_lossy();
+            value_next =
+                s.starts_with('-') && s.len() > 1 && !s.contains('=') && s != "--help" && s != "-h";
+        }
+    }
+    out
 }
 
 impl SerialArgs {
@@ -94,14 +162,30 @@ impl SerialArgs {
 /// Runs a `dfu` subcommand.
 pub fn run(cmd: DfuCommand) -> miette::Result<()> {
     match cmd {
-        DfuCommand::Serial(a) => Ok(update_serial(&a.to_update()).map(|_| ())?),
+        DfuCommand::Serial(a) => Ok(serial(&a)?),
         DfuCommand::Ble(a) => Ok(ble(&a)?),
     }
+}
+
+/// Runs `dfu serial`: the package is checked and its warnings printed before the
+/// port is opened.
+pub fn serial(a: &SerialArgs) -> Result<(), Diag> {
+    if a.flow_control {
+        return Err(Diag::new(
+            "dfukit::nordic::dfu::flow_control",
+            format!("-fc 1 (RTS/CTS flow control) asked for {}, which dfukit cannot do yet", a.port.display()),
+            "run with -fc 0: the nRF5 SDK's USB CDC bootloaders need no flow control, and a UART bootloader built with NRF_DFU_SERIAL_UART_USES_HWFC=0 neither",
+        ));
+    }
+    let pkg = open_package(&a.package)?;
+    super::print_warnings(&pkg.warnings());
+    update_serial(&a.to_update()).map(|_| ())
 }
 
 /// Runs `dfu ble`.
 pub fn ble(a: &BleArgs) -> Result<(), Diag> {
     let pkg = open_package(&a.package)?;
+    super::print_warnings(&pkg.warnings());
     let opts = UpdateOptions {
         prn: a.prn,
         response_timeout: a.timeout,
@@ -159,6 +243,81 @@ fn ble_radio(a: &BleArgs, address: &str, pkg: &Package, opts: &UpdateOptions) ->
         update_image(&mut link, opts, img, &a.package)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        nordic: Top,
+    }
+
+    #[derive(Subcommand)]
+    enum Top {
+        Nordic {
+            #[command(subcommand)]
+            dfu: Dfu,
+        },
+    }
+
+    #[derive(Subcommand)]
+    enum Dfu {
+        Dfu {
+            #[command(subcommand)]
+            command: DfuCommand,
+        },
+    }
+
+    fn parse(line: &str) -> SerialArgs {
+        let argv = nrfutil_argv(line.split(' ').map(Into::into).collect());
+        let Top::Nordic {
+            dfu: Dfu::Dfu { command },
+        } = Cli::try_parse_from(argv)
+            .unwrap_or_else(|e| panic!("{line}: {e}"))
+            .nordic;
+        match command {
+            DfuCommand::Serial(a) => a,
+            DfuCommand::Ble(_) => panic!("{line}"),
+        }
+    }
+
+    /// nrfutil's spellings and dfukit's parse to the same options.
+    #[test]
+    fn nrfutil_spellings_parse_to_the_same_options() {
+        let lines = [
+            "t nordic dfu serial --package a.zip --port /dev/ttyACM0 --baud 1000000 --prn 8 --flow-control 0 --timeout 1",
+            "t nordic dfu serial -pkg a.zip -p /dev/ttyACM0 -b 1000000 -prn 8 -fc 0 -t 1",
+            "t nordic dfu serial --pkg a.zip --port-name /dev/ttyACM0 --baud-rate 1000000 --packet-receipt-notification 8 -t 1",
+            "t nordic dfu serial -fc false -prn 8 -b 1000000 -t 1 -pkg a.zip --port=/dev/ttyACM0",
+        ];
+        for line in lines {
+            let a = parse(line);
+            let got = (a.package, a.port, a.baud, a.prn, a.flow_control, a.timeout);
+            let want = (
+                "a.zip".into(),
+                "/dev/ttyACM0".into(),
+                1_000_000,
+                8,
+                false,
+                std::time::Duration::from_secs(1),
+            );
+            assert_eq!(got, want, "{line}");
+        }
+        assert!(parse("t nordic dfu serial -pkg a.zip -p x -fc 1").flow_control);
+        // A value that looks like an nrfutil option is a value; other commands are untouched.
+        let argv = |l: &str| -> Vec<std::ffi::OsString> { l.split(' ').map(Into::into).collect() };
+        for line in [
+            "t nordic dfu serial -t -pkg",
+            "t nordic pkg display -pkg",
+            "t nordic dfu serial -- -pkg",
+        ] {
+            assert_eq!(nrfutil_argv(argv(line)), argv(line), "{line}");
+        }
+    }
 }
 
 #[cfg(not(feature = "ble"))]

@@ -6,6 +6,7 @@ mod dfu;
 mod pkg;
 
 use clap::Subcommand;
+pub use dfu::nrfutil_argv;
 
 /// `dfukit nordic ...`
 #[derive(Subcommand)]
@@ -30,6 +31,13 @@ pub enum NordicCommand {
         #[command(subcommand)]
         command: dfu::DfuCommand,
     },
+}
+
+/// Prints a package's warnings (`Package::warnings`), one line each, on stderr.
+fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
 }
 
 /// Runs a `nordic` subcommand.

@@ -12,14 +12,19 @@ use dfukit_nordic::package::{self, GenerateError, Package, PackageOptions};
 use dfukit_nordic::settings::{self, Family, SettingsError, SettingsHexOptions};
 
 use crate::util::diag::Diag;
+use crate::util::output::{write_output, Output, OutputCodes};
 
 /// `dfukit nordic keys ...`
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     /// Generate a P-256 private key and store it in a file in PEM format (as nrfutil does).
     Generate {
-        /// Output PEM file. An existing file is not overwritten.
+        /// Output PEM file, created with mode 0600. An existing file is kept unless
+        /// --overwrite is given (nrfutil asks); a symbolic link is refused.
         key_file: PathBuf,
+        /// Replace an existing key file.
+        #[arg(long, visible_alias = "force")]
+        overwrite: bool,
     },
     /// Display the private key stored in a PEM file, or the public key derived from it.
     Display {
@@ -31,9 +36,14 @@ pub enum KeysCommand {
         /// Output format.
         #[arg(long, value_enum)]
         format: FormatArg,
-        /// Write the output to this file instead of stdout.
+        /// Write the output to this file instead of stdout. A private key (--key sk)
+        /// is written as `keys generate` writes one: mode 0600, no existing file replaced
+        /// unless --overwrite.
         #[arg(long = "out_file", alias = "out-file")]
         out_file: Option<PathBuf>,
+        /// With --out_file --key sk: replace an existing file.
+        #[arg(long, visible_alias = "force")]
+        overwrite: bool,
     },
 }
 
@@ -266,6 +276,11 @@ fn key_diag(e: KeyError) -> Diag {
             e.to_string(),
             "pass the private key file made by `dfukit nordic keys generate` or `nrfutil keys generate`",
         ),
+        KeyError::NotAKey { .. } => Diag::new(
+            "dfukit::nordic::keys::not_a_key",
+            e.to_string(),
+            "pass a private key file, or the public key `keys display --key pk --format pem` prints",
+        ),
         KeyError::PrivateKeyAsCode => {
             Diag::new("dfukit::nordic::keys::sk_as_code", e.to_string(), "use --format hex or pem for the private key")
         }
@@ -287,16 +302,18 @@ fn load_key(path: &Path) -> miette::Result<p256::ecdsa::SigningKey> {
 /// Runs `dfukit nordic keys ...`.
 pub fn run_keys(cmd: KeysCommand) -> miette::Result<()> {
     match cmd {
-        KeysCommand::Generate { key_file } => {
-            if key_file.exists() {
-                return Err(Diag::new(
-                    "dfukit::nordic::keys::exists",
-                    format!("{} already exists", key_file.display()),
-                    "remove it first or choose another file name; keys are never overwritten",
-                )
-                .into());
-            }
-            keys::generate(&key_file).map_err(key_diag)?;
+        KeysCommand::Generate {
+            key_file,
+            overwrite,
+        } => {
+            let pem = keys::private_pem(&keys::generate_key()).map_err(key_diag)?;
+            let out = Output {
+                codes: &OutputCodes::NORDIC,
+                inputs: vec![],
+                overwrite,
+                private: true,
+            };
+            write_output(&key_file, pem.as_bytes(), &out)?;
             println!(
                 "Generated private key and stored it in: {}",
                 key_file.display()
@@ -308,6 +325,7 @@ pub fn run_keys(cmd: KeysCommand) -> miette::Result<()> {
             key,
             format,
             out_file,
+            overwrite,
         } => {
             let sk = load_key(&key_file)?;
             let part = match key {
@@ -324,13 +342,16 @@ pub fn run_keys(cmd: KeysCommand) -> miette::Result<()> {
             match out_file {
                 // nrfutil writes the text without the newline click.echo would add.
                 Some(p) => {
-                    std::fs::write(&p, text.strip_suffix('\n').unwrap_or(&text)).map_err(|e| {
-                        Diag::new(
-                            "dfukit::nordic::keys::io",
-                            format!("cannot write {}: {e}", p.display()),
-                            "check the output directory exists and is writable",
-                        )
-                    })?
+                    let private = part == KeyPart::Private;
+                    let out = Output {
+                        codes: &OutputCodes::NORDIC,
+                        inputs: vec![&key_file],
+                        // nrfutil replaces the file; a private key is kept unless asked.
+                        overwrite: overwrite || !private,
+                        private,
+                    };
+                    let body = text.strip_suffix('\n').unwrap_or(&text);
+                    write_output(&p, body.as_bytes(), &out)?
                 }
                 None => print!("{text}"),
             }
@@ -402,7 +423,23 @@ pub fn run_pkg(cmd: PkgCommand) -> miette::Result<()> {
                 debug_mode: a.debug_mode,
                 external_app: a.external_app,
             };
-            package::generate_to_file(&opts, &a.zipfile).map_err(generate_diag)?;
+            let generated = package::build(&opts).map_err(generate_diag)?;
+            let zip = generated.to_zip().map_err(generate_diag)?;
+            let inputs = [
+                &opts.application,
+                &opts.bootloader,
+                &opts.softdevice,
+                &a.key_file,
+            ];
+            let out = Output {
+                codes: &OutputCodes::NORDIC,
+                inputs: inputs.iter().filter_map(|p| p.as_deref()).collect(),
+                // nrfutil replaces an existing zip; scripts rerun it.
+                overwrite: true,
+                private: false,
+            };
+            write_output(&a.zipfile, &zip, &out)?;
+            super::print_warnings(&generated.warnings());
             println!("Zip created at {}", a.zipfile.display());
             Ok(())
         }
@@ -420,6 +457,7 @@ pub fn run_pkg(cmd: PkgCommand) -> miette::Result<()> {
             } else {
                 println!("{}", pkg.display());
             }
+            super::print_warnings(&pkg.warnings());
             Ok(())
         }
     }
@@ -446,13 +484,15 @@ pub fn run_settings(cmd: SettingsCommand) -> miette::Result<()> {
                 key,
             };
             let generated = settings::generate_settings(&opts).map_err(settings_diag)?;
-            std::fs::write(&a.hex_file, generated.to_hex()).map_err(|e| {
-                Diag::new(
-                    "dfukit::nordic::settings::write",
-                    format!("cannot write {}: {e}", a.hex_file.display()),
-                    "check the output directory exists and is writable",
-                )
-            })?;
+            let inputs = [&opts.application, &opts.softdevice, &a.key_file];
+            let out = Output {
+                codes: &OutputCodes::NORDIC,
+                inputs: inputs.iter().filter_map(|p| p.as_deref()).collect(),
+                // nrfutil replaces an existing hex file.
+                overwrite: true,
+                private: false,
+            };
+            write_output(&a.hex_file, generated.to_hex().as_bytes(), &out)?;
             println!(
                 "Generated Bootloader DFU settings .hex file and stored it in: {}",
                 a.hex_file.display()
