@@ -386,8 +386,9 @@ pub use host::*;
 mod host {
     use super::*;
     use crate::init_packet::ValidationType;
-    use crate::package::firmware::{self, FirmwareError};
+    use crate::package::firmware;
     use crate::package::keys;
+    use dfukit_firmware::FirmwareError;
     use p256::ecdsa::SigningKey;
     use sha2::{Digest, Sha256};
     use std::path::PathBuf;
@@ -630,7 +631,7 @@ mod host {
             if let Some(b) = self.backup_address {
                 segs.push((b, &bytes));
             }
-            firmware::to_intel_hex(&segs)
+            dfukit_firmware::to_intel_hex(&segs)
         }
 
         /// A summary in the shape of nrfutil's `settings generate` report.

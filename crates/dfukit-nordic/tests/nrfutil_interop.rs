@@ -8,8 +8,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use dfukit_firmware::to_intel_hex;
 use dfukit_nordic::init_packet::{self, ValidationType};
-use dfukit_nordic::package::firmware::to_intel_hex;
 use dfukit_nordic::package::keys::{self, Format, KeyPart};
 use dfukit_nordic::package::{self, Package, PackageOptions};
 use dfukit_nordic::settings::{self, Family, SettingsHexOptions};
@@ -660,8 +660,7 @@ fn settings_ecdsa_boot_validation_verifies() {
     };
     let ours = settings::generate_settings(&opts).unwrap();
     let theirs_text = std::fs::read_to_string(&out).unwrap();
-    let chunks =
-        dfukit_nordic::package::firmware::parse_hex(Path::new("t.hex"), &theirs_text).unwrap();
+    let chunks = dfukit_firmware::parse_hex(Path::new("t.hex"), &theirs_text).unwrap();
     let mut page = vec![0u8; 0x324];
     for (addr, bytes) in chunks {
         let off = (addr - 0xFF000) as usize;

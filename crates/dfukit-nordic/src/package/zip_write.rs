@@ -1,6 +1,6 @@
 //! `pkg generate`: the `.bin` and `.dat` of every image, manifest.json, and the zip.
 
-use super::firmware::{self, FirmwareError};
+use super::firmware;
 use super::keys;
 use super::manifest::{manifest_json, ImageKind, MANIFEST_FILENAME};
 use super::pyset::{merge_sd_id, python_set_order};
@@ -8,6 +8,7 @@ use super::{bin_file_name, dat_file_name, SD_REQ_ANY};
 use crate::init_packet::{
     self, BootValidation, FwType, Hash, HashType, InitCommand, SignatureType, ValidationType,
 };
+use dfukit_firmware::FirmwareError;
 use p256::ecdsa::SigningKey;
 use sha2::{Digest, Sha256};
 use std::io::Write;

@@ -36,11 +36,7 @@ pub fn nrfutil() -> Option<PathBuf> {
 /// Deterministic firmware of `len` bytes written as Intel HEX at 0x27000.
 pub fn app_hex(path: &Path, len: usize, seed: u32) -> Vec<u8> {
     let fw = dfukit_sim::synthetic::firmware(len, seed);
-    std::fs::write(
-        path,
-        dfukit_nordic::package::firmware::to_intel_hex(&[(0x27000, &fw)]),
-    )
-    .unwrap();
+    std::fs::write(path, dfukit_firmware::to_intel_hex(&[(0x27000, &fw)])).unwrap();
     let mut padded = fw;
     while !padded.len().is_multiple_of(4) {
         padded.push(0xFF);

@@ -2,7 +2,8 @@
 //! timing, medians and the set-up diagnostic.
 
 use crate::util::diag::Diag;
-use dfukit_nordic::package::{self, firmware};
+use dfukit_firmware as firmware;
+use dfukit_nordic::package;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
