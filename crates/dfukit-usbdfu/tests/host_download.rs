@@ -51,7 +51,12 @@ fn cli_download(
         DfuseImage::File(file) => {
             host.dfuse_download_file(file, &f4_layouts, job.verify, events)
                 .unwrap();
-            None
+            // Leave goes to the first element of the first target, on its alt.
+            let first = &file.targets[0];
+            if job.leave && file.targets.last().map(|t| t.alt) != Some(first.alt) {
+                host.set_alt(first.alt).unwrap();
+            }
+            Some(first.elements[0].address)
         }
     };
     job.leave.then(|| host.dfuse_leave(leave_to).unwrap())
@@ -173,6 +178,13 @@ fn dfu_file_targets_share_one_erase_plan_and_verify_after_the_last_write() {
     assert_eq!(sim.flash.bytes(0x0800_0000, a.len()), a);
     assert_eq!(sim.flash.bytes(0x0800_1000, b.len()), b);
     assert_eq!(sim.flash.bytes(0x1FFF_C000, opt.len()), opt);
+    // `:leave` jumps to the first element of the first target.
+    assert_eq!(
+        sim.events.last(),
+        Some(&DeviceEvent::Leave {
+            address: 0x0800_0000
+        })
+    );
 }
 
 #[test]

@@ -38,7 +38,8 @@ pub enum UsbCommand {
 pub struct Upload {
     #[command(flatten)]
     pub dfu: AltArgs,
-    /// DfuSe: ADDRESS:LENGTH to read.
+    /// DfuSe: ADDRESS[:LENGTH] to read; without a length, to the end of
+    /// the memory segment (as dfu-util).
     #[arg(short = 's', long = "dfuse-address")]
     pub dfuse_address: Option<String>,
     /// Where to write what was read.
@@ -106,10 +107,15 @@ fn upload(a: &Upload) -> Result<(), Diag> {
     };
     let data = match &a.dfuse_address {
         Some(spec) => {
-            let (addr, len) = spec
-                .split_once(':')
-                .and_then(|(a, l)| Some((parse_num(a)?, parse_num(l)?)))
-                .ok_or_else(|| bad_address(spec))?;
+            // ADDRESS:LENGTH, or ADDRESS alone (with or without the colon).
+            let (addr, len) = match spec.split_once(':') {
+                Some((a, "")) => (parse_num(a), Some(None)),
+                Some((a, l)) => (parse_num(a), parse_num(l).map(Some)),
+                None => (parse_num(spec), Some(None)),
+            };
+            let (Some(addr), Some(len)) = (addr, len) else {
+                return Err(bad_address(spec));
+            };
             let layout = layout.ok_or_else(|| {
                 Diag::new(
                     "dfukit::usb::layout",
@@ -117,7 +123,22 @@ fn upload(a: &Upload) -> Result<(), Diag> {
                     "choose the alt that names the memory (see `dfukit usb list`)",
                 )
             })?;
-            host.dfuse_upload(&layout, addr, len as usize, &mut events)
+            // Without a length, dfu-util's -U reads to the end of the memory
+            // segment holding the address.
+            let len = match len {
+                Some(l) => l as usize,
+                None => layout
+                    .segment_at(addr)
+                    .map(|s| (s.end() - u64::from(addr)) as usize)
+                    .ok_or_else(|| {
+                        Diag::new(
+                            "dfukit::usb::not_readable",
+                            format!("{addr:#010x} is in no memory segment of the alternate setting"),
+                            "check the address against the memory layout (`dfukit usb list`), or give ADDRESS:LENGTH",
+                        )
+                    })?,
+            };
+            host.dfuse_upload(&layout, addr, len, &mut events)
                 .map_err(host_error)?
         }
         None if _dfu.functional.is_dfuse() => {
@@ -131,14 +152,32 @@ fn upload(a: &Upload) -> Result<(), Diag> {
         None => host.upload(None, &mut events).map_err(host_error)?,
     };
     bar.finish_and_clear();
-    std::fs::write(&a.file, &data).map_err(|e| {
+    write_whole(&a.file, &data)?;
+    eprintln!("{}: {} bytes read", a.file.display(), data.len());
+    Ok(())
+}
+
+/// Writes `data` to `path` whole or not at all: into a temporary file in
+/// the same directory, then renamed over `path`, so a failed write leaves
+/// what was there (and no half file).
+fn write_whole(path: &Path, data: &[u8]) -> Result<(), Diag> {
+    use std::io::Write;
+    let fail = |e: &dyn std::fmt::Display| {
         Diag::new(
             "dfukit::usb::file",
-            format!("cannot write {}: {e}", a.file.display()),
-            "check the directory exists and is writable",
+            format!("cannot write {}: {e} (nothing was changed there)", path.display()),
+            "check the directory exists and is writable, and that the disk has room",
         )
-    })?;
-    eprintln!("{}: {} bytes read", a.file.display(), data.len());
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(&e))?;
+    tmp.write_all(data)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| fail(&e))?;
+    tmp.persist(path).map_err(|e| fail(&e.error))?;
     Ok(())
 }
 
