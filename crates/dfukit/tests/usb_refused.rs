@@ -217,7 +217,10 @@ fn refused_downloads_leave_the_flash_byte_identical() {
         }
         assert!(t.contains("help"), "{what}: no help line:\n{t}");
         assert!(!t.contains("downloaded"), "{what}: claims success:\n{t}");
-        assert!(b.flash() == before, "{what}: the refused download changed the flash");
+        assert!(
+            b.flash() == before,
+            "{what}: the refused download changed the flash"
+        );
     }
 }
 
@@ -245,7 +248,10 @@ fn targets_sharing_a_sector_all_survive_and_verify() {
     // not touched, so the old firmware's bytes there are still in place.
     assert!(flash[0x1000..0x2000].iter().all(|&x| x == 0xFF));
     assert_eq!(&flash[0x4000..20_000], &before[0x4000..20_000]);
-    assert_eq!(&flash[0x20000..0x20000 + 5_000], &before[0x20000..0x20000 + 5_000]);
+    assert_eq!(
+        &flash[0x20000..0x20000 + 5_000],
+        &before[0x20000..0x20000 + 5_000]
+    );
 }
 
 /// The STM32F4 flash programs any byte length: a 70,001-byte raw image
@@ -271,12 +277,28 @@ fn upload_without_a_length_reads_to_the_end_of_the_segment() {
     let dir = tempfile::tempdir().unwrap();
     let (b, before) = board_with_old_firmware(dir.path());
     let out = dir.path().join("tail.bin");
-    let t = succeeded(&b.usb(&["upload", "-a", "0", "-s", "0x080E0000", "-U", out.to_str().unwrap()]));
+    let t = succeeded(&b.usb(&[
+        "upload",
+        "-a",
+        "0",
+        "-s",
+        "0x080E0000",
+        "-U",
+        out.to_str().unwrap(),
+    ]));
     assert_contains(&t, &["131072 bytes read"]);
     assert_eq!(std::fs::read(&out).unwrap(), &before[0xE0000..]);
     // With a trailing colon and no length, the same.
     let out2 = dir.path().join("tail2.bin");
-    succeeded(&b.usb(&["upload", "-a", "0", "-s", "0x080E0000:", "-U", out2.to_str().unwrap()]));
+    succeeded(&b.usb(&[
+        "upload",
+        "-a",
+        "0",
+        "-s",
+        "0x080E0000:",
+        "-U",
+        out2.to_str().unwrap(),
+    ]));
     assert_eq!(std::fs::read(&out2).unwrap(), &before[0xE0000..]);
 }
 
@@ -307,7 +329,18 @@ fn a_failed_upload_leaves_no_half_file() {
     let t = failed(&r);
     assert_contains(&t, &["dfukit::usb::file", "flash.bin"]);
     let now = std::fs::read(&out).unwrap();
-    assert!(now == b"previous contents", "the output now holds {} other bytes", now.len());
-    let left: Vec<_> = std::fs::read_dir(&outdir).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(left, [std::ffi::OsString::from("flash.bin")], "left behind: {left:?}");
+    assert!(
+        now == b"previous contents",
+        "the output now holds {} other bytes",
+        now.len()
+    );
+    let left: Vec<_> = std::fs::read_dir(&outdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        [std::ffi::OsString::from("flash.bin")],
+        "left behind: {left:?}"
+    );
 }

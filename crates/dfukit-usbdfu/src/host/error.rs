@@ -307,6 +307,9 @@ mod tests {
         for check in ["alignment", "erased", "protection"] {
             assert!(h.contains(check), "lacks {check:?}: {h}");
         }
-        assert!(!h.contains("worn") && !h.contains("may be write-protected"), "{h}");
+        assert!(
+            !h.contains("worn") && !h.contains("may be write-protected"),
+            "{h}"
+        );
     }
 }

@@ -165,7 +165,10 @@ fn write_whole(path: &Path, data: &[u8]) -> Result<(), Diag> {
     let fail = |e: &dyn std::fmt::Display| {
         Diag::new(
             "dfukit::usb::file",
-            format!("cannot write {}: {e} (nothing was changed there)", path.display()),
+            format!(
+                "cannot write {}: {e} (nothing was changed there)",
+                path.display()
+            ),
             "check the directory exists and is writable, and that the disk has room",
         )
     };
