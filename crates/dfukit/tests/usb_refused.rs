@@ -63,8 +63,11 @@ fn st_suffix() -> Suffix {
     }
 }
 
-/// A `.dfu` file: one target per entry, each (alt, elements as (address, data)).
-fn dfu_file(targets: &[(u8, &[(u32, &[u8])])]) -> Vec<u8> {
+/// Elements as (address, data).
+type Elements<'a> = &'a [(u32, &'a [u8])];
+
+/// A `.dfu` file: one target per entry, each (alt, elements).
+fn dfu_file(targets: &[(u8, Elements<'_>)]) -> Vec<u8> {
     DfuseFile {
         targets: targets
             .iter()
