@@ -268,3 +268,47 @@ fn nothing_is_sent_unless_every_check_passes() {
     assert_eq!(err, DfuHostError::NoLayout { alt: 3 });
     assert!(host.transport().log.is_empty());
 }
+
+/// A `.dfu` download, like a raw one, needs bitCanDnload; and DfuSe
+/// requests (`:leave`, `:mass-erase`) to a plain DFU 1.1 device are refused.
+/// In both cases nothing reaches the device.
+#[test]
+fn dfuse_requests_need_a_device_that_takes_them() {
+    let file = DfuseFile {
+        targets: vec![Target {
+            alt: 0,
+            name: None,
+            elements: vec![Element {
+                address: 0x0800_0000,
+                data: image(100, 30),
+            }],
+        }],
+        suffix: Suffix::default(),
+    };
+    let job = leaving(DfuseImage::File(&file));
+    let sim = Sim::stm32f4();
+    let mut desc = sim.dev.functional_descriptor();
+    desc.attributes &= !dfukit_usbdfu::wire::ATTR_CAN_DNLOAD;
+    let mut host = DfuHost::new(sim, 0, desc, dfukit_usbdfu::host::DfuOptions::default());
+    let err = host
+        .dfuse_download_job(&job, &f4_layouts, &mut |_| {})
+        .unwrap_err();
+    assert_eq!(err, DfuHostError::Unsupported { what: "download" });
+    assert!(host.transport().log.is_empty());
+
+    let sim = Sim::stm32f4();
+    let mut desc = sim.dev.functional_descriptor();
+    desc.dfu_version = 0x0110;
+    let mut host = DfuHost::new(sim, 0, desc, dfukit_usbdfu::host::DfuOptions::default());
+    let err = host.dfuse_leave(None).unwrap_err();
+    assert_eq!(err, DfuHostError::NotDfuse { request: ":leave" });
+    assert_eq!(err.code(), "dfukit::usbdfu::not_dfuse");
+    let err = host.dfuse_mass_erase(&mut |_| {}).unwrap_err();
+    assert_eq!(
+        err,
+        DfuHostError::NotDfuse {
+            request: ":mass-erase"
+        }
+    );
+    assert!(host.transport().log.is_empty());
+}
