@@ -51,7 +51,12 @@ fn cli_download(
         DfuseImage::File(file) => {
             host.dfuse_download_file(file, &f4_layouts, job.verify, events)
                 .unwrap();
-            None
+            // Leave goes to the first element of the first target, on its alt.
+            let first = &file.targets[0];
+            if job.leave && file.targets.last().map(|t| t.alt) != Some(first.alt) {
+                host.set_alt(first.alt).unwrap();
+            }
+            Some(first.elements[0].address)
         }
     };
     job.leave.then(|| host.dfuse_leave(leave_to).unwrap())
@@ -84,7 +89,13 @@ fn raw_image_with_mass_erase_verify_and_leave() {
         mass_erase: true,
         ..leaving(raw(0x0800_0000, &img))
     };
-    let (mut host, events) = same_as_cli(&job);
+    // After the mass erase no sector is erased again (the CLI's old call
+    // sequence did erase them, so this job runs alone).
+    let mut host = f4_host();
+    let mut events = Vec::new();
+    host.dfuse_download_job(&job, &f4_layouts, &mut |e| events.push(e))
+        .unwrap();
+    assert!(!events.iter().any(|e| matches!(e, DfuEvent::Erase { .. })));
     assert_eq!(events.first(), Some(&DfuEvent::MassErase));
     assert_eq!(
         events.last(),
@@ -173,6 +184,13 @@ fn dfu_file_targets_share_one_erase_plan_and_verify_after_the_last_write() {
     assert_eq!(sim.flash.bytes(0x0800_0000, a.len()), a);
     assert_eq!(sim.flash.bytes(0x0800_1000, b.len()), b);
     assert_eq!(sim.flash.bytes(0x1FFF_C000, opt.len()), opt);
+    // `:leave` jumps to the first element of the first target.
+    assert_eq!(
+        sim.events.last(),
+        Some(&DeviceEvent::Leave {
+            address: 0x0800_0000
+        })
+    );
 }
 
 #[test]
@@ -248,5 +266,49 @@ fn nothing_is_sent_unless_every_check_passes() {
         .dfuse_download_job(&job, &f4_layouts, &mut |_| {})
         .unwrap_err();
     assert_eq!(err, DfuHostError::NoLayout { alt: 3 });
+    assert!(host.transport().log.is_empty());
+}
+
+/// A `.dfu` download, like a raw one, needs bitCanDnload; and DfuSe
+/// requests (`:leave`, `:mass-erase`) to a plain DFU 1.1 device are refused.
+/// In both cases nothing reaches the device.
+#[test]
+fn dfuse_requests_need_a_device_that_takes_them() {
+    let file = DfuseFile {
+        targets: vec![Target {
+            alt: 0,
+            name: None,
+            elements: vec![Element {
+                address: 0x0800_0000,
+                data: image(100, 30),
+            }],
+        }],
+        suffix: Suffix::default(),
+    };
+    let job = leaving(DfuseImage::File(&file));
+    let sim = Sim::stm32f4();
+    let mut desc = sim.dev.functional_descriptor();
+    desc.attributes &= !dfukit_usbdfu::wire::ATTR_CAN_DNLOAD;
+    let mut host = DfuHost::new(sim, 0, desc, dfukit_usbdfu::host::DfuOptions::default());
+    let err = host
+        .dfuse_download_job(&job, &f4_layouts, &mut |_| {})
+        .unwrap_err();
+    assert_eq!(err, DfuHostError::Unsupported { what: "download" });
+    assert!(host.transport().log.is_empty());
+
+    let sim = Sim::stm32f4();
+    let mut desc = sim.dev.functional_descriptor();
+    desc.dfu_version = 0x0110;
+    let mut host = DfuHost::new(sim, 0, desc, dfukit_usbdfu::host::DfuOptions::default());
+    let err = host.dfuse_leave(None).unwrap_err();
+    assert_eq!(err, DfuHostError::NotDfuse { request: ":leave" });
+    assert_eq!(err.code(), "dfukit::usbdfu::not_dfuse");
+    let err = host.dfuse_mass_erase(&mut |_| {}).unwrap_err();
+    assert_eq!(
+        err,
+        DfuHostError::NotDfuse {
+            request: ":mass-erase"
+        }
+    );
     assert!(host.transport().log.is_empty());
 }

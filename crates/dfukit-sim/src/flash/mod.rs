@@ -221,14 +221,18 @@ impl FlashChip {
     }
 
     /// STM32F405/407 internal flash: 1 MiB at 0x0800_0000 with the sectors
-    /// of [`stm32f4_sectors`], programmed in 32-bit words (x32 parallelism:
-    /// 16 µs typical, 100 µs maximum per word, STM32F405xx datasheet).
+    /// of [`stm32f4_sectors`]. Programs may be of any byte length at any
+    /// address: the flash interface programs bytes, half-words or words
+    /// (PSIZE, RM0090 "Flash program and erase operations"), and the ROM
+    /// bootloader writes a DfuSe block's length as it comes. Times are
+    /// those of x32 parallelism (16 µs typical, 100 µs maximum per started
+    /// word, STM32F405xx datasheet).
     pub fn stm32f4_internal(storage: Storage) -> Result<Self, FlashModelError> {
         let geometry = FlashGeometry {
             base: 0x0800_0000,
             size: 1024 * 1024,
             erase_size: 16 * 1024,
-            write_unit: 4,
+            write_unit: 1,
             max_program: 16 * 1024,
         };
         let timing = FlashTiming {

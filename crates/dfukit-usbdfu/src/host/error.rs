@@ -180,6 +180,37 @@ pub enum DfuHostError {
         /// Byte read back.
         found: u8,
     },
+    /// A `.dfu` file holds no targets: nothing would be written. Nothing
+    /// was sent.
+    #[error("the .dfu file has no targets: there is nothing to download")]
+    EmptyFile,
+    /// A `.dfu` target holds no element with data. Nothing was sent.
+    #[error("target {index} (alt setting {alt}) of the .dfu file has no elements with data")]
+    EmptyTarget {
+        /// Target index in the file.
+        index: usize,
+        /// Its alt setting.
+        alt: u8,
+    },
+    /// The first byte written in a sector to erase is not the sector's
+    /// first: erasing would wipe bytes the download does not rewrite.
+    /// Nothing was sent.
+    #[error("erase: the image starts at {address:#010x}, inside the sector {sector:#010x}..{sector_end:#010x}; erasing it would wipe {sector:#010x}..{address:#010x}, which the image does not rewrite")]
+    PartialSector {
+        /// First address written in the sector.
+        address: u32,
+        /// Start of the sector.
+        sector: u32,
+        /// End (exclusive) of the sector.
+        sector_end: u64,
+    },
+    /// A DfuSe request to a plain DFU 1.1 device (bcdDFU not 0x011A).
+    /// Nothing was sent.
+    #[error("{request} is a DfuSe request, and the device speaks plain DFU 1.1 (not DfuSe)")]
+    NotDfuse {
+        /// What was asked for.
+        request: &'static str,
+    },
     /// An upload returned fewer bytes than requested.
     #[error("upload at {address:#010x}: got {got} bytes, requested {requested}")]
     ShortUpload {
@@ -208,6 +239,10 @@ impl DfuHostError {
             DfuHostError::NoLayout { .. } => "dfukit::usbdfu::no_layout",
             DfuHostError::Verify { .. } => "dfukit::usbdfu::verify",
             DfuHostError::ShortUpload { .. } => "dfukit::usbdfu::short_upload",
+            DfuHostError::EmptyFile => "dfukit::usbdfu::empty_file",
+            DfuHostError::EmptyTarget { .. } => "dfukit::usbdfu::empty_target",
+            DfuHostError::PartialSector { .. } => "dfukit::usbdfu::partial_sector",
+            DfuHostError::NotDfuse { .. } => "dfukit::usbdfu::not_dfuse",
         }
     }
 
@@ -231,6 +266,9 @@ impl DfuHostError {
             DfuHostError::NoLayout { .. } => "the file targets an alt setting the device does not describe: is the file for this chip?".into(),
             DfuHostError::Verify { .. } => "flash content differs from the image: the sector may be write-protected or worn, or was not erased; run again".into(),
             DfuHostError::ShortUpload { .. } => "the device ended the read early: the range may reach past the end of its memory".into(),
+            DfuHostError::EmptyFile | DfuHostError::EmptyTarget { .. } => "the file was packed without the firmware: rebuild it from the firmware image (the device was not touched)".into(),
+            DfuHostError::PartialSector { sector, .. } => format!("start the image at the sector boundary {sector:#010x} (pad the front with the bytes to keep), or add :mass-erase:force if the whole memory may go; the device was not touched"),
+            DfuHostError::NotDfuse { .. } => "drop :leave and :mass-erase for this device (a plain DFU device runs the new firmware after manifestation or a USB reset, -R); the device was not touched".into(),
         }
     }
 }
@@ -239,11 +277,39 @@ fn status_help(s: Status) -> &'static str {
     match s {
         Status::ErrTarget | Status::ErrAddress => "the address is outside the device's memory or the region is protected: check the load address and the alt setting's memory layout",
         Status::ErrErase | Status::ErrCheckErased => "erasing failed or a write hit flash that was not erased: the sector may be write-protected (check option bytes / read protection)",
-        Status::ErrWrite | Status::ErrProg | Status::ErrVerify => "programming failed: the flash may be write-protected or worn",
+        Status::ErrProg => "errPROG: the device failed to program the memory (DFU 1.1 gives no cause); check the address and alignment against its memory layout, that the range was erased first, and its write protection (option bytes)",
+        Status::ErrWrite => "errWRITE: the device could not write the memory (DFU 1.1 gives no cause); check the address against its memory layout and its write protection (option bytes)",
+        Status::ErrVerify => "errVERIFY: the device read back something else than it programmed (DFU 1.1 gives no cause); check that the range was erased first and its write protection, then run again",
         Status::ErrUnknown => "the device reports an unspecified error; a CLRSTATUS sent outside dfuERROR causes exactly this on ST and TF-A devices (our host never does that)",
         Status::ErrStalledPkt => "the device refused a request it did not expect in its state",
         Status::ErrNotDone => "the device expected more data before the end of the download",
         Status::ErrFile | Status::ErrFirmware => "the device rejected the image: is it built for this device?",
         _ => "see the DFU 1.1 status code description",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// errPROG says what it means and what to check, without asserting
+    /// write protection or wear as the cause.
+    #[test]
+    fn errprog_help_names_checks_not_a_cause() {
+        let e = DfuHostError::Device {
+            phase: DfuPhase::Download,
+            state: State::DfuError,
+            status: Status::ErrProg,
+            address: Some(0x0800_0000),
+        };
+        let h = e.help();
+        assert!(h.contains("errPROG") && h.contains("no cause"), "{h}");
+        for check in ["alignment", "erased", "protection"] {
+            assert!(h.contains(check), "lacks {check:?}: {h}");
+        }
+        assert!(
+            !h.contains("worn") && !h.contains("may be write-protected"),
+            "{h}"
+        );
     }
 }

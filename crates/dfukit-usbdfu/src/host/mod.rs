@@ -709,8 +709,19 @@ impl<T: ControlTransfer> DfuHost<T> {
         Ok(out)
     }
 
+    /// Refuses a DfuSe request to a plain DFU 1.1 device before anything is
+    /// sent: it would take the zero-length DNLOAD of `:leave` or the
+    /// mass-erase command as the start of a firmware download.
+    fn require_dfuse(&self, request: &'static str) -> Result<(), DfuHostError> {
+        if self.desc.is_dfuse() {
+            return Ok(());
+        }
+        Err(DfuHostError::NotDfuse { request })
+    }
+
     /// Erases all erasable memory of the selected alt setting.
     pub fn dfuse_mass_erase(&mut self, events: Ev<'_>) -> Result<(), DfuHostError> {
+        self.require_dfuse(":mass-erase")?;
         self.abort_to_idle()?;
         events(DfuEvent::MassErase);
         self.dfuse_command(Command::MassErase)
@@ -721,6 +732,7 @@ impl<T: ControlTransfer> DfuHost<T> {
     /// resets instead of answering is the normal case for the ST ROM, not an
     /// error.
     pub fn dfuse_leave(&mut self, address: Option<u32>) -> Result<LeaveOutcome, DfuHostError> {
+        self.require_dfuse(":leave")?;
         let gone = |e: &DfuHostError| {
             matches!(
                 e,

@@ -1,6 +1,7 @@
 //! `dfukit usb ...`: USB DFU 1.1 and ST DfuSe, with dfu-util's options.
 
 use crate::util::diag::Diag;
+use crate::util::output::{write_output, Output, OutputCodes};
 use crate::util::shim::shim_dir;
 use crate::util::usb::{
     bad_address, download, host_error, list, one_device, open_alt, parse_num, read_file, AltArgs,
@@ -38,7 +39,8 @@ pub enum UsbCommand {
 pub struct Upload {
     #[command(flatten)]
     pub dfu: AltArgs,
-    /// DfuSe: ADDRESS:LENGTH to read.
+    /// DfuSe: ADDRESS[:LENGTH] to read; without a length, to the end of
+    /// the memory segment (as dfu-util).
     #[arg(short = 's', long = "dfuse-address")]
     pub dfuse_address: Option<String>,
     /// Where to write what was read.
@@ -99,10 +101,15 @@ fn upload(a: &Upload) -> Result<(), Diag> {
     let mut events = |e: DfuEvent| crate::util::usb::report(&mut task, e);
     let data = match &a.dfuse_address {
         Some(spec) => {
-            let (addr, len) = spec
-                .split_once(':')
-                .and_then(|(a, l)| Some((parse_num(a)?, parse_num(l)?)))
-                .ok_or_else(|| bad_address(spec))?;
+            // ADDRESS:LENGTH, or ADDRESS alone (with or without the colon).
+            let (addr, len) = match spec.split_once(':') {
+                Some((a, "")) => (parse_num(a), Some(None)),
+                Some((a, l)) => (parse_num(a), parse_num(l).map(Some)),
+                None => (parse_num(spec), Some(None)),
+            };
+            let (Some(addr), Some(len)) = (addr, len) else {
+                return Err(bad_address(spec));
+            };
             let layout = layout.ok_or_else(|| {
                 Diag::new(
                     "dfukit::usb::layout",
@@ -110,7 +117,22 @@ fn upload(a: &Upload) -> Result<(), Diag> {
                     "choose the alt that names the memory (see `dfukit usb list`)",
                 )
             })?;
-            host.dfuse_upload(&layout, addr, len as usize, &mut events)
+            // Without a length, dfu-util's -U reads to the end of the memory
+            // segment holding the address.
+            let len = match len {
+                Some(l) => l as usize,
+                None => layout
+                    .segment_at(addr)
+                    .map(|s| (s.end() - u64::from(addr)) as usize)
+                    .ok_or_else(|| {
+                        Diag::new(
+                            "dfukit::usb::not_readable",
+                            format!("{addr:#010x} is in no memory segment of the alternate setting"),
+                            "check the address against the memory layout (`dfukit usb list`), or give ADDRESS:LENGTH",
+                        )
+                    })?,
+            };
+            host.dfuse_upload(&layout, addr, len, &mut events)
                 .map_err(host_error)?
         }
         None if _dfu.functional.is_dfuse() => {
@@ -123,13 +145,14 @@ fn upload(a: &Upload) -> Result<(), Diag> {
         }
         None => host.upload(None, &mut events).map_err(host_error)?,
     };
-    std::fs::write(&a.file, &data).map_err(|e| {
-        Diag::new(
-            "dfukit::usb::file",
-            format!("cannot write {}: {e}", a.file.display()),
-            "check the directory exists and is writable",
-        )
-    })?;
+    // Whole or not at all: a failed upload leaves what was there.
+    let out = Output {
+        codes: &OutputCodes::USB,
+        inputs: Vec::new(),
+        overwrite: true,
+        private: false,
+    };
+    write_output(&a.file, &data, &out)?;
     task.finish(
         &format!("{}: {} bytes read", a.file.display(), data.len()),
         serde_json::json!({"file": a.file, "bytes": data.len()}),

@@ -5,9 +5,8 @@
 //! cannot cross file systems), are synced, and are renamed into place: a failed or
 //! interrupted run leaves the old file or none, never a partial one. Used by the
 //! Nordic commands (`pkg generate`, `keys generate`, `keys display --out_file`,
-//! `settings generate`); it takes a path, bytes and [`Output`] options and knows
-//! nothing Nordic, so the STM32MP and USB commands can write their files with it too,
-//! passing their own [`OutputCodes`].
+//! `settings generate`), `usb upload` and the STM32MP outputs; it takes a path, bytes
+//! and [`Output`] options, each family passing its own [`OutputCodes`].
 
 use super::diag::Diag;
 use std::io::Write;
@@ -32,6 +31,20 @@ impl OutputCodes {
         exists: "dfukit::nordic::output::exists",
         symlink: "dfukit::nordic::output::symlink",
         write: "dfukit::nordic::output::write",
+    };
+    /// The USB commands' codes.
+    pub const USB: OutputCodes = OutputCodes {
+        same_as_input: "dfukit::usb::output::same_as_input",
+        exists: "dfukit::usb::output::exists",
+        symlink: "dfukit::usb::output::symlink",
+        write: "dfukit::usb::output::write",
+    };
+    /// The STM32MP commands' codes.
+    pub const STM32MP: OutputCodes = OutputCodes {
+        same_as_input: "dfukit::stm32mp::output::same_as_input",
+        exists: "dfukit::stm32mp::output::exists",
+        symlink: "dfukit::stm32mp::output::symlink",
+        write: "dfukit::stm32mp::output::write",
     };
 }
 

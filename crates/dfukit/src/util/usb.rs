@@ -12,7 +12,7 @@ use dfukit_usbdfu::dfuse::MemoryLayout;
 use dfukit_usbdfu::files::{self, DfuseFile};
 use dfukit_usbdfu::host::probe::DfuInterface;
 use dfukit_usbdfu::host::{
-    DfuEvent, DfuHost, DfuOptions, DfuseDownload, DfuseImage, TransferError,
+    DfuEvent, DfuHost, DfuHostError, DfuOptions, DfuseDownload, DfuseImage, TransferError,
 };
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -289,7 +289,11 @@ pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
             ),
             json!({"file": a.file, "targets": file.targets.len(), "verified": a.verify}),
         );
-        None
+        // The library leaves to the first element of the first target.
+        file.targets
+            .first()
+            .and_then(|t| t.elements.iter().find(|e| !e.data.is_empty()))
+            .map(|e| e.address)
     } else {
         // A raw file may carry a DFU suffix: check it and send the payload only.
         let payload = match files::check_suffix(&bytes) {
@@ -389,8 +393,10 @@ pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
 
 /// A raw file to a plain DFU 1.1 device: the whole payload from block 0,
 /// then the USB reset a device that is not manifestation tolerant waits
-/// for. `:mass-erase` and `:leave` are DfuSe requests, sent as dfu-util
-/// sends them.
+/// for. `:mass-erase` and `:leave` are DfuSe requests: dfu-util sends them
+/// to any device given `-s`, where a plain DFU device takes the
+/// zero-length DNLOAD or the command byte as part of a firmware image;
+/// dfukit refuses them before sending anything.
 fn plain_download(
     host: &mut DfuHost<UsbTransfer>,
     dfu: &DfuInterface,
@@ -400,8 +406,9 @@ fn plain_download(
     leave: bool,
     events: &mut dyn FnMut(DfuEvent),
 ) -> Result<(), Diag> {
-    if mass_erase {
-        host.dfuse_mass_erase(events).map_err(host_error)?;
+    if mass_erase || leave {
+        let request = if mass_erase { ":mass-erase" } else { ":leave" };
+        return Err(host_error(DfuHostError::NotDfuse { request }));
     }
     host.download(payload, events).map_err(host_error)?;
     super::progress::event(
@@ -420,9 +427,6 @@ fn plain_download(
                 "warning: the device needs a USB reset to run the new firmware, and resetting it failed: {e}"
             ),
         }
-    }
-    if leave {
-        host.dfuse_leave(None).map_err(host_error)?;
     }
     Ok(())
 }
