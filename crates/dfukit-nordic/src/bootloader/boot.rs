@@ -5,7 +5,9 @@
 use super::jobs::{Job, Source, Step};
 use super::persist::{load_settings, SettingsSource};
 use super::validation;
-use super::{Bank1Location, Bootloader, BootloaderEvent, EnterDfu, Mode, COPY_STEP_PAGES};
+use super::{
+    Bank1Location, Bootloader, BootloaderEvent, EnterDfu, Mode, SoftDevice, COPY_STEP_PAGES,
+};
 use crate::settings::{bank_code, Settings, SETTINGS_LEN};
 use dfukit_core::ReadFlash;
 
@@ -27,10 +29,12 @@ impl Bootloader {
             mem.read(self.cfg.layout.backup_addr, &mut page).is_ok()
                 && Settings::from_bytes(&page) == self.settings
         };
-        let next = if self.settings.bank_1.bank_code == bank_code::VALID_APP {
-            Job::Step(Step::Activate)
-        } else {
-            Job::Step(Step::BootDone)
+        let next = match self.settings.bank_1.bank_code {
+            bank_code::VALID_APP
+            | bank_code::VALID_SD
+            | bank_code::VALID_BL
+            | bank_code::VALID_SD_BL => Job::Step(Step::Activate),
+            _ => Job::Step(Step::BootDone),
         };
         if main_ok && backup_ok {
             self.push_front_all(&[next]);
@@ -43,23 +47,46 @@ impl Bootloader {
         }
     }
 
-    /// One step of `app_activate`: copy up to [`COPY_STEP_PAGES`] pages from
-    /// bank 1 to bank 0, then record the progress (main and backup page), so
-    /// that a power cut repeats at most one step.
+    /// Where the image in bank 1 goes, and how many of its bytes: an
+    /// application to bank 0; a SoftDevice (alone, or the first part of
+    /// SoftDevice+bootloader) behind the MBR; a bootloader to its region.
+    fn activation_target(&self) -> (u32, u32) {
+        let l = self.cfg.layout;
+        let b1 = self.settings.bank_1;
+        match b1.bank_code {
+            bank_code::VALID_SD | bank_code::VALID_SD_BL => {
+                (l.softdevice_region().0, self.settings.sd_size)
+            }
+            bank_code::VALID_BL => (l.bootloader_region().0, b1.image_size),
+            _ => (l.app_start, b1.image_size),
+        }
+    }
+
+    /// One step of `app_activate`, or of the MBR's SoftDevice and bootloader
+    /// copies (`sd_activate`, `bl_activate`): copy up to
+    /// [`COPY_STEP_PAGES`] pages from bank 1 to their place, then record the
+    /// progress (main and backup page), so that a power cut repeats at most
+    /// one step.
     pub(super) fn activate_step(&mut self, mem: &mut impl ReadFlash) {
         let l = self.cfg.layout;
-        let size = self.settings.bank_1.image_size;
+        let (target, size) = self.activation_target();
         let done = self.settings.write_offset;
         let src = self.settings.progress.update_start_address() + done;
-        let dst = l.app_start + done;
+        let dst = target + done;
         if done >= size || src == dst {
-            self.finish_activation(mem);
+            match self.settings.bank_1.bank_code {
+                bank_code::VALID_APP => self.finish_activation(mem),
+                _ => self.finish_sd_bl(mem, target, size),
+            }
             return;
         }
         let remaining = size - done;
         let mut step = COPY_STEP_PAGES * l.page_size;
         let internal_src = matches!(self.cfg.bank1, Bank1Location::Internal);
-        if internal_src {
+        // Only an application copy can overlap its source (single bank
+        // over the app area); SoftDevice and bootloader regions lie
+        // outside the app area that holds bank 1.
+        if internal_src && src > dst {
             // Never overwrite source bytes that are still to be copied.
             step = step.min((src - dst) / l.page_size * l.page_size);
         }
@@ -89,6 +116,52 @@ impl Bootloader {
         self.push_front_all(&jobs);
     }
 
+    /// The end of a SoftDevice or bootloader copy: verify it against its
+    /// source (bank 1 is left intact by these copies), then go on with the
+    /// bootloader part of a SoftDevice+bootloader image, or finish. A cut
+    /// before the settings write below repeats this check, which holds
+    /// again, so the end of a copy is as resumable as its steps.
+    fn finish_sd_bl(&mut self, mem: &mut impl ReadFlash, target: u32, size: u32) {
+        let src = self.settings.progress.update_start_address();
+        let copied = validation::crc_of(mem, target, size);
+        let ok = copied.is_ok() && copied == validation::crc_of(mem, src, size);
+        let code = self.settings.bank_1.bank_code;
+        let mut then = Job::Step(Step::BootDone);
+        if !ok {
+            let _ = self
+                .events
+                .push_back(BootloaderEvent::ActivationFailed { addr: target });
+            self.settings.bank_1 = Default::default();
+        } else if code == bank_code::VALID_BL {
+            let _ = self.events.push_back(BootloaderEvent::BootloaderActivated {
+                version: self.settings.bootloader_version,
+                size,
+            });
+            self.settings.bank_1 = Default::default();
+            then = Job::Step(Step::NewBootloader);
+        } else {
+            let fwid = SoftDevice::read(mem, target).map_or(0, |sd| sd.fwid);
+            let _ = self
+                .events
+                .push_back(BootloaderEvent::SoftDeviceActivated { fwid, size });
+            if code == bank_code::VALID_SD_BL {
+                // The bootloader part follows the SoftDevice in bank 1.
+                let b1 = &mut self.settings.bank_1;
+                b1.bank_code = bank_code::VALID_BL;
+                b1.image_size -= size;
+                b1.image_crc = validation::crc_of(mem, src + size, b1.image_size).unwrap_or(0);
+                self.settings.progress.firmware_image_crc = src + size;
+                self.settings.write_offset = 0;
+                self.write_settings_then(&[Job::Step(Step::Activate)]);
+                return;
+            }
+            self.settings.bank_1 = Default::default();
+        }
+        self.settings.write_offset = 0;
+        self.settings.progress = Default::default();
+        self.write_settings_then(&[then]);
+    }
+
     fn finish_activation(&mut self, mem: &mut impl ReadFlash) {
         let l = self.cfg.layout;
         let b1 = self.settings.bank_1;
@@ -111,6 +184,10 @@ impl Bootloader {
     }
 
     pub(super) fn boot_done(&mut self, mem: &mut impl ReadFlash) {
+        // The SoftDevice's own information structure names it; a flash
+        // without one is taken to hold the one the build expects.
+        self.softdevice =
+            SoftDevice::read(mem, self.cfg.layout.softdevice_region().0).or(self.cfg.softdevice);
         let app_valid = self.app_valid(mem);
         if app_valid && self.cfg.enter_dfu == EnterDfu::WhenNoValidApp {
             self.mode = Mode::AppStarted;

@@ -38,6 +38,8 @@ pub struct InternalLayout {
     /// First address above the application area (bootloader start minus the
     /// reserved application data pages).
     pub app_end: u32,
+    /// Start of the bootloader region (it ends at the settings backup page).
+    pub bootloader_start: u32,
     /// The settings page.
     pub settings_addr: u32,
     /// The settings backup page (the MBR parameters page).
@@ -53,6 +55,7 @@ impl InternalLayout {
         write_unit: 4,
         app_start: 0x0002_7000,
         app_end: 0x000F_8000 - 3 * 4096,
+        bootloader_start: 0x000F_8000,
         settings_addr: 0x000F_F000,
         backup_addr: 0x000F_E000,
     };
@@ -60,6 +63,53 @@ impl InternalLayout {
     /// The application area size.
     pub fn app_area(&self) -> u32 {
         self.app_end - self.app_start
+    }
+
+    /// The SoftDevice region: from the end of the MBR to bank 0. A new
+    /// SoftDevice must fit in it, since bank 0 stays where it was built.
+    pub fn softdevice_region(&self) -> (u32, u32) {
+        (MBR_SIZE, self.app_start - MBR_SIZE)
+    }
+
+    /// The bootloader region: start and size.
+    pub fn bootloader_region(&self) -> (u32, u32) {
+        (
+            self.bootloader_start,
+            self.backup_addr - self.bootloader_start,
+        )
+    }
+}
+
+/// Size of the Master Boot Record at address 0 (`MBR_SIZE`): the
+/// SoftDevice starts right after it.
+pub const MBR_SIZE: u32 = 0x1000;
+
+/// Where the SoftDevice information structure starts in a SoftDevice image
+/// (`SOFTDEVICE_INFO_STRUCT_OFFSET`, nrf_sdm.h).
+const SD_INFO_OFFSET: u32 = 0x2000;
+/// `SD_MAGIC_NUMBER_VALUE`, at `SD_INFO_OFFSET + 4`.
+pub const SD_MAGIC: u32 = 0x51B1_E5DB;
+
+impl SoftDevice {
+    /// Offset of the magic number in a SoftDevice image.
+    pub const MAGIC_OFFSET: u32 = SD_INFO_OFFSET + 4;
+    /// Offset of the firmware id (a `u16`) in a SoftDevice image.
+    pub const FWID_OFFSET: u32 = SD_INFO_OFFSET + 0xC;
+    /// Bytes an image needs to hold the information structure up to the id.
+    pub const MIN_IMAGE: u32 = SD_INFO_OFFSET + 0x10;
+
+    /// Reads the information structure of the SoftDevice image at `base`
+    /// (`SD_MAGIC_NUMBER_GET`, `SD_FWID_GET`): `None` without the magic.
+    pub fn read(mem: &mut impl dfukit_core::ReadFlash, base: u32) -> Option<SoftDevice> {
+        let mut w = [0u8; 4];
+        mem.read(base + Self::MAGIC_OFFSET, &mut w).ok()?;
+        if u32::from_le_bytes(w) != SD_MAGIC {
+            return None;
+        }
+        mem.read(base + Self::FWID_OFFSET, &mut w).ok()?;
+        Some(SoftDevice {
+            fwid: u16::from_le_bytes([w[0], w[1]]),
+        })
     }
 }
 
@@ -131,13 +181,16 @@ pub struct BootloaderConfig {
     pub public_key: Option<p256::ecdsa::VerifyingKey>,
     /// The hardware version init packets must name.
     pub hw_version: u32,
-    /// The installed SoftDevice, if any.
+    /// The SoftDevice the build expects when flash holds no SoftDevice
+    /// information structure after the MBR (a board image without the
+    /// SoftDevice programmed); when flash holds one, its id wins.
     pub softdevice: Option<SoftDevice>,
     /// The internal flash map.
     pub layout: InternalLayout,
     /// Where updates are cached.
     pub bank1: Bank1Location,
-    /// The bootloader's own version.
+    /// The bootloader's own version, recorded in blank settings; after a
+    /// bootloader update the settings hold the new one.
     pub bootloader_version: u32,
     /// Serial MTU reported by MTU_GET: the largest SLIP-encoded frame.
     pub mtu: u16,

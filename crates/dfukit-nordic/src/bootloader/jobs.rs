@@ -46,6 +46,8 @@ pub(super) enum Step {
     BootDone,
     /// The update is complete; ask for a reset once its response is out.
     ResetAfterUpdate,
+    /// A new bootloader is in place: ask for the reset that starts it.
+    NewBootloader,
 }
 
 /// A request other than WRITE, kept as its frame (at most six bytes) until
@@ -256,6 +258,11 @@ impl Bootloader {
             Step::Boot => self.boot(mem),
             Step::Activate => self.activate_step(mem),
             Step::BootDone => self.boot_done(mem),
+            Step::NewBootloader => {
+                let _ = self
+                    .events
+                    .push_back(BootloaderEvent::Reset(ResetReason::NewBootloader));
+            }
             Step::ResetAfterUpdate => {
                 // Only an update whose settings reached flash is complete.
                 if self.fault.is_none() {

@@ -34,11 +34,12 @@ pub use p256::ecdsa::VerifyingKey;
 pub use boot::image_crc;
 pub use config::{
     Answers, Bank1Location, BootloaderConfig, EnterDfu, ExternalBank, HardwareInfo, InternalLayout,
-    SoftDevice,
+    SoftDevice, MBR_SIZE, SD_MAGIC,
 };
 pub use persist::{load_settings, SettingsSource};
 pub use rx::{RxPool, RxTransport, BLE_RX, SERIAL_RX};
 
+use crate::init_packet::FwType;
 use crate::proto::{ExtError, ParseError, Response, ResultCode, SecureDfuRequest};
 use crate::settings::{Settings, SETTINGS_LEN};
 use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadFlash};
@@ -86,6 +87,26 @@ pub enum BootloaderEvent {
         /// Its CRC-32.
         crc: u32,
     },
+    /// Activation copied a new SoftDevice behind the MBR and it verified.
+    SoftDeviceActivated {
+        /// Its firmware id, read from its information structure.
+        fwid: u16,
+        /// Its size.
+        size: u32,
+    },
+    /// Activation copied a new bootloader into its region and it verified;
+    /// a [`ResetReason::NewBootloader`] reset follows.
+    BootloaderActivated {
+        /// Its version, from the init packet.
+        version: u32,
+        /// Its size.
+        size: u32,
+    },
+    /// A SoftDevice or bootloader copy did not verify; the update is dropped.
+    ActivationFailed {
+        /// Where the copy went.
+        addr: u32,
+    },
     /// A flash operation failed or its completion never arrived.
     BootloaderFault {
         /// Which.
@@ -104,6 +125,9 @@ pub enum ResetReason {
     Abort,
     /// No DFU traffic for the inactivity timeout.
     Inactivity,
+    /// A new bootloader was copied into place: start it (the MBR resets
+    /// after its bootloader copy).
+    NewBootloader,
 }
 
 /// A flash path failure.
@@ -187,6 +211,13 @@ pub struct Bootloader {
     image_size: u32,
     image_hash: [u8; 32],
     fw_version: u32,
+    /// What the accepted image is, and its SoftDevice part's size.
+    image_kind: FwType,
+    image_sd_size: u32,
+    /// The SoftDevice installed now: read from flash at boot, so that an
+    /// update's `sd_req` is checked against the one a SoftDevice update
+    /// left.
+    softdevice: Option<SoftDevice>,
     /// Bank-1 image range `[from, to)` erased ahead, when the previous
     /// object was executed, and not written since. CREATE of an object
     /// inside it needs no erase, so the erase ran while the host was busy
@@ -201,6 +232,7 @@ impl Bootloader {
     /// boot sequence.
     pub fn new(cfg: BootloaderConfig) -> Self {
         let mut t = Bootloader {
+            softdevice: cfg.softdevice,
             cfg,
             settings: Settings::default(),
             mode: Mode::Booting,
@@ -226,6 +258,8 @@ impl Bootloader {
             image_size: 0,
             image_hash: [0; 32],
             fw_version: 0,
+            image_kind: FwType::Application,
+            image_sd_size: 0,
             erased_ahead: None,
         };
         // A write's expansion (its page programs, release and receipt
@@ -256,6 +290,11 @@ impl Bootloader {
     /// The current mode.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// The SoftDevice installed now (known after boot).
+    pub fn softdevice(&self) -> Option<SoftDevice> {
+        self.softdevice
     }
 
     /// The latched flash fault, if any.

@@ -6,8 +6,9 @@ use super::jobs::{Job, ShortFrame, Step};
 use super::validation;
 use super::{
     Bank1Location, Bootloader, BootloaderEvent, BootloaderFault, Current, Mode, ResetReason,
-    DATA_OBJECT_MAX_SIZE, INIT_COMMAND_MAX_SIZE,
+    SoftDevice, DATA_OBJECT_MAX_SIZE, INIT_COMMAND_MAX_SIZE,
 };
+use crate::init_packet::FwType;
 use crate::proto::{ExtError, ObjectType, Opcode, Payload, Response, ResultCode, SecureDfuRequest};
 use crate::settings::bank_code;
 use dfukit_core::ReadFlash;
@@ -93,9 +94,9 @@ impl Bootloader {
         let payload = match n {
             0 => Payload::FirmwareVersion {
                 image_type: 0,
-                version: self.cfg.softdevice.map_or(0, |sd| sd.fwid as u32),
-                addr: 0x1000,
-                len: l.app_start - 0x1000,
+                version: self.softdevice.map_or(0, |sd| sd.fwid as u32),
+                addr: l.softdevice_region().0,
+                len: l.softdevice_region().1,
             },
             1 if s.bank_0.bank_code == bank_code::VALID_APP => Payload::FirmwareVersion {
                 image_type: 1,
@@ -105,9 +106,9 @@ impl Bootloader {
             },
             2 => Payload::FirmwareVersion {
                 image_type: 2,
-                version: self.cfg.bootloader_version,
-                addr: l.app_end + 3 * l.page_size,
-                len: l.backup_addr - (l.app_end + 3 * l.page_size),
+                version: s.bootloader_version,
+                addr: l.bootloader_region().0,
+                len: l.bootloader_region().1,
             },
             _ => Payload::FirmwareVersion {
                 image_type: 0xFF,
@@ -243,7 +244,8 @@ impl Bootloader {
             return Some(Response::error(OP, ResultCode::OperationNotPermitted));
         }
         let init = &self.settings.init_command[..p.command_size as usize];
-        let accepted = match validation::validate(&self.cfg, &self.settings, init) {
+        let accepted = match validation::validate(&self.cfg, self.softdevice, &self.settings, init)
+        {
             Ok(a) => a,
             Err(r) => return Some(r.into_response(OP)),
         };
@@ -260,6 +262,8 @@ impl Bootloader {
         self.image_size = accepted.size;
         self.image_hash = accepted.hash;
         self.fw_version = accepted.fw_version;
+        self.image_kind = accepted.kind;
+        self.image_sd_size = accepted.sd_size;
         self.init_accepted = true;
         if again {
             return Some(Response::ok(OP, Payload::None));
@@ -356,10 +360,19 @@ impl Bootloader {
             }
             return Some(Response::ok(OP, Payload::None));
         }
-        // The last object: check what is *in flash* against the init packet.
+        // The last object: check what is *in flash* against the init packet,
+        // and that a SoftDevice carries its information structure
+        // (`softdevice_info_ok`).
+        let with_sd = matches!(
+            self.image_kind,
+            FwType::Softdevice | FwType::SoftdeviceBootloader
+        );
         let verdict = match validation::hash_image(mem, self.bank1_addr, self.image_size) {
-            Ok(h) if h == self.image_hash => None,
-            Ok(_) => Some(ExtError::VerificationFailed),
+            Ok(h) if h != self.image_hash => Some(ExtError::VerificationFailed),
+            Ok(_) if with_sd && SoftDevice::read(mem, self.bank1_addr).is_none() => {
+                Some(ExtError::VerificationFailed)
+            }
+            Ok(_) => None,
             Err(_) => Some(ExtError::HashFailed),
         };
         if let Some(e) = verdict {
@@ -375,8 +388,28 @@ impl Bootloader {
         let s = &mut self.settings;
         s.bank_1.image_size = self.image_size;
         s.bank_1.image_crc = p.firmware_image_crc;
-        s.bank_1.bank_code = bank_code::VALID_APP;
-        s.app_version = self.fw_version;
+        // `postvalidate_app` / `postvalidate_sd_bl`: the bank code says what
+        // activation copies where. An application built for the old
+        // SoftDevice may not run on the new one: bank 0 is given up (the
+        // SDK does so on a major SoftDevice update; dfukit on every one).
+        s.bank_1.bank_code = match self.image_kind {
+            FwType::Softdevice => bank_code::VALID_SD,
+            FwType::Bootloader => bank_code::VALID_BL,
+            FwType::SoftdeviceBootloader => bank_code::VALID_SD_BL,
+            _ => bank_code::VALID_APP,
+        };
+        match self.image_kind {
+            FwType::Application => s.app_version = self.fw_version,
+            FwType::Bootloader => s.bootloader_version = self.fw_version,
+            _ => {}
+        }
+        if with_sd {
+            s.sd_size = self.image_sd_size;
+            s.bank_0 = Default::default();
+        }
+        if self.image_kind == FwType::SoftdeviceBootloader {
+            s.bootloader_version = self.fw_version;
+        }
         s.write_offset = 0;
         // From here the union word means "activate from this address".
         s.progress = Default::default();

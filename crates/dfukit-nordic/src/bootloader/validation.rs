@@ -1,6 +1,6 @@
 //! Init packet checks (`nrf_dfu_validation.c`) and image hashing from flash.
 
-use super::BootloaderConfig;
+use super::{BootloaderConfig, SoftDevice};
 use crate::init_packet::{self, FwType, HashType, SignatureType};
 use crate::proto::{ExtError, Opcode, Response, ResultCode};
 use crate::settings::Settings;
@@ -15,7 +15,11 @@ const SD_REQ_ANY: u32 = 0xFFFE;
 /// What an accepted init packet fixes for the transfer.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Accepted {
+    pub kind: FwType,
+    /// The whole image: the SoftDevice part first, then the bootloader part.
     pub size: u32,
+    /// The SoftDevice part (0 without one).
+    pub sd_size: u32,
     /// SHA-256 of the image, byte-reversed as the init packet carries it.
     pub hash: [u8; 32],
     pub fw_version: u32,
@@ -39,9 +43,11 @@ impl Reject {
 
 /// Decodes and checks an init packet against the bootloader's configuration
 /// and the installed versions, in the SDK's order: signature, type,
-/// hardware, SoftDevice, version, hash.
+/// hardware, SoftDevice, version, hash, sizes. `current_sd` is the
+/// SoftDevice installed now.
 pub(super) fn validate(
     cfg: &BootloaderConfig,
+    current_sd: Option<SoftDevice>,
     s: &Settings,
     packet: &[u8],
 ) -> Result<Accepted, Reject> {
@@ -56,15 +62,23 @@ pub(super) fn validate(
             .map_err(|_| Reject::Result(ResultCode::InvalidObject))?;
     }
     let c = &p.command;
-    if c.fw_type != Some(FwType::Application) {
-        // SoftDevice and bootloader updates need the MBR copy path, which
-        // this bootloader does not offer.
-        return Err(Reject::Ext(ExtError::InitCommandInvalid));
-    }
+    let kind = match c.fw_type {
+        Some(
+            k @ (FwType::Application
+            | FwType::Softdevice
+            | FwType::Bootloader
+            | FwType::SoftdeviceBootloader),
+        ) => k,
+        // External applications go to a companion chip this bootloader
+        // does not drive.
+        _ => return Err(Reject::Ext(ExtError::InitCommandInvalid)),
+    };
     if c.hw_version != Some(cfg.hw_version) {
         return Err(Reject::Ext(ExtError::HwVersionFailure));
     }
-    let sd_ok = match cfg.softdevice {
+    // `sd_req` names the SoftDevice present now, also for a SoftDevice
+    // update (the one it replaces).
+    let sd_ok = match current_sd {
         Some(sd) => c
             .sd_req
             .iter()
@@ -77,8 +91,16 @@ pub(super) fn validate(
     let fw_version = c
         .fw_version
         .ok_or(Reject::Ext(ExtError::InitCommandInvalid))?;
-    // Applications may be re-installed at the same version, never downgraded.
-    if fw_version < s.app_version {
+    let version_ok = match kind {
+        // Applications may be re-installed at the same version, never
+        // downgraded.
+        FwType::Application => fw_version >= s.app_version,
+        // The SDK checks no version for a SoftDevice alone.
+        FwType::Softdevice => true,
+        // A bootloader must be newer than the running one (`fw_version_ok`).
+        _ => fw_version > s.bootloader_version,
+    };
+    if !version_ok {
         return Err(Reject::Ext(ExtError::FwVersionFailure));
     }
     let hash = match &c.hash {
@@ -89,12 +111,34 @@ pub(super) fn validate(
         }
         _ => return Err(Reject::Ext(ExtError::WrongHashType)),
     };
-    let size = match c.app_size {
-        Some(n) if n > 0 => n,
-        _ => return Err(Reject::Ext(ExtError::InitCommandInvalid)),
+    let positive = |v: Option<u32>| match v {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(Reject::Ext(ExtError::InitCommandInvalid)),
+    };
+    let l = cfg.layout;
+    let (sd_size, bl_size) = match kind {
+        FwType::Application => (0, 0),
+        FwType::Softdevice => (positive(c.sd_size)?, 0),
+        FwType::Bootloader => (0, positive(c.bl_size)?),
+        _ => (positive(c.sd_size)?, positive(c.bl_size)?),
+    };
+    // The SoftDevice part must carry its information structure (read at
+    // post-validation) and fit between the MBR and bank 0; the bootloader
+    // part must fit its region.
+    if sd_size > 0 && sd_size < SoftDevice::MIN_IMAGE {
+        return Err(Reject::Ext(ExtError::InitCommandInvalid));
+    }
+    if sd_size > l.softdevice_region().1 || bl_size > l.bootloader_region().1 {
+        return Err(Reject::Ext(ExtError::InsufficientSpace));
+    }
+    let size = match kind {
+        FwType::Application => positive(c.app_size)?,
+        _ => sd_size + bl_size,
     };
     Ok(Accepted {
+        kind,
         size,
+        sd_size,
         hash,
         fw_version,
     })

@@ -15,7 +15,7 @@ use dfukit_core::Board;
 use dfukit_core::{FlashOp, FlashOutcome, Instant, ReadError, ReadFlash};
 use dfukit_nordic::bootloader::{
     image_crc, load_settings, Answers, Bank1Location, Bootloader, BootloaderConfig,
-    BootloaderEvent, Busy, Mode, RxTransport, SettingsSource,
+    BootloaderEvent, Busy, Mode, RxTransport, SettingsSource, SoftDevice,
 };
 use dfukit_nordic::proto::Response;
 use dfukit_nordic::settings::bank_code;
@@ -172,6 +172,17 @@ pub struct Inspection {
     pub command_size: u32,
     /// Image bytes persisted as received.
     pub data_offset: u32,
+    /// Firmware id of the SoftDevice behind the MBR (at 0x1000), read from
+    /// its information structure; `None` when flash holds none (the board
+    /// then runs with the build's S140 id).
+    pub softdevice_fwid: Option<u16>,
+    /// Version of the bootloader in its region: the one the last bootloader
+    /// update installed, or the build's; `None` while a received bootloader
+    /// waits for its copy (the settings already name the new version).
+    pub bootloader_version: Option<u32>,
+    /// CRC-32 of the bootloader region (0xF8000..0xFE000), so a test sees
+    /// which bootloader image runs.
+    pub bootloader_crc: u32,
 }
 
 /// A virtual nRF52840 with its bootloader.
@@ -467,6 +478,18 @@ pub fn inspect(cfg: &BootloaderConfig, mem: &mut impl ReadFlash) -> Inspection {
     let b0 = s.bank_0;
     let app_valid = b0.bank_code == bank_code::VALID_APP
         && image_crc(mem, cfg.layout.app_start, b0.image_size) == Ok(b0.image_crc);
+    let (bl_start, bl_len) = cfg.layout.bootloader_region();
+    // A bootloader received but not yet copied is not the one running: the
+    // settings already name its version.
+    let bl_pending = matches!(
+        s.bank_1.bank_code,
+        bank_code::VALID_BL | bank_code::VALID_SD_BL
+    );
+    let bootloader_version = if source == SettingsSource::None {
+        Some(cfg.bootloader_version)
+    } else {
+        (!bl_pending).then_some(s.bootloader_version)
+    };
     Inspection {
         settings: match source {
             SettingsSource::Main => "main",
@@ -484,6 +507,9 @@ pub fn inspect(cfg: &BootloaderConfig, mem: &mut impl ReadFlash) -> Inspection {
         command_offset: s.progress.command_offset,
         command_size: s.progress.command_size,
         data_offset: s.progress.firmware_image_offset_last,
+        softdevice_fwid: SoftDevice::read(mem, cfg.layout.softdevice_region().0).map(|sd| sd.fwid),
+        bootloader_version,
+        bootloader_crc: image_crc(mem, bl_start, bl_len).unwrap_or(0),
     }
 }
 
@@ -513,7 +539,15 @@ pub fn describe(cfg: &BoardConfig, i: &Inspection) -> String {
     } else {
         "none valid (the bootloader stays in DFU mode)".to_string()
     };
-    let activation = if i.bank1_code == 0x01 {
+    let softdevice = match i.softdevice_fwid {
+        Some(id) => format!("{id:#06x} (behind the MBR at 0x00001000)"),
+        None => "none programmed (the build's S140 id 0x0100 is assumed)".to_string(),
+    };
+    let bootloader = match i.bootloader_version {
+        None => "an update waits for activation".to_string(),
+        Some(v) => format!("version {v}, region CRC {:#010x}", i.bootloader_crc),
+    };
+    let activation = if i.bank1_code != 0x00 {
         format!(
             "pending: {} of {} bytes copied to bank 0",
             i.activation_offset, i.bank1_size
@@ -524,6 +558,8 @@ pub fn describe(cfg: &BoardConfig, i: &Inspection) -> String {
     format!(
         "board:       nRF52840, bank 1 in {bank1}, hw_version {}\n\
          settings:    {} page valid\n\
+         softdevice:  {softdevice}\n\
+         bootloader:  {bootloader}\n\
          application: {app}\n\
          bank 0:      {:#04x} ({})\n\
          bank 1:      {:#04x} ({})\n\
