@@ -79,6 +79,15 @@ pub enum LayoutErrorKind {
         /// Its length in bytes.
         len: usize,
     },
+    /// A NUL byte inside a field: U-Boot would silently cut the field
+    /// there.
+    #[error("NUL byte in the {field} column '{text}'")]
+    NulInField {
+        /// The column's name (`Name`, `Binary`, ...).
+        field: &'static str,
+        /// The field, the NUL shown as `\0`.
+        text: String,
+    },
     /// Unknown `Type` (U-Boot: "type parsing error").
     #[error("unknown type '{text}'")]
     InvalidType {
@@ -206,13 +215,17 @@ pub enum LayoutErrorKind {
         /// The device.
         ip: Ip,
     },
-    /// The binary does not exist or is not a readable file.
-    #[error("binary '{path}' not found: {message}")]
+    /// The binary is in none of the directories searched (see
+    /// [`binary_search_dirs`](super::binary_search_dirs)).
+    #[error(
+        "binary '{name}' not found; looked for {}",
+        looked.iter().map(|p| format!("'{}'", p.display())).collect::<Vec<_>>().join(", ")
+    )]
     MissingBinary {
-        /// The resolved path.
-        path: PathBuf,
-        /// The OS error.
-        message: String,
+        /// The `Binary` column.
+        name: String,
+        /// Every path tried, in order.
+        looked: Vec<PathBuf>,
     },
     /// The binary is larger than its partition.
     #[error(
@@ -312,6 +325,7 @@ impl LayoutErrorKind {
             IdReserved => "Id 0x00 is the flashlayout; use 0x04-0x0F for boot partitions or 0x10-0xF0 for user partitions".into(),
             DuplicateId { .. } => "give each row its own Id: the host finds the DFU alternate setting by Id".into(),
             NameTooLong { .. } => format!("shorten the name to {MAX_NAME_LEN} characters; it becomes the GPT/MTD partition name"),
+            NulInField { .. } => "remove the NUL byte (the file was saved in UTF-16 or edited with a binary tool?): U-Boot reads each field as a C string and would cut it there".into(),
             InvalidType { .. } => "use one of Binary, Binary(N), FIP, FWU_MDATA, ENV, System, ESP, FileSystem, RawImage (case-sensitive)".into(),
             MultipleBinaryNotSupported { .. } => "use plain 'Binary'; Binary(N) is only for FSBL rows (name fsbl*, Id below 0x10) on nandN or spi-nandN".into(),
             InvalidIp { .. } => "use none, ram, or mmcN, norN, nandN, spi-nandN with a single digit N, e.g. mmc0".into(),
@@ -327,7 +341,7 @@ impl LayoutErrorKind {
             Misaligned { erase_size, .. } => format!("round the offset to a multiple of {erase_size:#x}; partitions start on an erase-unit boundary"),
             InGptArea { min, .. } => format!("move the partition to {min:#x} or later (the SD-card FSBL sits at 0x4400 = LBA 34)"),
             BeyondDevice { .. } => "move the partition below the end of the device, or check the device size given".into(),
-            MissingBinary { .. } => "check the path, relative to the layout's directory, or write 'none' with option PE to create the partition empty".into(),
+            MissingBinary { .. } => "the Binary column is relative to the layout's directory or up to three levels above it (as in ST's starter packages); give the binaries' directory with --binaries DIR, fix the path, or write 'none' with option PE to create the partition empty".into(),
             BinaryTooLarge { .. } => "move the following partition up, or shrink the image".into(),
             BinaryCopiesTooLarge { copies, size, erase_size, .. } => format!("Binary({copies}) writes the image {copies} times into the partition, each copy in whole erase blocks: make the partition at least {} bytes (move the next one up), shrink the image, or lower the number of copies", size.next_multiple_of((*erase_size).max(1)).saturating_mul(u64::from(*copies))),
             NoBinary { .. } => "give the file to write, or add E to create the partition empty".into(),

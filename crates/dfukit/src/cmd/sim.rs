@@ -168,7 +168,7 @@ pub struct Stm32mp1Args {
     pub no_flash_timing: bool,
     /// eMMC user-area size in MiB (a board with a smaller part than the
     /// layout expects).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::util::stm32mp::parse_mib)]
     pub emmc_size_mib: Option<u64>,
     /// NAND blocks marked bad at the factory, e.g. `3,17`.
     #[arg(long, value_delimiter = ',')]

@@ -3,18 +3,18 @@
 //! stops answering, a bounded diagnosis.
 
 use crate::util::diag::Diag;
-use crate::util::stm32mp::flash;
+use crate::util::stm32mp::{bus_report, flash, LayoutArgs};
 use clap::Args;
 use dfukit_stm32mp::program::ProgramOptions;
 use dfukit_transport::stm32mp::UsbConnector;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Options of `stm32mp flash`.
 #[derive(Args)]
 pub struct FlashArgs {
-    /// The flashlayout (.tsv); binaries are found relative to it.
-    pub layout: PathBuf,
+    /// The flashlayout; binaries are found relative to it.
+    #[command(flatten)]
+    pub layout: LayoutArgs,
     /// USB/IP server HOST[:PORT] the board is exported on (a simulated
     /// board from `dfukit sim stm32mp1`, or usbipd); without it, local USB.
     #[arg(long, env = "DFUKIT_USBIP")]
@@ -55,5 +55,19 @@ pub fn run(a: &FlashArgs) -> Result<(), Diag> {
         reenumerate_timeout: secs(a.reenumerate_timeout, "reenumerate-timeout")?,
     };
     let mut conn = UsbConnector::new(a.usbip.clone(), a.serial.clone());
-    flash(&mut conn, &a.layout, &opts).map(|_| ())
+    flash(&mut conn, &a.layout, &opts)
+        .map(|_| ())
+        .map_err(|mut d| {
+            // Without the board, say what is there instead: an ST device under
+            // another id, another DFU device, or an empty bus, before the
+            // causes (boot pins, cable, reset, then permissions).
+            if matches!(
+                d.code,
+                "dfukit::stm32mp::no_device" | "dfukit::stm32mp::connect"
+            ) {
+                d.message.push('\n');
+                d.message.push_str(&bus_report(a.usbip.as_deref()));
+            }
+            d
+        })
 }
