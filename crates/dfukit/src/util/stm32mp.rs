@@ -186,8 +186,8 @@ pub fn parse_mib(s: &str) -> Result<u64, String> {
 
 /// What is on the bus where the board was looked for (`usbip`: a USB/IP
 /// server, else this machine's USB), one line per device with DFU devices
-/// marked, or "nothing"; or why the bus could not be listed.
-pub fn bus_report(usbip: Option<&str>) -> String {
+/// marked, or "nothing"; or, as the error, why the bus could not be listed.
+pub fn bus_report(usbip: Option<&str>) -> Result<String, String> {
     /// DFU's interface class and subclass (application specific, DFU).
     const DFU: (u8, u8) = (0xFE, 0x01);
     let (place, found) = match usbip {
@@ -224,8 +224,8 @@ pub fn bus_report(usbip: Option<&str>) -> String {
         }
     };
     match found {
-        Err(e) => format!("{place} could not be listed: {e}"),
-        Ok(devs) if devs.is_empty() => format!("seen on {place}: nothing"),
+        Err(e) => Err(format!("{place} could not be listed: {e}")),
+        Ok(devs) if devs.is_empty() => Ok(format!("seen on {place}: nothing")),
         Ok(devs) => {
             let mut s = format!("seen on {place}:");
             for (busid, vid, pid, dfu, name) in devs {
@@ -237,7 +237,7 @@ pub fn bus_report(usbip: Option<&str>) -> String {
                     s.push_str(&format!("  {n}"));
                 }
             }
-            s
+            Ok(s)
         }
     }
 }
