@@ -255,7 +255,14 @@ fn binaries_dir_is_searched_first_and_a_missing_binary_lists_every_place() {
         .unwrap();
     let err = failed(&out);
     let row = format!("{}:3:", tree.display());
-    assert_contains(&err, &[&row, "dfukit::stm32mp::layout", "--binaries DIR"]);
+    assert_contains(
+        &err,
+        &[
+            &row,
+            "[dfukit::stm32mp::layout::missing_binary]",
+            "--binaries DIR",
+        ],
+    );
     let line = err.lines().find(|l| l.starts_with(&row)).unwrap();
     let places = [
         other.clone(),
@@ -383,7 +390,12 @@ fn bom_accepted_nul_refused_and_none_on_a_p_row_flagged() {
     let err = failed(&check_text(dir.path(), "nul.tsv", nul.as_bytes()));
     assert_contains(
         &err,
-        &["nul.tsv:13:14:", "NUL byte in the Name column", "help:"],
+        &[
+            "nul.tsv:13:14:",
+            "NUL byte in the Name column",
+            "layout::nul_in_field",
+            "help:",
+        ],
     );
     // A P row whose binary is `none`: nothing to send for it.
     let none = text.replacen(

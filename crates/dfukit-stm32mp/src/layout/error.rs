@@ -310,6 +310,50 @@ pub enum LayoutErrorKind {
 }
 
 impl LayoutErrorKind {
+    /// A stable code for diagnostics, e.g.
+    /// `dfukit::stm32mp::layout::missing_binary`.
+    pub fn code(&self) -> &'static str {
+        use LayoutErrorKind::*;
+        match self {
+            Io { .. } => "dfukit::stm32mp::layout::io",
+            Empty => "dfukit::stm32mp::layout::empty",
+            TooManyPartitions { .. } => "dfukit::stm32mp::layout::too_many_partitions",
+            TooFewColumns { .. } => "dfukit::stm32mp::layout::too_few_columns",
+            InvalidOptionChar { .. } => "dfukit::stm32mp::layout::invalid_option_char",
+            MissingP { .. } => "dfukit::stm32mp::layout::missing_p",
+            InvalidId { .. } => "dfukit::stm32mp::layout::invalid_id",
+            IdOutOfRange { .. } => "dfukit::stm32mp::layout::id_out_of_range",
+            IdReserved => "dfukit::stm32mp::layout::id_reserved",
+            DuplicateId { .. } => "dfukit::stm32mp::layout::duplicate_id",
+            NameTooLong { .. } => "dfukit::stm32mp::layout::name_too_long",
+            NulInField { .. } => "dfukit::stm32mp::layout::nul_in_field",
+            InvalidType { .. } => "dfukit::stm32mp::layout::invalid_type",
+            MultipleBinaryNotSupported { .. } => {
+                "dfukit::stm32mp::layout::multiple_binary_not_supported"
+            }
+            InvalidIp { .. } => "dfukit::stm32mp::layout::invalid_ip",
+            TooManyDevices { .. } => "dfukit::stm32mp::layout::too_many_devices",
+            SelectedNone { .. } => "dfukit::stm32mp::layout::selected_none",
+            InvalidBootPart { .. } => "dfukit::stm32mp::layout::invalid_boot_part",
+            InvalidOffset { .. } => "dfukit::stm32mp::layout::invalid_offset",
+            BootPartNotMmc { .. } => "dfukit::stm32mp::layout::boot_part_not_mmc",
+            DuplicateBootPart { .. } => "dfukit::stm32mp::layout::duplicate_boot_part",
+            RawImageNotAtZero { .. } => "dfukit::stm32mp::layout::raw_image_not_at_zero",
+            SameOffset { .. } => "dfukit::stm32mp::layout::same_offset",
+            UnorderedOffset { .. } => "dfukit::stm32mp::layout::unordered_offset",
+            Misaligned { .. } => "dfukit::stm32mp::layout::misaligned",
+            InGptArea { .. } => "dfukit::stm32mp::layout::in_gpt_area",
+            BeyondDevice { .. } => "dfukit::stm32mp::layout::beyond_device",
+            MissingBinary { .. } => "dfukit::stm32mp::layout::missing_binary",
+            BinaryTooLarge { .. } => "dfukit::stm32mp::layout::binary_too_large",
+            BinaryCopiesTooLarge { .. } => "dfukit::stm32mp::layout::binary_copies_too_large",
+            NoBinary { .. } => "dfukit::stm32mp::layout::no_binary",
+            InvalidHeader { .. } => "dfukit::stm32mp::layout::invalid_header",
+            InvalidChecksum { .. } => "dfukit::stm32mp::layout::invalid_checksum",
+            NotUtf8 { .. } => "dfukit::stm32mp::layout::not_utf8",
+        }
+    }
+
     /// How to fix it.
     pub fn help(&self) -> String {
         use LayoutErrorKind::*;

@@ -46,7 +46,7 @@ pub fn load(args: &LayoutArgs) -> Result<Layout, Diag> {
     };
     layout::load(path, &options).map_err(|errs| {
         for e in &errs.0 {
-            eprintln!("{e}\n  help: {}", e.help());
+            eprintln!("{e} [{}]\n  help: {}", e.kind.code(), e.help());
         }
         Diag::new(
             "dfukit::stm32mp::layout",
