@@ -697,3 +697,70 @@ proptest! {
         let _ = layout::check(&mut l, &CheckOptions { skip_files: true, ..Default::default() });
     }
 }
+
+#[test]
+fn binaries_are_searched_as_st_scripts_do() {
+    let dirs = layout::binary_search_dirs(
+        Path::new("pkg/flashlayout_x/optee/FlashLayout.tsv"),
+        &[PathBuf::from("mine")],
+    );
+    let want: Vec<PathBuf> = [
+        "mine",
+        "pkg/flashlayout_x/optee",
+        "pkg/flashlayout_x/optee/..",
+        "pkg/flashlayout_x/optee/../..",
+        "pkg/flashlayout_x/optee/../../..",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    assert_eq!(dirs, want);
+    // The first hit wins: a copy beside the layout beats the one two
+    // levels up; with none anywhere, every place is listed.
+    let dir = tempfile::tempdir().unwrap();
+    let tsv_dir = dir.path().join("flashlayout_x/optee");
+    fs::create_dir_all(&tsv_dir).unwrap();
+    fs::write(dir.path().join("fip.bin"), [1u8; 100]).unwrap();
+    let row = "P\t0x10\tdata\tBinary\tmmc0\t0x4400\tfip.bin\n";
+    let o = CheckOptions::default();
+    let l = load_bytes(&tsv_dir, "l.tsv", row.as_bytes(), &o).unwrap();
+    assert_eq!(l.partitions[0].binary, Some(tsv_dir.join("../../fip.bin")));
+    assert_eq!(l.partitions[0].binary_name.as_deref(), Some("fip.bin"));
+    fs::write(tsv_dir.join("fip.bin"), [2u8; 50]).unwrap();
+    let l = load_bytes(&tsv_dir, "l.tsv", row.as_bytes(), &o).unwrap();
+    assert_eq!(l.partitions[0].binary, Some(tsv_dir.join("fip.bin")));
+    assert_eq!(l.partitions[0].binary_size, Some(50));
+    let gone = row.replace("fip.bin", "gone.bin");
+    let errs = load_bytes(&tsv_dir, "l.tsv", gone.as_bytes(), &o).unwrap_err();
+    let LayoutErrorKind::MissingBinary { looked, .. } = &errs.0[0].kind else {
+        panic!("{errs}")
+    };
+    assert_eq!(looked.len(), 4);
+    assert_eq!(looked[3], tsv_dir.join("../../../gone.bin"));
+    assert_eq!(errs.0[0].line, 1);
+    assert_eq!(
+        errs.0[0].kind.code(),
+        "dfukit::stm32mp::layout::missing_binary"
+    );
+}
+
+#[test]
+fn bom_is_dropped_and_nul_refused() {
+    let row = "P\t0x10\tdata\tBinary\tmmc0\t0x4400\tnone\n";
+    let o = CheckOptions {
+        skip_files: true,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bom = format!("\u{FEFF}{row}");
+    let l = load_bytes(dir.path(), "bom.tsv", bom.as_bytes(), &o).unwrap();
+    assert_eq!(l.partitions[0].name, "data");
+    assert_eq!(l.partitions[0].columns[0], 1);
+    let nul = row.replace("data", "da\0ta");
+    let errs = load_bytes(dir.path(), "nul.tsv", nul.as_bytes(), &o).unwrap_err();
+    assert_eq!((errs.0[0].line, errs.0[0].column), (1, 10));
+    assert!(matches!(
+        &errs.0[0].kind,
+        LayoutErrorKind::NulInField { field: "Name", text } if text == "da\\0ta"
+    ));
+}

@@ -293,3 +293,99 @@ fn dfu_util_loads_tf_a_and_the_fip_through_the_shim() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A USB device that is not the board: a DFU interface under another
+/// vendor:product, stalling every request.
+struct OtherDfuDevice;
+
+impl dfukit_usbip::UsbDevice for OtherDfuDevice {
+    fn info(&self) -> dfukit_usbip::DeviceInfo {
+        dfukit_usbip::DeviceInfo {
+            vendor_id: 0x1234,
+            product_id: 0x5678,
+            configuration_value: 1,
+            num_configurations: 1,
+            interfaces: vec![dfukit_usbip::InterfaceClass {
+                class: 0xFE,
+                subclass: 0x01,
+                protocol: 0x02,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn control(&mut self, _: &dfukit_usbip::SetupPacket, _: &[u8]) -> dfukit_usbip::ControlReply {
+        dfukit_usbip::ControlReply::Stall
+    }
+}
+
+#[test]
+fn no_board_says_what_is_on_the_bus_then_what_to_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = layout(dir.path());
+    let server = dfukit_usbip::Server::bind("127.0.0.1:0").unwrap();
+    server.spawn().unwrap();
+    let addr = server.local_addr().to_string();
+    let run = || {
+        dfukit()
+            .args(["stm32mp", "flash"])
+            .arg(&tsv)
+            .args(["--usbip", &addr, "--connect-timeout", "0.3"])
+            .output()
+            .unwrap()
+    };
+    let t = failed(&run());
+    let seen = format!("seen on the USB/IP server {addr}: nothing");
+    assert_contains(&t, &["dfukit::stm32mp::no_device", &seen]);
+    // What was seen, then the boot pins, the OTG port and reset, and the
+    // permissions only last.
+    let at = |s: &str| t.find(s).unwrap_or_else(|| panic!("lacks {s:?}:\n{t}"));
+    assert!(at(&seen) < at("BOOT[2:0]"));
+    assert!(at("BOOT[2:0]") < at("USB OTG"));
+    assert!(at("USB OTG") < at("permission"));
+    // Another DFU device on the bus is listed, marked DFU.
+    server.add_device("1-1", Box::new(OtherDfuDevice)).unwrap();
+    let t = failed(&run());
+    assert_contains(
+        &t,
+        &[
+            "dfukit::stm32mp::no_device",
+            &format!("seen on the USB/IP server {addr}:"),
+            "1-1  1234:5678  DFU",
+        ],
+    );
+    server.stop();
+}
+
+#[test]
+fn a_bus_that_cannot_be_listed_is_not_a_permission_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = layout(dir.path());
+    // A port nothing listens on: the server is not running.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let out = dfukit()
+        .args(["stm32mp", "flash"])
+        .arg(&tsv)
+        .args(["--usbip", &addr, "--connect-timeout", "0.3"])
+        .output()
+        .unwrap();
+    let t = failed(&out);
+    assert_contains(&t, &["dfukit::stm32mp::no_bus", "start the USB/IP server"]);
+    assert!(!t.contains("udev"), "{t}");
+}
+
+#[test]
+fn layout_saved_with_a_bom_is_sent_to_u_boot_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = layout(dir.path());
+    // U-Boot's parser takes a BOM as part of the first Opt column (the
+    // simulated board runs its rules), so the host must strip it.
+    let text = std::fs::read(&tsv).unwrap();
+    std::fs::write(&tsv, [b"\xEF\xBB\xBF".as_slice(), &text].concat()).unwrap();
+    let board = mp1(&dir.path().join("board"), &[]);
+    let (out, _) = flash(&board, &tsv, &[]);
+    let t = succeeded(&out);
+    assert_contains(&t, &["rootfs", "done: "]);
+}

@@ -2,6 +2,7 @@
 //! each device's geometry, and on the binaries against their partitions.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use super::error::{sort, LayoutError, LayoutErrorKind, Sink};
 use super::types::*;
@@ -33,11 +34,14 @@ use super::types::*;
 /// * a row that downloads a file ([`Opt::downloads`]: `P` without `E`)
 ///   names one — `none` or no `Binary` column is an error there, while
 ///   `-`, `PE` and `PED` rows need none;
-/// * the binary exists and fits its partition; a `Binary(N)` image must
+/// * the binary exists in one of [`binary_search_dirs`] (the first that
+///   holds it is used: [`Partition::binary`] is set to it) and fits its
+///   partition; a `Binary(N)` image must
 ///   fit in one N-th of the partition, since U-Boot writes N copies of it
 ///   one after the other (`stm32prog_copy_fsbl`).
 pub fn check(layout: &mut Layout, options: &CheckOptions) -> Vec<LayoutError> {
     let mut sink = Sink::new(&layout.path);
+    let dirs = binary_search_dirs(&layout.path, &options.binary_dirs);
     let devices: BTreeSet<Ip> = layout.partitions.iter().map(|p| p.ip).collect();
     let mut rooms: Vec<Room> = Vec::new();
     for ip in devices {
@@ -47,12 +51,44 @@ pub fn check(layout: &mut Layout, options: &CheckOptions) -> Vec<LayoutError> {
         let p = &mut layout.partitions[room.index];
         p.size = room.size;
         if !options.skip_files {
-            check_binary(p, room, erase_size(options, p.ip), &mut sink);
+            check_binary(p, room, erase_size(options, p.ip), &dirs, &mut sink);
         }
     }
     let mut errors = sink.errors;
     sort(&mut errors);
     errors
+}
+
+/// Where the binaries of the layout at `layout` are looked for, in order:
+/// each of `extra` (`--binaries DIR`), then the layout's directory and the
+/// three above it. ST's starter packages keep the layout in
+/// `flashlayout_<image>/<bootscheme>/` and the binaries two levels up, and
+/// ST's `create_sdcard_from_flashlayout.sh` probes `.`, `..`, `../..` and
+/// `../../..` from the layout's directory in that order.
+pub fn binary_search_dirs(layout: &Path, extra: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dir = layout.parent().unwrap_or(Path::new("")).to_path_buf();
+    let mut dirs = extra.to_vec();
+    for _ in 0..4 {
+        dirs.push(dir.clone());
+        dir.push("..");
+    }
+    dirs
+}
+
+/// The first of `dirs` joined with `name` that is a regular file, with its
+/// size, or every path tried. An absolute `name` is only itself.
+fn find_binary(name: &str, dirs: &[PathBuf]) -> Result<(PathBuf, u64), Vec<PathBuf>> {
+    let tried: Vec<PathBuf> = if Path::new(name).is_absolute() {
+        vec![PathBuf::from(name)]
+    } else {
+        dirs.iter().map(|d| d.join(name)).collect()
+    };
+    for p in &tried {
+        if let Some(m) = std::fs::metadata(p).ok().filter(|m| m.is_file()) {
+            return Ok((p.clone(), m.len()));
+        }
+    }
+    Err(tried)
 }
 
 /// The room a row has on its device.
@@ -221,10 +257,11 @@ fn offset_problems(
     problems
 }
 
-/// Checks the binary of row `p` against its `room`, filling in
-/// [`Partition::binary_size`]; `erase` is the device's erase unit.
-fn check_binary(p: &mut Partition, room: Room, erase: u64, sink: &mut Sink<'_>) {
-    let Some(bin) = p.binary.clone() else {
+/// Finds the binary of row `p` in `dirs` and checks it against its
+/// `room`, filling in [`Partition::binary`] and [`Partition::binary_size`];
+/// `erase` is the device's erase unit.
+fn check_binary(p: &mut Partition, room: Room, erase: u64, dirs: &[PathBuf], sink: &mut Sink<'_>) {
+    let Some(name) = p.binary_name.clone() else {
         // stm32prog_next_phase stops on this row waiting for data the
         // host cannot send; only E rows are created without a file.
         if p.opt.downloads() {
@@ -244,18 +281,14 @@ fn check_binary(p: &mut Partition, room: Room, erase: u64, sink: &mut Sink<'_>) 
         return;
     };
     let col = p.col(COL_BINARY);
-    let len = match std::fs::metadata(&bin) {
-        Ok(m) if m.is_file() => m.len(),
-        found => {
-            let message = match found {
-                Err(e) => e.to_string(),
-                Ok(_) => "not a regular file".into(),
-            };
-            let kind = LayoutErrorKind::MissingBinary { path: bin, message };
-            sink.push(p.line, col, kind);
+    let (bin, len) = match find_binary(&name, dirs) {
+        Ok(found) => found,
+        Err(looked) => {
+            sink.push(p.line, col, LayoutErrorKind::MissingBinary { name, looked });
             return;
         }
     };
+    p.binary = Some(bin.clone());
     p.binary_size = Some(len);
     let Some(space) = room.size else {
         return;

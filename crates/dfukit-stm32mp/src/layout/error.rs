@@ -79,6 +79,15 @@ pub enum LayoutErrorKind {
         /// Its length in bytes.
         len: usize,
     },
+    /// A NUL byte inside a field: U-Boot would silently cut the field
+    /// there.
+    #[error("NUL byte in the {field} column '{text}'")]
+    NulInField {
+        /// The column's name (`Name`, `Binary`, ...).
+        field: &'static str,
+        /// The field, the NUL shown as `\0`.
+        text: String,
+    },
     /// Unknown `Type` (U-Boot: "type parsing error").
     #[error("unknown type '{text}'")]
     InvalidType {
@@ -206,13 +215,17 @@ pub enum LayoutErrorKind {
         /// The device.
         ip: Ip,
     },
-    /// The binary does not exist or is not a readable file.
-    #[error("binary '{path}' not found: {message}")]
+    /// The binary is in none of the directories searched (see
+    /// [`binary_search_dirs`](super::binary_search_dirs)).
+    #[error(
+        "binary '{name}' not found; looked for {}",
+        looked.iter().map(|p| format!("'{}'", p.display())).collect::<Vec<_>>().join(", ")
+    )]
     MissingBinary {
-        /// The resolved path.
-        path: PathBuf,
-        /// The OS error.
-        message: String,
+        /// The `Binary` column.
+        name: String,
+        /// Every path tried, in order.
+        looked: Vec<PathBuf>,
     },
     /// The binary is larger than its partition.
     #[error(
@@ -297,6 +310,50 @@ pub enum LayoutErrorKind {
 }
 
 impl LayoutErrorKind {
+    /// A stable code for diagnostics, e.g.
+    /// `dfukit::stm32mp::layout::missing_binary`.
+    pub fn code(&self) -> &'static str {
+        use LayoutErrorKind::*;
+        match self {
+            Io { .. } => "dfukit::stm32mp::layout::io",
+            Empty => "dfukit::stm32mp::layout::empty",
+            TooManyPartitions { .. } => "dfukit::stm32mp::layout::too_many_partitions",
+            TooFewColumns { .. } => "dfukit::stm32mp::layout::too_few_columns",
+            InvalidOptionChar { .. } => "dfukit::stm32mp::layout::invalid_option_char",
+            MissingP { .. } => "dfukit::stm32mp::layout::missing_p",
+            InvalidId { .. } => "dfukit::stm32mp::layout::invalid_id",
+            IdOutOfRange { .. } => "dfukit::stm32mp::layout::id_out_of_range",
+            IdReserved => "dfukit::stm32mp::layout::id_reserved",
+            DuplicateId { .. } => "dfukit::stm32mp::layout::duplicate_id",
+            NameTooLong { .. } => "dfukit::stm32mp::layout::name_too_long",
+            NulInField { .. } => "dfukit::stm32mp::layout::nul_in_field",
+            InvalidType { .. } => "dfukit::stm32mp::layout::invalid_type",
+            MultipleBinaryNotSupported { .. } => {
+                "dfukit::stm32mp::layout::multiple_binary_not_supported"
+            }
+            InvalidIp { .. } => "dfukit::stm32mp::layout::invalid_ip",
+            TooManyDevices { .. } => "dfukit::stm32mp::layout::too_many_devices",
+            SelectedNone { .. } => "dfukit::stm32mp::layout::selected_none",
+            InvalidBootPart { .. } => "dfukit::stm32mp::layout::invalid_boot_part",
+            InvalidOffset { .. } => "dfukit::stm32mp::layout::invalid_offset",
+            BootPartNotMmc { .. } => "dfukit::stm32mp::layout::boot_part_not_mmc",
+            DuplicateBootPart { .. } => "dfukit::stm32mp::layout::duplicate_boot_part",
+            RawImageNotAtZero { .. } => "dfukit::stm32mp::layout::raw_image_not_at_zero",
+            SameOffset { .. } => "dfukit::stm32mp::layout::same_offset",
+            UnorderedOffset { .. } => "dfukit::stm32mp::layout::unordered_offset",
+            Misaligned { .. } => "dfukit::stm32mp::layout::misaligned",
+            InGptArea { .. } => "dfukit::stm32mp::layout::in_gpt_area",
+            BeyondDevice { .. } => "dfukit::stm32mp::layout::beyond_device",
+            MissingBinary { .. } => "dfukit::stm32mp::layout::missing_binary",
+            BinaryTooLarge { .. } => "dfukit::stm32mp::layout::binary_too_large",
+            BinaryCopiesTooLarge { .. } => "dfukit::stm32mp::layout::binary_copies_too_large",
+            NoBinary { .. } => "dfukit::stm32mp::layout::no_binary",
+            InvalidHeader { .. } => "dfukit::stm32mp::layout::invalid_header",
+            InvalidChecksum { .. } => "dfukit::stm32mp::layout::invalid_checksum",
+            NotUtf8 { .. } => "dfukit::stm32mp::layout::not_utf8",
+        }
+    }
+
     /// How to fix it.
     pub fn help(&self) -> String {
         use LayoutErrorKind::*;
@@ -312,6 +369,7 @@ impl LayoutErrorKind {
             IdReserved => "Id 0x00 is the flashlayout; use 0x04-0x0F for boot partitions or 0x10-0xF0 for user partitions".into(),
             DuplicateId { .. } => "give each row its own Id: the host finds the DFU alternate setting by Id".into(),
             NameTooLong { .. } => format!("shorten the name to {MAX_NAME_LEN} characters; it becomes the GPT/MTD partition name"),
+            NulInField { .. } => "remove the NUL byte (the file was saved in UTF-16 or edited with a binary tool?): U-Boot reads each field as a C string and would cut it there".into(),
             InvalidType { .. } => "use one of Binary, Binary(N), FIP, FWU_MDATA, ENV, System, ESP, FileSystem, RawImage (case-sensitive)".into(),
             MultipleBinaryNotSupported { .. } => "use plain 'Binary'; Binary(N) is only for FSBL rows (name fsbl*, Id below 0x10) on nandN or spi-nandN".into(),
             InvalidIp { .. } => "use none, ram, or mmcN, norN, nandN, spi-nandN with a single digit N, e.g. mmc0".into(),
@@ -327,7 +385,7 @@ impl LayoutErrorKind {
             Misaligned { erase_size, .. } => format!("round the offset to a multiple of {erase_size:#x}; partitions start on an erase-unit boundary"),
             InGptArea { min, .. } => format!("move the partition to {min:#x} or later (the SD-card FSBL sits at 0x4400 = LBA 34)"),
             BeyondDevice { .. } => "move the partition below the end of the device, or check the device size given".into(),
-            MissingBinary { .. } => "check the path, relative to the layout's directory, or write 'none' with option PE to create the partition empty".into(),
+            MissingBinary { .. } => "the Binary column is relative to the layout's directory or up to three levels above it (as in ST's starter packages); give the binaries' directory with --binaries DIR, fix the path, or write 'none' with option PE to create the partition empty".into(),
             BinaryTooLarge { .. } => "move the following partition up, or shrink the image".into(),
             BinaryCopiesTooLarge { copies, size, erase_size, .. } => format!("Binary({copies}) writes the image {copies} times into the partition, each copy in whole erase blocks: make the partition at least {} bytes (move the next one up), shrink the image, or lower the number of copies", size.next_multiple_of((*erase_size).max(1)).saturating_mul(u64::from(*copies))),
             NoBinary { .. } => "give the file to write, or add E to create the partition empty".into(),

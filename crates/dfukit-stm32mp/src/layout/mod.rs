@@ -39,7 +39,7 @@ mod error;
 mod parse;
 mod types;
 
-pub use check::check;
+pub use check::{binary_search_dirs, check};
 pub use error::{LayoutError, LayoutErrorKind, LayoutErrors};
 pub use parse::{parse, parse_bytes};
 pub use types::{

@@ -26,7 +26,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Layout, LayoutErrors> {
 /// [`image::parse`] reads is taken too) must be complete and its checksum
 /// must match the payload, which is the layout text; bytes after the
 /// payload are ignored. Anything else is the text
-/// itself. The text must be UTF-8. A bad header, checksum or encoding is a
+/// itself. The text must be UTF-8; a byte-order mark at its start is
+/// dropped. A bad header, checksum or encoding is a
 /// single error located at line 1, column 1 (or, for bad UTF-8, where the
 /// invalid byte is); line and column of the other errors count in the text.
 pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Layout, LayoutErrors> {
@@ -65,7 +66,7 @@ pub(super) fn decode<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a str, Layout
     } else {
         (bytes, 0)
     };
-    std::str::from_utf8(text).map_err(|e| {
+    let text = std::str::from_utf8(text).map_err(|e| {
         let good = e.valid_up_to();
         // The prefix before the first bad byte is valid UTF-8 by definition.
         let prefix = std::str::from_utf8(&text[..good]).unwrap_or_default();
@@ -78,7 +79,11 @@ pub(super) fn decode<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a str, Layout
                 offset: text_start + good,
             },
         )
-    })
+    })?;
+    // Editors on Windows save UTF-8 with a byte-order mark; it is not part
+    // of the first column. (U-Boot would read it as one: `flash` sends the
+    // board the text without it.)
+    Ok(text.strip_prefix('\u{FEFF}').unwrap_or(text))
 }
 
 /// Splits a line into its non-empty tab-separated fields with their
@@ -339,6 +344,19 @@ fn parse_row(
         return None;
     }
     let before = sink.errors.len();
+    // U-Boot reads each field as a C string, so a NUL cuts it short
+    // without a word: the board would use another name or path than the
+    // one the file shows.
+    for (field, (column, text)) in COLUMN_NAMES.into_iter().zip(f) {
+        if let Some(at) = text.chars().position(|c| c == '\0') {
+            let text = text.replace('\0', "\\0");
+            sink.push(
+                line,
+                column + at,
+                LayoutErrorKind::NulInField { field, text },
+            );
+        }
+    }
     let mut columns = [0usize; 7];
     for (i, c) in columns.iter_mut().enumerate() {
         *c = f.get(i).map_or(0, |x| x.0);
@@ -374,11 +392,11 @@ fn parse_row(
     let offset = parse_offset(get(COL_OFFSET), line, columns[COL_OFFSET], sink);
     // Columns after Binary are ignored, as U-Boot ignores all after
     // Offset.
-    let binary = f
+    let binary_name = f
         .get(COL_BINARY)
-        .map(|x| x.1.as_str())
-        .filter(|b| *b != "none")
-        .map(|b| base.join(b));
+        .map(|x| x.1.clone())
+        .filter(|b| b != "none");
+    let binary = binary_name.as_ref().map(|b| base.join(b));
 
     if sink.errors.len() != before {
         return None;
@@ -394,6 +412,7 @@ fn parse_row(
         ip: ip?,
         offset: offset?,
         binary,
+        binary_name,
         binary_size: None,
         size: None,
     })

@@ -34,6 +34,8 @@ pub(super) const COL_TYPE: usize = 3;
 pub(super) const COL_IP: usize = 4;
 pub(super) const COL_OFFSET: usize = 5;
 pub(super) const COL_BINARY: usize = 6;
+/// The columns' names, for messages.
+pub(super) const COLUMN_NAMES: [&str; 7] = ["Opt", "Id", "Name", "Type", "IP", "Offset", "Binary"];
 
 /// The `Opt` column.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -290,9 +292,14 @@ pub struct Partition {
     pub ip: Ip,
     /// The `Offset` column.
     pub offset: Offset,
-    /// The `Binary` column resolved against the layout's directory; `None`
-    /// for `none` or when the column is absent.
+    /// The `Binary` column resolved: by [`parse`](super::parse) against
+    /// the layout's directory, then by [`check`](super::check) to the first
+    /// directory of [`binary_search_dirs`](super::binary_search_dirs) that
+    /// holds it; `None` for `none` or when the column is absent.
     pub binary: Option<PathBuf>,
+    /// The `Binary` column as written (`None` for `none` or absent): the
+    /// path relative to the directories searched.
+    pub binary_name: Option<String>,
     /// Size of the binary, filled in by [`check`](super::check) when the file exists.
     pub binary_size: Option<u64>,
     /// Partition size, filled in by [`check`](super::check): the distance to the next
@@ -400,4 +407,7 @@ pub struct CheckOptions {
     /// Skip the checks on binaries (existence, size), e.g. when only the
     /// layout is at hand.
     pub skip_files: bool,
+    /// Directories searched for binaries before the layout's own ones
+    /// (`--binaries DIR`), see [`binary_search_dirs`](super::binary_search_dirs).
+    pub binary_dirs: Vec<PathBuf>,
 }

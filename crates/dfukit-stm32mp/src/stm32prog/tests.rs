@@ -298,6 +298,7 @@ fn host_check_errors(text: &str) -> usize {
     let opts = CheckOptions {
         devices,
         skip_files: true,
+        ..Default::default()
     };
     layout::check(&mut lay, &opts).len()
 }

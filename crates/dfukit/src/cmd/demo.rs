@@ -9,7 +9,7 @@ use crate::util::diag::Diag;
 use crate::util::keys::public_key_hex;
 use crate::util::nordic::{update_serial, SerialUpdate};
 use crate::util::serve::serve_usbip;
-use crate::util::stm32mp::flash;
+use crate::util::stm32mp::{flash, LayoutArgs};
 use crate::util::usb::{self, AltArgs, DeviceArgs, DownloadArgs};
 use clap::Args;
 use dfukit_firmware as firmware;
@@ -420,7 +420,7 @@ fn stm32mp1(dir: &Path, rows: &mut Vec<Row>) -> Result<(), Diag> {
         server.local_addr()
     );
     let started = std::time::Instant::now();
-    let err = flash(&mut connector(&server), &layout, &opts)
+    let err = flash(&mut connector(&server), &LayoutArgs::at(&layout), &opts)
         .err()
         .ok_or_else(|| {
             Diag::new(
@@ -454,7 +454,7 @@ fn stm32mp1(dir: &Path, rows: &mut Vec<Row>) -> Result<(), Diag> {
         server.local_addr()
     );
     let started = std::time::Instant::now();
-    flash(&mut connector(&server), &layout, &opts)?;
+    flash(&mut connector(&server), &LayoutArgs::at(&layout), &opts)?;
     let secs = started.elapsed().as_secs_f64();
     server.stop();
     println!(

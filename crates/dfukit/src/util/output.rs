@@ -72,6 +72,16 @@ fn resolved(path: &Path) -> Option<PathBuf> {
     Some(dir.join(path.file_name()?))
 }
 
+/// Whether `a` and `b` name the same existing file (same device and inode,
+/// so hard links count too).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -82,10 +92,35 @@ fn parent(path: &Path) -> &Path {
 /// Writes `bytes` to `path` atomically under the rules of `opts`.
 pub fn write_output(path: &Path, bytes: &[u8], opts: &Output<'_>) -> Result<(), Diag> {
     let c = opts.codes;
+    write_output_with(path, opts, |tmp| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(tmp)
+            .and_then(|mut f| f.write_all(bytes))
+            .map_err(|e| {
+                Diag::new(
+                    c.write,
+                    format!("cannot write {} (writing): {e}", path.display()),
+                    "check the disk is not full; nothing was written",
+                )
+            })
+    })
+}
+
+/// Like [`write_output`], for outputs another function writes (a sparse
+/// SD-card image): `write` fills the temporary file at the path it is
+/// given, and only when it succeeds is the file synced and renamed to
+/// `path`.
+pub fn write_output_with<T>(
+    path: &Path,
+    opts: &Output<'_>,
+    write: impl FnOnce(&Path) -> Result<T, Diag>,
+) -> Result<T, Diag> {
+    let c = opts.codes;
     let shown = path.display();
     if let Some(out) = resolved(path) {
         for input in &opts.inputs {
-            if input.canonicalize().is_ok_and(|i| i == out) {
+            if input.canonicalize().is_ok_and(|i| i == out) || same_file(path, input) {
                 return Err(Diag::new(
                     c.same_as_input,
                     format!("output {shown} is the input {}", input.display()),
@@ -117,15 +152,14 @@ pub fn write_output(path: &Path, bytes: &[u8], opts: &Output<'_>) -> Result<(), 
         )
     };
     let mode = if opts.private { 0o600 } else { 0o666 };
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".dfukit-")
         .suffix(".tmp")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
         .tempfile_in(parent(path))
         .map_err(|e| fail("creating a temporary file beside it", e))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| fail("writing", e))?;
+    let value = write(tmp.path())?;
+    tmp.as_file().sync_all().map_err(|e| fail("writing", e))?;
     // Without --overwrite, the rename itself refuses a file that appeared meanwhile.
     let placed = if opts.overwrite {
         tmp.persist(path).map(drop)
@@ -136,7 +170,7 @@ pub fn write_output(path: &Path, bytes: &[u8], opts: &Output<'_>) -> Result<(), 
     // The rename is durable once the directory is synced; a failure here loses nothing
     // the rename did not already do, so it is not an error.
     let _ = std::fs::File::open(parent(path)).and_then(|d| d.sync_all());
-    Ok(())
+    Ok(value)
 }
 
 #[cfg(test)]

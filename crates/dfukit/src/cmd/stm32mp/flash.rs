@@ -4,18 +4,18 @@
 
 use crate::util::diag::Diag;
 use crate::util::num;
-use crate::util::stm32mp::flash;
+use crate::util::stm32mp::{bus_report, flash, LayoutArgs};
 use clap::Args;
 use dfukit_stm32mp::program::ProgramOptions;
 use dfukit_transport::stm32mp::UsbConnector;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Options of `stm32mp flash`.
 #[derive(Args)]
 pub struct FlashArgs {
-    /// The flashlayout (.tsv); binaries are found relative to it.
-    pub layout: PathBuf,
+    /// The flashlayout; binaries are found relative to it.
+    #[command(flatten)]
+    pub layout: LayoutArgs,
     /// USB/IP server HOST[:PORT] the board is exported on (a simulated
     /// board from `dfukit sim stm32mp1`, or usbipd); without it, local USB.
     #[arg(long, env = "DFUKIT_USBIP")]
@@ -46,5 +46,33 @@ pub fn run(a: &FlashArgs) -> Result<(), Diag> {
         reenumerate_timeout: a.reenumerate_timeout,
     };
     let mut conn = UsbConnector::new(a.usbip.clone(), a.serial.clone());
-    flash(&mut conn, &a.layout, &opts).map(|_| ())
+    flash(&mut conn, &a.layout, &opts)
+        .map(|_| ())
+        .map_err(|d| with_bus(d, a.usbip.as_deref()))
+}
+
+/// Without the board, says what is there instead (another DFU device, an
+/// empty bus) before the causes: boot pins, cable, reset, then
+/// permissions. A bus that cannot even be listed is not a permission
+/// problem on the board: that gets its own code and help.
+fn with_bus(mut d: Diag, usbip: Option<&str>) -> Diag {
+    let no_board = d.code == "dfukit::stm32mp::no_device";
+    if !no_board && d.code != "dfukit::stm32mp::connect" {
+        return d;
+    }
+    match bus_report(usbip) {
+        Ok(seen) => {
+            d.message.push('\n');
+            d.message.push_str(&seen);
+        }
+        Err(_) if no_board => {}
+        Err(_) => {
+            d.code = "dfukit::stm32mp::no_bus";
+            d.help = Some(match usbip {
+                Some(_) => "start the USB/IP server (`dfukit sim stm32mp1 --usbip HOST:PORT`, or usbipd with the board bound), or fix --usbip / DFUKIT_USBIP".into(),
+                None => "this machine's USB is not visible here (no /sys/bus/usb: a container without the USB bus passed through?): run on the host, or export the board over USB/IP and give --usbip".into(),
+            });
+        }
+    }
+    d
 }

@@ -4,7 +4,9 @@ use crate::util::diag::read_input;
 mod flash;
 
 use crate::util::diag::Diag;
-use crate::util::stm32mp::load;
+use crate::util::num;
+use crate::util::output::{write_output_with, Output, OutputCodes};
+use crate::util::stm32mp::{load, LayoutArgs};
 use clap::{Args, Subcommand};
 use dfukit_stm32mp::layout::{IpKind, Layout, Offset, PartType};
 use dfukit_stm32mp::{image, sdcard};
@@ -14,10 +16,7 @@ use std::path::{Path, PathBuf};
 #[derive(Subcommand)]
 pub enum Stm32mpCommand {
     /// Check a TSV flashlayout with U-Boot stm32prog's rules.
-    Check {
-        /// The flashlayout (.tsv).
-        layout: PathBuf,
-    },
+    Check(LayoutArgs),
     /// Decode and check an STM32 image header (TF-A, FIP wrappers, ...).
     ImageInfo {
         /// The image (.stm32).
@@ -37,31 +36,33 @@ pub enum Stm32mpCommand {
 /// Options of `sdcard`.
 #[derive(Args)]
 pub struct SdcardArgs {
-    /// The flashlayout (.tsv); its mmc0 rows make the card.
-    layout: PathBuf,
-    /// The image to write (sparse).
+    /// The flashlayout; its mmc0 rows make the card.
+    #[command(flatten)]
+    layout: LayoutArgs,
+    /// The image to write (sparse). It is written to a temporary file
+    /// beside it and renamed when complete.
     #[arg(short = 'o', long)]
     output: PathBuf,
     /// Card size in MiB.
-    #[arg(long, default_value_t = 5120)]
+    #[arg(long, default_value_t = 5120, value_parser = num::mebibytes)]
     size_mib: u64,
 }
 
 /// Runs a `stm32mp` subcommand.
 pub fn run(cmd: Stm32mpCommand) -> miette::Result<()> {
     match cmd {
-        Stm32mpCommand::Check { layout } => Ok(check(&layout).map(|_| ())?),
+        Stm32mpCommand::Check(a) => Ok(check(&a).map(|_| ())?),
         Stm32mpCommand::ImageInfo { file, json } => Ok(image_info(&file, json)?),
         Stm32mpCommand::Sdcard(a) => Ok(sd(&a)?),
         Stm32mpCommand::Flash(a) => Ok(flash::run(&a)?),
     }
 }
 
-fn check(path: &Path) -> Result<Layout, Diag> {
-    let l = load(path)?;
+fn check(a: &LayoutArgs) -> Result<Layout, Diag> {
+    let l = load(a)?;
     println!(
         "{}: {} partitions, valid",
-        path.display(),
+        a.layout.display(),
         l.partitions.len()
     );
     println!(
@@ -84,11 +85,8 @@ fn check(path: &Path) -> Result<Layout, Diag> {
             opt,
             p.id,
             p.name,
-            format!("{:?}", p.kind)
-                .split([' ', '{'])
-                .next()
-                .unwrap_or(""),
-            format!("{:?}{}", p.ip.kind, p.ip.instance).to_lowercase(),
+            p.kind.to_string(),
+            p.ip.to_string(),
             p.offset.to_string(),
             p.binary
                 .as_ref()
@@ -127,6 +125,7 @@ fn image_info(path: &Path, json: bool) -> Result<(), Diag> {
 
 fn sd(a: &SdcardArgs) -> Result<(), Diag> {
     let l = load(&a.layout)?;
+    let tsv = a.layout.layout.as_path();
     let mut parts = Vec::new();
     for p in &l.partitions {
         let on_sd =
@@ -148,7 +147,7 @@ fn sd(a: &SdcardArgs) -> Result<(), Diag> {
             PartType::RawImage => {
                 return Err(Diag::new(
                     "dfukit::stm32mp::sdcard",
-                    format!("{}:{}: a RawImage row covers the whole card; it cannot share it with partitions", a.layout.display(), p.line),
+                    format!("{}:{}: a RawImage row covers the whole card; it cannot share it with partitions", tsv.display(), p.line),
                     "write a raw image with dd instead, or remove the RawImage row",
                 ))
             }
@@ -166,7 +165,7 @@ fn sd(a: &SdcardArgs) -> Result<(), Diag> {
     if parts.is_empty() {
         return Err(Diag::new(
             "dfukit::stm32mp::sdcard",
-            format!("{} has no selected mmc0 rows", a.layout.display()),
+            format!("{} has no selected mmc0 rows", tsv.display()),
             "an SD-card layout puts its partitions on mmc0 with P, E, PD or PED options",
         ));
     }
@@ -174,12 +173,22 @@ fn sd(a: &SdcardArgs) -> Result<(), Diag> {
         size_bytes: a.size_mib * 1024 * 1024,
         ..Default::default()
     };
-    let summary = sdcard::build(&parts, &opts, &a.output).map_err(|e| {
-        Diag::new(
-            "dfukit::stm32mp::sdcard",
-            format!("{}: {e}", a.output.display()),
-            "check the layout's mmc0 offsets and binaries, and the card size (--size-mib)",
-        )
+    let mut inputs: Vec<&Path> = vec![tsv];
+    inputs.extend(l.partitions.iter().filter_map(|p| p.binary.as_deref()));
+    let out = Output {
+        codes: &OutputCodes::STM32MP,
+        inputs,
+        overwrite: true,
+        private: false,
+    };
+    let summary = write_output_with(&a.output, &out, |tmp| {
+        sdcard::build(&parts, &opts, tmp).map_err(|e| {
+            Diag::new(
+                "dfukit::stm32mp::sdcard",
+                format!("{}: {e}", a.output.display()),
+                "check the layout's mmc0 offsets and binaries, and the card size (--size-mib); nothing was written",
+            )
+        })
     })?;
     println!(
         "{}: {} MiB, {} partitions",
