@@ -78,8 +78,9 @@ fn path() -> String {
 /// Runs `script` with bash in `dir`; boards it started with `&` are
 /// stopped when it exits, as a reader's Ctrl-C would.
 fn bash(dir: &Path, script: &str, limit: Duration) -> std::process::Output {
-    let script =
-        format!("set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT\n{script}");
+    let script = format!(
+        "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT\n{script}"
+    );
     dfukit_testkit::peers::output_within(
         Command::new("bash")
             .arg("-c")
