@@ -8,14 +8,12 @@ mod common;
 use common::*;
 use dfukit_nordic::bootloader::{BootloaderEvent, Mode, ResetReason, SoftDevice, SD_MAGIC};
 use dfukit_nordic::host::{self, UpdateError};
-use dfukit_nordic::init_packet::{self, FwType, Hash, HashType, InitCommand, SignatureType};
-use dfukit_nordic::package::keys;
+use dfukit_nordic::init_packet::{FwType, InitCommand};
 use dfukit_nordic::proto::ExtError;
 use dfukit_sim::boards::nrf52840::{Bank1, BoardConfig, Nrf52840};
 use dfukit_sim::links::serial::BoardLink;
 use dfukit_sim::{Board, PowerCutPlan};
 use p256::ecdsa::SigningKey;
-use sha2::{Digest, Sha256};
 
 const SD_START: usize = 0x1000;
 const BL_START: usize = 0xF8000;
@@ -43,9 +41,6 @@ fn sd_bl_init(k: &SigningKey, sd: &[u8], bl: &[u8], fw_version: u32, sd_req: u32
         (false, true) => FwType::Softdevice,
         _ => FwType::Bootloader,
     };
-    let whole = [sd, bl].concat();
-    let mut digest: [u8; 32] = Sha256::digest(&whole).into();
-    digest.reverse();
     let cmd = InitCommand {
         fw_version: Some(fw_version),
         hw_version: Some(52),
@@ -54,16 +49,11 @@ fn sd_bl_init(k: &SigningKey, sd: &[u8], bl: &[u8], fw_version: u32, sd_req: u32
         sd_size: Some(sd.len() as u32),
         bl_size: Some(bl.len() as u32),
         app_size: Some(0),
-        hash: Some(Hash {
-            hash_type: HashType::Sha256,
-            hash: heapless::Vec::from_slice(&digest).unwrap(),
-        }),
+        hash: Some(image_hash(&[sd, bl].concat())),
         is_debug: Some(false),
         boot_validation: heapless::Vec::new(),
     };
-    let bytes = init_packet::encode_init_command(&cmd);
-    let sig = keys::sign_init_command(k, &bytes);
-    init_packet::encode_packet(&cmd, Some((SignatureType::EcdsaP256Sha256, &sig)))
+    signed(k, &cmd)
 }
 
 fn send(b: &mut Nrf52840, init: &[u8], fw: &[u8]) -> Result<(), UpdateError> {

@@ -57,10 +57,26 @@ impl Default for Claims {
     }
 }
 
-/// A signed init packet for `image`, as `nrfutil pkg generate` makes it.
-pub fn init_packet(key: &SigningKey, image: &[u8], c: &Claims) -> Vec<u8> {
+/// The init packet's hash of `image`: SHA-256, stored little-endian as
+/// nrfutil stores it.
+pub fn image_hash(image: &[u8]) -> Hash {
     let mut digest: [u8; 32] = Sha256::digest(image).into();
     digest.reverse();
+    Hash {
+        hash_type: HashType::Sha256,
+        hash: heapless::Vec::from_slice(&digest).unwrap(),
+    }
+}
+
+/// `cmd` encoded and signed with `key`, as `nrfutil pkg generate` makes it.
+pub fn signed(key: &SigningKey, cmd: &InitCommand) -> Vec<u8> {
+    let bytes = init_packet::encode_init_command(cmd);
+    let sig = keys::sign_init_command(key, &bytes);
+    init_packet::encode_packet(cmd, Some((SignatureType::EcdsaP256Sha256, &sig)))
+}
+
+/// A signed init packet for `image`, as `nrfutil pkg generate` makes it.
+pub fn init_packet(key: &SigningKey, image: &[u8], c: &Claims) -> Vec<u8> {
     let cmd = InitCommand {
         fw_version: Some(c.fw_version),
         hw_version: Some(c.hw_version),
@@ -69,16 +85,11 @@ pub fn init_packet(key: &SigningKey, image: &[u8], c: &Claims) -> Vec<u8> {
         sd_size: Some(0),
         bl_size: Some(0),
         app_size: Some(image.len() as u32),
-        hash: Some(Hash {
-            hash_type: HashType::Sha256,
-            hash: heapless::Vec::from_slice(&digest).unwrap(),
-        }),
+        hash: Some(image_hash(image)),
         is_debug: Some(false),
         boot_validation: heapless::Vec::new(),
     };
-    let bytes = init_packet::encode_init_command(&cmd);
-    let sig = keys::sign_init_command(key, &bytes);
-    init_packet::encode_packet(&cmd, Some((SignatureType::EcdsaP256Sha256, &sig)))
+    signed(key, &cmd)
 }
 
 /// Board configuration trusting `key`, flash timing on (virtual time).
