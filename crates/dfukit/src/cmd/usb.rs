@@ -1,11 +1,12 @@
 //! `dfukit usb ...`: USB DFU 1.1 and ST DfuSe, with dfu-util's options.
 
 use crate::util::diag::Diag;
+use crate::util::num::u32_number;
 use crate::util::output::{write_output, Output, OutputCodes};
 use crate::util::shim::shim_dir;
 use crate::util::usb::{
-    bad_address, download, host_error, list, one_device, open_alt, parse_num, read_file, AltArgs,
-    DeviceArgs, DownloadArgs,
+    bad_address, download, host_error, list, one_device, open_alt, read_file, AltArgs, DeviceArgs,
+    DownloadArgs,
 };
 use clap::{Args, Subcommand};
 use dfukit_usbdfu::files::{self, Suffix};
@@ -103,9 +104,9 @@ fn upload(a: &Upload) -> Result<(), Diag> {
         Some(spec) => {
             // ADDRESS:LENGTH, or ADDRESS alone (with or without the colon).
             let (addr, len) = match spec.split_once(':') {
-                Some((a, "")) => (parse_num(a), Some(None)),
-                Some((a, l)) => (parse_num(a), parse_num(l).map(Some)),
-                None => (parse_num(spec), Some(None)),
+                Some((a, "")) => (u32_number(a).ok(), Some(None)),
+                Some((a, l)) => (u32_number(a).ok(), u32_number(l).ok().map(Some)),
+                None => (u32_number(spec).ok(), Some(None)),
             };
             let (Some(addr), Some(len)) = (addr, len) else {
                 return Err(bad_address(spec));

@@ -5,6 +5,7 @@
 
 use super::diag::read_input;
 use super::diag::Diag;
+use super::num::u32_number;
 use super::progress::Task;
 use clap::Args;
 use dfukit_transport::usb::{find_dfu_devices, DeviceFilter, FindError, FoundDevice, UsbTransfer};
@@ -176,13 +177,6 @@ pub fn open_alt(
     Ok((host, d.dfu, alt, layout))
 }
 
-pub fn parse_num(s: &str) -> Option<u32> {
-    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => u32::from_str_radix(h, 16).ok(),
-        None => s.parse().ok(),
-    }
-}
-
 pub fn bad_address(s: &str) -> Diag {
     Diag::new(
         "dfukit::usb::dfuse_address",
@@ -209,7 +203,7 @@ fn dfuse_options(spec: &str) -> Result<DfuseOptions, Diag> {
     let address = if first.is_empty() {
         None
     } else {
-        Some(parse_num(first).ok_or_else(|| bad_address(spec))?)
+        Some(u32_number(first).map_err(|_| bad_address(spec))?)
     };
     let mut o = DfuseOptions {
         address,
