@@ -1,5 +1,5 @@
 //! The peer tools the tests run against (nrfutil, dfu-util, dfu-suffix,
-//! usbip, mkimage, sgdisk, sfdisk), found as a user's shell would.
+//! dfuse-pack, usbip, mkimage, sgdisk, sfdisk), found as a user's shell would.
 //!
 //! A missing peer skips its test with a notice on a developer's machine,
 //! and fails it when `DFUKIT_REQUIRE_PEERS=1`, which `scripts/test` (and
@@ -92,4 +92,34 @@ pub fn stdout_of(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("the peer prints UTF-8")
+}
+
+/// `dfuse-pack` (Debian's dfu-util package ships it) run by a Python that has the
+/// `intelhex` module it needs for `-i`: `DFUKIT_PYTHON`, else the Python of the nrfutil venv
+/// (`scripts/install-peers` installs intelhex there). `None` after [`missing`].
+pub fn dfuse_pack() -> Option<Command> {
+    let script = tool("dfuse-pack", "apt-get install dfu-util")?;
+    let python = std::env::var_os("DFUKIT_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("DFUKIT_NRFUTIL").map(|n| PathBuf::from(n).with_file_name("python"))
+        })
+        .filter(|p| {
+            Command::new(p)
+                .args(["-c", "import intelhex"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    let Some(python) = python else {
+        missing(
+            "a Python with intelhex for dfuse-pack (DFUKIT_PYTHON or DFUKIT_NRFUTIL's venv)",
+            "scripts/install-peers installs intelhex into the nrfutil venv",
+        );
+        return None;
+    };
+    let mut cmd = Command::new(python);
+    cmd.arg(script);
+    Some(cmd)
 }

@@ -10,7 +10,8 @@
 //! - [`host`] (std): a dfu-util-equivalent host driver over a
 //!   [`host::ControlTransfer`], with the whole DfuSe download policy in
 //!   [`host::DfuHost::dfuse_download_job`].
-//! - [`files`] (std): DFU suffix and DfuSe `.dfu` files.
+//! - [`files`] (std): DFU suffix and DfuSe `.dfu` files; [`pack`] (std) builds a `.dfu`
+//!   from address-tagged pieces, checked for overlaps.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 
@@ -20,6 +21,8 @@ pub mod dfuse;
 pub mod files;
 #[cfg(feature = "std")]
 pub mod host;
+#[cfg(feature = "std")]
+pub mod pack;
 pub mod wire;
 
 pub use device::{DeviceConfig, DeviceEvent, DfuDevice, Dialect, Reply};

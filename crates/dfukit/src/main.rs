@@ -65,6 +65,12 @@ fn main() -> miette::Result<()> {
         }
     }
     util::progress::init(cli.json);
+    // In a log or a pipe an error stays one line per sentence, so that grep
+    // finds it; a terminal gets miette's wrapping to its width.
+    let wrap = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(miette::MietteHandlerOpts::new().wrap_lines(wrap).build())
+    }));
     let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Bench(a) => cmd::bench::run(a),

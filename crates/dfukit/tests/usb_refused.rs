@@ -205,6 +205,16 @@ fn refused_downloads_leave_the_flash_byte_identical() {
             &["dfukit::usbdfu::empty_target", "target 0"],
         ),
         (
+            write("empty.bin", b""),
+            Some("0x08000000:leave"),
+            &["dfukit::usb::empty_file", "empty.bin", "nothing to write"],
+        ),
+        (
+            write("suffix-only.bin", &files::add_suffix(b"", &st_suffix())),
+            Some("0x08000000"),
+            &["dfukit::usb::empty_file", "suffix-only.bin"],
+        ),
+        (
             write("unknown-alt.dfu", &unknown_alt),
             Some(":mass-erase:force"),
             &["dfukit::usbdfu::no_layout", "alt setting 7"],

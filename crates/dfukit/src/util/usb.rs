@@ -241,6 +241,19 @@ pub fn download(a: &DownloadArgs) -> Result<(), Diag> {
     let address = opts.as_ref().and_then(|o| o.address);
     let mass_erase = opts.as_ref().is_some_and(|o| o.mass_erase);
     let leave = opts.as_ref().is_some_and(|o| o.leave);
+    // An empty raw file (or a suffix alone) writes nothing: refused before the
+    // device is opened, as anything else would report success for nothing
+    // (`:leave` would even start whatever was in flash). A mass erase alone
+    // is a meaningful request, so it may come with an empty file.
+    let no_payload =
+        bytes.is_empty() || files::check_suffix(&bytes).is_ok_and(|s| s.payload.is_empty());
+    if no_payload && !mass_erase {
+        return Err(Diag::new(
+            "dfukit::usb::empty_file",
+            format!("{} is empty: nothing to write", a.file.display()),
+            "check that the build produced the file; to erase the device alone give the flash address with mass erase, e.g. -s 0x08000000:mass-erase:force",
+        ));
+    }
     let (mut host, dfu, alt, layout) = open_alt(&a.dfu, a.transfer_size)?;
     let mut task = Task::start("download", 0);
     let mut events = |e: DfuEvent| report(&mut task, e);

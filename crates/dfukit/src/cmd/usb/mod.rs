@@ -1,17 +1,19 @@
-//! `dfukit usb ...`: USB DFU 1.1 and ST DfuSe, with dfu-util's options.
+//! `dfukit usb ...`: USB DFU 1.1 and ST DfuSe, with dfu-util's options. The commands on
+//! files alone (`pack`, `info`, `suffix`) are in [`files`].
+
+mod files;
 
 use crate::util::diag::Diag;
 use crate::util::num::u32_number;
 use crate::util::output::{write_output, Output, OutputCodes};
 use crate::util::shim::shim_dir;
 use crate::util::usb::{
-    bad_address, download, host_error, list, one_device, open_alt, read_file, AltArgs, DeviceArgs,
+    bad_address, download, host_error, list, one_device, open_alt, AltArgs, DeviceArgs,
     DownloadArgs,
 };
 use clap::{Args, Subcommand};
-use dfukit_usbdfu::files::{self, Suffix};
 use dfukit_usbdfu::host::{DfuEvent, DfuHost, DfuOptions};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// `dfukit usb ...`
 #[derive(Subcommand)]
@@ -24,10 +26,18 @@ pub enum UsbCommand {
     Upload(Upload),
     /// Ask a device to leave DFU mode (DETACH).
     Detach(DeviceArgs),
+    /// Build a DfuSe `.dfu` file from binaries at addresses and HEX or ELF files (as
+    /// `dfuse-pack`).
+    Pack(files::Pack),
+    /// Show a DFU file's suffix and, for a DfuSe `.dfu`, its targets and elements.
+    Info {
+        /// The `.dfu` (or suffixed DFU 1.1) file.
+        file: PathBuf,
+    },
     /// Add, check or remove a DFU suffix (as `dfu-suffix`).
     Suffix {
         #[command(subcommand)]
-        command: SuffixCommand,
+        command: files::SuffixCommand,
     },
     /// Print a directory holding dfukit's libusb-1.0 replacement as
     /// `libusb-1.0.so.0`: put it on LD_LIBRARY_PATH, set DFUKIT_USBIP=HOST:PORT,
@@ -49,38 +59,6 @@ pub struct Upload {
     pub file: PathBuf,
 }
 
-/// `usb suffix ...`
-#[derive(Subcommand)]
-pub enum SuffixCommand {
-    /// Append a DFU suffix.
-    Add {
-        /// The file, changed in place.
-        file: PathBuf,
-        /// idVendor (hex).
-        #[arg(short = 'v', long, default_value = "ffff")]
-        vid: String,
-        /// idProduct (hex).
-        #[arg(short = 'p', long, default_value = "ffff")]
-        pid: String,
-        /// bcdDevice (hex).
-        #[arg(short = 'd', long, default_value = "ffff")]
-        did: String,
-        /// Write a DfuSe (bcdDFU 0x011A) suffix.
-        #[arg(long)]
-        dfuse: bool,
-    },
-    /// Check and show a file's suffix.
-    Check {
-        /// The file.
-        file: PathBuf,
-    },
-    /// Remove a file's suffix (checked first).
-    Remove {
-        /// The file, changed in place.
-        file: PathBuf,
-    },
-}
-
 /// Runs a `usb` subcommand.
 pub fn run(cmd: UsbCommand) -> miette::Result<()> {
     match cmd {
@@ -88,7 +66,9 @@ pub fn run(cmd: UsbCommand) -> miette::Result<()> {
         UsbCommand::Download(d) => Ok(download(&d)?),
         UsbCommand::Upload(u) => Ok(upload(&u)?),
         UsbCommand::Detach(t) => Ok(detach(&t)?),
-        UsbCommand::Suffix { command } => Ok(suffix(command)?),
+        UsbCommand::Pack(p) => Ok(files::pack(&p)?),
+        UsbCommand::Info { file } => Ok(files::info(&file)?),
+        UsbCommand::Suffix { command } => Ok(files::suffix(command)?),
         UsbCommand::ShimDir => {
             println!("{}", shim_dir()?.display());
             Ok(())
@@ -178,71 +158,5 @@ fn detach(t: &DeviceArgs) -> Result<(), Diag> {
             ""
         }
     );
-    Ok(())
-}
-
-fn hex16(s: &str) -> Result<u16, Diag> {
-    u16::from_str_radix(s.trim_start_matches("0x"), 16).map_err(|_| {
-        Diag::new(
-            "dfukit::usb::suffix",
-            format!("{s:?} is not a 16-bit hex number"),
-            "use hex such as 0483",
-        )
-    })
-}
-
-fn suffix(cmd: SuffixCommand) -> Result<(), Diag> {
-    let suffix_diag = |p: &Path, e: &dyn std::fmt::Display| {
-        Diag::new(
-            "dfukit::usb::suffix",
-            format!("{}: {e}", p.display()),
-            "the file has no valid DFU suffix (add one with `dfukit usb suffix add`)",
-        )
-    };
-    match cmd {
-        SuffixCommand::Add {
-            file,
-            vid,
-            pid,
-            did,
-            dfuse,
-        } => {
-            let bytes = read_file(&file)?;
-            if files::check_suffix(&bytes).is_ok() {
-                return Err(Diag::new(
-                    "dfukit::usb::suffix",
-                    format!("{} already has a DFU suffix", file.display()),
-                    "remove it first with `dfukit usb suffix remove`",
-                ));
-            }
-            let s = Suffix {
-                bcd_device: hex16(&did)?,
-                id_product: hex16(&pid)?,
-                id_vendor: hex16(&vid)?,
-                bcd_dfu: if dfuse { 0x011A } else { 0x0100 },
-            };
-            let out = files::add_suffix(&bytes, &s);
-            std::fs::write(&file, out).map_err(|e| suffix_diag(&file, &e))?;
-            eprintln!("suffix added to {}", file.display());
-        }
-        SuffixCommand::Check { file } => {
-            let bytes = read_file(&file)?;
-            let s = files::check_suffix(&bytes).map_err(|e| suffix_diag(&file, &e))?;
-            println!(
-                "The file {} contains a DFU suffix with the following properties:\nBCD device:\t0x{:04X}\nProduct ID:\t0x{:04X}\nVendor ID:\t0x{:04X}\nBCD DFU:\t0x{:04X}\nLength:\t\t{}\nCRC:\t\t0x{:08X}",
-                file.display(), s.suffix.bcd_device, s.suffix.id_product, s.suffix.id_vendor, s.suffix.bcd_dfu, s.length, s.crc
-            );
-            if let Some(k) = files::probe_prefix(s.payload) {
-                println!("Prefix:\t\t{k:?}, {} bytes", k.len());
-            }
-        }
-        SuffixCommand::Remove { file } => {
-            let bytes = read_file(&file)?;
-            let s = files::check_suffix(&bytes).map_err(|e| suffix_diag(&file, &e))?;
-            let payload = s.payload.to_vec();
-            std::fs::write(&file, payload).map_err(|e| suffix_diag(&file, &e))?;
-            eprintln!("suffix removed from {}", file.display());
-        }
-    }
     Ok(())
 }
