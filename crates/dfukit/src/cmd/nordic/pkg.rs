@@ -445,7 +445,8 @@ pub fn run_pkg(cmd: PkgCommand) -> miette::Result<()> {
         }
         PkgCommand::Display { file, json } => {
             let pkg = Package::open(&file).map_err(crate::util::nordic::open_diag)?;
-            if json {
+            // The local flag predates the global `--json`; either asks for it.
+            if json || crate::util::progress::json() {
                 let text = serde_json::to_string_pretty(&pkg.to_json()).map_err(|e| {
                     Diag::new(
                         "dfukit::nordic::pkg::json",
