@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of dfukit's fuzz targets into fuzz/corpus/<target>/.
+
+The seeds are the files users have, as their vendors ship them (the repository's examples/
+and test fixtures: ST's flashlayouts and STM32 images, an nrfutil package and its init
+packet, a .dfu made by `dfukit usb pack`, Intel HEX), plus protocol messages as the peers
+send them (Secure DFU requests and responses, SLIP frames, USB/IP requests and replies),
+written here from the protocol documents' layouts. Run from the repository root:
+
+    NRFUTIL=target/peers/nrfutil-venv/bin/nrfutil python3 fuzz/seed.py
+
+Deterministic: running it again gives the same files. libFuzzer adds what it finds beside
+them (`scripts/fuzz`); both are replayed by crates/dfukit-fuzz/tests/corpora.rs.
+"""
+import glob, io, os, shutil, struct, subprocess, sys, tempfile, zipfile
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+corpus = os.path.join(root, "fuzz", "corpus")
+
+
+def put(target, name, data):
+    d = os.path.join(corpus, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def copy(target, path):
+    with open(os.path.join(root, path), "rb") as f:
+        put(target, os.path.basename(path), f.read())
+
+
+def slip(frame):
+    out = bytearray()
+    for b in frame:
+        out += {0xC0: b"\xdb\xdc", 0xDB: b"\xdb\xdd"}.get(b, bytes([b]))
+    return bytes(out) + b"\xc0"
+
+
+# STM32MP: ST's layouts and the STM32 images of the starter-package tree.
+for p in glob.glob(os.path.join(root, "examples/stm32mp/**/*.tsv"), recursive=True):
+    copy("flashlayout_tsv", os.path.relpath(p, root))
+for p in glob.glob(os.path.join(root, "crates/dfukit-stm32mp/tests/fixtures/layout/*.tsv")):
+    copy("flashlayout_tsv", os.path.relpath(p, root))
+for p in glob.glob(os.path.join(root, "examples/stm32mp/**/*.stm32"), recursive=True):
+    copy("stm32_image", os.path.relpath(p, root))
+copy("stm32_image", "examples/stm32mp/images/stm32mp1/fip/fip-stm32mp157f-dk2-optee-usb.bin")
+
+# USB DFU: the .dfu `usb pack` made, a DFU 1.1 file, and the raw binary.
+copy("dfu_file", "examples/usb/app.dfu")
+with open(os.path.join(root, "examples/usb/config.bin"), "rb") as f:
+    cfg = f.read()
+body = cfg + struct.pack("<HHHH3sB", 0x2200, 0xDF11, 0x0483, 0x0100, b"UFD", 16)
+import zlib
+crc = zlib.crc32(body) ^ 0xFFFFFFFF
+put("dfu_file", "config-dfu11.bin", body + struct.pack("<I", crc))
+
+# Firmware files: the Nordic example's HEX, and ELF32 files for a Cortex-M (EM_ARM).
+copy("firmware_hex", "examples/nordic/app.hex")
+put("firmware_hex", "two-segments.hex",
+    b":020000040800F2\n:0400000001020304F2\n:020000041FFFDC\n:04C0000055AA55AAE8\n:00000001FF\n")
+
+
+def elf32(segments):
+    phoff, n = 52, len(segments)
+    data_at = phoff + 32 * n
+    head = bytearray(52)
+    head[:7] = b"\x7fELF\x01\x01\x01"
+    struct.pack_into("<HHIIIIIHHHHHH", head, 16, 2, 40, 1, segments[0][0], phoff, 0, 0x05000400,
+                     52, 32, n, 40, 0, 0)
+    ph, blobs, at = bytearray(), bytearray(), data_at
+    for paddr, blob in segments:
+        ph += struct.pack("<IIIIIIII", 1, at, paddr, paddr, len(blob), len(blob), 5, 4)
+        blobs += blob
+        at += len(blob)
+    return bytes(head + ph + blobs)
+
+
+put("firmware_elf", "cortex-m.elf", elf32([(0x08000000, bytes(range(64)))]))
+put("firmware_elf", "cortex-m-two-loads.elf",
+    elf32([(0x00027000, b"\x00\x10\x00\x20" * 8), (0x10001080, b"\xff" * 8)]))
+
+# Nordic Secure DFU: requests as the host sends them, responses as the bootloader answers,
+# and the same frames SLIP-encoded as they travel on a serial port.
+requests = [b"\x00", b"\x01\x01\x8d\x00\x00\x00", b"\x01\x02\x00\x10\x00\x00",
+            b"\x02\x00\x00", b"\x03", b"\x04", b"\x06\x01", b"\x06\x02", b"\x07",
+            b"\x08" + bytes(range(32)), b"\x09\x01", b"\x0a", b"\x0b\x00", b"\x0c"]
+responses = [b"\x60\x06\x01\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+             b"\x60\x03\x01\x00\x10\x00\x00\x78\x56\x34\x12", b"\x60\x07\x01\x83\x00",
+             b"\x60\x04\x0b\x05", b"\x60\x09\x01\x01", b"\x60\x00\x01\x01"]
+for i, m in enumerate(requests):
+    put("secure_dfu_messages", f"request-{i:02}.bin", m)
+for i, m in enumerate(responses):
+    put("secure_dfu_messages", f"response-{i:02}.bin", m)
+put("slip", "requests.slip", b"".join(slip(m) for m in requests))
+put("slip", "responses.slip", b"".join(slip(m) for m in responses))
+put("slip", "escapes.slip", slip(b"\xc0\xdb\xc0\xdb\x00") + b"\xdb\x00\xc0")
+
+# USB/IP (protocol 1.1.1, big-endian): list and import requests and replies, and a control
+# transfer's CMD_SUBMIT and RET_SUBMIT.
+busid = b"1-1".ljust(32, b"\0")
+path = b"/sys/devices/dfukit/1-1".ljust(256, b"\0")
+device = path + busid + struct.pack(">IIIHHHBBBBBB", 1, 2, 2, 0x0483, 0xDF11, 0x2200, 0, 0, 0, 1, 1, 1)
+put("usbip_messages", "op_req_devlist.bin", struct.pack(">HHI", 0x0111, 0x8005, 0))
+put("usbip_messages", "op_rep_devlist.bin",
+    struct.pack(">HHII", 0x0111, 0x0005, 0, 1) + device + bytes([0xFE, 0x01, 0x02, 0]))
+put("usbip_messages", "op_req_import.bin", struct.pack(">HHI", 0x0111, 0x8003, 0) + busid)
+put("usbip_messages", "op_rep_import.bin", struct.pack(">HHI", 0x0111, 0x0003, 0) + device)
+put("usbip_messages", "op_rep_import_busy.bin", struct.pack(">HHI", 0x0111, 0x0003, 1))
+setup = bytes([0x80, 0x06, 0x00, 0x01, 0x00, 0x00, 0x12, 0x00])
+put("usbip_messages", "cmd_submit_get_descriptor.bin",
+    struct.pack(">IIIIIIIiii", 1, 1, 0x00010002, 1, 0, 0, 18, 0, 0, 0) + setup)
+put("usbip_messages", "cmd_submit_dnload.bin",
+    struct.pack(">IIIIIIIiii", 1, 2, 0x00010002, 0, 0, 0, 4, 0, 0, 0)
+    + bytes([0x21, 0x01, 0x02, 0x00, 0x00, 0x00, 0x04, 0x00]) + b"\x01\x02\x03\x04")
+put("usbip_messages", "ret_submit.bin",
+    struct.pack(">IIIIIIIiiii", 3, 1, 0, 0, 0, 0, 18, 0, 0, 0, 0) + bytes(8) + bytes(18))
+put("usbip_messages", "cmd_unlink.bin", struct.pack(">IIIIII", 2, 3, 0x00010002, 0, 0, 1) + bytes(24))
+
+# An nrfutil package and its init packet, made by nrfutil itself from the example app.
+nrfutil = os.environ.get("NRFUTIL")
+if not nrfutil:
+    sys.exit("seed.py: set NRFUTIL to nrfutil 6.1.7 (scripts/install-peers installs it)")
+with tempfile.TemporaryDirectory() as tmp:
+    zpath = os.path.join(tmp, "app.zip")
+    subprocess.run([nrfutil, "pkg", "generate", "--hw-version", "52", "--sd-req", "0x0100",
+                    "--application", os.path.join(root, "examples/nordic/app.hex"),
+                    "--application-version", "3",
+                    "--key-file", os.path.join(root, "examples/nordic/key.pem"), zpath],
+                   check=True, stdout=subprocess.DEVNULL)
+    with open(zpath, "rb") as f:
+        put("nordic_package", "app.zip", f.read())
+    with zipfile.ZipFile(zpath) as z:
+        for name in z.namelist():
+            if name.endswith(".dat"):
+                put("init_packet", name, z.read(name))
+print("seed.py: corpora written under fuzz/corpus/")
