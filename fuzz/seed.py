@@ -9,8 +9,10 @@ written here from the protocol documents' layouts. Run from the repository root:
 
     NRFUTIL=target/peers/nrfutil-venv/bin/nrfutil python3 fuzz/seed.py
 
-Deterministic: running it again gives the same files. libFuzzer adds what it finds beside
-them (`scripts/fuzz`); both are replayed by crates/dfukit-fuzz/tests/corpora.rs.
+Deterministic except for the nrfutil package and its init packet (nrfutil signs with a
+fresh ECDSA nonce and stamps the zip with the time): running it again gives the same other
+files. libFuzzer adds what it finds beside them (`scripts/fuzz`); both are replayed by
+crates/dfukit-fuzz/tests/corpora.rs.
 """
 import glob, io, os, shutil, struct, subprocess, sys, tempfile, zipfile
 
@@ -116,6 +118,24 @@ put("usbip_messages", "cmd_submit_dnload.bin",
 put("usbip_messages", "ret_submit.bin",
     struct.pack(">IIIIIIIiiii", 3, 1, 0, 0, 0, 0, 18, 0, 0, 0, 0) + bytes(8) + bytes(18))
 put("usbip_messages", "cmd_unlink.bin", struct.pack(">IIIIII", 2, 3, 0x00010002, 0, 0, 1) + bytes(24))
+
+# The DfuSe device core: op sequences as crates/dfukit-fuzz/src/dfuse_device.rs reads them
+# (op byte % 8: 0 request, 1 GETSTATUS, 2 complete flash op, 3 advance time, 4 bus reset,
+# 5 select alt, 6 raw setup, 7 DfuSe command), for the download dfu-util makes: set the
+# address, erase the sector, write block 2, complete each flash operation, end the download.
+status, done, tick = [1], [2, 0], [3, 1]
+download = (
+    [7, 0, 0, 0] + status + status          # SET_ADDRESS 0x08000000
+    + [7, 1, 0, 0] + status + done + status  # ERASE 0x08000000
+    + [0, 1, 2, 0, 4] + list(range(36))      # DNLOAD block 2, 36 bytes
+    + status + tick + done + status + status
+    + [0, 1, 0, 0, 0] + status + status      # zero-length DNLOAD: leave
+)
+put("dfuse_device", "download.bin", bytes(download))
+put("dfuse_device", "failed-erase-then-write.bin", bytes(
+    [7, 1, 0, 0] + status + [2, 1] + status + [0, 4, 0, 0, 0] + [0, 1, 2, 0, 1] + list(range(9))
+    + status + tick + done + status))
+put("dfuse_device", "reset-mid-erase.bin", bytes([7, 1, 0, 0] + status + [4] + done + status))
 
 # An nrfutil package and its init packet, made by nrfutil itself from the example app.
 nrfutil = os.environ.get("NRFUTIL")

@@ -12,6 +12,9 @@
 //! crash and the replay test as a failure.
 #![warn(missing_docs)]
 
+pub mod dfuse_device;
+
+pub use dfuse_device::dfuse_device;
 use std::path::Path;
 
 /// A fuzz target: its name (the directory of its corpus and the cargo-fuzz binary) and its
@@ -30,6 +33,7 @@ pub const TARGETS: &[Target] = &[
     ("firmware_hex", firmware_hex),
     ("firmware_elf", firmware_elf),
     ("usbip_messages", usbip_messages),
+    ("dfuse_device", dfuse_device),
 ];
 
 /// A flashlayout as STM32CubeProgrammer users write it, through both readers: the host's
