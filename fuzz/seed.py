@@ -137,6 +137,20 @@ put("dfuse_device", "failed-erase-then-write.bin", bytes(
     + status + tick + done + status))
 put("dfuse_device", "reset-mid-erase.bin", bytes([7, 1, 0, 0] + status + [4] + done + status))
 
+# The Secure DFU bootloader core: scripts as crates/dfukit-fuzz/src/secure_dfu_device.rs
+# reads them (first byte: bit 0 signed, bit 1 bank 1 on QSPI; then op byte % 6: 0 raw frame,
+# 1 common frame, 2 complete flash op, 3 advance time, 4 power cut, 5 common frame on BLE).
+def raw(frame, ble=False):
+    return [0, len(frame)] + list(frame) + [1 if ble else 0]
+sel_cmd, crc_get, execute = [1, 0, 0], [1, 3], [1, 4]
+def nordic_script(mode, init):
+    s = [mode] + raw(b"\x02\x00\x00") + sel_cmd + raw(b"\x01\x01" + struct.pack("<I", len(init)))
+    s += raw(b"\x08" + init) + crc_get + execute
+    s += [2, 0] * 8 + raw(b"\x06\x02") + raw(b"\x01\x02" + struct.pack("<I", 4096))
+    s += [2, 0] * 8 + sum((raw(b"\x08" + bytes(range(i, i + 32))) for i in range(0, 256, 32)), []) + [2, 0, 3, 1, 2, 0] * 6
+    s += crc_get + execute + [2, 0, 3, 1] * 8
+    return bytes(s)
+
 # An nrfutil package and its init packet, made by nrfutil itself from the example app.
 nrfutil = os.environ.get("NRFUTIL")
 if not nrfutil:
@@ -153,5 +167,8 @@ with tempfile.TemporaryDirectory() as tmp:
     with zipfile.ZipFile(zpath) as z:
         for name in z.namelist():
             if name.endswith(".dat"):
-                put("init_packet", name, z.read(name))
+                init = z.read(name)
+                put("init_packet", name, init)
+                for mode in range(4):
+                    put("secure_dfu_device", f"update-mode{mode}.bin", nordic_script(mode, init))
 print("seed.py: corpora written under fuzz/corpus/")

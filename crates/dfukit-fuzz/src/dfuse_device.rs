@@ -6,34 +6,12 @@
 //! out lies in mapped memory, and a program only ever lands on erased bytes (the core
 //! blank-checks before it programs); an IN reply never claims more bytes than were asked.
 
-use dfukit_core::{FlashOp, FlashOutcome, Instant};
+use crate::script::{Input, Pending};
+use dfukit_core::{FlashOutcome, Instant};
 use dfukit_testkit::flash::TestFlash;
 use dfukit_usbdfu::device::Reply;
 use dfukit_usbdfu::wire::{DfuRequest, DfuSetup, SetupPacket};
 use dfukit_usbdfu::{DeviceConfig, DfuDevice};
-
-/// Bytes taken one at a time from the fuzzer's input; zeros after its end.
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> u8 {
-        let (&b, rest) = self.0.split_first().unwrap_or((&0, &[]));
-        self.0 = rest;
-        b
-    }
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.byte(), self.byte()])
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.byte()).collect()
-    }
-}
-
-/// A flash operation the core handed out and the fuzzer has not completed yet.
-enum Pending {
-    Erase { addr: u32, len: u32 },
-    Program { addr: u32, data: Vec<u8> },
-}
 
 /// The target body (see the module documentation).
 pub fn dfuse_device(data: &[u8]) {
@@ -44,7 +22,7 @@ pub fn dfuse_device(data: &[u8]) {
 /// the corpus test can check its seeds get that far.
 pub fn run(data: &[u8]) -> usize {
     let mut programmed = 0;
-    let mut input = Input(data);
+    let mut input = Input::new(data);
     let mut dev = DfuDevice::new(DeviceConfig::stm32f4_rom()).expect("the ROM config is valid");
     let mut flash = TestFlash::stm32f4();
     let mut now = Instant::ZERO;
@@ -77,20 +55,7 @@ pub fn run(data: &[u8]) -> usize {
                 let failed = input.byte() & 1 == 1;
                 if let Some(op) = pending.take() {
                     if !failed {
-                        let applied = match &op {
-                            Pending::Erase { addr, len } => flash.apply(&FlashOp::Erase {
-                                addr: *addr,
-                                len: *len,
-                            }),
-                            Pending::Program { addr, data } => {
-                                flash.apply(&FlashOp::Program { addr: *addr, data })
-                            }
-                        };
-                        assert!(
-                            applied,
-                            "the device core handed out an operation on unmapped memory"
-                        );
-                        programmed += usize::from(matches!(op, Pending::Program { .. }));
+                        programmed += usize::from(op.apply(&mut flash));
                     }
                     let outcome = if failed {
                         FlashOutcome::Failed
@@ -133,13 +98,7 @@ pub fn run(data: &[u8]) -> usize {
             }
         }
         if pending.is_none() {
-            pending = dev.poll_flash().map(|op| match op {
-                FlashOp::Erase { addr, len } => Pending::Erase { addr, len },
-                FlashOp::Program { addr, data } => Pending::Program {
-                    addr,
-                    data: data.to_vec(),
-                },
-            });
+            pending = dev.poll_flash().map(Pending::of);
         }
         while dev.poll_event().is_some() {}
     }

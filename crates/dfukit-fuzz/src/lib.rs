@@ -13,8 +13,11 @@
 #![warn(missing_docs)]
 
 pub mod dfuse_device;
+mod script;
+pub mod secure_dfu_device;
 
 pub use dfuse_device::dfuse_device;
+pub use secure_dfu_device::secure_dfu_device;
 use std::path::Path;
 
 /// A fuzz target: its name (the directory of its corpus and the cargo-fuzz binary) and its
@@ -34,6 +37,7 @@ pub const TARGETS: &[Target] = &[
     ("firmware_elf", firmware_elf),
     ("usbip_messages", usbip_messages),
     ("dfuse_device", dfuse_device),
+    ("secure_dfu_device", secure_dfu_device),
 ];
 
 /// A flashlayout as STM32CubeProgrammer users write it, through both readers: the host's

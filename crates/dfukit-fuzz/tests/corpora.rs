@@ -99,6 +99,7 @@ fn accepted(target: &str, data: &[u8]) -> bool {
             OpRepDevlist::decode(data).is_ok() || CmdSubmit::decode(data).is_ok()
         }
         "dfuse_device" => dfukit_fuzz::dfuse_device::run(data) > 0,
+        "secure_dfu_device" => dfukit_fuzz::secure_dfu_device::run(data) > 0,
         other => panic!("no acceptance check for target {other}"),
     }
 }
