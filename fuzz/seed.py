@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of dfukit's fuzz targets into fuzz/corpus/<target>/.
+"""Writes the seeds of dfukit's fuzz targets into fuzz/seeds/<target>/.
 
 The seeds are the files users have, as their vendors ship them (the repository's examples/
 and test fixtures: ST's flashlayouts and STM32 images, an nrfutil package and its init
@@ -11,17 +11,18 @@ written here from the protocol documents' layouts. Run from the repository root:
 
 Deterministic except for the nrfutil package and its init packet (nrfutil signs with a
 fresh ECDSA nonce and stamps the zip with the time): running it again gives the same other
-files. libFuzzer adds what it finds beside them (`scripts/fuzz`); both are replayed by
+files. libFuzzer starts from them and writes what it finds to fuzz/corpus/<target>/
+(`scripts/fuzz`), leaving the seeds as they are; both are replayed by
 crates/dfukit-fuzz/tests/corpora.rs.
 """
 import glob, io, os, shutil, struct, subprocess, sys, tempfile, zipfile
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-corpus = os.path.join(root, "fuzz", "corpus")
+seeds = os.path.join(root, "fuzz", "seeds")
 
 
 def put(target, name, data):
-    d = os.path.join(corpus, target)
+    d = os.path.join(seeds, target)
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, name), "wb") as f:
         f.write(data)
@@ -171,4 +172,4 @@ with tempfile.TemporaryDirectory() as tmp:
                 put("init_packet", name, init)
                 for mode in range(4):
                     put("secure_dfu_device", f"update-mode{mode}.bin", nordic_script(mode, init))
-print("seed.py: corpora written under fuzz/corpus/")
+print("seed.py: seeds written under fuzz/seeds/")

@@ -2,7 +2,8 @@
 //! can hand dfukit, each taking arbitrary bytes.
 //!
 //! cargo-fuzz (`fuzz/`, nightly) calls them under libFuzzer; the stable test suite replays
-//! every file of `fuzz/corpus/<target>/` and `fuzz/regressions/<target>/` through them
+//! every file of `fuzz/seeds/<target>/`, `fuzz/corpus/<target>/` and
+//! `fuzz/regressions/<target>/` through them
 //! (`tests/corpora.rs`), so a finding fixed once stays fixed without nightly.
 //!
 //! A body does more than "must not panic" where the format allows: what parses is encoded
@@ -20,7 +21,7 @@ pub use dfuse_device::dfuse_device;
 pub use secure_dfu_device::secure_dfu_device;
 use std::path::Path;
 
-/// A fuzz target: its name (the directory of its corpus and the cargo-fuzz binary) and its
+/// A fuzz target: its name (of its seed, corpus and regression directories and of its cargo-fuzz binary) and its
 /// body.
 pub type Target = (&'static str, fn(&[u8]));
 

@@ -1,9 +1,10 @@
-//! Replays every fuzz corpus and regression file through its target on stable, as part of
-//! `scripts/test`: a crash libFuzzer found once, and fixed, stays fixed.
+//! Replays every seed, corpus and regression file of `fuzz/` through its target on stable,
+//! as part of `scripts/test`: what libFuzzer explored stays explored, and a crash it found
+//! once, and that was fixed, stays fixed.
 //!
-//! It also checks that the corpora are worth replaying: every target has seeds, and for each
-//! target some seed is accepted by the parser, so the replay reaches past the first check
-//! (a corpus of files the parser refuses at byte 0 would exercise nothing).
+//! It also checks that the seeds are worth replaying: every target has seeds, and for each
+//! target some seed is accepted by the parser (or, for a device core, reaches the flash), so
+//! the replay gets past the first check; seeds refused at byte 0 would exercise nothing.
 
 use dfukit_fuzz::TARGETS;
 use std::path::{Path, PathBuf};
@@ -107,7 +108,7 @@ fn accepted(target: &str, data: &[u8]) -> bool {
 #[test]
 fn each_target_has_seeds_its_parser_accepts() {
     for (name, _) in TARGETS {
-        let seeds = files("corpus", name);
+        let seeds = files("seeds", name);
         let ok = seeds
             .iter()
             .filter(|p| accepted(name, &std::fs::read(p).unwrap()))
