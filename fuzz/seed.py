@@ -152,6 +152,22 @@ def nordic_script(mode, init):
     s += crc_get + execute + [2, 0, 3, 1] * 8
     return bytes(s)
 
+# The STM32MP device core: a flashlayout (two-byte length first) sent to U-Boot on alt 0,
+# then a script as crates/dfukit-fuzz/src/stm32prog_device.rs reads it (op byte % 6: 0, 1
+# write, 2 manifest, 3 read, 4 DETACH, 5 phase record): DETACH into the second enumeration,
+# then 256 bytes and a manifest to each of the first alternate settings, as
+# STM32CubeProgrammer sends the partitions.
+layouts = sorted(glob.glob(os.path.join(root, "examples/stm32mp/**/*.tsv"), recursive=True)
+                 + glob.glob(os.path.join(root, "crates/dfukit-stm32mp/tests/fixtures/layout/*.tsv")))
+for p in layouts:
+    with open(p, "rb") as f:
+        tsv = f.read()
+    script = [4, 5]
+    for alt in range(6):
+        script += [0, alt, 1, 16] + [alt] * 256 + [2, alt, 5]
+    put("stm32prog_device", os.path.basename(p) + ".script",
+        struct.pack("<H", len(tsv)) + tsv + bytes(script + [4]))
+
 # An nrfutil package and its init packet, made by nrfutil itself from the example app.
 nrfutil = os.environ.get("NRFUTIL")
 if not nrfutil:

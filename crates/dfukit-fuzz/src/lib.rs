@@ -16,10 +16,12 @@
 pub mod dfuse_device;
 mod script;
 pub mod secure_dfu_device;
+pub mod stm32prog_device;
 
 pub use dfuse_device::dfuse_device;
 pub use secure_dfu_device::secure_dfu_device;
 use std::path::Path;
+pub use stm32prog_device::stm32prog_device;
 
 /// A fuzz target: its name (of its seed, corpus and regression directories and of its cargo-fuzz binary) and its
 /// body.
@@ -39,6 +41,7 @@ pub const TARGETS: &[Target] = &[
     ("usbip_messages", usbip_messages),
     ("dfuse_device", dfuse_device),
     ("secure_dfu_device", secure_dfu_device),
+    ("stm32prog_device", stm32prog_device),
 ];
 
 /// A flashlayout as STM32CubeProgrammer users write it, through both readers: the host's

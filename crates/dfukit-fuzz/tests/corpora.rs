@@ -27,15 +27,20 @@ fn files(kind: &str, target: &str) -> Vec<PathBuf> {
 }
 
 #[test]
-fn every_corpus_and_regression_file_replays_without_a_crash() {
+fn every_seed_corpus_and_regression_file_replays_without_a_crash() {
     let mut replayed = 0;
     for (name, body) in TARGETS {
-        let corpus = files("corpus", name);
+        let seeds = files("seeds", name);
         assert!(
-            !corpus.is_empty(),
-            "fuzz/corpus/{name}/ has no seeds (run fuzz/seed.py)"
+            !seeds.is_empty(),
+            "fuzz/seeds/{name}/ is empty (run fuzz/seed.py)"
         );
-        for path in corpus.iter().chain(&files("regressions", name)) {
+        let found = files("corpus", name);
+        for path in seeds
+            .iter()
+            .chain(&found)
+            .chain(&files("regressions", name))
+        {
             let data = std::fs::read(path).unwrap();
             let outcome = std::panic::catch_unwind(|| body(&data));
             assert!(
@@ -101,6 +106,7 @@ fn accepted(target: &str, data: &[u8]) -> bool {
         }
         "dfuse_device" => dfukit_fuzz::dfuse_device::run(data) > 0,
         "secure_dfu_device" => dfukit_fuzz::secure_dfu_device::run(data) > 0,
+        "stm32prog_device" => dfukit_fuzz::stm32prog_device::run(data) > 0,
         other => panic!("no acceptance check for target {other}"),
     }
 }
