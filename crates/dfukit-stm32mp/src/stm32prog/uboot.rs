@@ -249,6 +249,11 @@ impl<B: Stm32mpBoard> Stm32mpDevice<B> {
     ) -> Result<usize, Status> {
         let p = self.row(self.alts[alt]).clone();
         let n = p.size.saturating_sub(off).min(buf.len() as u64) as usize;
+        // At or past the end the upload is over (a short reply ends it); the board is asked
+        // only for bytes inside the partition, as its contract says.
+        if n == 0 {
+            return Ok(0);
+        }
         self.board
             .read(&p, off, &mut buf[..n])
             .map_err(|_| Status::ErrFile)
