@@ -9,9 +9,8 @@ written here from the protocol documents' layouts. Run from the repository root:
 
     NRFUTIL=target/peers/nrfutil-venv/bin/nrfutil python3 fuzz/seed.py
 
-Deterministic except for the nrfutil package and its init packet (nrfutil signs with a
-fresh ECDSA nonce and stamps the zip with the time): running it again gives the same other
-files. libFuzzer starts from them and writes what it finds to fuzz/corpus/<target>/
+Deterministic: the nrfutil package is made once and kept (see its section below), so
+running it again gives the same files. libFuzzer starts from them and writes what it finds to fuzz/corpus/<target>/
 (`scripts/fuzz`), leaving the seeds as they are; both are replayed by
 crates/dfukit-fuzz/tests/corpora.rs.
 """
@@ -120,6 +119,23 @@ put("usbip_messages", "ret_submit.bin",
     struct.pack(">IIIIIIIiiii", 3, 1, 0, 0, 0, 0, 18, 0, 0, 0, 0) + bytes(8) + bytes(18))
 put("usbip_messages", "cmd_unlink.bin", struct.pack(">IIIIII", 2, 3, 0x00010002, 0, 0, 1) + bytes(24))
 
+# USB descriptors as the libusb shim reads them from a device: the STM32F4 ROM's device
+# descriptor, and configuration descriptors (DFU interface with two alternate settings and
+# its functional descriptor; a vendor interface with a bulk endpoint and class descriptors).
+def config(body, n_if):
+    return struct.pack("<BBHBBBBB", 9, 2, 9 + len(body), n_if, 1, 0, 0xC0, 50) + body
+def interface(num, alt, n_ep, cls, sub, proto, string):
+    return struct.pack("<BBBBBBBBB", 9, 4, num, alt, n_ep, cls, sub, proto, string)
+dfu_functional = bytes([9, 0x21, 0x0B, 0xFF, 0x00, 0x00, 0x08, 0x1A, 0x01])
+put("libusb_descriptors", "stm32f4-device.bin",
+    struct.pack("<BBHBBBBHHHBBBB", 18, 1, 0x0200, 0, 0, 0, 64, 0x0483, 0xDF11, 0x2200, 1, 2, 3, 1))
+put("libusb_descriptors", "stm32f4-config.bin", config(
+    interface(0, 0, 0, 0xFE, 1, 2, 4) + interface(0, 1, 0, 0xFE, 1, 2, 5) + dfu_functional, 1))
+put("libusb_descriptors", "vendor-bulk-config.bin", config(
+    bytes([4, 0xFF, 0xAA, 0xBB]) + interface(0, 0, 0, 0xFE, 1, 2, 4) + interface(0, 1, 0, 0xFE, 1, 2, 0)
+    + dfu_functional + interface(1, 0, 1, 0xFF, 0, 0, 0)
+    + bytes([7, 5, 0x81, 2, 64, 0, 0]) + bytes([3, 0x25, 7]), 2))
+
 # The DfuSe device core: op sequences as crates/dfukit-fuzz/src/dfuse_device.rs reads them
 # (op byte % 8: 0 request, 1 GETSTATUS, 2 complete flash op, 3 advance time, 4 bus reset,
 # 5 select alt, 6 raw setup, 7 DfuSe command), for the download dfu-util makes: set the
@@ -168,24 +184,26 @@ for p in layouts:
     put("stm32prog_device", os.path.basename(p) + ".script",
         struct.pack("<H", len(tsv)) + tsv + bytes(script + [4]))
 
-# An nrfutil package and its init packet, made by nrfutil itself from the example app.
-nrfutil = os.environ.get("NRFUTIL")
-if not nrfutil:
-    sys.exit("seed.py: set NRFUTIL to nrfutil 6.1.7 (scripts/install-peers installs it)")
-with tempfile.TemporaryDirectory() as tmp:
-    zpath = os.path.join(tmp, "app.zip")
+# An nrfutil package and its init packet, made by nrfutil itself from the example app, once:
+# nrfutil signs with a fresh ECDSA nonce and stamps the zip with the time, so a package
+# already in fuzz/seeds/ is kept (delete fuzz/seeds/nordic_package/ to make it again), and
+# every other seed stays byte for byte what this script wrote before.
+zpath = os.path.join(seeds, "nordic_package", "app.zip")
+if not os.path.exists(zpath):
+    nrfutil = os.environ.get("NRFUTIL")
+    if not nrfutil:
+        sys.exit("seed.py: set NRFUTIL to nrfutil 6.1.7 (scripts/install-peers installs it)")
+    os.makedirs(os.path.dirname(zpath), exist_ok=True)
     subprocess.run([nrfutil, "pkg", "generate", "--hw-version", "52", "--sd-req", "0x0100",
                     "--application", os.path.join(root, "examples/nordic/app.hex"),
                     "--application-version", "3",
                     "--key-file", os.path.join(root, "examples/nordic/key.pem"), zpath],
                    check=True, stdout=subprocess.DEVNULL)
-    with open(zpath, "rb") as f:
-        put("nordic_package", "app.zip", f.read())
-    with zipfile.ZipFile(zpath) as z:
-        for name in z.namelist():
-            if name.endswith(".dat"):
-                init = z.read(name)
-                put("init_packet", name, init)
-                for mode in range(4):
-                    put("secure_dfu_device", f"update-mode{mode}.bin", nordic_script(mode, init))
+with zipfile.ZipFile(zpath) as z:
+    for name in z.namelist():
+        if name.endswith(".dat"):
+            init = z.read(name)
+            put("init_packet", name, init)
+            for mode in range(4):
+                put("secure_dfu_device", f"update-mode{mode}.bin", nordic_script(mode, init))
 print("seed.py: seeds written under fuzz/seeds/")

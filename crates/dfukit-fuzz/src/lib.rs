@@ -14,11 +14,13 @@
 #![warn(missing_docs)]
 
 pub mod dfuse_device;
+mod libusb_descriptors;
 mod script;
 pub mod secure_dfu_device;
 pub mod stm32prog_device;
 
 pub use dfuse_device::dfuse_device;
+pub use libusb_descriptors::libusb_descriptors;
 pub use secure_dfu_device::secure_dfu_device;
 use std::path::Path;
 pub use stm32prog_device::stm32prog_device;
@@ -39,6 +41,7 @@ pub const TARGETS: &[Target] = &[
     ("firmware_hex", firmware_hex),
     ("firmware_elf", firmware_elf),
     ("usbip_messages", usbip_messages),
+    ("libusb_descriptors", libusb_descriptors),
     ("dfuse_device", dfuse_device),
     ("secure_dfu_device", secure_dfu_device),
     ("stm32prog_device", stm32prog_device),

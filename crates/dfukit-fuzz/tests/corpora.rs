@@ -107,6 +107,7 @@ fn accepted(target: &str, data: &[u8]) -> bool {
         "dfuse_device" => dfukit_fuzz::dfuse_device::run(data) > 0,
         "secure_dfu_device" => dfukit_fuzz::secure_dfu_device::run(data) > 0,
         "stm32prog_device" => dfukit_fuzz::stm32prog_device::run(data) > 0,
+        "libusb_descriptors" => dfukit_libusb::desc::ConfigDescriptor::parse(data).is_ok(),
         other => panic!("no acceptance check for target {other}"),
     }
 }
