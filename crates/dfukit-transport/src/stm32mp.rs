@@ -42,7 +42,9 @@ impl Connector for UsbConnector {
             // done with a re-enumerated device's permissions): retried
             // until the deadline, then reported.
             match find_dfu_devices(&self.filter) {
-                Ok(mut found) if !found.is_empty() => return Ok(found.remove(0).transfer),
+                Ok(mut found) if !found.devices.is_empty() => {
+                    return Ok(found.devices.remove(0).transfer)
+                }
                 Ok(_) => last_error = None,
                 Err(e) => last_error = Some(e.to_string()),
             }

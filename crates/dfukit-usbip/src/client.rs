@@ -103,22 +103,33 @@ impl Client {
 
     /// List the devices a server exports (`OP_REQ_DEVLIST`), with their interface records.
     ///
-    /// One TCP connection per call, closed afterwards. Connect and each read time out after
-    /// [`Client::DEFAULT_TIMEOUT`]; a malformed reply is an `InvalidData` error wrapping a
+    /// One TCP connection per call, closed afterwards. The whole exchange (connect, request,
+    /// reply) must finish within [`Client::DEFAULT_TIMEOUT`]; a server that does not is a
+    /// `TimedOut` error. A malformed reply is an `InvalidData` error wrapping a
     /// [`UsbipWireError`].
     pub fn list<A: ToSocketAddrs>(addr: A) -> io::Result<Vec<ExportedDevice>> {
         Self::list_with_timeout(addr, Self::DEFAULT_TIMEOUT)
     }
 
-    /// [`Client::list`] with an explicit connect and I/O timeout.
+    /// [`Client::list`] with an explicit limit for the whole exchange.
     pub fn list_with_timeout<A: ToSocketAddrs>(
         addr: A,
         timeout: Duration,
     ) -> io::Result<Vec<ExportedDevice>> {
-        let mut s = connect(addr, timeout)?;
+        Self::list_until(addr, Instant::now() + timeout)
+    }
+
+    /// [`Client::list`] that must finish by `deadline`: connect and every read get only the
+    /// time left, so a server that trickles its reply cannot extend the exchange. Past the
+    /// deadline the error is `TimedOut`.
+    pub fn list_until<A: ToSocketAddrs>(
+        addr: A,
+        deadline: Instant,
+    ) -> io::Result<Vec<ExportedDevice>> {
+        let mut s = connect(addr, deadline)?;
         s.write_all(&OpReqDevlist.encode())?;
         let mut buf = vec![0u8; OP_HEADER_LEN + 4];
-        s.read_exact(&mut buf)?;
+        read_exact_until(&mut s, &mut buf, deadline, "OP_REP_DEVLIST")?;
         let h = OpHeader::decode(&buf[..OP_HEADER_LEN])?;
         if h.code != OP_REP_DEVLIST {
             return Err(UsbipWireError::UnexpectedValue {
@@ -149,11 +160,11 @@ impl Client {
         for _ in 0..n {
             let start = buf.len();
             buf.resize(start + DEVICE_RECORD_LEN, 0);
-            s.read_exact(&mut buf[start..])?;
+            read_exact_until(&mut s, &mut buf[start..], deadline, "OP_REP_DEVLIST")?;
             let num_interfaces = usize::from(buf[start + DEVICE_RECORD_LEN - 1]);
             let start = buf.len();
             buf.resize(start + num_interfaces * INTERFACE_RECORD_LEN, 0);
-            s.read_exact(&mut buf[start..])?;
+            read_exact_until(&mut s, &mut buf[start..], deadline, "OP_REP_DEVLIST")?;
         }
         let _ = s.shutdown(Shutdown::Both);
         Ok(OpRepDevlist::decode(&buf)?.devices)
@@ -165,25 +176,35 @@ impl Client {
         Self::import_with_timeout(addr, busid, Self::DEFAULT_TIMEOUT)
     }
 
-    /// [`Client::import`] with an explicit connect and I/O timeout (for the import exchange
-    /// only; each control transfer has its own timeout).
+    /// [`Client::import`] with an explicit limit for the import exchange (connect, request,
+    /// reply; each later control transfer has its own timeout).
     pub fn import_with_timeout<A: ToSocketAddrs>(
         addr: A,
         busid: &str,
         timeout: Duration,
     ) -> Result<Imported, ImportError> {
+        Self::import_until(addr, busid, Instant::now() + timeout)
+    }
+
+    /// [`Client::import`] whose exchange must finish by `deadline` (see
+    /// [`Client::list_until`]); past it the error is [`ImportError::Io`] with `TimedOut`.
+    pub fn import_until<A: ToSocketAddrs>(
+        addr: A,
+        busid: &str,
+        deadline: Instant,
+    ) -> Result<Imported, ImportError> {
         let req = OpReqImport {
             busid: busid.to_owned(),
         }
         .encode()?;
-        let mut s = connect(addr, timeout)?;
+        let mut s = connect(addr, deadline)?;
         s.write_all(&req)?;
         let mut buf = vec![0u8; OP_HEADER_LEN];
-        s.read_exact(&mut buf)?;
+        read_exact_until(&mut s, &mut buf, deadline, "OP_REP_IMPORT")?;
         let h = OpHeader::decode(&buf)?;
         if h.code == OP_REP_IMPORT && h.status == ST_OK {
             buf.resize(OP_HEADER_LEN + DEVICE_RECORD_LEN, 0);
-            s.read_exact(&mut buf[OP_HEADER_LEN..])?;
+            read_exact_until(&mut s, &mut buf[OP_HEADER_LEN..], deadline, "OP_REP_IMPORT")?;
         }
         match OpRepImport::decode(&buf)? {
             OpRepImport::Refused { status } => Err(ImportError::Refused {
@@ -192,6 +213,8 @@ impl Client {
             }),
             OpRepImport::Ok(device) => {
                 s.set_read_timeout(None)?;
+                // The import's deadline bounded the exchange; URB writes get the usual limit.
+                s.set_write_timeout(Some(Client::DEFAULT_TIMEOUT))?;
                 Ok(Imported {
                     stream: s,
                     device,
@@ -207,21 +230,58 @@ impl Client {
     }
 }
 
-fn connect<A: ToSocketAddrs>(addr: A, timeout: Duration) -> io::Result<TcpStream> {
+/// The time left until `deadline`, or a `TimedOut` error naming `what` if none is.
+fn remaining(deadline: Instant, what: &str) -> io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{what} did not complete before the deadline"),
+        ));
+    }
+    Ok(left)
+}
+
+fn connect<A: ToSocketAddrs>(addr: A, deadline: Instant) -> io::Result<TcpStream> {
     let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
     let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
     for a in addrs {
-        match TcpStream::connect_timeout(&a, timeout) {
+        let left = remaining(deadline, "connect")?;
+        match TcpStream::connect_timeout(&a, left) {
             Ok(s) => {
                 s.set_nodelay(true)?;
-                s.set_read_timeout(Some(timeout))?;
-                s.set_write_timeout(Some(timeout))?;
+                s.set_write_timeout(Some(left))?;
                 return Ok(s);
             }
             Err(e) => last = e,
         }
     }
     Err(last)
+}
+
+/// `read_exact` that gives up at `deadline`: each partial read waits only for the time left,
+/// so bytes trickling in just under a per-read timeout cannot hold the caller past it.
+fn read_exact_until(
+    s: &mut TcpStream,
+    mut buf: &mut [u8],
+    deadline: Instant,
+    what: &str,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        s.set_read_timeout(Some(remaining(deadline, what)?))?;
+        match s.read(buf) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the server closed the connection before the end of {what}"),
+                ))
+            }
+            Ok(n) => buf = &mut buf[n..],
+            Err(e) if read_again(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// A message received on an import connection.

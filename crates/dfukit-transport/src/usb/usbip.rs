@@ -1,12 +1,18 @@
 //! DFU devices imported from a USB/IP server (a simulated board, or usbipd
 //! on the machine the device is plugged into).
 
-use super::{DeviceFilter, FindError, FoundDevice, UsbTransfer};
+use super::{DeviceFilter, FindError, Found, FoundDevice, SkipReason, Skipped, UsbTransfer};
 use dfukit_core::WallTime;
-use dfukit_usbdfu::host::probe::probe;
+use dfukit_usbdfu::host::probe::{probe, ProbeError};
 use dfukit_usbdfu::host::{ControlRequest, ControlTransfer, DataStage, TransferError};
-use dfukit_usbip::{Client, ControlError, Imported};
-use std::time::Duration;
+use dfukit_usbip::wire::ST_DEV_BUSY;
+use dfukit_usbip::{Client, ControlError, ImportError, Imported};
+use std::io;
+use std::time::{Duration, Instant};
+
+/// The limit for one whole device search over USB/IP: listing, importing and probing every
+/// device share it, so a slow or trickling server cannot hold a command longer.
+pub const SEARCH_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Control transfers to a device imported over USB/IP.
 pub struct UsbipTransfer(pub Imported);
@@ -69,30 +75,115 @@ pub fn with_default_port(addr: &str) -> String {
     }
 }
 
-/// The exported devices of the server at `addr` that match `filter`.
-pub(super) fn find(addr: &str, filter: &DeviceFilter) -> Result<Vec<FoundDevice>, FindError> {
+/// The probe's control transfers, each cut to the time left before the search's deadline.
+struct Bounded<'a> {
+    transfer: &'a mut UsbipTransfer,
+    deadline: Instant,
+}
+
+impl WallTime for Bounded<'_> {}
+
+impl ControlTransfer for Bounded<'_> {
+    fn control(&mut self, mut req: ControlRequest<'_>) -> Result<usize, TransferError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(TransferError::Timeout);
+        }
+        req.timeout = req.timeout.min(left);
+        self.transfer.control(req)
+    }
+}
+
+/// A `TimedOut` I/O error as the search's deadline error; anything else as `other`.
+fn past_deadline(
+    e: &io::Error,
+    addr: &str,
+    operation: impl FnOnce() -> String,
+) -> Option<FindError> {
+    (e.kind() == io::ErrorKind::TimedOut).then(|| FindError::Deadline {
+        addr: addr.to_string(),
+        operation: operation(),
+        limit: SEARCH_DEADLINE,
+    })
+}
+
+/// The exported devices of the server at `addr` that match `filter`, found within
+/// [`SEARCH_DEADLINE`]; devices that matched the filter's busid and ids but could not be
+/// imported or probed are in [`Found::skipped`].
+pub(super) fn find(addr: &str, filter: &DeviceFilter) -> Result<Found, FindError> {
     let addr = with_default_port(addr);
-    let devices = Client::list(addr.as_str()).map_err(|e| FindError::NoServer {
-        addr: addr.clone(),
-        reason: e.to_string(),
+    let deadline = Instant::now() + SEARCH_DEADLINE;
+    let devices = Client::list_until(addr.as_str(), deadline).map_err(|e| {
+        past_deadline(&e, &addr, || {
+            "listing the exported devices (OP_REQ_DEVLIST)".into()
+        })
+        .unwrap_or_else(|| FindError::NoServer {
+            addr: addr.clone(),
+            reason: e.to_string(),
+        })
     })?;
-    let mut found = Vec::new();
+    let mut found = Found::default();
     for d in devices {
-        if filter.path.as_deref().is_some_and(|p| p != d.device.busid) {
+        let busid = d.device.busid.clone();
+        if filter.path.as_deref().is_some_and(|p| p != busid)
+            || !filter.wants_ids(d.device.vendor_id, d.device.product_id)
+        {
             continue;
         }
-        let Ok(imported) = Client::import(addr.as_str(), &d.device.busid) else {
-            continue;
+        let imported = match Client::import_until(addr.as_str(), &busid, deadline) {
+            Ok(i) => i,
+            Err(ImportError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err(FindError::Deadline {
+                    addr,
+                    operation: format!("importing busid {busid} (OP_REQ_IMPORT)"),
+                    limit: SEARCH_DEADLINE,
+                });
+            }
+            Err(ImportError::Refused { status, .. }) if status == ST_DEV_BUSY => {
+                found.skipped.push(Skipped {
+                    busid,
+                    reason: SkipReason::Busy,
+                });
+                continue;
+            }
+            Err(e) => {
+                found.skipped.push(Skipped {
+                    busid,
+                    reason: SkipReason::Import(e.to_string()),
+                });
+                continue;
+            }
         };
         let mut transfer = UsbipTransfer(imported);
-        let Ok(dfu) = probe(&mut transfer) else {
-            continue;
+        let probed = probe(&mut Bounded {
+            transfer: &mut transfer,
+            deadline,
+        });
+        let dfu = match probed {
+            Ok(dfu) => dfu,
+            Err(ProbeError::Transfer {
+                source: TransferError::Timeout,
+                ..
+            }) if Instant::now() >= deadline => {
+                return Err(FindError::Deadline {
+                    addr,
+                    operation: format!("probing busid {busid} (descriptors)"),
+                    limit: SEARCH_DEADLINE,
+                });
+            }
+            Err(e) => {
+                found.skipped.push(Skipped {
+                    busid,
+                    reason: SkipReason::Probe(e.to_string()),
+                });
+                continue;
+            }
         };
         if !filter.wants(&dfu) {
             continue;
         }
-        found.push(FoundDevice {
-            busid: d.device.busid.clone(),
+        found.devices.push(FoundDevice {
+            busid,
             devnum: d.device.devnum,
             dfu,
             transfer: UsbTransfer::Usbip(transfer),

@@ -8,7 +8,9 @@ use super::diag::Diag;
 use super::num::u32_number;
 use super::progress::Task;
 use clap::Args;
-use dfukit_transport::usb::{find_dfu_devices, DeviceFilter, FindError, FoundDevice, UsbTransfer};
+use dfukit_transport::usb::{
+    find_dfu_devices, DeviceFilter, FindError, FoundDevice, SkipReason, UsbTransfer,
+};
 use dfukit_usbdfu::dfuse::MemoryLayout;
 use dfukit_usbdfu::files::{self, DfuseFile};
 use dfukit_usbdfu::host::probe::DfuInterface;
@@ -82,13 +84,28 @@ pub struct DownloadArgs {
 }
 
 /// The DFU devices that match `t`, with a diagnostic when they cannot be
-/// looked for.
+/// looked for; a matching device that was skipped (busy, failed import or
+/// probe) beside usable ones is a warning line on stderr.
 pub fn find(t: &DeviceArgs) -> Result<Vec<FoundDevice>, Diag> {
-    find_dfu_devices(&t.filter()).map_err(|e| {
+    let found = find_dfu_devices(&t.filter()).map_err(|e| {
         let (code, help) = match &e {
             FindError::NoServer { .. } => (
                 "dfukit::usb::usbip",
                 "start it (`dfukit sim stm32f4 --usbip ADDR` for a simulated board, or usbipd on the machine with the device) and check the address",
+            ),
+            FindError::Deadline { .. } => (
+                "dfukit::usb::usbip_deadline",
+                "the server is up but answers too slowly or not at all: check the network and that it is a USB/IP server (usbipd, or `dfukit sim ... --usbip`)",
+            ),
+            FindError::Unusable { skipped, .. }
+                if skipped.iter().any(|s| s.reason == SkipReason::Busy) =>
+            (
+                "dfukit::usb::usbip_busy",
+                "detach the other client (`usbip detach -p N` on the machine that attached it, see `usbip port`) or stop the other dfukit, then try again",
+            ),
+            FindError::Unusable { .. } => (
+                "dfukit::usb::usbip_import",
+                "check the device works on the server (`usbip list -r HOST`) and that it is a DFU device",
             ),
             FindError::CannotList(_) => (
                 "dfukit::usb::local",
@@ -100,7 +117,11 @@ pub fn find(t: &DeviceArgs) -> Result<Vec<FoundDevice>, Diag> {
             ),
         };
         Diag::new(code, e.to_string(), help)
-    })
+    })?;
+    for s in &found.skipped {
+        eprintln!("warning: skipped {s}");
+    }
+    Ok(found.devices)
 }
 
 /// The one DFU device that matches `t`, or why there is not exactly one.
