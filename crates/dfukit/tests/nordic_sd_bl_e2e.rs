@@ -173,3 +173,42 @@ fn softdevice_bootloader_and_app_from_nrfutil_over_ble_sim() {
         ],
     );
 }
+
+/// nrfutil's `-fc 1` (RTS/CTS) and `-cd` (connect delay) reach the port:
+/// a pty takes the hardware flow control setting and the update runs.
+#[test]
+fn flow_control_and_connect_delay_as_nrfutil_spells_them() {
+    let Some(c) = Case::new() else { return };
+    let zip = c.package(false, true, None);
+    let (sim, state) = c.sim();
+    let start = std::time::Instant::now();
+    succeeded(&run(&[
+        "nordic", "dfu", "serial", "-pkg", &zip, "-p", &sim.pty, "-fc", "1", "-cd", "0.5",
+    ]));
+    assert!(start.elapsed() >= std::time::Duration::from_millis(500));
+    wait_for(&state, "bootloader_version", 2.into());
+}
+
+/// `-snr` with a number no port has names the ports seen and fails.
+#[test]
+fn unknown_serial_number_lists_the_ports_seen() {
+    let Some(c) = Case::new() else { return };
+    let zip = c.package(false, true, None);
+    let out = failed(&run(&[
+        "nordic",
+        "dfu",
+        "serial",
+        "-pkg",
+        &zip,
+        "-snr",
+        "4242424242",
+    ]));
+    assert_contains(
+        &out,
+        &[
+            "dfukit::nordic::dfu::serial_number",
+            "4242424242",
+            "ports seen",
+        ],
+    );
+}

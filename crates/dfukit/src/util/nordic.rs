@@ -26,6 +26,11 @@ pub struct SerialUpdate {
     pub baud: u32,
     /// How long to wait for each response.
     pub timeout: Duration,
+    /// RTS/CTS hardware flow control (nrfutil's `-fc 1`).
+    pub rts_cts: bool,
+    /// How long to wait after opening the port before the first request
+    /// (nrfutil's `-cd`: a USB CDC bootloader may need a moment).
+    pub connect_delay: Duration,
 }
 
 impl SerialUpdate {
@@ -37,13 +42,15 @@ impl SerialUpdate {
             prn: 0,
             baud: 115_200,
             timeout: Duration::from_secs(5),
+            rts_cts: false,
+            connect_delay: Duration::ZERO,
         }
     }
 }
 
 /// Opens `path` as a serial port, or says why it cannot be one.
-pub fn open_port(path: &Path, baud: u32) -> Result<SerialPort, Diag> {
-    dfukit_transport::serial::open_port(path, baud).map_err(|e| {
+pub fn open_port(path: &Path, baud: u32, rts_cts: bool) -> Result<SerialPort, Diag> {
+    dfukit_transport::serial::open_port(path, baud, rts_cts).map_err(|e| {
             Diag::new(
                 "dfukit::nordic::dfu::port",
                 format!("cannot open {} as a serial port: {e}", path.display()),
@@ -101,7 +108,8 @@ pub struct UpdateSummary {
 /// Updates the device on `a.port` with every image of `a.package`.
 pub fn update_serial(a: &SerialUpdate) -> Result<UpdateSummary, Diag> {
     let pkg = open_package(&a.package)?;
-    let port = open_port(&a.port, a.baud)?;
+    let port = open_port(&a.port, a.baud, a.rts_cts)?;
+    std::thread::sleep(a.connect_delay);
     let mut link = SlipLink::new(port);
     let opts = UpdateOptions {
         prn: a.prn,
