@@ -208,18 +208,8 @@ pub fn firmware_of<'a>(
     })
 }
 
-/// Sends one image of a package over `link`, with a progress bar.
-pub fn update_image(
-    link: &mut impl SecureDfuLink,
-    opts: &UpdateOptions,
-    img: &dfukit_nordic::package::PackageImage,
-    path: &Path,
-) -> Result<(), Diag> {
-    send_image(link, opts, img, path, img.kind.display_name(), (0, 1))
-}
-
 /// Sends one image, image `at.0` of `at.1`, under the progress label `label`.
-fn send_image(
+pub fn send_image(
     link: &mut impl SecureDfuLink,
     opts: &UpdateOptions,
     img: &dfukit_nordic::package::PackageImage,

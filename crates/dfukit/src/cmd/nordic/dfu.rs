@@ -2,7 +2,7 @@
 
 use crate::util::diag::Diag;
 use crate::util::keys::public_key_hex;
-use crate::util::nordic::{open_package, update_image, update_serial, SerialUpdate};
+use crate::util::nordic::{open_package, update_serial, SerialUpdate};
 use crate::util::num;
 use clap::{Args, Subcommand};
 use dfukit_nordic::host::UpdateOptions;
@@ -248,6 +248,7 @@ pub fn ble(a: &BleArgs) -> Result<(), Diag> {
 
 #[cfg(feature = "ble")]
 fn ble_radio(a: &BleArgs, address: &str, pkg: &Package, opts: &UpdateOptions) -> Result<(), Diag> {
+    use crate::util::nordic::{image_label, reconnected, resets_device, send_image};
     use dfukit_transport::ble::{next_address, BleError, BleLink};
     let scan = a.scan;
     let diag = |e: BleError| {
@@ -285,9 +286,15 @@ fn ble_radio(a: &BleArgs, address: &str, pkg: &Package, opts: &UpdateOptions) ->
     };
     // The device resets after each image (SoftDevice and bootloader, then
     // the app): every image gets a new connection.
-    for img in &pkg.images {
+    let count = pkg.images.len();
+    for (i, img) in pkg.images.iter().enumerate() {
+        let reset_at = std::time::Instant::now();
         let mut link = open()?;
-        update_image(&mut link, opts, img, &a.package)?;
+        if i > 0 && resets_device(pkg.images[i - 1].kind) {
+            reconnected(reset_at.elapsed());
+        }
+        let label = image_label(img.kind, i, count);
+        send_image(&mut link, opts, img, &a.package, &label, (i, count))?;
     }
     Ok(())
 }
