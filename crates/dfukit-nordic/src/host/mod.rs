@@ -90,6 +90,30 @@ pub fn update(
     Ok(())
 }
 
+/// Waits, for at most `within` of the link's clock, until the bootloader
+/// answers PING again after a reset (an activated SoftDevice or bootloader
+/// restarts the device, as the nRF5 SDK does before the next image of a
+/// package), draining bytes left on the line from before the reset.
+/// Returns how long it took.
+pub fn wait_for_bootloader(
+    link: &mut dyn SecureDfuLink,
+    opts: &UpdateOptions,
+    within: Duration,
+) -> Result<Duration, UpdateError> {
+    let start = link.now();
+    let opts = UpdateOptions {
+        connect_timeout: within,
+        ..opts.clone()
+    };
+    let mut s = Session {
+        link,
+        opts: &opts,
+        chunk: 0,
+    };
+    s.connect(&mut |_| {})?;
+    Ok(s.link.since(start))
+}
+
 /// State of one connection.
 struct Session<'a> {
     link: &'a mut dyn SecureDfuLink,

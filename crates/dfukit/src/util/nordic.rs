@@ -4,10 +4,10 @@
 //! with a progress bar per image.
 
 use super::diag::Diag;
-use super::progress::Task;
+use super::progress::{self, Task};
 use dfukit_nordic::host::serial::SlipLink;
 use dfukit_nordic::host::{self, SecureDfuLink, UpdateEvent, UpdateOptions};
-use dfukit_nordic::package::{Package, PackageError};
+use dfukit_nordic::package::{ImageKind, Package, PackageError};
 use dfukit_transport::serial::SerialPort;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,11 @@ pub struct SerialUpdate {
     pub baud: u32,
     /// How long to wait for each response.
     pub timeout: Duration,
+    /// RTS/CTS hardware flow control (nrfutil's `-fc 1`).
+    pub rts_cts: bool,
+    /// How long to wait after opening the port before the first request
+    /// (nrfutil's `-cd`: a USB CDC bootloader may need a moment).
+    pub connect_delay: Duration,
 }
 
 impl SerialUpdate {
@@ -37,13 +42,15 @@ impl SerialUpdate {
             prn: 0,
             baud: 115_200,
             timeout: Duration::from_secs(5),
+            rts_cts: false,
+            connect_delay: Duration::ZERO,
         }
     }
 }
 
 /// Opens `path` as a serial port, or says why it cannot be one.
-pub fn open_port(path: &Path, baud: u32) -> Result<SerialPort, Diag> {
-    dfukit_transport::serial::open_port(path, baud).map_err(|e| {
+pub fn open_port(path: &Path, baud: u32, rts_cts: bool) -> Result<SerialPort, Diag> {
+    dfukit_transport::serial::open_port(path, baud, rts_cts).map_err(|e| {
             Diag::new(
                 "dfukit::nordic::dfu::port",
                 format!("cannot open {} as a serial port: {e}", path.display()),
@@ -101,7 +108,8 @@ pub struct UpdateSummary {
 /// Updates the device on `a.port` with every image of `a.package`.
 pub fn update_serial(a: &SerialUpdate) -> Result<UpdateSummary, Diag> {
     let pkg = open_package(&a.package)?;
-    let port = open_port(&a.port, a.baud)?;
+    let port = open_port(&a.port, a.baud, a.rts_cts)?;
+    std::thread::sleep(a.connect_delay);
     let mut link = SlipLink::new(port);
     let opts = UpdateOptions {
         prn: a.prn,
@@ -111,7 +119,14 @@ pub fn update_serial(a: &SerialUpdate) -> Result<UpdateSummary, Diag> {
     update_package(&mut link, &opts, &pkg, &a.package)
 }
 
-/// Sends every image of `pkg` over `link`, with a progress bar per image.
+/// How long the bootloader may take to come back after activating a
+/// SoftDevice or bootloader (the MBR's copy and a reset; nrfutil waits
+/// seconds too) before the next image of a package.
+pub const RECONNECT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Sends every image of `pkg` over `link`, with a progress bar per image;
+/// after an image whose activation resets the device, waits for the
+/// bootloader to come back before the next.
 pub fn update_package(
     link: &mut impl SecureDfuLink,
     opts: &UpdateOptions,
@@ -120,12 +135,59 @@ pub fn update_package(
 ) -> Result<UpdateSummary, Diag> {
     // The link's clock, as the host's own waits use it.
     let start = link.now();
-    for img in &pkg.images {
-        update_image(link, opts, img, path)?;
+    let count = pkg.images.len();
+    for (i, img) in pkg.images.iter().enumerate() {
+        let label = image_label(img.kind, i, count);
+        send_image(link, opts, img, path, &label, (i, count))?;
+        if resets_device(img.kind) && i + 1 < count {
+            let waited = host::wait_for_bootloader(link, opts, RECONNECT_DEADLINE)
+                .map_err(|e| did_not_come_back(img.kind, &e))?;
+            reconnected(waited);
+        }
     }
     Ok(UpdateSummary {
         elapsed: link.since(start),
     })
+}
+
+/// The words for an image kind in progress lines.
+fn kind_words(kind: ImageKind) -> &'static str {
+    match kind {
+        ImageKind::SoftdeviceBootloader => "softdevice+bootloader",
+        other => other.display_name(),
+    }
+}
+
+/// An image's name in progress lines: "softdevice+bootloader (1 of 2)".
+pub fn image_label(kind: ImageKind, index: usize, count: usize) -> String {
+    format!("{} ({} of {count})", kind_words(kind), index + 1)
+}
+
+/// Whether activating an image of `kind` resets the device into its
+/// (possibly new) bootloader before anything else can be sent.
+pub fn resets_device(kind: ImageKind) -> bool {
+    kind != ImageKind::Application
+}
+
+/// The event line for a bootloader that answered again after `waited`.
+pub fn reconnected(waited: Duration) {
+    progress::event(
+        "reconnected",
+        &format!("reconnected after reset ({:.1} s)", waited.as_secs_f64()),
+        json!({"seconds": waited.as_secs_f64()}),
+    );
+}
+
+/// The bootloader did not answer again after activating an image of `kind`.
+pub fn did_not_come_back(kind: ImageKind, e: &host::UpdateError) -> Diag {
+    Diag::new(
+        "dfukit::nordic::dfu::no_reconnect",
+        format!(
+            "the device did not come back after activating the {} ({e}); the next image was not sent",
+            kind_words(kind).replace("softdevice", "SoftDevice")
+        ),
+        "check that the device is powered and on the same port (a USB CDC bootloader may re-enumerate under another name), then run the same command again: the images already activated are skipped by the bootloader's version checks or sent again",
+    )
 }
 
 /// The firmware of a package image, or why there is none to send.
@@ -146,15 +208,17 @@ pub fn firmware_of<'a>(
     })
 }
 
-/// Sends one image of a package over `link`, with a progress bar.
-pub fn update_image(
+/// Sends one image, image `at.0` of `at.1`, under the progress label `label`.
+pub fn send_image(
     link: &mut impl SecureDfuLink,
     opts: &UpdateOptions,
     img: &dfukit_nordic::package::PackageImage,
     path: &Path,
+    label: &str,
+    at: (usize, usize),
 ) -> Result<(), Diag> {
     let fw = firmware_of(img, path)?;
-    let mut task = Task::start(img.kind.display_name(), fw.len() as u64);
+    let mut task = Task::start(label, fw.len() as u64);
     let result = host::update(link, opts, &img.init_packet, fw, &mut |e| {
         report(&mut task, e)
     });
@@ -164,7 +228,7 @@ pub fn update_image(
     }
     task.finish(
         &format!("{} bytes sent and accepted", fw.len()),
-        json!({"bytes": fw.len()}),
+        json!({"bytes": fw.len(), "image": at.0 + 1, "count": at.1}),
     );
     Ok(())
 }

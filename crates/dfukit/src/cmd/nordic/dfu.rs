@@ -2,7 +2,7 @@
 
 use crate::util::diag::Diag;
 use crate::util::keys::public_key_hex;
-use crate::util::nordic::{open_package, update_image, update_serial, SerialUpdate};
+use crate::util::nordic::{open_package, update_serial, SerialUpdate};
 use crate::util::num;
 use clap::{Args, Subcommand};
 use dfukit_nordic::host::UpdateOptions;
@@ -69,8 +69,20 @@ pub struct SerialArgs {
     #[arg(long = "package", visible_alias = "pkg")]
     pub package: PathBuf,
     /// The serial port, e.g. /dev/ttyACM0 or the pty a simulated board printed.
-    #[arg(long, short = 'p', visible_alias = "port-name")]
-    pub port: PathBuf,
+    #[arg(
+        long,
+        short = 'p',
+        visible_alias = "port-name",
+        required_unless_present = "serial_number"
+    )]
+    pub port: Option<PathBuf>,
+    /// Find the port by its USB serial number (nrfutil's `-snr`) instead of --port.
+    #[arg(long, conflicts_with = "port")]
+    pub serial_number: Option<String>,
+    /// Seconds to wait after opening the port before the first request
+    /// (nrfutil's `-cd`).
+    #[arg(long, value_parser = num::seconds)]
+    pub connect_delay: Option<Duration>,
     /// Packet receipt notification interval (0: CRC checked once per object).
     #[arg(
         long,
@@ -87,8 +99,8 @@ pub struct SerialArgs {
         value_parser = num::baud
     )]
     pub baud: u32,
-    /// RTS/CTS flow control, as nrfutil's `-fc`: 0 (the default) or 1. dfukit's
-    /// serial port has no hardware flow control yet, so 1 is refused.
+    /// RTS/CTS hardware flow control, as nrfutil's `-fc`: 0 (the default) or 1
+    /// (a UART bootloader built with NRF_DFU_SERIAL_UART_USES_HWFC=1).
     #[arg(long, value_parser = parse_click_bool, default_value = "0", action = clap::ArgAction::Set)]
     pub flow_control: bool,
     /// Seconds to wait for each response.
@@ -106,13 +118,15 @@ fn parse_click_bool(s: &str) -> Result<bool, String> {
 }
 
 /// nrfutil 6's single-dash long options of `dfu serial` and the long options they mean.
-const NRFUTIL_SERIAL_OPTIONS: [(&str, &str); 3] = [
+const NRFUTIL_SERIAL_OPTIONS: [(&str, &str); 5] = [
     ("-pkg", "--package"),
     ("-fc", "--flow-control"),
     ("-prn", "--prn"),
+    ("-cd", "--connect-delay"),
+    ("-snr", "--serial-number"),
 ];
 
-/// Rewrites nrfutil 6's single-dash long options (`-pkg`, `-fc`, `-prn`) after
+/// Rewrites nrfutil 6's single-dash long options (`-pkg`, `-fc`, `-prn`, `-cd`, `-snr`) after
 /// `nordic dfu serial` into their long forms, so `nrfutil dfu serial` command lines
 /// run unchanged. clap has no multi-letter short options, and reads `-pkg` as `-p kg`;
 /// this runs before clap parses, touches only the arguments of that subcommand, and
@@ -148,15 +162,54 @@ pub fn nrfutil_argv(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
 }
 
 impl SerialArgs {
-    fn to_update(&self) -> SerialUpdate {
+    fn to_update(&self, port: PathBuf) -> SerialUpdate {
         SerialUpdate {
             package: self.package.clone(),
-            port: self.port.clone(),
+            port,
             prn: self.prn,
             baud: self.baud,
             timeout: self.timeout,
+            rts_cts: self.flow_control,
+            connect_delay: self.connect_delay.unwrap_or_default(),
         }
     }
+
+    /// The port given, or the one whose USB serial number was given.
+    fn port(&self) -> Result<PathBuf, Diag> {
+        let Some(snr) = &self.serial_number else {
+            return Ok(self
+                .port
+                .clone()
+                .expect("clap requires --port without --serial-number"));
+        };
+        let ports = dfukit_transport::serial::ports();
+        by_serial_number(snr, &ports)
+    }
+}
+
+/// The port among `ports` (path, USB serial number) whose serial number is
+/// `snr`; nrfutil's `-snr` compares without case and ignores leading zeros
+/// (J-Link numbers print as 000683...).
+fn by_serial_number(snr: &str, ports: &[(String, Option<String>)]) -> Result<PathBuf, Diag> {
+    let norm = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
+    if let Some((path, _)) = ports
+        .iter()
+        .find(|(_, n)| n.as_deref().is_some_and(|n| norm(n) == norm(snr)))
+    {
+        return Ok(path.into());
+    }
+    let seen: Vec<String> = ports
+        .iter()
+        .map(|(p, n)| format!("{p} (serial number {})", n.as_deref().unwrap_or("none")))
+        .collect();
+    Err(Diag::new(
+        "dfukit::nordic::dfu::serial_number",
+        format!(
+            "no serial port has USB serial number {snr}; ports seen: {}",
+            if seen.is_empty() { "none".to_string() } else { seen.join(", ") }
+        ),
+        "check the number (nrfutil device list, or `udevadm info /dev/ttyACM0 | grep SERIAL`), or give the port with --port",
+    ))
 }
 
 /// Runs a `dfu` subcommand.
@@ -170,16 +223,10 @@ pub fn run(cmd: DfuCommand) -> miette::Result<()> {
 /// Runs `dfu serial`: the package is checked and its warnings printed before the
 /// port is opened.
 pub fn serial(a: &SerialArgs) -> Result<(), Diag> {
-    if a.flow_control {
-        return Err(Diag::new(
-            "dfukit::nordic::dfu::flow_control",
-            format!("-fc 1 (RTS/CTS flow control) asked for {}, which dfukit cannot do yet", a.port.display()),
-            "run with -fc 0: the nRF5 SDK's USB CDC bootloaders need no flow control, and a UART bootloader built with NRF_DFU_SERIAL_UART_USES_HWFC=0 neither",
-        ));
-    }
     let pkg = open_package(&a.package)?;
     super::print_warnings(&pkg.warnings());
-    update_serial(&a.to_update()).map(|_| ())
+    let port = a.port()?;
+    update_serial(&a.to_update(port)).map(|_| ())
 }
 
 /// Runs `dfu ble`.
@@ -201,6 +248,7 @@ pub fn ble(a: &BleArgs) -> Result<(), Diag> {
 
 #[cfg(feature = "ble")]
 fn ble_radio(a: &BleArgs, address: &str, pkg: &Package, opts: &UpdateOptions) -> Result<(), Diag> {
+    use crate::util::nordic::{image_label, reconnected, resets_device, send_image};
     use dfukit_transport::ble::{next_address, BleError, BleLink};
     let scan = a.scan;
     let diag = |e: BleError| {
@@ -238,9 +286,15 @@ fn ble_radio(a: &BleArgs, address: &str, pkg: &Package, opts: &UpdateOptions) ->
     };
     // The device resets after each image (SoftDevice and bootloader, then
     // the app): every image gets a new connection.
-    for img in &pkg.images {
+    let count = pkg.images.len();
+    for (i, img) in pkg.images.iter().enumerate() {
+        let reset_at = std::time::Instant::now();
         let mut link = open()?;
-        update_image(&mut link, opts, img, &a.package)?;
+        if i > 0 && resets_device(pkg.images[i - 1].kind) {
+            reconnected(reset_at.elapsed());
+        }
+        let label = image_label(img.kind, i, count);
+        send_image(&mut link, opts, img, &a.package, &label, (i, count))?;
     }
     Ok(())
 }
@@ -292,11 +346,19 @@ mod tests {
             "t nordic dfu serial --package a.zip --port /dev/ttyACM0 --baud 1000000 --prn 8 --flow-control 0 --timeout 1",
             "t nordic dfu serial -pkg a.zip -p /dev/ttyACM0 -b 1000000 -prn 8 -fc 0 -t 1",
             "t nordic dfu serial --pkg a.zip --port-name /dev/ttyACM0 --baud-rate 1000000 --packet-receipt-notification 8 -t 1",
-            "t nordic dfu serial -fc false -prn 8 -b 1000000 -t 1 -pkg a.zip --port=/dev/ttyACM0",
+            "t nordic dfu serial -fc false -prn 8 -b 1000000 -t 1 -pkg a.zip --port=/dev/ttyACM0 -cd 1",
+            "t nordic dfu serial -pkg a.zip -p /dev/ttyACM0 -b 1000000 -prn 8 -fc 0 -t 1 --connect-delay 1",
         ];
         for line in lines {
             let a = parse(line);
-            let got = (a.package, a.port, a.baud, a.prn, a.flow_control, a.timeout);
+            let got = (
+                a.package,
+                a.port.unwrap(),
+                a.baud,
+                a.prn,
+                a.flow_control,
+                a.timeout,
+            );
             let want = (
                 "a.zip".into(),
                 "/dev/ttyACM0".into(),
@@ -308,14 +370,49 @@ mod tests {
             assert_eq!(got, want, "{line}");
         }
         assert!(parse("t nordic dfu serial -pkg a.zip -p x -fc 1").flow_control);
+        let a = parse("t nordic dfu serial -pkg a.zip -snr 683123456 -cd 1.5");
+        assert_eq!(a.serial_number.as_deref(), Some("683123456"));
+        assert_eq!(a.port, None);
+        assert_eq!(
+            a.connect_delay,
+            Some(std::time::Duration::from_millis(1500))
+        );
+        let argv = nrfutil_argv(
+            "t nordic dfu serial -pkg a.zip -snr 1 -p x"
+                .split(' ')
+                .map(Into::into)
+                .collect(),
+        );
+        assert!(Cli::try_parse_from(argv).is_err(), "-snr with -p");
         // A value that looks like an nrfutil option is a value; other commands are untouched.
         let argv = |l: &str| -> Vec<std::ffi::OsString> { l.split(' ').map(Into::into).collect() };
         for line in [
+            "t nordic dfu serial -t -snr",
             "t nordic dfu serial -t -pkg",
             "t nordic pkg display -pkg",
             "t nordic dfu serial -- -pkg",
         ] {
             assert_eq!(nrfutil_argv(argv(line)), argv(line), "{line}");
+        }
+    }
+
+    /// -snr finds the port with that USB serial number (leading zeros and
+    /// case aside), and names the ports seen when none has it.
+    #[test]
+    fn serial_number_finds_the_port_or_lists_the_ports_seen() {
+        let ports = vec![
+            ("/dev/ttyS0".to_string(), None),
+            ("/dev/ttyACM1".to_string(), Some("000683ABC".to_string())),
+        ];
+        let got = by_serial_number("683abc", &ports).unwrap();
+        assert_eq!(got, PathBuf::from("/dev/ttyACM1"));
+        let e = by_serial_number("999", &ports).unwrap_err().to_string();
+        for needle in [
+            "999",
+            "/dev/ttyS0 (serial number none)",
+            "/dev/ttyACM1 (serial number 000683ABC)",
+        ] {
+            assert!(e.contains(needle), "{needle}: {e}");
         }
     }
 }
