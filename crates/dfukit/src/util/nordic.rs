@@ -158,9 +158,14 @@ fn kind_words(kind: ImageKind) -> &'static str {
     }
 }
 
-/// An image's name in progress lines: "softdevice+bootloader (1 of 2)".
+/// An image's name in progress lines: "softdevice+bootloader (1 of 2)" in a package of
+/// several images, the kind alone ("application") in a package of one.
 pub fn image_label(kind: ImageKind, index: usize, count: usize) -> String {
-    format!("{} ({} of {count})", kind_words(kind), index + 1)
+    if count > 1 {
+        format!("{} ({} of {count})", kind_words(kind), index + 1)
+    } else {
+        kind_words(kind).to_string()
+    }
 }
 
 /// Whether activating an image of `kind` resets the device into its
