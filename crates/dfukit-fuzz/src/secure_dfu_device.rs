@@ -5,8 +5,9 @@
 //!
 //! What must hold whatever the host sends: no panic; every flash operation lies in mapped
 //! memory and programs only erased bytes; and, with a public key configured, nothing is ever
-//! activated or started: the fuzzer cannot sign, so an image that got that far would be one
-//! nobody signed.
+//! activated or started. The fuzzer holds no private key, and the one signed init packet in
+//! its seeds (made by nrfutil with the example key) names by SHA-256 an image the fuzzer does
+//! not have: an image that got that far would be one nobody signed.
 
 use crate::script::{Input, Pending};
 use dfukit_core::{FlashOutcome, Instant};
