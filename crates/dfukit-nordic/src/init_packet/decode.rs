@@ -457,9 +457,15 @@ fn decode_init_command(buf: &[u8], base: usize) -> Result<InitCommand, DecodeErr
 }
 
 /// Decodes a `dfu.Command`, returning the InitCommand and its exact byte span.
+///
+/// `op_code` is required although protobuf would default it: the signature covers the
+/// InitCommand only (as nrfutil signs it), so the op_code is the one part of a signed
+/// packet nobody vouches for. nrfutil always writes it; a packet without it (one whose tag
+/// was damaged into an unknown field) is refused rather than read as INIT.
 fn decode_command<'a>(buf: &'a [u8], base: usize) -> Result<(InitCommand, &'a [u8]), DecodeError> {
     let mut r = Reader::new(buf, base);
     let mut init: Option<(InitCommand, &'a [u8])> = None;
+    let mut op_code = false;
     while let Some(f) = r.next_field() {
         let f = f?;
         match f.number {
@@ -471,6 +477,7 @@ fn decode_command<'a>(buf: &'a [u8], base: usize) -> Result<(InitCommand, &'a [u
                         op_code: op,
                     });
                 }
+                op_code = true;
             }
             2 => {
                 let b = f.bytes("Command.init")?;
@@ -484,6 +491,12 @@ fn decode_command<'a>(buf: &'a [u8], base: usize) -> Result<(InitCommand, &'a [u
             }
             _ => {}
         }
+    }
+    if !op_code {
+        return Err(DecodeError::MissingField {
+            offset: base,
+            field: "Command.op_code",
+        });
     }
     init.ok_or(DecodeError::MissingField {
         offset: base,

@@ -51,6 +51,30 @@ fn unsigned_packet_layout_matches_protobuf_framing() {
     assert_eq!(&pkt[6..], d.init_command_bytes);
 }
 
+/// The signature covers the InitCommand only, so the op_code is unsigned: a packet whose
+/// op_code tag was damaged into an unknown field (0x08 → 0x18, 0x28, 0x48) is refused, not
+/// read as protobuf's default INIT.
+#[test]
+fn a_command_without_its_op_code_is_refused() {
+    let pkt = encode_packet(&sample(), None);
+    assert_eq!(pkt[2], 0x08, "Command.op_code's tag");
+    for damaged in [0x18, 0x28, 0x48] {
+        let mut bad = pkt.clone();
+        bad[2] = damaged;
+        assert!(
+            matches!(
+                decode(&bad),
+                Err(DecodeError::MissingField {
+                    field: "Command.op_code",
+                    ..
+                })
+            ),
+            "tag {damaged:#04x}: {:?}",
+            decode(&bad).map(|p| p.command)
+        );
+    }
+}
+
 #[test]
 fn signed_packet_reports_init_command_span() {
     let cmd = sample();
