@@ -31,14 +31,7 @@ fn package(dir: &Path, name: &str, key: Option<&str>, len: usize, version: &str)
     let hex = path(dir, &format!("{name}.hex"));
     let image = app_hex(Path::new(&hex), len, 5);
     let zip = path(dir, &format!("{name}.zip"));
-    let mut args = vec!["nordic", "pkg", "generate", "--application", &hex];
-    args.extend(["--application-version", version, "--hw-version", "52"]);
-    args.extend(["--sd-req", "0x0100"]);
-    if let Some(k) = key {
-        args.extend(["--key-file", k]);
-    }
-    args.push(&zip);
-    ok(&args);
+    ok(&app_package_args(&hex, version, key, &zip));
     image
 }
 
@@ -149,24 +142,7 @@ fn an_output_that_is_an_input_is_refused() {
     let key = path(dir, "k.pem");
     ok(&["nordic", "keys", "generate", &key]);
     let key_before = std::fs::read(&key).unwrap();
-    let gen = |out: &str| {
-        run(&[
-            "nordic",
-            "pkg",
-            "generate",
-            "--application",
-            &hex,
-            "--application-version",
-            "1",
-            "--hw-version",
-            "52",
-            "--sd-req",
-            "0x0100",
-            "--key-file",
-            &key,
-            out,
-        ])
-    };
+    let gen = |out: &str| run(&app_package_args(&hex, "1", Some(&key), out));
     let other_spelling = format!("{}/./app.hex", dir.display());
     for out in [&hex, &other_spelling, &key] {
         let err = failed(&gen(out));
@@ -306,20 +282,7 @@ fn debug_mode_packages_warn_everywhere() {
         "{serial}"
     );
     let plain = path(dir, "plain.zip");
-    let out = run(&[
-        "nordic",
-        "pkg",
-        "generate",
-        "--application",
-        &hex,
-        "--application-version",
-        "1",
-        "--hw-version",
-        "52",
-        "--sd-req",
-        "0x0100",
-        &plain,
-    ]);
+    let out = run(&app_package_args(&hex, "1", None, &plain));
     assert!(!succeeded(&out).contains("debug-mode"));
 }
 

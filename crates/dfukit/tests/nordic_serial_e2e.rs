@@ -32,22 +32,8 @@ impl Work {
     fn package(&self, name: &str, key: &str, len: usize, version: u32) -> Vec<u8> {
         let hex = self.path(&format!("{name}.hex"));
         let image = app_hex(Path::new(&hex), len, version);
-        ok(&[
-            "nordic",
-            "pkg",
-            "generate",
-            "--application",
-            &hex,
-            "--application-version",
-            &version.to_string(),
-            "--hw-version",
-            "52",
-            "--sd-req",
-            "0x0100",
-            "--key-file",
-            key,
-            &self.path(&format!("{name}.zip")),
-        ]);
+        let (version, zip) = (version.to_string(), self.path(&format!("{name}.zip")));
+        ok(&app_package_args(&hex, &version, Some(key), &zip));
         image
     }
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{app_hex, assert_contains, ok, run, stderr};
+use common::{app_hex, app_package_args, assert_contains, ok, run, stderr};
 use serde_json::Value;
 use std::path::Path;
 
@@ -16,22 +16,12 @@ fn package(dir: &Path, len: usize) -> (String, String) {
     let hex = dir.join("app.hex");
     app_hex(&hex, len, 3);
     let pkg = dir.join("app.zip").to_str().unwrap().to_string();
-    ok(&[
-        "nordic",
-        "pkg",
-        "generate",
-        "--application",
+    ok(&app_package_args(
         hex.to_str().unwrap(),
-        "--application-version",
         "3",
-        "--hw-version",
-        "52",
-        "--sd-req",
-        "0x0100",
-        "--key-file",
-        &key,
+        Some(&key),
         &pkg,
-    ]);
+    ));
     (pkg, key)
 }
 

@@ -33,6 +33,25 @@ pub fn nrfutil() -> Option<PathBuf> {
     dfukit_testkit::peers::nrfutil()
 }
 
+/// `dfukit nordic pkg generate` arguments for the app in `hex` at `version`, for the
+/// nRF52840 the simulated board models (hw_version 52, sd_req 0x0100), signed with `key` if
+/// given, into `zip`.
+pub fn app_package_args<'a>(
+    hex: &'a str,
+    version: &'a str,
+    key: Option<&'a str>,
+    zip: &'a str,
+) -> Vec<&'a str> {
+    let mut args = vec!["nordic", "pkg", "generate", "--application", hex];
+    args.extend(["--application-version", version, "--hw-version", "52"]);
+    args.extend(["--sd-req", "0x0100"]);
+    if let Some(k) = key {
+        args.extend(["--key-file", k]);
+    }
+    args.push(zip);
+    args
+}
+
 /// Deterministic firmware of `len` bytes written as Intel HEX at 0x27000.
 pub fn app_hex(path: &Path, len: usize, seed: u32) -> Vec<u8> {
     let fw = dfukit_sim::synthetic::firmware(len, seed);
