@@ -9,9 +9,11 @@
 //!   project's rule that `DFUKIT_REQUIRE_PEERS=1` (set by `scripts/test`)
 //!   turns a missing peer into a failure instead of a skip; running them
 //!   with a deadline.
+//! - [`servers`]: misbehaving servers (a USB/IP server that trickles its reply).
 #![warn(missing_docs)]
 
 pub mod flash;
 pub mod peers;
+pub mod servers;
 
 pub use flash::{Region, TestFlash};

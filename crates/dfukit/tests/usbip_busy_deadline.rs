@@ -5,8 +5,6 @@
 mod common;
 
 use common::*;
-use std::io::Write;
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 /// `text` with the diagnostic's line wrapping undone: box-drawing margins dropped and
@@ -71,31 +69,9 @@ fn a_board_imported_by_another_client_is_reported_busy() {
     }
 }
 
-/// A server that answers every connection with an OP_REP_DEVLIST header announcing one
-/// device, then zeros, one byte every 300 ms, forever.
-fn trickler() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut c) = conn else { return };
-            std::thread::spawn(move || {
-                let header = [0x01, 0x11, 0x00, 0x05, 0, 0, 0, 0, 0, 0, 0, 1];
-                for b in header.into_iter().chain(std::iter::repeat(0)) {
-                    if c.write_all(&[b]).is_err() {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(300));
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[test]
 fn a_trickling_server_cannot_hold_usb_list_past_the_deadline() {
-    let addr = trickler();
+    let addr = dfukit_testkit::servers::usbip_trickler().to_string();
     let limit = dfukit_transport::usb::SEARCH_DEADLINE;
     let t0 = Instant::now();
     let mut child = dfukit()
