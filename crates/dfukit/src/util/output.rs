@@ -62,6 +62,19 @@ pub struct Output<'a> {
     pub private: bool,
 }
 
+impl<'a> Output<'a> {
+    /// A public output that replaces an existing file (as the peer tools do: scripts rerun
+    /// them), but is never one of `inputs`.
+    pub fn replacing(codes: &'static OutputCodes, inputs: Vec<&'a Path>) -> Self {
+        Output {
+            codes,
+            inputs,
+            overwrite: true,
+            private: false,
+        }
+    }
+}
+
 /// The path with its directory resolved, for comparing with inputs; the file itself
 /// need not exist.
 fn resolved(path: &Path) -> Option<PathBuf> {

@@ -431,13 +431,11 @@ pub fn run_pkg(cmd: PkgCommand) -> miette::Result<()> {
                 &opts.softdevice,
                 &a.key_file,
             ];
-            let out = Output {
-                codes: &OutputCodes::NORDIC,
-                inputs: inputs.iter().filter_map(|p| p.as_deref()).collect(),
-                // nrfutil replaces an existing zip; scripts rerun it.
-                overwrite: true,
-                private: false,
-            };
+            // nrfutil replaces an existing zip; scripts rerun it.
+            let out = Output::replacing(
+                &OutputCodes::NORDIC,
+                inputs.iter().filter_map(|p| p.as_deref()).collect(),
+            );
             write_output(&a.zipfile, &zip, &out)?;
             super::print_warnings(&generated.warnings());
             println!("Zip created at {}", a.zipfile.display());
@@ -486,13 +484,11 @@ pub fn run_settings(cmd: SettingsCommand) -> miette::Result<()> {
             };
             let generated = settings::generate_settings(&opts).map_err(settings_diag)?;
             let inputs = [&opts.application, &opts.softdevice, &a.key_file];
-            let out = Output {
-                codes: &OutputCodes::NORDIC,
-                inputs: inputs.iter().filter_map(|p| p.as_deref()).collect(),
-                // nrfutil replaces an existing hex file.
-                overwrite: true,
-                private: false,
-            };
+            // nrfutil replaces an existing hex file.
+            let out = Output::replacing(
+                &OutputCodes::NORDIC,
+                inputs.iter().filter_map(|p| p.as_deref()).collect(),
+            );
             write_output(&a.hex_file, generated.to_hex().as_bytes(), &out)?;
             println!(
                 "Generated Bootloader DFU settings .hex file and stored it in: {}",

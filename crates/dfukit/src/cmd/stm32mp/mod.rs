@@ -175,12 +175,7 @@ fn sd(a: &SdcardArgs) -> Result<(), Diag> {
     };
     let mut inputs: Vec<&Path> = vec![tsv];
     inputs.extend(l.partitions.iter().filter_map(|p| p.binary.as_deref()));
-    let out = Output {
-        codes: &OutputCodes::STM32MP,
-        inputs,
-        overwrite: true,
-        private: false,
-    };
+    let out = Output::replacing(&OutputCodes::STM32MP, inputs);
     let summary = write_output_with(&a.output, &out, |tmp| {
         sdcard::build(&parts, &opts, tmp).map_err(|e| {
             Diag::new(

@@ -203,12 +203,10 @@ pub fn pack(a: &Pack) -> Result<(), Diag> {
     let bytes = file
         .to_bytes()
         .map_err(|e| pack_diag(e.to_string(), "split the input"))?;
-    let out = Output {
-        codes: &OutputCodes::USB,
-        inputs: inputs.iter().map(PathBuf::as_path).collect(),
-        overwrite: true,
-        private: false,
-    };
+    let out = Output::replacing(
+        &OutputCodes::USB,
+        inputs.iter().map(PathBuf::as_path).collect(),
+    );
     write_output(&a.output, &bytes, &out)?;
     let elements: usize = file.targets.iter().map(|t| t.elements.len()).sum();
     progress::result(
@@ -309,12 +307,7 @@ fn hex16(s: &str) -> Result<u16, Diag> {
 
 /// Replaces `file` with `bytes` atomically: a failed write leaves the old file.
 fn rewrite(file: &Path, bytes: &[u8]) -> Result<(), Diag> {
-    let out = Output {
-        codes: &OutputCodes::USB,
-        inputs: Vec::new(),
-        overwrite: true,
-        private: false,
-    };
+    let out = Output::replacing(&OutputCodes::USB, Vec::new());
     write_output(file, bytes, &out)
 }
 

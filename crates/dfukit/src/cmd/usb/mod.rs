@@ -127,12 +127,7 @@ fn upload(a: &Upload) -> Result<(), Diag> {
         None => host.upload(None, &mut events).map_err(host_error)?,
     };
     // Whole or not at all: a failed upload leaves what was there.
-    let out = Output {
-        codes: &OutputCodes::USB,
-        inputs: Vec::new(),
-        overwrite: true,
-        private: false,
-    };
+    let out = Output::replacing(&OutputCodes::USB, Vec::new());
     write_output(&a.file, &data, &out)?;
     task.finish(
         &format!("{}: {} bytes read", a.file.display(), data.len()),
