@@ -83,13 +83,13 @@ pub enum PackError {
 /// Packs `pieces` into a DfuSe file whose targets are all named `name` (as `dfuse-pack`
 /// names every target `ST...`), with `suffix`'s identification fields.
 ///
-/// The whole input is checked before anything is built, and the result is encoded once to
-/// prove it fits the format; [`DfuseFile::to_bytes`] then cannot fail on it.
+/// The whole input is checked before anything is built. Returns the file and its bytes:
+/// encoding is what proves it fits the format, so it is done here, once.
 pub fn pack(
     pieces: Vec<Piece>,
     name: Option<&str>,
     suffix: Suffix,
-) -> Result<DfuseFile, PackError> {
+) -> Result<(DfuseFile, Vec<u8>), PackError> {
     if pieces.is_empty() {
         return Err(PackError::NoPieces);
     }
@@ -124,8 +124,8 @@ pub fn pack(
         }
     }
     let file = DfuseFile { targets, suffix };
-    file.to_bytes()?;
-    Ok(file)
+    let bytes = file.to_bytes()?;
+    Ok((file, bytes))
 }
 
 /// Refuses two pieces of one alt that share a byte; the first such pair by address is named.
@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn one_target_per_alt_in_order_of_first_appearance() {
-        let f = pack(
+        let (f, bytes) = pack(
             vec![
                 piece(0, 0x0800_0000, 16, "a"),
                 piece(1, 0x1FFF_C000, 4, "opt"),
@@ -182,7 +182,6 @@ mod tests {
         assert_eq!(f.targets[1].alt, 1);
         assert_eq!(f.targets[1].name.as_deref(), Some("ST..."));
         // What is packed reads back the same.
-        let bytes = f.to_bytes().unwrap();
         let back = DfuseFile::parse(&bytes).unwrap();
         assert_eq!(back.targets, f.targets);
         assert_eq!(back.suffix.bcd_dfu, BCD_DFUSE);

@@ -194,15 +194,12 @@ pub fn pack(a: &Pack) -> Result<(), Diag> {
         pieces.extend(read_image(path, a.alt)?);
         inputs.push(path.clone());
     }
-    let file = pack_pieces(pieces, Some(&a.name), suffix).map_err(|e| {
+    let (file, bytes) = pack_pieces(pieces, Some(&a.name), suffix).map_err(|e| {
         pack_diag(
             e.to_string(),
             "check the addresses: every element must lie apart from the others of its alt",
         )
     })?;
-    let bytes = file
-        .to_bytes()
-        .map_err(|e| pack_diag(e.to_string(), "split the input"))?;
     let out = Output::replacing(
         &OutputCodes::USB,
         inputs.iter().map(PathBuf::as_path).collect(),
