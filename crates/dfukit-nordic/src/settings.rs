@@ -227,6 +227,12 @@ fn get(buf: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(w)
 }
 
+/// A structure whose first word is the CRC-32 of its other bytes.
+fn own_crc_ok(part: &[u8]) -> bool {
+    let (crc, rest) = part.split_at(4);
+    u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) == crc32(0, rest)
+}
+
 fn get_bytes<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
     let mut out = [0u8; N];
     for (i, o) in out.iter_mut().enumerate() {
@@ -355,6 +361,19 @@ impl Settings {
             && (p.command_offset == 0
                 || crc32(0, &self.init_command[..p.command_offset as usize]) == p.command_crc);
         self.crc_ok() && self.boot_validation_crc == self.compute_boot_validation_crc() && init_ok
+    }
+
+    /// True when the bonding data's own CRC holds: its first word is the
+    /// CRC-32 of the rest (`nrf_dfu_settings_peer_data_is_valid`). A page
+    /// with no bonding data (zeros, or erased) fails it.
+    pub fn peer_data_valid(&self) -> bool {
+        own_crc_ok(&self.peer_data)
+    }
+
+    /// True when the advertising name's own CRC holds, as for
+    /// [`Settings::peer_data_valid`] (`nrf_dfu_settings_adv_name_is_valid`).
+    pub fn adv_name_valid(&self) -> bool {
+        own_crc_ok(&self.adv_name)
     }
 
     /// CRC32 over the three boot-validation entries (what `boot_validation_crc` must hold).

@@ -21,14 +21,18 @@ impl Bootloader {
             self.settings.settings_version = 2;
             self.settings.bootloader_version = self.cfg.bootloader_version;
         }
-        let main_ok = source == SettingsSource::Main;
+        let mut holds_settings = |addr| {
+            let mut page = [0u8; SETTINGS_LEN];
+            mem.read(addr, &mut page).is_ok() && Settings::from_bytes(&page) == self.settings
+        };
+        // A main page that loaded but whose bonding data or name was torn
+        // (repaired in RAM by `load_settings`) is written again, so the
+        // torn bytes do not stay in flash.
+        let main_ok =
+            source == SettingsSource::Main && holds_settings(self.cfg.layout.settings_addr);
         // A cut during the last backup write leaves main good and the backup
         // torn: repair it now, or the next cut in a main write leaves no copy.
-        let backup_ok = {
-            let mut page = [0u8; SETTINGS_LEN];
-            mem.read(self.cfg.layout.backup_addr, &mut page).is_ok()
-                && Settings::from_bytes(&page) == self.settings
-        };
+        let backup_ok = holds_settings(self.cfg.layout.backup_addr);
         let next = match self.settings.bank_1.bank_code {
             bank_code::VALID_APP
             | bank_code::VALID_SD

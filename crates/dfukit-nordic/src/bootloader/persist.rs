@@ -3,7 +3,9 @@
 
 use super::jobs::{Job, Source};
 use super::{Bootloader, InternalLayout};
-use crate::settings::{Settings, SETTINGS_LEN};
+use crate::settings::{
+    Settings, ADV_NAME_LEN, OFFSET_ADV_NAME, OFFSET_PEER_DATA, PEER_DATA_LEN, SETTINGS_LEN,
+};
 use dfukit_core::ReadFlash;
 
 impl Bootloader {
@@ -63,11 +65,46 @@ pub fn load_settings(
             .map(|_| Settings::from_bytes(&page))
             .filter(Settings::is_intact)
     };
-    if let Some(s) = load(layout.settings_addr) {
-        return (SettingsSource::Main, s);
+    let (source, mut s) = if let Some(s) = load(layout.settings_addr) {
+        (SettingsSource::Main, s)
+    } else if let Some(s) = load(layout.backup_addr) {
+        (SettingsSource::Backup, s)
+    } else {
+        (SettingsSource::None, Settings::default())
+    };
+    repair_peer_parts(&mut s, layout.backup_addr, mem);
+    (source, s)
+}
+
+/// The bonding data and the advertising name lie past every CRC that
+/// decides whether a page is intact; each carries its own CRC (the SDK's
+/// `nrf_dfu_peer_data_t` and `nrf_dfu_adv_name_t`), which says only whether
+/// it is usable. A program cut inside them leaves a page that loads, with
+/// these parts half-written; kept as read, the torn bytes would be written
+/// back by every later settings write. A part that fails its CRC is taken
+/// from the backup page when the backup's copy passes, else cleared to the
+/// zeros of a new page (which the SDK reads as "none" too).
+fn repair_peer_parts(s: &mut Settings, backup_addr: u32, mem: &mut impl ReadFlash) {
+    if !s.peer_data_valid() {
+        let mut b = Settings::default();
+        let ok = mem
+            .read(backup_addr + OFFSET_PEER_DATA as u32, &mut b.peer_data)
+            .is_ok();
+        s.peer_data = if ok && b.peer_data_valid() {
+            b.peer_data
+        } else {
+            [0; PEER_DATA_LEN]
+        };
     }
-    if let Some(s) = load(layout.backup_addr) {
-        return (SettingsSource::Backup, s);
+    if !s.adv_name_valid() {
+        let mut b = Settings::default();
+        let ok = mem
+            .read(backup_addr + OFFSET_ADV_NAME as u32, &mut b.adv_name)
+            .is_ok();
+        s.adv_name = if ok && b.adv_name_valid() {
+            b.adv_name
+        } else {
+            [0; ADV_NAME_LEN]
+        };
     }
-    (SettingsSource::None, Settings::default())
 }

@@ -315,7 +315,12 @@ impl Bootloader {
                     0
                 };
                 let dual = l.app_start + app_len.div_ceil(l.page_size) * l.page_size;
-                if dual + size <= l.app_end {
+                // A single-bank update resumed after a reset finds bank 0
+                // already given up, so the image would fit "beside" it, at
+                // the same address: it is the same single-bank update, and
+                // the settings go on saying so, as an uninterrupted one's do.
+                let resumed_single = self.settings.bank_layout == 1 && app_len == 0;
+                if dual + size <= l.app_end && !resumed_single {
                     self.settings.bank_layout = 0;
                     Ok(dual)
                 } else {

@@ -316,3 +316,68 @@ fn a_flood_of_requests_is_held_off_not_overflowed() {
         (Opcode::ObjectExecute as u8, ResultCode::Success)
     );
 }
+
+/// Found by the power-cut campaign (`dfukit bench power-cuts`): a program
+/// of the settings page cut inside the advertising name leaves a page whose
+/// CRCs hold; the torn bytes must not stay in flash (nor be copied into the
+/// backup by the next write).
+#[test]
+fn a_settings_page_torn_in_its_peer_parts_is_written_again_at_boot() {
+    let mut r = Rig::new();
+    let l = r.t.cfg.layout;
+    let backup = r.mem.bytes(l.backup_addr, SETTINGS_LEN);
+    assert_eq!(r.mem.bytes(l.settings_addr, SETTINGS_LEN), backup);
+    // What a cut 0x364 bytes into the page's program leaves: the rest erased.
+    let torn_at = crate::settings::OFFSET_ADV_NAME;
+    let erased = vec![0xFF; SETTINGS_LEN - torn_at];
+    r.mem.fill(l.settings_addr + torn_at as u32, &erased);
+    let (source, s) = load_settings(&l, &mut r.mem);
+    assert_eq!(
+        source,
+        SettingsSource::Main,
+        "the page's own checks still pass"
+    );
+    assert_eq!(
+        s.adv_name,
+        [0; crate::settings::ADV_NAME_LEN],
+        "repaired in RAM"
+    );
+
+    r.t = Bootloader::new(r.t.cfg.clone());
+    r.run();
+    assert_eq!(r.t.mode(), Mode::Dfu);
+    assert_eq!(
+        r.mem.bytes(l.settings_addr, SETTINGS_LEN),
+        backup,
+        "rewritten"
+    );
+    assert_eq!(r.mem.bytes(l.backup_addr, SETTINGS_LEN), backup);
+}
+
+/// Bonding data whose own CRC holds is kept; the backup's valid copy
+/// replaces a torn one.
+#[test]
+fn valid_peer_data_survives_and_a_torn_copy_comes_from_the_backup() {
+    let mut s = crate::settings::Settings::default();
+    for (i, b) in s.peer_data[4..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let crc = crc32(0, &s.peer_data[4..]);
+    s.peer_data[..4].copy_from_slice(&crc.to_le_bytes());
+    assert!(s.peer_data_valid());
+    s.update_crcs();
+    let mut r = Rig::new();
+    let l = r.t.cfg.layout;
+    let page = s.to_bytes();
+    for addr in [l.settings_addr, l.backup_addr] {
+        r.mem.fill(addr, &vec![0xFF; 4096]);
+        r.mem.fill(addr, &page);
+    }
+    assert_eq!(load_settings(&l, &mut r.mem).1.peer_data, s.peer_data);
+    // Torn 0x340 bytes into the main page: inside the bonding data.
+    r.mem
+        .fill(l.settings_addr + 0x340, &[0xFF; SETTINGS_LEN - 0x340]);
+    let (source, loaded) = load_settings(&l, &mut r.mem);
+    assert_eq!(source, SettingsSource::Main);
+    assert_eq!(loaded.peer_data, s.peer_data);
+}

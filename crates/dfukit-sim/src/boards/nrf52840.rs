@@ -414,6 +414,22 @@ impl Nrf52840 {
         self.responses.pop_front()
     }
 
+    /// Lets the board run without input (booting, activating after the
+    /// update's reset) until its bootloader waits idle in DFU mode, power
+    /// fails, or `limit` of virtual time has passed.
+    pub fn settle(&mut self, limit: Duration) {
+        let until = self.now + limit;
+        while let Some(t) = self.next_wakeup() {
+            if t > until {
+                break;
+            }
+            self.advance(t);
+            if self.bootloader.mode() == Mode::Dfu && !self.bootloader.is_busy() {
+                break;
+            }
+        }
+    }
+
     /// The bootloader's mode.
     pub fn mode(&self) -> Mode {
         self.bootloader.mode()

@@ -10,7 +10,9 @@
 //! unmodified dfu-util.
 
 use crate::clock::BoardClock;
+use crate::clock::SimRng;
 use crate::flash::{FlashChip, FlashModelError, FlashTiming};
+use crate::power::{OpOutcome, PowerCutPlan, PowerSupply};
 use crate::state::{StateDir, StateError};
 use crate::storage::Storage;
 use dfukit_core::Board;
@@ -128,6 +130,9 @@ pub struct Stm32f4 {
     blocks: u32,
     /// The fault switch fired.
     faulted: bool,
+    /// Counts the main flash's operations and cuts power where a campaign
+    /// asks (the option bytes, written through OPTCR, are not counted).
+    power: PowerSupply,
 }
 
 impl Stm32f4 {
@@ -157,6 +162,7 @@ impl Stm32f4 {
             reply: vec![0; 4096],
             blocks: 0,
             faulted: false,
+            power: PowerSupply::always_on(),
             cfg,
         })
     }
@@ -228,6 +234,29 @@ impl Stm32f4 {
         self.descriptors = descriptors(&self.cfg.serial);
     }
 
+    /// Seeds the generator behind the bits a cut erase or program leaves
+    /// (so a power-cut trial replays exactly).
+    pub fn seed_flash(&mut self, seed: u64) {
+        self.mem.flash.set_rng(SimRng::new(seed));
+    }
+
+    /// The power supply (operation counts, cut plan).
+    pub fn power(&self) -> &PowerSupply {
+        &self.power
+    }
+
+    /// Arms a power-cut plan, counting operations from now.
+    pub fn arm(&mut self, plan: PowerCutPlan) {
+        self.power.power_on(plan);
+    }
+
+    /// Restores power with `plan` armed and resets with BOOT0 held: the ROM
+    /// enumerates again; an operation in flight is lost.
+    pub fn power_cycle_with(&mut self, plan: PowerCutPlan) {
+        self.power.power_on(plan);
+        self.reattach();
+    }
+
     /// The DFU core.
     pub fn device(&self) -> &DfuDevice {
         &self.dev
@@ -235,6 +264,9 @@ impl Stm32f4 {
 
     /// Delivers due completions and starts the operations the core asks for.
     fn run_due(&mut self) {
+        if !self.power.is_on() {
+            return;
+        }
         let now = self.now();
         // The next operation starts when the previous one finished, not at
         // the request that happens to observe it: the flash runs back to
@@ -270,7 +302,16 @@ impl Stm32f4 {
                     FlashOp::Erase { .. } => Ok(Duration::ZERO),
                 }
             } else {
-                self.mem.flash.apply(&op)
+                match self.power.apply(&mut self.mem.flash, &op) {
+                    Ok(OpOutcome::Completed(d)) => Ok(d),
+                    Ok(OpOutcome::Interrupted(_) | OpOutcome::PowerOff) => {
+                        // The chip lost power with the operation applied in
+                        // part or not at all; the ROM stops with it.
+                        self.pending = None;
+                        return;
+                    }
+                    Err(e) => Err(e),
+                }
             };
             self.pending = Some(match outcome {
                 Ok(d) => Pending {
@@ -303,6 +344,9 @@ impl UsbDevice for Stm32f4 {
 
     fn control(&mut self, setup: &SetupPacket, data_out: &[u8]) -> ControlReply {
         self.run_due();
+        if !self.power.is_on() {
+            return ControlReply::Disconnected;
+        }
         if self.faulted {
             return ControlReply::Stall;
         }
@@ -345,7 +389,7 @@ impl UsbDevice for Stm32f4 {
     }
 
     fn attached(&self) -> bool {
-        self.left.is_none()
+        self.left.is_none() && self.power.is_on()
     }
 
     /// A bus reset with BOOT0 held: the ROM bootloader starts again.
@@ -418,14 +462,26 @@ impl std::fmt::Display for Stm32f4Report {
 impl Board for Stm32f4 {
     type Inspection = Stm32f4Report;
 
-    board_on_board_clock!();
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+    fn advance(&mut self, now: Instant) {
+        self.clock.advance_to(now);
+        self.run_due();
+    }
+    fn is_powered(&self) -> bool {
+        self.power.is_on()
+    }
     fn next_wakeup(&self) -> Option<Instant> {
+        if !self.power.is_on() {
+            return None;
+        }
         super::earliest(self.pending.map(|p| p.at), self.dev.poll_at())
     }
     /// A power cycle with BOOT0 held: the ROM bootloader enumerates again,
     /// and an operation in flight is lost.
     fn power_cycle(&mut self) {
-        self.reattach()
+        self.power_cycle_with(PowerCutPlan::Never)
     }
     fn inspect(&mut self) -> Stm32f4Report {
         let c = self.mem.flash.counters();

@@ -9,7 +9,6 @@ use dfukit_nordic::init_packet::{self, FwType, Hash, HashType, InitCommand, Sign
 use dfukit_nordic::package::keys;
 use dfukit_nordic::proto::ExtError;
 use dfukit_sim::boards::nrf52840::{Bank1, BoardConfig, Inspection, Nrf52840};
-use dfukit_sim::Board;
 use dfukit_sim::Storage;
 use p256::ecdsa::SigningKey;
 use sha2::{Digest, Sha256};
@@ -157,18 +156,7 @@ pub fn opts() -> UpdateOptions {
 /// Lets the board finish whatever it does without input (booting, or
 /// activation after the update's reset), up to 30 s of virtual time.
 pub fn settle(board: &mut Nrf52840) {
-    let until = board.now() + Duration::from_secs(30);
-    while let Some(t) = board.next_wakeup() {
-        if t > until {
-            break;
-        }
-        board.advance(t);
-        if board.bootloader().mode() == dfukit_nordic::bootloader::Mode::Dfu
-            && !board.bootloader().is_busy()
-        {
-            break;
-        }
-    }
+    board.settle(Duration::from_secs(30));
 }
 
 /// CRC-32 as the bootloader records it.

@@ -6,6 +6,7 @@
 
 mod ble;
 mod fixtures;
+mod power_cuts;
 mod serial;
 mod stm32mp;
 mod usb;
@@ -36,6 +37,10 @@ enum BenchWhat {
     /// and 7.5 ms) and UART (115200, 1000000 baud) in virtual time: dfukit
     /// against the link's bound and against the phone-library baseline.
     Ble(ble::BleBench),
+    /// Power cuts before and part-way through every flash operation of an
+    /// update, with nested cuts during recovery, on every family's
+    /// simulated board: trials, recovered, bricked, wrong image.
+    PowerCuts(power_cuts::PowerCutsBench),
 }
 
 /// Runs a benchmark.
@@ -46,5 +51,6 @@ pub fn run(a: BenchArgs) -> miette::Result<()> {
         BenchWhat::UsbFlash(u) => Ok(usb::run_flash(u)?),
         BenchWhat::Stm32mp(m) => Ok(stm32mp::run(&m)?),
         BenchWhat::Ble(b) => Ok(ble::run(&b)?),
+        BenchWhat::PowerCuts(p) => Ok(power_cuts::run(p)?),
     }
 }
