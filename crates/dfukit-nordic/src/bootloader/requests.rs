@@ -188,13 +188,11 @@ impl Bootloader {
                 if self.fault == Some(BootloaderFault::CompletionTimeout) {
                     return Response::ext_error(OP, ExtError::FlashCompletionTimeout);
                 }
-                // A failed write is retried by re-creating its object.
-                self.fault = None;
-                let p = &mut self.settings.progress;
-                // Anything received after the last executed object is dropped.
-                p.firmware_image_offset = p.firmware_image_offset_last;
-                p.firmware_image_crc = p.firmware_image_crc_last;
-                let start = p.firmware_image_offset_last;
+                // The whole request is checked before anything changes: a
+                // refused CREATE leaves the object, and any fault that stops
+                // its writes, as they were (clearing a failed erase's fault
+                // here once let writes program a page that was not erased).
+                let start = self.settings.progress.firmware_image_offset_last;
                 if start + size > self.image_size {
                     return Response::error(OP, ResultCode::OperationNotPermitted);
                 }
@@ -203,6 +201,12 @@ impl Bootloader {
                 {
                     return Response::error(OP, ResultCode::InvalidParameter);
                 }
+                // A failed write is retried by re-creating its object.
+                self.fault = None;
+                let p = &mut self.settings.progress;
+                // Anything received after the last executed object is dropped.
+                p.firmware_image_offset = p.firmware_image_offset_last;
+                p.firmware_image_crc = p.firmware_image_crc_last;
                 p.data_object_size = size;
                 self.current = Current::Data;
                 self.recv_offset = start;

@@ -381,3 +381,44 @@ fn valid_peer_data_survives_and_a_torn_copy_comes_from_the_backup() {
     assert_eq!(source, SettingsSource::Main);
     assert_eq!(loaded.peer_data, s.peer_data);
 }
+
+/// Found by the `secure_dfu_device` fuzz target (fuzz/regressions/secure_dfu_device/): an
+/// object's erase fails, then a CREATE the core refuses (a short object that is not the
+/// image's last) used to clear the fault anyway, and the next WRITE programmed the page whose
+/// erase had failed. A refused CREATE must change nothing.
+#[test]
+fn a_refused_create_keeps_the_fault_of_a_failed_erase() {
+    let image: Vec<u8> = (0..8192u32).map(|i| (i * 7) as u8).collect();
+    let mut r = ready(&image);
+    r.t.handle_request(r.now, RxTransport::Serial, &write(&image[..32]))
+        .unwrap();
+    r.run();
+    // The object is created again: its erase is handed out and fails.
+    let mut create = vec![0x01, 0x02];
+    create.extend_from_slice(&4096u32.to_le_bytes());
+    r.t.handle_request(r.now, RxTransport::Serial, &create)
+        .unwrap();
+    r.t.poll(r.now, &mut r.mem);
+    assert!(matches!(r.t.poll_flash(), Some(FlashOp::Erase { .. })));
+    r.t.flash_complete(r.now, FlashOutcome::Failed);
+    r.run();
+    assert_eq!(r.t.poll_response().unwrap().result, ResultCode::Success);
+    // A CREATE of 0x197 bytes at offset 0 of an 8192-byte image is refused...
+    let mut short = vec![0x01, 0x02];
+    short.extend_from_slice(&0x197u32.to_le_bytes());
+    assert_eq!(r.req_run(&short).result, ResultCode::InvalidParameter);
+    // ...and the writes behind it still store nothing: no flash operation at all.
+    r.t.handle_request(r.now, RxTransport::Serial, &write(&image[..32]))
+        .unwrap();
+    r.t.poll(r.now, &mut r.mem);
+    assert!(r.t.poll_flash().is_none(), "a write over a failed erase");
+    // CRC_GET reports the failed erase rather than an offset.
+    let crc = r.req_run(&[0x03]);
+    assert_eq!(crc.result, ResultCode::ExtError);
+    // A CREATE the core accepts clears the fault and erases again.
+    assert_eq!(r.req_run(&create).result, ResultCode::Success);
+    r.t.handle_request(r.now, RxTransport::Serial, &write(&image[..32]))
+        .unwrap();
+    r.run();
+    assert_eq!(r.req_run(&[0x03]).result, ResultCode::Success);
+}
