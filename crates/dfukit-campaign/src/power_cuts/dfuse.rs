@@ -9,8 +9,8 @@
 //! download's, and the host never reports success for a download that a
 //! cut interrupted.
 
-use super::nordic::SetupError;
 use super::{Scenario, Trial, Verdict};
+use crate::SetupError;
 use dfukit_sim::boards::stm32f4::{Stm32f4, Stm32f4Config};
 use dfukit_sim::links::usb::{SimUsb, UsbLinkModel};
 use dfukit_sim::{Board, PowerCutPlan, Storage};

@@ -317,7 +317,7 @@ fn random_cut(rng: &mut TrialRng, op: u64) -> PowerCutPlan {
 }
 
 /// Every built-in scenario, set up (each runs its clean update once).
-pub fn scenarios() -> Result<Vec<Box<dyn Scenario>>, nordic::SetupError> {
+pub fn scenarios() -> Result<Vec<Box<dyn Scenario>>, crate::SetupError> {
     let mut v = nordic::scenarios()?;
     v.extend(dfuse::scenarios()?);
     Ok(v)

@@ -72,6 +72,18 @@ pub enum DecodeError {
         /// Message and field.
         field: &'static str,
     },
+    /// A field the schema does not define, in a wrapper around the InitCommand (`Packet`,
+    /// `SignedCommand`, `Command`). The signature covers the InitCommand only, so nothing
+    /// vouches for these wrappers; nrfutil writes none, and a packet that has one was
+    /// damaged or extended after it was signed.
+    UnknownField {
+        /// Offset of the field's key.
+        offset: usize,
+        /// The message it appeared in.
+        message: &'static str,
+        /// Its field number.
+        number: u32,
+    },
     /// The command's `op_code` is not INIT.
     UnsupportedOpCode {
         /// Offset of the value.
@@ -98,6 +110,7 @@ impl DecodeError {
             | DecodeError::UnknownEnumValue { offset, .. }
             | DecodeError::MissingField { offset, .. }
             | DecodeError::DuplicateField { offset, .. }
+            | DecodeError::UnknownField { offset, .. }
             | DecodeError::UnsupportedOpCode { offset, .. }
             | DecodeError::NoCommand { offset } => offset,
         }
@@ -133,6 +146,14 @@ impl fmt::Display for DecodeError {
             DecodeError::DuplicateField { offset, field } => {
                 write!(f, "field {field} appears twice (second at offset {offset})")
             }
+            DecodeError::UnknownField {
+                offset,
+                message,
+                number,
+            } => write!(
+                f,
+                "unknown field {number} in {message} at offset {offset}: the signature does not cover it, and no generator writes one (damaged or appended after signing?)"
+            ),
             DecodeError::UnsupportedOpCode { offset, op_code } => {
                 write!(f, "command at offset {offset} has op_code {op_code}, expected INIT (1)")
             }
@@ -489,7 +510,13 @@ fn decode_command<'a>(buf: &'a [u8], base: usize) -> Result<(InitCommand, &'a [u
                 }
                 init = Some((decode_init_command(b, f.value_offset)?, b));
             }
-            _ => {}
+            n => {
+                return Err(DecodeError::UnknownField {
+                    offset: f.key_offset,
+                    message: "Command",
+                    number: n,
+                })
+            }
         }
     }
     if !op_code {
@@ -506,7 +533,9 @@ fn decode_command<'a>(buf: &'a [u8], base: usize) -> Result<(InitCommand, &'a [u
 
 /// Decodes an init packet (`dfu.Packet`) without allocating.
 ///
-/// Unknown fields are skipped as protobuf requires; known fields with the wrong wire type,
+/// Unknown fields inside the InitCommand are skipped as protobuf requires (they are signed:
+/// a newer generator's field is vouched for); in the unsigned wrappers around it they are
+/// refused ([`DecodeError::UnknownField`]). Known fields with the wrong wire type,
 /// undefined enum values, oversize fields (nanopb limits) and truncation are errors.
 pub fn decode(packet: &[u8]) -> Result<InitPacket<'_>, DecodeError> {
     let mut r = Reader::new(packet, 0);
@@ -540,7 +569,13 @@ pub fn decode(packet: &[u8]) -> Result<InitPacket<'_>, DecodeError> {
                 }
                 result = Some(decode_signed_command(b, f.value_offset)?);
             }
-            _ => {}
+            n => {
+                return Err(DecodeError::UnknownField {
+                    offset: f.key_offset,
+                    message: "Packet",
+                    number: n,
+                })
+            }
         }
     }
     result.ok_or(DecodeError::NoCommand {
@@ -582,7 +617,13 @@ fn decode_signed_command(buf: &[u8], base: usize) -> Result<InitPacket<'_>, Deco
                 }
                 signature = Some(b);
             }
-            _ => {}
+            n => {
+                return Err(DecodeError::UnknownField {
+                    offset: f.key_offset,
+                    message: "SignedCommand",
+                    number: n,
+                })
+            }
         }
     }
     let (command, span) = command.ok_or(DecodeError::MissingField {

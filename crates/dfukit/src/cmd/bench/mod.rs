@@ -9,6 +9,7 @@ mod fixtures;
 mod power_cuts;
 mod serial;
 mod stm32mp;
+mod tamper;
 mod usb;
 
 use clap::{Args, Subcommand};
@@ -41,6 +42,10 @@ enum BenchWhat {
     /// update, with nested cuts during recovery, on every family's
     /// simulated board: trials, recovered, bricked, wrong image.
     PowerCuts(power_cuts::PowerCutsBench),
+    /// Damaged and policy-breaking updates (every bit flip of an init
+    /// packet, sampled image damage, downgrades, wrong keys ...) against
+    /// every family's simulated board: cases, rejected, accepted.
+    Tamper(tamper::TamperBench),
 }
 
 /// Runs a benchmark.
@@ -52,5 +57,6 @@ pub fn run(a: BenchArgs) -> miette::Result<()> {
         BenchWhat::Stm32mp(m) => Ok(stm32mp::run(&m)?),
         BenchWhat::Ble(b) => Ok(ble::run(&b)?),
         BenchWhat::PowerCuts(p) => Ok(power_cuts::run(p)?),
+        BenchWhat::Tamper(t) => Ok(tamper::run(t)?),
     }
 }
