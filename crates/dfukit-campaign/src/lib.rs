@@ -12,10 +12,12 @@
 //! [`nrf52840`] sets up the simulated nRF52840 for both.
 #![warn(missing_docs)]
 
+pub mod link_faults;
 pub mod nrf52840;
 pub mod parallel;
 pub mod power_cuts;
 mod rng;
+pub mod stm32f4;
 pub mod tamper;
 
 pub use rng::TrialRng;

@@ -405,6 +405,7 @@ fn a_gap_matches_no_prefix_and_is_a_crc_error() {
     // One write lost and the next ones taken: the device's data has a hole.
     let mut o = opts(0);
     o.object_retries = 0;
+    o.session_retries = 0;
     let (r, _) = update_4k_dropping(1 + 3, Drops::Gap, &o);
     assert!(
         matches!(
@@ -542,12 +543,14 @@ fn pipelined_objects_wait_once_per_object() {
     let (r, events) = update(&mut link, &opts(0), &img);
     r.unwrap();
     assert_done(&link, &img, &events);
-    // CREATE and EXECUTE per data object, no CRC_GET.
+    // CREATE and EXECUTE per data object, no CRC_GET but before the last
+    // object's EXECUTE (it must confirm the whole image first).
     assert_eq!(
         controls(&link),
         vec![
             0x02, 0x06, 0x01, 0x03, 0x04, // connect, init packet
-            0x06, 0x01, 0x04, 0x01, 0x04, 0x01, 0x04, // 3 data objects
+            0x06, 0x01, 0x04, 0x01, 0x04, // 2 data objects
+            0x01, 0x03, 0x04, // the last one
         ]
     );
     // Each data object's CREATE, writes and EXECUTE went out before the
@@ -597,7 +600,7 @@ fn pipelined_execute_of_an_incomplete_object_falls_back_to_resending() {
         vec![
             0x02, 0x06, 0x01, 0x03, 0x04, // connect, init packet
             0x06, 0x01, 0x04, 0x03, 0x03, 0x04, // object 0
-            0x01, 0x04, // object 1
+            0x01, 0x03, 0x04, // object 1, the last: CRC_GET before EXECUTE
         ]
     );
 }

@@ -10,17 +10,10 @@
 //! cut interrupted.
 
 use super::{Scenario, Trial, Verdict};
+use crate::stm32f4::{board, download, flash_of, powered, FLASH_BASE};
 use crate::SetupError;
-use dfukit_sim::boards::stm32f4::{Stm32f4, Stm32f4Config};
 use dfukit_sim::links::usb::{SimUsb, UsbLinkModel};
-use dfukit_sim::{Board, PowerCutPlan, Storage};
-use dfukit_stm32mp::connect::Connector;
-use dfukit_usbdfu::device::DeviceConfig;
-use dfukit_usbdfu::dfuse::MemoryLayout;
-use dfukit_usbdfu::host::{DfuHost, DfuOptions};
-use std::time::Duration;
-
-const FLASH_BASE: u32 = 0x0800_0000;
+use dfukit_sim::PowerCutPlan;
 
 /// A DfuSe download of an application over an older one.
 pub struct DfuseUpdate {
@@ -30,46 +23,6 @@ pub struct DfuseUpdate {
     image: Vec<u8>,
     old_len: usize,
     clean_ops: u64,
-}
-
-fn board(flash: &[u8], seed: u64) -> Stm32f4 {
-    let mut b = Stm32f4::new(
-        Stm32f4Config::default(),
-        Storage::from_vec(flash.to_vec()),
-        Storage::from_vec(vec![0xFF; 16]),
-    )
-    .expect("sizes come from a board");
-    b.seed_flash(seed);
-    b.use_virtual_time(dfukit_core::Instant::ZERO);
-    b
-}
-
-/// One download with verification, as `dfukit usb download` runs it.
-fn download(usb: &mut SimUsb<Stm32f4>, image: &[u8]) -> Result<(), String> {
-    let cfg = DeviceConfig::stm32f4_rom();
-    let layout = MemoryLayout::parse(cfg.alts[0].name).expect("the ROM's own layout parses");
-    let t = usb
-        .connect(Duration::from_secs(1))
-        .map_err(|e| e.to_string())?;
-    let mut host = DfuHost::new(t, 0, cfg.descriptor(), DfuOptions::default());
-    host.set_alt(0).map_err(|e| e.to_string())?;
-    host.dfuse_download(&layout, FLASH_BASE, image, true, &mut |_| {})
-        .map_err(|e| e.to_string())
-}
-
-fn flash_of(usb: &SimUsb<Stm32f4>) -> Vec<u8> {
-    usb.device()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .flash()
-        .to_vec()
-}
-
-fn powered(usb: &SimUsb<Stm32f4>) -> bool {
-    usb.device()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .is_powered()
 }
 
 impl DfuseUpdate {

@@ -141,6 +141,24 @@ pub enum UpdateError {
 }
 
 impl UpdateError {
+    /// Whether a link fault explains the error, so that starting the
+    /// exchange again may get through: no answer in time, an answer that
+    /// does not fit the request (a late or repeated one), data that did not
+    /// match, or a device in another state than the host thought. Refusals
+    /// of the package, a gone port and a device that lost writes after
+    /// every resend are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            UpdateError::Timeout { .. }
+            | UpdateError::BadResponse { .. }
+            | UpdateError::CrcMismatch { .. } => true,
+            UpdateError::Rejected { result, ext, .. } => {
+                *result == ResultCode::OperationNotPermitted && ext.is_none()
+            }
+            _ => false,
+        }
+    }
+
     /// A stable code for diagnostics.
     pub fn code(&self) -> &'static str {
         match self {

@@ -44,6 +44,14 @@ pub enum UpdateEvent {
         /// What went wrong.
         reason: String,
     },
+    /// The exchange starts again after an error a link fault explains
+    /// (see `UpdateOptions::session_retries`).
+    Reconnect {
+        /// Which retry this is, from 1.
+        attempt: u32,
+        /// The error that ended the previous attempt.
+        reason: String,
+    },
     /// The device executed the last object and accepted the image.
     Done,
 }

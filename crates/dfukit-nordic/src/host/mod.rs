@@ -78,16 +78,54 @@ pub fn update(
     image: &[u8],
     events: &mut dyn FnMut(UpdateEvent),
 ) -> Result<(), UpdateError> {
-    let mut s = Session {
-        link,
-        opts,
-        chunk: 0,
-    };
-    s.connect(events)?;
-    s.send_init(init_packet, false, events)?;
-    s.send_image(image, init_packet, events)?;
-    events(UpdateEvent::Done);
-    Ok(())
+    let mut first: Option<UpdateError> = None;
+    for attempt in 0..=opts.session_retries {
+        if let Some(e) = &first {
+            events(UpdateEvent::Reconnect {
+                attempt,
+                reason: e.to_string(),
+            });
+            drain(link, opts);
+        }
+        let mut s = Session {
+            link: &mut *link,
+            opts,
+            chunk: 0,
+        };
+        let r = s
+            .connect(events)
+            .and_then(|()| s.send_init(init_packet, false, events))
+            .and_then(|()| s.send_image(image, init_packet, events));
+        match r {
+            Ok(()) => {
+                events(UpdateEvent::Done);
+                return Ok(());
+            }
+            // A retry that finds no bootloader says less than the error
+            // that made the host retry.
+            Err(UpdateError::NotADfuTarget { .. }) if first.is_some() => break,
+            Err(e) if e.is_transient() => {
+                first.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(first.expect("the loop ran and failed"))
+}
+
+/// Lets answers still on their way arrive and drops them, so the next
+/// attempt does not read an answer to a request of the last one: waits
+/// until the link has been quiet for a short while (a tenth of the
+/// response timeout), at most one response timeout in all.
+fn drain(link: &mut dyn SecureDfuLink, opts: &UpdateOptions) {
+    let quiet = opts.response_timeout / 10;
+    let until = link.now() + opts.response_timeout;
+    while link.now() < until {
+        match link.recv(quiet) {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
 }
 
 /// Waits, for at most `within` of the link's clock, until the bootloader

@@ -228,10 +228,19 @@ impl Session<'_> {
                 // EXECUTE goes behind the writes only where the link checks
                 // every packet itself (BLE's LL CRC and acknowledgement): on
                 // a UART nothing but the object CRC catches a flipped byte,
-                // so it is checked before the object is executed.
+                // so it is checked before the object is executed. Never for
+                // the last object: its EXECUTE starts validation, and the
+                // host's success rests on its answer. Answers carry no
+                // sequence number, so one the link delivered twice shifts
+                // every later answer by one; a CRC_GET that must report the
+                // whole image first turns such a shift into an error (found
+                // by `dfukit bench link-faults`: a duplicated EXECUTE answer
+                // let the host report an update whose last object the
+                // device never received).
+                let last = offset + len == total;
                 let pipe = Pipe {
                     create_pending: pipeline,
-                    execute: (pipeline && !self.link.is_serial()).then_some(exec_at),
+                    execute: (pipeline && !self.link.is_serial() && !last).then_some(exec_at),
                 };
                 match self.stream(data, offset, crc_before, at, pipe, events) {
                     Ok(true) => break,

@@ -20,6 +20,14 @@ pub struct UpdateOptions {
     pub connect_timeout: Duration,
     /// How many times one object is re-created after a CRC mismatch.
     pub object_retries: u32,
+    /// How many times the whole exchange is started again, on the same
+    /// link, after an error a link fault explains (no answer in time, an
+    /// answer that does not fit the request, an object that did not
+    /// match): the host reconnects (PING on serial), keeps the init packet
+    /// the device holds and resumes at the device's offset. Errors that a
+    /// retry cannot change (a refused package, a port that is gone) end
+    /// the update at once.
+    pub session_retries: u32,
     /// How long the host waits with a full window before asking the device
     /// for its offset (CRC_GET). Only spent when writes were dropped, which
     /// leaves the device short of its next notification.
@@ -54,6 +62,7 @@ impl Default for UpdateOptions {
             response_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             object_retries: 3,
+            session_retries: 2,
             stall_timeout: Duration::from_secs(1),
             max_recoveries: 8,
             pipeline: true,

@@ -28,6 +28,16 @@
 //!   before a reset are still sent: the model treats them as already
 //!   handed to the SoftDevice.
 //!
+//! [`BleBoardLink::with_faults`] puts a [`FaultInjector`] on the
+//! connection; a frame is one ATT PDU the central queues (a Packet or
+//! Control Point write) or one notification the central receives. A
+//! dropped write is never sent (the application lost it), a corrupted one
+//! carries a changed byte (damage the CRC-24 missed), a duplicated one is
+//! queued twice, a delayed one is queued late; a dropped, changed,
+//! duplicated or delayed notification likewise. A disconnect ends the
+//! link at once; a reset reboots the board, and the central then hears
+//! nothing until the supervision timeout, as with a real reset.
+//!
 //! Everything that varies comes from the seed: the first anchor's offset
 //! (the transmit window offset, Core Vol 6 Part B §4.5.3) and CRC errors
 //! at [`BleParams::packet_error_rate`]. The same seed, board and host give
@@ -36,6 +46,7 @@
 use crate::boards::nrf52840::Nrf52840;
 use crate::clock::SimRng;
 use crate::links::ble::{BleParams, InvalidParams, ATT_HEADER, ATT_WRITE_RSP, T_IFS};
+use crate::links::faults::{Direction, FaultInjector, LinkFault};
 use dfukit_core::Instant;
 use dfukit_core::{Board, Clock};
 use dfukit_nordic::bootloader::RxTransport;
@@ -157,6 +168,7 @@ pub struct BleBoardLink<'a> {
     lost: bool,
     trace: Vec<TraceEntry>,
     counters: BleCounters,
+    faults: Option<FaultInjector>,
 }
 
 impl<'a> BleBoardLink<'a> {
@@ -173,6 +185,10 @@ impl<'a> BleBoardLink<'a> {
         let steps = params.conn_interval.as_micros() as u64 / 1250;
         let offset = Duration::from_micros(rng.below(steps + 1) * 1250);
         let now = board.now();
+        // Answers the board made before this connection had no connection
+        // to go out on: the SoftDevice drops a notification for a link that
+        // is gone, so a new central never hears them.
+        while board.take_response().is_some() {}
         Ok(BleBoardLink {
             boots: board.boots(),
             board,
@@ -187,7 +203,24 @@ impl<'a> BleBoardLink<'a> {
             lost: false,
             trace: Vec::new(),
             counters: BleCounters::default(),
+            faults: None,
         })
+    }
+
+    /// Puts `injector` on the connection (see the module documentation).
+    pub fn with_faults(mut self, injector: FaultInjector) -> Self {
+        self.faults = Some(injector);
+        self
+    }
+
+    /// The injector, with its frame counts and the faults that fired.
+    pub fn faults(&self) -> Option<&FaultInjector> {
+        self.faults.as_ref()
+    }
+
+    /// The fault for the next frame going `dir`, if an injector is on.
+    fn fault(&mut self, dir: Direction) -> Option<LinkFault> {
+        self.faults.as_mut().and_then(|f| f.on_frame(dir))
     }
 
     /// The connection parameters.
@@ -444,7 +477,7 @@ impl<'a> BleBoardLink<'a> {
                     let o = self.rx.pop_front().expect("front was just read");
                     if o.kind == PduKind::Notification {
                         self.counters.notifications += 1;
-                        self.inbox.push_back((p_end, o.frame));
+                        self.notified(p_end, o.frame);
                     }
                 } else if let Some(o) = self.rx.front_mut() {
                     o.sent += 1;
@@ -459,6 +492,26 @@ impl<'a> BleBoardLink<'a> {
         let central_more = self.tx.front().is_some_and(|o| o.ready_at <= anchor);
         let peripheral_more = self.rx.front().is_some_and(|o| o.ready_at <= p_start);
         (p_end + T_IFS, central_more || peripheral_more)
+    }
+
+    /// A notification reached the central at `at`: into the inbox, through
+    /// the fault injector.
+    fn notified(&mut self, at: Instant, mut frame: Vec<u8>) {
+        match self.fault(Direction::ToHost) {
+            None => self.inbox.push_back((at, frame)),
+            Some(LinkFault::Drop) => {}
+            Some(c @ LinkFault::Corrupt { .. }) => {
+                c.corrupt(&mut frame);
+                self.inbox.push_back((at, frame));
+            }
+            Some(LinkFault::Duplicate) => {
+                self.inbox.push_back((at, frame.clone()));
+                self.inbox.push_back((at, frame));
+            }
+            Some(LinkFault::Delay(d)) => self.inbox.push_back((at + d, frame)),
+            Some(LinkFault::Disconnect) => self.lost = true,
+            Some(LinkFault::ResetDevice) => Board::power_cycle(self.board),
+        }
     }
 
     /// The last fragment of the front PDU arrived: hand it to the board.
@@ -539,13 +592,35 @@ impl SecureDfuLink for BleBoardLink<'_> {
             }
         }
         let fragments = self.params.fragments(ATT_HEADER + value);
-        self.tx.push_back(Outgoing {
-            kind,
-            frame,
-            fragments,
-            sent: 0,
-            ready_at: self.board.now(),
-        });
+        let mut ready_at = self.board.now();
+        let mut copies = 1;
+        match self.fault(Direction::ToDevice) {
+            None => {}
+            Some(LinkFault::Drop) => return Ok(()),
+            // A Packet write carries the image bytes alone on the air (the
+            // WRITE opcode in front is this model's framing): damage hits
+            // only those.
+            Some(c @ LinkFault::Corrupt { .. }) if kind == PduKind::PacketWrite => {
+                c.corrupt(&mut frame[1..])
+            }
+            Some(c @ LinkFault::Corrupt { .. }) => c.corrupt(&mut frame),
+            Some(LinkFault::Duplicate) => copies = 2,
+            Some(LinkFault::Delay(d)) => ready_at += d,
+            Some(LinkFault::Disconnect) => {
+                self.lost = true;
+                return Err(self.aborted());
+            }
+            Some(LinkFault::ResetDevice) => Board::power_cycle(self.board),
+        }
+        for _ in 0..copies {
+            self.tx.push_back(Outgoing {
+                kind,
+                frame: frame.clone(),
+                fragments: fragments.clone(),
+                sent: 0,
+                ready_at,
+            });
+        }
         Ok(())
     }
 

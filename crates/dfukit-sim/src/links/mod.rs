@@ -4,6 +4,7 @@
 
 pub mod ble;
 pub mod ble_link;
+pub mod faults;
 pub mod pty;
 pub mod serial;
 pub mod uart;

@@ -10,8 +10,19 @@
 //! the line a [`UartModel`]: a request occupies the host-to-board line for
 //! its SLIP-encoded time before the board sees it, and each response the
 //! board-to-host line for its own, in order, after the board made it.
+//!
+//! [`BoardLink::with_faults`] puts a [`FaultInjector`] on the line; a frame
+//! is one request or one response. Requests: a dropped one never reaches
+//! the board, a corrupted one reaches it changed (the serial transport has
+//! no checksum of its own: the Secure DFU CRC checks are what catch it), a
+//! duplicated one twice, a delayed one after the delay; a reset reboots
+//! the board before the request reaches it. Responses: dropped, changed,
+//! sent twice, or held back; a reset reboots the board in place of the
+//! response. A disconnect fails that call and every later one, as a
+//! USB-serial adapter pulled from the port does.
 
 use crate::boards::nrf52840::Nrf52840;
+use crate::links::faults::{Direction, FaultInjector, LinkFault};
 use crate::links::uart::UartModel;
 use dfukit_core::Instant;
 use dfukit_core::{Board, Clock};
@@ -26,6 +37,21 @@ use std::time::Duration;
 pub struct BoardLink<'a> {
     board: &'a mut Nrf52840,
     uart: Option<UartLine>,
+    faults: Option<Faults>,
+}
+
+/// A fault injector and the responses it holds back (delayed or
+/// duplicated), with the time each arrives.
+struct Faults {
+    injector: FaultInjector,
+    late: VecDeque<(Instant, Vec<u8>)>,
+}
+
+fn gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "the serial port went away (injected disconnect)",
+    )
 }
 
 /// A modelled UART. The host-to-board direction needs no state: `send`
@@ -41,7 +67,25 @@ struct UartLine {
 impl<'a> BoardLink<'a> {
     /// Links to `board`; frames take no time on the line.
     pub fn new(board: &'a mut Nrf52840) -> Self {
-        BoardLink { board, uart: None }
+        BoardLink {
+            board,
+            uart: None,
+            faults: None,
+        }
+    }
+
+    /// Puts `injector` on the line (see the module documentation).
+    pub fn with_faults(mut self, injector: FaultInjector) -> Self {
+        self.faults = Some(Faults {
+            injector,
+            late: VecDeque::new(),
+        });
+        self
+    }
+
+    /// The injector, with its frame counts and the faults that fired.
+    pub fn faults(&self) -> Option<&FaultInjector> {
+        self.faults.as_ref().map(|f| &f.injector)
     }
 
     /// Links to `board` over a UART: frames take their line time.
@@ -54,6 +98,7 @@ impl<'a> BoardLink<'a> {
                 rx_free: now,
                 inbox: VecDeque::new(),
             }),
+            faults: None,
         }
     }
 
@@ -166,18 +211,17 @@ impl Clock for BoardLink<'_> {
     }
 }
 
-impl SecureDfuLink for BoardLink<'_> {
-    fn send(&mut self, req: &SecureDfuRequest<'_>) -> io::Result<()> {
-        let mut frame = Vec::with_capacity(8);
-        req.encode(&mut |b| frame.extend_from_slice(b));
+impl BoardLink<'_> {
+    /// Puts a request frame on the line to the board.
+    fn deliver(&mut self, frame: &[u8]) -> io::Result<()> {
         if self.uart.is_some() {
-            return self.send_uart(&frame);
+            return self.send_uart(frame);
         }
         // Flow control: a frame the board cannot take yet waits on the line.
         let give_up = self.board.now() + Duration::from_secs(60);
         loop {
             let now = self.board.now();
-            if self.board.receive(now, RxTransport::Serial, &frame).is_ok() {
+            if self.board.receive(now, RxTransport::Serial, frame).is_ok() {
                 return Ok(());
             }
             if !self.step(give_up) && self.board.now() >= give_up {
@@ -189,7 +233,8 @@ impl SecureDfuLink for BoardLink<'_> {
         }
     }
 
-    fn recv(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
+    /// The next response frame as the board sent it, or `None` after `timeout`.
+    fn receive_raw(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
         if self.uart.is_some() {
             return self.recv_uart(timeout);
         }
@@ -204,6 +249,88 @@ impl SecureDfuLink for BoardLink<'_> {
                 return Ok(None);
             }
             self.step(deadline);
+        }
+    }
+
+    /// The next response through the fault injector.
+    fn receive_faulty(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
+        let deadline = self.board.now() + timeout;
+        loop {
+            let now = self.board.now();
+            let f = self.faults.as_mut().expect("called with faults");
+            if f.injector.is_disconnected() {
+                return Err(gone());
+            }
+            if let Some(i) = f.late.iter().position(|&(t, _)| t <= now) {
+                return Ok(f.late.remove(i).map(|(_, b)| b));
+            }
+            let next_late = f.late.iter().map(|&(t, _)| t).min();
+            let limit = next_late.map_or(deadline, |t| t.min(deadline));
+            let frame = self.receive_raw(limit.saturating_duration_since(now))?;
+            let Some(mut frame) = frame else {
+                if self.board.now() >= deadline {
+                    return Ok(None);
+                }
+                continue;
+            };
+            let f = self.faults.as_mut().expect("called with faults");
+            match f.injector.on_frame(Direction::ToHost) {
+                None => return Ok(Some(frame)),
+                Some(LinkFault::Drop) => {}
+                Some(c @ LinkFault::Corrupt { .. }) => {
+                    c.corrupt(&mut frame);
+                    return Ok(Some(frame));
+                }
+                Some(LinkFault::Duplicate) => {
+                    f.late.push_back((self.board.now(), frame.clone()));
+                    return Ok(Some(frame));
+                }
+                Some(LinkFault::Delay(d)) => f.late.push_back((self.board.now() + d, frame)),
+                Some(LinkFault::Disconnect) => return Err(gone()),
+                Some(LinkFault::ResetDevice) => Board::power_cycle(self.board),
+            }
+        }
+    }
+}
+
+impl SecureDfuLink for BoardLink<'_> {
+    fn send(&mut self, req: &SecureDfuRequest<'_>) -> io::Result<()> {
+        let mut frame = Vec::with_capacity(8);
+        req.encode(&mut |b| frame.extend_from_slice(b));
+        let Some(f) = self.faults.as_mut() else {
+            return self.deliver(&frame);
+        };
+        if f.injector.is_disconnected() {
+            return Err(gone());
+        }
+        match f.injector.on_frame(Direction::ToDevice) {
+            None => self.deliver(&frame),
+            Some(LinkFault::Drop) => Ok(()),
+            Some(c @ LinkFault::Corrupt { .. }) => {
+                c.corrupt(&mut frame);
+                self.deliver(&frame)
+            }
+            Some(LinkFault::Duplicate) => {
+                self.deliver(&frame)?;
+                self.deliver(&frame)
+            }
+            Some(LinkFault::Delay(d)) => {
+                self.sleep(d);
+                self.deliver(&frame)
+            }
+            Some(LinkFault::Disconnect) => Err(gone()),
+            Some(LinkFault::ResetDevice) => {
+                Board::power_cycle(self.board);
+                self.deliver(&frame)
+            }
+        }
+    }
+
+    fn recv(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
+        if self.faults.is_some() {
+            self.receive_faulty(timeout)
+        } else {
+            self.receive_raw(timeout)
         }
     }
 

@@ -10,8 +10,22 @@
 //! bwPollTimeout sleep advances it by the time asked, so a whole
 //! programming session runs in milliseconds of real time and reports the
 //! same elapsed time on every run.
+//!
+//! [`SimUsb::with_faults`] puts a [`FaultInjector`] on the cable, shared by
+//! every transport it hands out (a board that re-enumerates keeps its
+//! schedule). A frame is one control transfer going to the device and, if
+//! the device answered, its reply coming back. To the device: a dropped
+//! transfer never reaches it (the host times out), a corrupted one reaches
+//! it with one byte of its data stage changed (or of wValue/wIndex when it
+//! has none: damage the CRC-16 missed), a duplicated one is handled twice
+//! (a retry after a lost handshake), a delayed one reaches it late, a
+//! reset reboots the board first. Back to the host: a dropped reply is a
+//! timeout after the device acted, a corrupted one has a byte of its data
+//! changed, a delayed one comes late. A disconnect fails that transfer and
+//! every later one, and no later connect finds the device.
 
 use crate::boards::stm32f4::Stm32f4;
+use crate::links::faults::{Direction, FaultInjector, LinkFault};
 use dfukit_core::{Board, Clock, Instant};
 use dfukit_stm32mp::connect::{ConnectError, Connector};
 use dfukit_usbdfu::host::{ControlRequest, ControlTransfer, DataStage, TransferError};
@@ -124,7 +138,11 @@ pub struct SimUsb<D: VirtualUsbDevice> {
     device: Arc<Mutex<D>>,
     clock: SharedTime,
     link: UsbLinkModel,
+    faults: Option<SharedFaults>,
 }
+
+/// The cable's fault injector, shared by its transports.
+type SharedFaults = Arc<Mutex<FaultInjector>>;
 
 impl<D: VirtualUsbDevice> SimUsb<D> {
     /// Puts `device` (already in virtual-time mode) on a cable; the clock
@@ -140,7 +158,19 @@ impl<D: VirtualUsbDevice> SimUsb<D> {
             device,
             clock: Arc::new(Mutex::new(start)),
             link,
+            faults: None,
         }
+    }
+
+    /// Puts `injector` on the cable (see the module documentation).
+    pub fn with_faults(mut self, injector: FaultInjector) -> Self {
+        self.faults = Some(Arc::new(Mutex::new(injector)));
+        self
+    }
+
+    /// A copy of the injector: its frame counts and the faults that fired.
+    pub fn faults(&self) -> Option<FaultInjector> {
+        self.faults.as_ref().map(|f| lock(f).clone())
     }
 
     /// The board.
@@ -193,11 +223,16 @@ impl<D: VirtualUsbDevice> Connector for SimUsb<D> {
                 d.advance(now);
                 (d.attached(), d.next_wakeup())
             };
-            if attached {
+            let unplugged = self
+                .faults
+                .as_ref()
+                .is_some_and(|f| lock(f).is_disconnected());
+            if attached && !unplugged {
                 return Ok(SimTransport {
                     device: Arc::clone(&self.device),
                     clock: Arc::clone(&self.clock),
                     link: self.link,
+                    faults: self.faults.clone(),
                 });
             }
             // Jump to the board's next change if it comes before the
@@ -228,6 +263,7 @@ pub struct SimTransport<D: VirtualUsbDevice> {
     device: Arc<Mutex<D>>,
     clock: SharedTime,
     link: UsbLinkModel,
+    faults: Option<SharedFaults>,
 }
 
 impl<D: VirtualUsbDevice> SimTransport<D> {
@@ -236,8 +272,86 @@ impl<D: VirtualUsbDevice> SimTransport<D> {
         *lock(&self.clock)
     }
 
-    /// One transfer: bus time, then the device's answer at the new time.
+    /// The fault for the next frame going `dir`, if an injector is on.
+    fn fault(&self, dir: Direction) -> Option<LinkFault> {
+        self.faults.as_ref().and_then(|f| lock(f).on_frame(dir))
+    }
+
+    fn unplugged(&self) -> bool {
+        self.faults
+            .as_ref()
+            .is_some_and(|f| lock(f).is_disconnected())
+    }
+
+    /// One transfer through the fault injector, if any.
     fn transfer(
+        &mut self,
+        setup: SetupPacket,
+        data_out: &[u8],
+        data_len: usize,
+        timeout: Duration,
+    ) -> Result<ControlReply, TransferError> {
+        if self.unplugged() {
+            return Err(TransferError::Disconnected);
+        }
+        let mut setup = setup;
+        let mut data = std::borrow::Cow::Borrowed(data_out);
+        let mut twice = false;
+        match self.fault(Direction::ToDevice) {
+            None => {}
+            Some(LinkFault::Drop) => {
+                advance(&self.clock, &self.device, timeout);
+                return Err(TransferError::Timeout);
+            }
+            Some(c @ LinkFault::Corrupt { .. }) if !data_out.is_empty() => {
+                c.corrupt(data.to_mut());
+            }
+            Some(c @ LinkFault::Corrupt { .. }) => {
+                let mut b = setup.to_bytes();
+                c.corrupt(&mut b[2..6]);
+                setup = SetupPacket::from_bytes(b);
+            }
+            Some(LinkFault::Duplicate) => twice = true,
+            Some(LinkFault::Delay(d)) => {
+                advance(&self.clock, &self.device, d);
+            }
+            Some(LinkFault::Disconnect) => return Err(TransferError::Disconnected),
+            Some(LinkFault::ResetDevice) => lock(&self.device).power_cycle(),
+        }
+        if twice {
+            // The first one's answer is lost with its handshake.
+            let _ = self.bus_transfer(setup, &data, data_len, timeout);
+        }
+        let reply = self.bus_transfer(setup, &data, data_len, timeout)?;
+        let ControlReply::Data(mut d) = reply else {
+            return Ok(reply);
+        };
+        match self.fault(Direction::ToHost) {
+            Some(LinkFault::Drop) => {
+                advance(&self.clock, &self.device, timeout);
+                Err(TransferError::Timeout)
+            }
+            Some(c @ LinkFault::Corrupt { .. }) => {
+                c.corrupt(&mut d);
+                Ok(ControlReply::Data(d))
+            }
+            Some(LinkFault::Delay(dl)) => {
+                advance(&self.clock, &self.device, dl);
+                Ok(ControlReply::Data(d))
+            }
+            Some(LinkFault::Disconnect) => Err(TransferError::Disconnected),
+            Some(LinkFault::ResetDevice) => {
+                lock(&self.device).power_cycle();
+                advance(&self.clock, &self.device, timeout);
+                Err(TransferError::Timeout)
+            }
+            Some(LinkFault::Duplicate) | None => Ok(ControlReply::Data(d)),
+        }
+    }
+
+    /// One transfer on the bus: bus time, then the device's answer at the
+    /// new time.
+    fn bus_transfer(
         &mut self,
         setup: SetupPacket,
         data_out: &[u8],

@@ -275,6 +275,11 @@ pub fn report(task: &mut Task, e: UpdateEvent) {
             &format!("retrying object {object}: {reason}"),
             json!({"object": object, "reason": reason}),
         ),
+        UpdateEvent::Reconnect { attempt, reason } => task.event(
+            "reconnect",
+            &format!("starting again (retry {attempt}) after: {reason}"),
+            json!({"attempt": attempt, "reason": reason}),
+        ),
         UpdateEvent::Done => {}
     }
 }

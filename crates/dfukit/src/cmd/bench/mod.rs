@@ -6,6 +6,7 @@
 
 mod ble;
 mod fixtures;
+mod link_faults;
 mod power_cuts;
 mod serial;
 mod stm32mp;
@@ -42,6 +43,10 @@ enum BenchWhat {
     /// update, with nested cuts during recovery, on every family's
     /// simulated board: trials, recovered, bricked, wrong image.
     PowerCuts(power_cuts::PowerCutsBench),
+    /// Seeded link faults (drop, corrupt, duplicate, delay, disconnect,
+    /// device reset) between dfukit's host and each transport's simulated
+    /// board: completed, clean errors, silent corruption, false success.
+    LinkFaults(link_faults::LinkFaultsBench),
     /// Damaged and policy-breaking updates (every bit flip of an init
     /// packet, sampled image damage, downgrades, wrong keys ...) against
     /// every family's simulated board: cases, rejected, accepted.
@@ -57,6 +62,7 @@ pub fn run(a: BenchArgs) -> miette::Result<()> {
         BenchWhat::Stm32mp(m) => Ok(stm32mp::run(&m)?),
         BenchWhat::Ble(b) => Ok(ble::run(&b)?),
         BenchWhat::PowerCuts(p) => Ok(power_cuts::run(p)?),
+        BenchWhat::LinkFaults(l) => Ok(link_faults::run(l)?),
         BenchWhat::Tamper(t) => Ok(tamper::run(t)?),
     }
 }
